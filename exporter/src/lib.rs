@@ -1,0 +1,15 @@
+//! dlvp-exporter: everything between a trained DLVP-CLIP checkpoint and an ONNX graph.
+//!
+//! - [`spec`]: the model spec (YAML) that fixes every open choice of the model;
+//! - [`manifest`]: the tensors a checkpoint must hold for a spec;
+//! - [`weights`]: the memory-mapped safetensors reader with prefix scopes and a ledger;
+//! - [`check`]: a checkpoint compared with a spec, every problem reported by tensor name.
+
+pub mod check;
+pub mod manifest;
+pub mod spec;
+pub mod weights;
+
+pub use check::{check_checkpoint, CheckReport, Problem};
+pub use spec::{Spec, SpecError};
+pub use weights::{Checkpoint, Weights, WeightsError};

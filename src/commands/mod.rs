@@ -1,0 +1,4 @@
+//! One module per `dlvp` subcommand.
+
+pub mod spec;
+pub mod weights;

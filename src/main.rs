@@ -1,0 +1,42 @@
+//! `dlvp`: the DLVP-CLIP model compiler and runtime command line.
+//!
+//! Exit codes: 0 success, 1 the work failed (invalid spec, bad checkpoint, ...), 2 bad usage.
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "dlvp", version, about = "DLVP-CLIP: checkpoint → ONNX graph → anomaly scores and maps")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate or show model specs (model-spec/README.md).
+    #[command(subcommand)]
+    Spec(commands::spec::SpecCommand),
+    /// Check checkpoints against a spec.
+    #[command(subcommand)]
+    Weights(commands::weights::WeightsCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Spec(cmd) => commands::spec::run(cmd),
+        Command::Weights(cmd) => commands::weights::run(cmd),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(err) => {
+            // `{:#}` puts the whole context chain on one line: "while X: because Y".
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}

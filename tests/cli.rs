@@ -1,0 +1,186 @@
+//! The `dlvp` binary end to end: exit codes, one-line errors, and the acceptance cases of
+//! `dlvp spec` and `dlvp weights check`.
+
+#[path = "support/checkpoint.rs"]
+mod checkpoint;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use checkpoint::{dlvp_metadata, tensors_for, tiny_spec, write, Tensor};
+use rstest::rstest;
+
+fn dlvp(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dlvp")).args(args).output().expect("run dlvp")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn spec_path(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("model-spec").join(file)
+}
+
+/// A failure: the given exit code, one `error:` line on stderr, and no panic anywhere.
+fn assert_fails(out: &Output, code: i32, expected: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(code), "stdout: {}\nstderr: {err}", stdout(out));
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains(expected), "expected {expected:?} in {err:?}");
+}
+
+#[test]
+fn all_shipped_specs_validate() {
+    let files = ["dlvp-clip-vit-l14-518.yaml", "dlvp-clip-vit-b16-224.yaml", "tiny.yaml"].map(spec_path);
+    let args: Vec<&str> = ["spec", "validate"].into_iter().chain(files.iter().map(|p| p.to_str().unwrap())).collect();
+    let out = dlvp(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(text.contains("dlvp-clip-vit-l14-518: ViT 24×1024 p14 @ 518 px, 37×37 grid"), "{text}");
+}
+
+#[rstest]
+#[case::not_multiple("image_size: 56", "image_size: 57", "image_size: 57 is not a multiple of vision.patch_size 8")]
+#[case::unknown_field("embed_dim: 32", "embed_dim: 32\nembed_dims: 32", "unknown field `embed_dims`")]
+#[case::yaml_syntax("top_k: 4", "top_k: 4\n\tbad: 1", "found a tab character that violates indentation at line 25")]
+#[case::heads("heads: 4", "heads: 3", "vision.heads: 3 does not divide vision.width 64")]
+#[case::top_k("top_k: 4", "top_k: 0", "slfs.top_k: must be at least 1")]
+fn an_invalid_spec_fails_naming_the_file_and_field(#[case] from: &str, #[case] to: &str, #[case] expected: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad spec ü.yaml");
+    let text = std::fs::read_to_string(spec_path("tiny.yaml")).unwrap();
+    assert!(text.contains(from));
+    std::fs::write(&bad, text.replacen(from, to, 1)).unwrap();
+    let good = spec_path("tiny.yaml");
+    let out = dlvp(&["spec", "validate", good.to_str().unwrap(), bad.to_str().unwrap()]);
+    assert_fails(&out, 1, expected);
+    let err = stderr(&out);
+    assert!(err.starts_with(&format!("error: {}: ", bad.display())), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(stdout(&out).contains("tiny.yaml: ok"), "the valid file is still reported");
+}
+
+#[test]
+fn spec_show_prints_the_resolved_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    let partial = dir.path().join("partial.yaml");
+    std::fs::write(&partial, "name: b16\nimage_size: 224\nvision:\n  patch_size: 16\n").unwrap();
+    let out = dlvp(&["spec", "show", partial.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = stdout(&out);
+    assert!(shown.contains("visual_static_layers: 9"), "defaults are filled in: {shown}");
+    let resolved = dir.path().join("resolved.yaml");
+    std::fs::write(&resolved, &shown).unwrap();
+    assert!(dlvp(&["spec", "validate", resolved.to_str().unwrap()]).status.success());
+
+    let out = dlvp(&["spec", "show", "--format", "json", partial.to_str().unwrap()]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["vision"]["patch_size"], 16);
+    assert_eq!(json["text"]["width"], 768);
+}
+
+#[rstest]
+#[case::no_subcommand(&[])]
+#[case::unknown_subcommand(&["frobnicate"])]
+#[case::validate_without_files(&["spec", "validate"])]
+#[case::bad_format(&["spec", "show", "--format", "xml", "x.yaml"])]
+fn bad_usage_exits_2(#[case] args: &[&str]) {
+    let out = dlvp(args);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
+fn a_missing_spec_file_is_a_failure_not_a_panic() {
+    assert_fails(&dlvp(&["spec", "show", "/nonexistent/tiny.yaml"]), 1, "error: /nonexistent/tiny.yaml: cannot read spec");
+}
+
+fn tiny_checkpoint(dir: &Path, edit: impl FnOnce(&mut std::collections::BTreeMap<String, Tensor>), with_spec: bool) -> PathBuf {
+    let spec = tiny_spec();
+    let mut tensors = tensors_for(&spec);
+    edit(&mut tensors);
+    let path = dir.join("tiny.safetensors");
+    write(&path, &tensors, with_spec.then(|| dlvp_metadata(&spec)));
+    path
+}
+
+#[test]
+fn weights_check_passes_a_complete_checkpoint_using_its_embedded_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = tiny_checkpoint(dir.path(), |_| {}, true);
+    let out = dlvp(&["weights", "check", ckpt.to_str().unwrap()]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("format dlvp-clip/1, spec dlvp-clip-tiny (from the checkpoint's metadata)"), "{text}");
+    assert!(text.contains("ok: all"), "{text}");
+}
+
+#[test]
+fn weights_check_names_a_missing_an_extra_and_a_mis_shaped_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = tiny_checkpoint(
+        dir.path(),
+        |t| {
+            t.remove("dlvp.mlop.text_static");
+            t.insert("dlvp.mlop.bonus".into(), Tensor::seeded(&[2], 0));
+            t.insert("transformer.resblocks.1.mlp.c_fc.weight".into(), Tensor::seeded(&[127, 32], 0));
+        },
+        true,
+    );
+    let out = dlvp(&["weights", "check", ckpt.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("missing     dlvp.mlop.text_static: expected shape [2, 4, 32]"), "{text}");
+    assert!(text.contains("unused      dlvp.mlop.bonus: [2]"), "{text}");
+    assert!(text.contains("mis-shaped  transformer.resblocks.1.mlp.c_fc.weight: found [127, 32], expected [128, 32]"), "{text}");
+    assert!(text.contains("3 problem(s)"), "{text}");
+
+    let out = dlvp(&["weights", "check", "--json", ckpt.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["ok"], false);
+    assert_eq!(json["report"]["problems"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn weights_check_needs_a_spec_when_the_checkpoint_has_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = tiny_checkpoint(dir.path(), |_| {}, false);
+    assert_fails(&dlvp(&["weights", "check", ckpt.to_str().unwrap()]), 1, "carries no `spec` metadata; pass --spec FILE");
+    let tiny = spec_path("tiny.yaml");
+    let out = dlvp(&["weights", "check", ckpt.to_str().unwrap(), "--spec", tiny.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("format none (plain OpenCLIP?)"));
+}
+
+#[test]
+fn weights_check_against_another_spec_warns_and_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = tiny_checkpoint(dir.path(), |_| {}, true);
+    let b16 = spec_path("dlvp-clip-vit-b16-224.yaml");
+    let out = dlvp(&["weights", "check", ckpt.to_str().unwrap(), "--spec", b16.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("warning:"), "{}", stderr(&out));
+    assert!(stdout(&out).contains("mis-shaped  visual.proj: found [64, 32], expected [768, 512]"), "{}", stdout(&out));
+}
+
+#[rstest]
+#[case::missing_file("missing.safetensors", None, "cannot read checkpoint")]
+#[case::text_file("notes.safetensors", Some(&b"this is not a checkpoint at all"[..]), "(not a safetensors file?)")]
+#[case::empty_file("empty.safetensors", Some(&b""[..]), "0 bytes, fewer than the 8-byte header length")]
+fn weights_check_on_a_bad_file_fails_in_one_line(#[case] name: &str, #[case] content: Option<&[u8]>, #[case] expected: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    if let Some(bytes) = content {
+        std::fs::write(&path, bytes).unwrap();
+    }
+    let out = dlvp(&["weights", "check", path.to_str().unwrap()]);
+    assert_fails(&out, 1, expected);
+    assert!(stderr(&out).contains(&path.display().to_string()));
+    assert_eq!(stderr(&out).lines().count(), 1);
+}
