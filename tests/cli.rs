@@ -184,3 +184,12 @@ fn weights_check_on_a_bad_file_fails_in_one_line(#[case] name: &str, #[case] con
     assert!(stderr(&out).contains(&path.display().to_string()));
     assert_eq!(stderr(&out).lines().count(), 1);
 }
+
+#[test]
+fn the_reference_golden_checkpoint_checks_clean() {
+    // Written by `python -m dlvp_reference.golden` (f16 storage, open_clip's own tensor names).
+    let ckpt = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tiny/weights.safetensors");
+    let out = dlvp(&["weights", "check", ckpt.to_str().unwrap()]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("spec dlvp-clip-tiny (from the checkpoint's metadata)"), "{}", stdout(&out));
+}

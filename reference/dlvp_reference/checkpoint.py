@@ -2,12 +2,13 @@
 OpenCLIP names for CLIP, ``dlvp.*`` for the DLVP parts, ``format``/``spec`` metadata."""
 from __future__ import annotations
 
+import json
+import struct
 from pathlib import Path
 from typing import Dict, Tuple
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from . import spec as spec_mod
 from .spec import Spec
@@ -39,13 +40,39 @@ def dlvp_tensor_shapes(spec: Spec) -> Dict[str, Tuple[int, ...]]:
     return shapes
 
 
-def save(path: str | Path, tensors: Dict[str, torch.Tensor], spec: Spec) -> None:
-    """Writes ``tensors`` with the format tag and the spec, atomically (temp file, then rename)."""
+_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int64: "I64",
+           torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL"}
+
+
+def write_safetensors(path: str | Path, tensors: Dict[str, torch.Tensor], metadata: Dict[str, str]) -> None:
+    """A byte-for-byte deterministic safetensors file (sorted names and metadata; the safetensors
+    package orders metadata by hash, so the same content would give different files), written
+    atomically: a temp file beside ``path``, then a rename."""
     path = Path(path)
+    header: Dict[str, object] = {"__metadata__": dict(sorted(metadata.items()))}
+    blobs, offset = [], 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        if t.dtype not in _DTYPES:
+            raise ValueError(f"tensor `{name}`: dtype {t.dtype} cannot be stored")
+        blob = t.reshape(-1).view(torch.uint8).numpy().tobytes()
+        header[name] = {"dtype": _DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # data starts 8-byte aligned, as the safetensors writer does
     tmp = path.with_name(f".{path.name}.tmp")
-    contiguous = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
-    save_file(contiguous, str(tmp), metadata={FORMAT_KEY: FORMAT_TAG, SPEC_KEY: spec.to_yaml()})
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for blob in blobs:
+            f.write(blob)
     tmp.replace(path)
+
+
+def save(path: str | Path, tensors: Dict[str, torch.Tensor], spec: Spec) -> None:
+    """Writes a DLVP checkpoint: ``tensors`` plus the format tag and the spec in the metadata."""
+    write_safetensors(path, tensors, {FORMAT_KEY: FORMAT_TAG, SPEC_KEY: spec.to_yaml()})
 
 
 def load(path: str | Path) -> Tuple[Dict[str, torch.Tensor], Spec]:
