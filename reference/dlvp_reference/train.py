@@ -1,0 +1,141 @@
+"""Train DLVP-CLIP: ``python -m dlvp_reference.train --data ROOT --out DIR [options]``.
+
+MODEL.md §8 losses, Adam (lr 1.5e-4), CLIP frozen and only ``dlvp.*`` trained unless
+``--train-backbone`` (needed for a model without CLIP pretraining, such as the tiny demo model).
+The model starts from ``--init`` (a DLVP checkpoint, or a plain OpenCLIP safetensors state dict
+plus the documented DLVP init) or, without it, from a randomly initialised CLIP of ``--spec``.
+
+``DIR/checkpoint.safetensors`` (the DLVP checkpoint ``dlvp export`` reads) and ``DIR/state.pt``
+(optimizer, epoch, RNG) are written atomically after every epoch; ``--resume`` continues from
+them. ``DIR/train_log.jsonl`` has one line per step.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from tqdm import tqdm
+
+from . import checkpoint, spec as spec_mod
+from .data import AnomalyDataset, DatasetError, mvtec_samples, visa_samples
+from .losses import dlvp_loss
+from .model import DLVPCLIP, from_checkpoint, from_openclip
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m dlvp_reference.train", description=__doc__.split("\n")[0])
+    p.add_argument("--data", type=Path, required=True, help="dataset root")
+    p.add_argument("--layout", choices=["mvtec", "visa"], default="mvtec")
+    p.add_argument("--categories", nargs="+", help="categories to train on (default: all)")
+    p.add_argument("--split", choices=["test", "train", "all"], default="test",
+                   help="test = every defect with its mask (AnomalyCLIP protocol); all adds train/good")
+    p.add_argument("--spec", type=Path, help="model spec (default: the --init checkpoint's)")
+    p.add_argument("--init", type=Path, help="DLVP checkpoint or plain OpenCLIP safetensors to start from")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1.5e-4)
+    p.add_argument("--train-backbone", action="store_true", help="train CLIP too (no pretrained weights)")
+    p.add_argument("--seed", type=int, default=111)
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--workers", type=int, default=0, help="data loader processes")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
+    return p.parse_args(argv)
+
+
+def build_model(args) -> DLVPCLIP:
+    if args.init is None:
+        if args.spec is None:
+            raise SystemExit("error: pass --spec (or --init with a checkpoint that carries one)")
+        return DLVPCLIP(spec_mod.load(args.spec))
+    spec = spec_mod.load(args.spec) if args.spec else None
+    with safe_open(str(args.init), framework="pt") as f:
+        is_dlvp = (f.metadata() or {}).get(checkpoint.FORMAT_KEY) == checkpoint.FORMAT_TAG
+        if not is_dlvp:
+            if spec is None:
+                raise SystemExit(f"error: {args.init}: a plain OpenCLIP checkpoint carries no spec; pass --spec")
+            return from_openclip(spec, {k: f.get_tensor(k).float() for k in f.keys()})
+    return from_checkpoint(args.init, spec)
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    ckpt_path, state_path, log_path = args.out / "checkpoint.safetensors", args.out / "state.pt", args.out / "train_log.jsonl"
+
+    if args.resume:
+        if not (ckpt_path.is_file() and state_path.is_file()):
+            raise SystemExit(f"error: --resume: {ckpt_path} and {state_path} must both exist")
+        model = from_checkpoint(ckpt_path)
+    else:
+        model = build_model(args)
+    spec = model.spec
+    model.freeze_clip(not args.train_backbone)
+    model.to(device)
+
+    try:
+        make = mvtec_samples if args.layout == "mvtec" else visa_samples
+        samples = make(args.data, args.categories, args.split)
+    except DatasetError as e:
+        raise SystemExit(f"error: {e}")
+    loader = torch.utils.data.DataLoader(
+        AnomalyDataset(samples, spec), batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
+        generator=torch.Generator().manual_seed(args.seed), drop_last=False)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=args.lr)
+    start_epoch = 0
+    if args.resume:
+        state = torch.load(state_path, weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch = state["epoch"]
+        torch.set_rng_state(state["rng"])
+        loader.generator.set_state(state["loader_rng"])
+    anomalous = sum(s.label for s in samples)
+    print(f"training {spec.name} on {len(samples)} images ({anomalous} anomalous) from {args.data}, "
+          f"{sum(p.numel() for p in trainable)} trainable parameters, device {device}, "
+          f"epochs {start_epoch + 1}..{args.epochs}", file=sys.stderr)
+
+    with open(log_path, "a") as log:
+        for epoch in range(start_epoch, args.epochs):
+            model.train()
+            totals, steps, started = 0.0, 0, time.time()
+            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch", file=sys.stderr)
+            for image, label, mask in bar:
+                image, label, mask = image.to(device), label.to(device), mask.to(device)
+                parts = dlvp_loss(model(image), label, mask)
+                optimizer.zero_grad(set_to_none=True)
+                parts["loss"].backward()
+                optimizer.step()
+                record = {k: round(v.item(), 6) for k, v in parts.items()}
+                log.write(json.dumps({"epoch": epoch + 1, "step": steps + 1, **record}) + "\n")
+                totals += record["loss"]
+                steps += 1
+                bar.set_postfix(loss=f"{totals / steps:.4f}")
+            log.flush()
+            checkpoint.save(ckpt_path, {k: v.cpu() for k, v in model.state_dict().items()}, spec)
+            atomic_torch_save({"optimizer": optimizer.state_dict(), "epoch": epoch + 1, "rng": torch.get_rng_state(),
+                               "loader_rng": loader.generator.get_state(), "args": vars(args)}, state_path)
+            print(f"epoch {epoch + 1}: mean loss {totals / max(steps, 1):.4f}, {time.time() - started:.1f} s, "
+                  f"saved {ckpt_path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
