@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import open_clip
 import torch
 from safetensors import safe_open
 from tqdm import tqdm
@@ -37,7 +38,8 @@ def parse_args(argv):
     p.add_argument("--split", choices=["test", "train", "all"], default="test",
                    help="test = every defect with its mask (AnomalyCLIP protocol); all adds train/good")
     p.add_argument("--spec", type=Path, help="model spec (default: the --init checkpoint's)")
-    p.add_argument("--init", type=Path, help="DLVP checkpoint or plain OpenCLIP safetensors to start from")
+    p.add_argument("--init", help="start from: a DLVP checkpoint; a plain OpenCLIP .safetensors/.pt/.bin "
+                   "(with --spec); or openclip:MODEL:TAG, e.g. openclip:ViT-L-14:openai (needs open_clip's download)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--batch-size", type=int, default=8)
@@ -50,12 +52,32 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
+def openclip_state_dict(init: str) -> dict:
+    """A plain OpenCLIP state dict from ``openclip:MODEL:TAG`` (open_clip's own download and cache)
+    or a ``.pt``/``.bin`` file."""
+    if init.startswith("openclip:"):
+        _, name, tag = (init.split(":", 2) + [""])[:3]
+        try:
+            model = open_clip.create_model(name, pretrained=tag or None)
+        except Exception as e:  # open_clip raises many kinds; the user needs the name and the cause
+            raise SystemExit(f"error: --init {init}: open_clip could not create {name!r} with weights {tag!r}: {e}")
+        return model.state_dict()
+    state = torch.load(init, map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state)
+    # Checkpoints saved from DataParallel/DDP prefix every key with "module.".
+    return {k.removeprefix("module."): v.float() for k, v in state.items()}
+
+
 def build_model(args) -> DLVPCLIP:
     if args.init is None:
         if args.spec is None:
             raise SystemExit("error: pass --spec (or --init with a checkpoint that carries one)")
         return DLVPCLIP(spec_mod.load(args.spec))
     spec = spec_mod.load(args.spec) if args.spec else None
+    if str(args.init).startswith("openclip:") or Path(args.init).suffix in (".pt", ".bin", ".pth"):
+        if spec is None:
+            raise SystemExit(f"error: --init {args.init}: a plain OpenCLIP checkpoint carries no spec; pass --spec")
+        return from_openclip(spec, openclip_state_dict(str(args.init)))
     with safe_open(str(args.init), framework="pt") as f:
         is_dlvp = (f.metadata() or {}).get(checkpoint.FORMAT_KEY) == checkpoint.FORMAT_TAG
         if not is_dlvp:

@@ -82,3 +82,26 @@ def test_frozen_backbone_trains_only_dlvp(tmp_path):
     after = from_checkpoint(out / "checkpoint.safetensors").state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith("dlvp.") for k in changed), sorted(changed)[:5]
+
+
+def test_a_plain_openclip_checkpoint_starts_as_clip_with_the_documented_init(tmp_path):
+    from dlvp_reference import spec as spec_mod
+    from dlvp_reference.clip import build_clip
+
+    spec = spec_mod.load(SPEC_DIR / "tiny.yaml")
+    clip = build_clip(spec)
+    state = {f"module.{k}": v for k, v in clip.state_dict().items()}  # as DDP saves it
+    torch.save(state, tmp_path / "open_clip_pytorch_model.bin")
+    args = train.parse_args(["--data", "x", "--out", str(tmp_path / "o"), "--spec", str(SPEC_DIR / "tiny.yaml"),
+                             "--init", str(tmp_path / "open_clip_pytorch_model.bin")])
+    model = train.build_model(args)
+    assert torch.equal(model.visual.conv1.weight, clip.visual.conv1.weight)
+    assert torch.equal(model.dlvp.hfd["1"].in_proj.weight, torch.eye(spec.vision.width))
+    assert not model.dlvp.head.local_proj.weight.any()
+
+
+def test_an_unknown_openclip_model_is_named(tmp_path):
+    args = train.parse_args(["--data", "x", "--out", str(tmp_path), "--spec", str(SPEC_DIR / "tiny.yaml"),
+                             "--init", "openclip:NoSuchModel-42"])
+    with pytest.raises(SystemExit, match="open_clip could not create 'NoSuchModel-42'"):
+        train.build_model(args)
