@@ -3,11 +3,13 @@
 //! - [`spec`]: the model spec (YAML) that fixes every open choice of the model;
 //! - [`manifest`]: the tensors a checkpoint must hold for a spec;
 //! - [`weights`]: the memory-mapped safetensors reader with prefix scopes and a ledger;
-//! - [`check`]: a checkpoint compared with a spec, every problem reported by tensor name.
+//! - [`check`]: a checkpoint compared with a spec, every problem reported by tensor name;
+//! - [`tokenize`]: prompt templates → CLIP token ids.
 
 pub mod check;
 pub mod manifest;
 pub mod spec;
+pub mod tokenize;
 pub mod weights;
 
 pub use check::{check_checkpoint, CheckReport, Problem};
