@@ -4,10 +4,15 @@
 //! - [`manifest`]: the tensors a checkpoint must hold for a spec;
 //! - [`weights`]: the memory-mapped safetensors reader with prefix scopes and a ledger;
 //! - [`check`]: a checkpoint compared with a spec, every problem reported by tensor name;
-//! - [`tokenize`]: prompt templates → CLIP token ids.
+//! - [`tokenize`]: prompt templates → CLIP token ids;
+//! - [`graph`]: the typed graph builder; [`blocks`]: one builder per model block;
+//!   [`onnx`]: the graph as ONNX bytes.
 
+pub mod blocks;
 pub mod check;
+pub mod graph;
 pub mod manifest;
+pub mod onnx;
 pub mod spec;
 pub mod tokenize;
 pub mod weights;

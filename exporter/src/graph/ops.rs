@@ -1,0 +1,229 @@
+//! ONNX opset-17 op helpers with shape inference. Each checks its inputs and computes the
+//! output type as the node is added, so a mistake fails where it is made, naming the scope.
+
+use ndarray::ArrayD;
+
+use super::{shape_str, Attr, Dim, Graph, GraphError, Wire};
+
+type Result<T> = std::result::Result<T, GraphError>;
+
+fn fixed(dim: Dim) -> Option<usize> {
+    match dim {
+        Dim::Fixed(n) => Some(n),
+        Dim::Batch => None,
+    }
+}
+
+/// Numpy broadcasting of two shapes.
+fn broadcast(g: &Graph, op: &str, a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>> {
+    let rank = a.len().max(b.len());
+    let pad = |s: &[Dim]| -> Vec<Dim> { std::iter::repeat_n(Dim::Fixed(1), rank - s.len()).chain(s.iter().copied()).collect() };
+    let (a2, b2) = (pad(a), pad(b));
+    a2.iter()
+        .zip(&b2)
+        .map(|(&x, &y)| match (x, y) {
+            _ if x == y => Ok(x),
+            (Dim::Fixed(1), other) | (other, Dim::Fixed(1)) => Ok(other),
+            _ => Err(g.error(op, format!("shapes {} and {} do not broadcast", shape_str(a), shape_str(b)))),
+        })
+        .collect()
+}
+
+fn same_dtype(g: &Graph, op: &str, a: &Wire, b: &Wire) -> Result<()> {
+    if a.dtype != b.dtype {
+        return Err(g.error(op, format!("dtypes {:?} and {:?} differ", a.dtype, b.dtype)));
+    }
+    Ok(())
+}
+
+impl Graph {
+    fn binary(&mut self, op: &'static str, a: &Wire, b: &Wire) -> Result<Wire> {
+        same_dtype(self, op, a, b)?;
+        let shape = broadcast(self, op, &a.shape, &b.shape)?;
+        Ok(self.node(op, &[a, b], vec![], vec![(a.dtype, shape)]).remove(0))
+    }
+
+    pub fn add(&mut self, a: &Wire, b: &Wire) -> Result<Wire> {
+        self.binary("Add", a, b)
+    }
+
+    pub fn sub(&mut self, a: &Wire, b: &Wire) -> Result<Wire> {
+        self.binary("Sub", a, b)
+    }
+
+    pub fn mul(&mut self, a: &Wire, b: &Wire) -> Result<Wire> {
+        self.binary("Mul", a, b)
+    }
+
+    pub fn div(&mut self, a: &Wire, b: &Wire) -> Result<Wire> {
+        self.binary("Div", a, b)
+    }
+
+    /// MatMul of rank ≥ 2 operands, batch dimensions broadcast.
+    pub fn matmul(&mut self, a: &Wire, b: &Wire) -> Result<Wire> {
+        same_dtype(self, "MatMul", a, b)?;
+        if a.rank() < 2 || b.rank() < 2 {
+            return Err(self.error("MatMul", format!("operands {} and {} need rank ≥ 2", shape_str(&a.shape), shape_str(&b.shape))));
+        }
+        let (m, k1) = (a.dim(-2), a.dim(-1));
+        let (k2, n) = (b.dim(-2), b.dim(-1));
+        if k1 != k2 {
+            return Err(self.error("MatMul", format!("inner dimensions differ: {} × {}", shape_str(&a.shape), shape_str(&b.shape))));
+        }
+        let mut shape = broadcast(self, "MatMul", &a.shape[..a.rank() - 2], &b.shape[..b.rank() - 2])?;
+        shape.extend([m, n]);
+        Ok(self.node("MatMul", &[a, b], vec![], vec![(a.dtype, shape)]).remove(0))
+    }
+
+    /// `x · Wᵀ + b` for a PyTorch Linear weight [out, in]; the weight is stored pre-transposed.
+    pub fn linear(&mut self, x: &Wire, weight: &ArrayD<f32>, bias: Option<&ArrayD<f32>>) -> Result<Wire> {
+        if weight.ndim() != 2 {
+            return Err(self.error("Linear", format!("weight has shape {:?}, expected [out, in]", weight.shape())));
+        }
+        let (out, inp) = (weight.shape()[0], weight.shape()[1]);
+        if x.dim(-1) != Dim::Fixed(inp) {
+            return Err(self.error("Linear", format!("input {} does not end in the weight's in = {inp}", shape_str(&x.shape))));
+        }
+        let transposed: Vec<f32> = weight.t().iter().copied().collect();
+        let w = self.constant_f32("weight", &[inp, out], &transposed);
+        let y = self.matmul(x, &w)?;
+        match bias {
+            None => Ok(y),
+            Some(b) => {
+                if b.shape() != [out] {
+                    return Err(self.error("Linear", format!("bias has shape {:?}, expected [{out}]", b.shape())));
+                }
+                let b = self.constant_f32("bias", &[out], b.as_slice().expect("standard layout"));
+                self.add(&y, &b)
+            }
+        }
+    }
+
+    pub fn transpose(&mut self, x: &Wire, perm: &[usize]) -> Result<Wire> {
+        let mut seen = perm.to_vec();
+        seen.sort_unstable();
+        if seen != (0..x.rank()).collect::<Vec<_>>() {
+            return Err(self.error("Transpose", format!("perm {perm:?} is not a permutation of {} axes", x.rank())));
+        }
+        let shape = perm.iter().map(|&p| x.shape[p]).collect();
+        let perm = perm.iter().map(|&p| p as i64).collect();
+        Ok(self.node("Transpose", &[x], vec![("perm", Attr::Ints(perm))], vec![(x.dtype, shape)]).remove(0))
+    }
+
+    /// Reshape to `target`; a `Batch` in the target must sit where the input has it (written as
+    /// ONNX's 0 = "copy this dimension"), every other dimension is fixed.
+    pub fn reshape(&mut self, x: &Wire, target: &[Dim]) -> Result<Wire> {
+        let count = |s: &[Dim]| s.iter().filter_map(|&d| fixed(d)).product::<usize>();
+        let batches = |s: &[Dim]| s.iter().filter(|&&d| d == Dim::Batch).count();
+        if count(&x.shape) != count(target) || batches(&x.shape) != batches(target) {
+            return Err(self.error("Reshape", format!("cannot reshape {} to {}", shape_str(&x.shape), shape_str(target))));
+        }
+        let mut spec = Vec::with_capacity(target.len());
+        for (i, &d) in target.iter().enumerate() {
+            spec.push(match d {
+                Dim::Fixed(n) => n as i64,
+                Dim::Batch if x.shape.get(i) == Some(&Dim::Batch) => 0,
+                Dim::Batch => {
+                    return Err(self.error("Reshape", format!("the batch moves from its axis: {} → {}", shape_str(&x.shape), shape_str(target))))
+                }
+            });
+        }
+        let shape = self.constant_i64("shape", &[spec.len()], &spec);
+        Ok(self.node("Reshape", &[x, &shape], vec![], vec![(x.dtype, target.to_vec())]).remove(0))
+    }
+
+    /// Zero padding of the end of each spatial axis of [N, C, H, W] by (bottom, right).
+    pub fn pad_end_2d(&mut self, x: &Wire, bottom: usize, right: usize) -> Result<Wire> {
+        if x.rank() != 4 {
+            return Err(self.error("Pad", format!("expected [N, C, H, W], found {}", shape_str(&x.shape))));
+        }
+        if bottom == 0 && right == 0 {
+            return Ok(x.clone());
+        }
+        let (h, w) = (fixed(x.dim(2)).unwrap_or(0), fixed(x.dim(3)).unwrap_or(0));
+        let pads = self.constant_i64("pads", &[8], &[0, 0, 0, 0, 0, 0, bottom as i64, right as i64]);
+        let shape = vec![x.shape[0], x.shape[1], Dim::Fixed(h + bottom), Dim::Fixed(w + right)];
+        Ok(self.node("Pad", &[x, &pads], vec![("mode", Attr::Str("constant".into()))], vec![(x.dtype, shape)]).remove(0))
+    }
+
+    /// Elements `start..end` of fixed axis `axis`.
+    pub fn slice(&mut self, x: &Wire, axis: usize, start: usize, end: usize) -> Result<Wire> {
+        let len = fixed(x.shape[axis]).ok_or_else(|| self.error("Slice", "cannot slice the batch axis"))?;
+        if start >= end || end > len {
+            return Err(self.error("Slice", format!("range {start}..{end} outside axis {axis} of {}", shape_str(&x.shape))));
+        }
+        let starts = self.constant_i64("starts", &[1], &[start as i64]);
+        let ends = self.constant_i64("ends", &[1], &[end as i64]);
+        let axes = self.constant_i64("axes", &[1], &[axis as i64]);
+        let mut shape = x.shape.clone();
+        shape[axis] = Dim::Fixed(end - start);
+        Ok(self.node("Slice", &[x, &starts, &ends, &axes], vec![], vec![(x.dtype, shape)]).remove(0))
+    }
+
+    fn conv_like(&mut self, op: &'static str, x: &Wire, weight: &Wire, stride: usize, group: usize) -> Result<Wire> {
+        if x.rank() != 4 || weight.rank() != 4 {
+            return Err(self.error(op, format!("expected 4-D input and weight, found {} and {}", shape_str(&x.shape), shape_str(&weight.shape))));
+        }
+        let dims: Vec<usize> = weight.shape.iter().map(|&d| fixed(d).unwrap_or(0)).collect();
+        let (h, w) = (fixed(x.dim(2)).unwrap_or(0), fixed(x.dim(3)).unwrap_or(0));
+        let c_in = fixed(x.dim(1)).ok_or_else(|| self.error(op, "the channel axis must be fixed"))?;
+        let (c_out, kh, kw) = match op {
+            "Conv" => {
+                if dims[1] * group != c_in {
+                    return Err(self.error(op, format!("weight {:?} with group {group} does not take {c_in} channels", dims)));
+                }
+                (dims[0], dims[2], dims[3])
+            }
+            _ => {
+                if dims[0] != c_in {
+                    return Err(self.error(op, format!("weight {:?} does not take {c_in} channels", dims)));
+                }
+                (dims[1] * group, dims[2], dims[3])
+            }
+        };
+        let (oh, ow) = if op == "Conv" {
+            if h < kh || w < kw {
+                return Err(self.error(op, format!("kernel {kh}×{kw} larger than the {h}×{w} input")));
+            }
+            ((h - kh) / stride + 1, (w - kw) / stride + 1)
+        } else {
+            ((h - 1) * stride + kh, (w - 1) * stride + kw)
+        };
+        let attrs = vec![
+            ("group", Attr::Int(group as i64)),
+            ("kernel_shape", Attr::Ints(vec![kh as i64, kw as i64])),
+            ("strides", Attr::Ints(vec![stride as i64, stride as i64])),
+        ];
+        let shape = vec![x.shape[0], Dim::Fixed(c_out), Dim::Fixed(oh), Dim::Fixed(ow)];
+        Ok(self.node(op, &[x, weight], attrs, vec![(x.dtype, shape)]).remove(0))
+    }
+
+    /// 2-D convolution without bias or padding.
+    pub fn conv(&mut self, x: &Wire, weight: &Wire, stride: usize, group: usize) -> Result<Wire> {
+        self.conv_like("Conv", x, weight, stride, group)
+    }
+
+    /// 2-D transposed convolution without bias, padding or output padding.
+    pub fn conv_transpose(&mut self, x: &Wire, weight: &Wire, stride: usize, group: usize) -> Result<Wire> {
+        self.conv_like("ConvTranspose", x, weight, stride, group)
+    }
+}
+
+impl Graph {
+    /// Concatenation along `axis`; every other axis must agree.
+    pub fn concat(&mut self, parts: &[&Wire], axis: usize) -> Result<Wire> {
+        let first = parts.first().ok_or_else(|| self.error("Concat", "nothing to concatenate"))?;
+        let mut total = 0;
+        for p in parts {
+            same_dtype(self, "Concat", first, p)?;
+            let agree = p.rank() == first.rank() && (0..p.rank()).all(|i| i == axis || p.shape[i] == first.shape[i]);
+            if !agree {
+                return Err(self.error("Concat", format!("{} and {} differ off axis {axis}", shape_str(&first.shape), shape_str(&p.shape))));
+            }
+            total += fixed(p.shape[axis]).ok_or_else(|| self.error("Concat", "cannot concatenate along the batch axis"))?;
+        }
+        let mut shape = first.shape.clone();
+        shape[axis] = Dim::Fixed(total);
+        Ok(self.node("Concat", parts, vec![("axis", Attr::Int(axis as i64))], vec![(first.dtype, shape)]).remove(0))
+    }
+}

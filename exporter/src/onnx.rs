@@ -1,0 +1,112 @@
+//! [`Graph`] → ONNX `ModelProto` bytes (opset 17, IR 8), through tract's prost types of
+//! onnx.proto3: no protoc, no second proto definition. The only module that knows protobuf.
+
+use prost::Message;
+use tract_onnx::pb;
+
+use crate::graph::{Attr, DType, Dim, Graph, Wire};
+
+pub const OPSET: i64 = 17;
+const IR_VERSION: i64 = 8;
+/// The name of the dynamic batch dimension in the graph's inputs and outputs.
+pub const BATCH_PARAM: &str = "B";
+
+fn elem_type(dtype: DType) -> i32 {
+    use pb::tensor_proto::DataType;
+    (match dtype {
+        DType::F32 => DataType::Float,
+        DType::F16 => DataType::Float16,
+        DType::I64 => DataType::Int64,
+        DType::U8 => DataType::Uint8,
+    }) as i32
+}
+
+fn value_info(wire: &Wire) -> pb::ValueInfoProto {
+    use pb::tensor_shape_proto::{dimension::Value, Dimension};
+    let dim = wire
+        .shape
+        .iter()
+        .map(|d| Dimension {
+            value: Some(match d {
+                Dim::Fixed(n) => Value::DimValue(*n as i64),
+                Dim::Batch => Value::DimParam(BATCH_PARAM.to_string()),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    pb::ValueInfoProto {
+        name: wire.name.clone(),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: elem_type(wire.dtype),
+                shape: Some(pb::TensorShapeProto { dim }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn attribute(name: &str, value: &Attr) -> pb::AttributeProto {
+    use pb::attribute_proto::AttributeType;
+    let mut a = pb::AttributeProto { name: name.to_string(), ..Default::default() };
+    match value {
+        Attr::Int(i) => (a.i, a.r#type) = (*i, AttributeType::Int as i32),
+        Attr::Ints(v) => (a.ints, a.r#type) = (v.clone(), AttributeType::Ints as i32),
+        Attr::Float(f) => (a.f, a.r#type) = (*f, AttributeType::Float as i32),
+        Attr::Str(s) => (a.s, a.r#type) = (s.as_bytes().to_vec(), AttributeType::String as i32),
+    }
+    a
+}
+
+/// The model as a `ModelProto`.
+pub fn to_model_proto(graph: &Graph, name: &str) -> pb::ModelProto {
+    let node = graph
+        .nodes
+        .iter()
+        .map(|n| pb::NodeProto {
+            name: n.name.clone(),
+            op_type: n.op.to_string(),
+            input: n.inputs.clone(),
+            output: n.outputs.clone(),
+            attribute: n.attrs.iter().map(|(k, v)| attribute(k, v)).collect(),
+            ..Default::default()
+        })
+        .collect();
+    let initializer = graph
+        .initializers
+        .iter()
+        .map(|i| pb::TensorProto {
+            name: i.name.clone(),
+            dims: i.dims.iter().map(|&d| d as i64).collect(),
+            data_type: elem_type(i.dtype),
+            raw_data: i.raw.clone(),
+            ..Default::default()
+        })
+        .collect();
+    pb::ModelProto {
+        ir_version: IR_VERSION,
+        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: OPSET }],
+        producer_name: "dlvp".to_string(),
+        producer_version: env!("CARGO_PKG_VERSION").to_string(),
+        graph: Some(pb::GraphProto {
+            name: name.to_string(),
+            node,
+            initializer,
+            input: graph.inputs.iter().map(value_info).collect(),
+            output: graph.outputs.iter().map(value_info).collect(),
+            ..Default::default()
+        }),
+        metadata_props: graph
+            .metadata
+            .iter()
+            .map(|(k, v)| pb::StringStringEntryProto { key: k.clone(), value: v.clone() })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// The serialized model.
+pub fn to_bytes(graph: &Graph, name: &str) -> Vec<u8> {
+    to_model_proto(graph, name).encode_to_vec()
+}
