@@ -12,6 +12,7 @@ pub mod blocks;
 pub mod check;
 pub mod graph;
 pub mod manifest;
+pub mod model;
 pub mod onnx;
 pub mod spec;
 pub mod tokenize;

@@ -2,7 +2,12 @@
 //! `model-spec/README.md` it implements. Blocks read weights through a [`crate::Weights`] scope
 //! and add nodes through [`crate::graph::Graph`]; none of them knows protobuf.
 
+pub mod head;
 pub mod hfd;
+pub mod mlop;
+pub mod slfs;
+pub mod text;
+pub mod vit;
 
 use crate::graph::GraphError;
 use crate::weights::WeightsError;

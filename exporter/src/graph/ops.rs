@@ -3,7 +3,7 @@
 
 use ndarray::ArrayD;
 
-use super::{shape_str, Attr, Dim, Graph, GraphError, Wire};
+use super::{shape_str, Attr, DType, Dim, Graph, GraphError, Wire};
 
 type Result<T> = std::result::Result<T, GraphError>;
 
@@ -225,5 +225,169 @@ impl Graph {
         let mut shape = first.shape.clone();
         shape[axis] = Dim::Fixed(total);
         Ok(self.node("Concat", parts, vec![("axis", Attr::Int(axis as i64))], vec![(first.dtype, shape)]).remove(0))
+    }
+}
+
+impl Graph {
+    fn unary(&mut self, op: &'static str, x: &Wire) -> Result<Wire> {
+        Ok(self.node(op, &[x], vec![], vec![(x.dtype, x.shape.clone())]).remove(0))
+    }
+
+    pub fn erf(&mut self, x: &Wire) -> Result<Wire> {
+        self.unary("Erf", x)
+    }
+
+    pub fn sigmoid(&mut self, x: &Wire) -> Result<Wire> {
+        self.unary("Sigmoid", x)
+    }
+
+    /// `x · s` for a scalar constant.
+    pub fn scale(&mut self, x: &Wire, s: f32) -> Result<Wire> {
+        let c = self.constant_f32("scale", &[], &[s]);
+        self.mul(x, &c)
+    }
+
+    /// `x + s` for a scalar constant.
+    pub fn offset(&mut self, x: &Wire, s: f32) -> Result<Wire> {
+        let c = self.constant_f32("offset", &[], &[s]);
+        self.add(x, &c)
+    }
+
+    fn axis(&self, op: &str, x: &Wire, axis: isize) -> Result<usize> {
+        let rank = x.rank() as isize;
+        let a = if axis < 0 { rank + axis } else { axis };
+        if a < 0 || a >= rank {
+            return Err(self.error(op, format!("axis {axis} outside a rank-{rank} tensor")));
+        }
+        Ok(a as usize)
+    }
+
+    pub fn softmax(&mut self, x: &Wire, axis: isize) -> Result<Wire> {
+        let a = self.axis("Softmax", x, axis)?;
+        Ok(self.node("Softmax", &[x], vec![("axis", Attr::Int(a as i64))], vec![(x.dtype, x.shape.clone())]).remove(0))
+    }
+
+    /// LayerNormalization over the last axis (ε = 1e-5, OpenCLIP's) with scale and bias [C].
+    pub fn layer_norm(&mut self, x: &Wire, weight: &ArrayD<f32>, bias: &ArrayD<f32>) -> Result<Wire> {
+        let c = fixed(x.dim(-1)).ok_or_else(|| self.error("LayerNormalization", "last axis is the batch"))?;
+        if weight.shape() != [c] || bias.shape() != [c] {
+            return Err(self.error(
+                "LayerNormalization",
+                format!("scale {:?} / bias {:?} do not match width {c}", weight.shape(), bias.shape()),
+            ));
+        }
+        let w = self.constant_f32("ln_weight", &[c], weight.as_slice().expect("standard layout"));
+        let b = self.constant_f32("ln_bias", &[c], bias.as_slice().expect("standard layout"));
+        let attrs = vec![("axis", Attr::Int(-1)), ("epsilon", Attr::Float(1e-5))];
+        Ok(self.node("LayerNormalization", &[x, &w, &b], attrs, vec![(x.dtype, x.shape.clone())]).remove(0))
+    }
+
+    fn reduce(&mut self, op: &'static str, x: &Wire, axes: &[isize], keepdims: bool) -> Result<Wire> {
+        let axes: Vec<usize> = axes.iter().map(|&a| self.axis(op, x, a)).collect::<Result<_>>()?;
+        let mut shape = Vec::new();
+        for (i, &d) in x.shape.iter().enumerate() {
+            if !axes.contains(&i) {
+                shape.push(d);
+            } else if keepdims {
+                shape.push(Dim::Fixed(1));
+            }
+        }
+        let attrs = vec![("axes", Attr::Ints(axes.iter().map(|&a| a as i64).collect())), ("keepdims", Attr::Int(keepdims as i64))];
+        Ok(self.node(op, &[x], attrs, vec![(x.dtype, shape)]).remove(0))
+    }
+
+    pub fn reduce_mean(&mut self, x: &Wire, axes: &[isize], keepdims: bool) -> Result<Wire> {
+        self.reduce("ReduceMean", x, axes, keepdims)
+    }
+
+    pub fn reduce_max(&mut self, x: &Wire, axes: &[isize], keepdims: bool) -> Result<Wire> {
+        self.reduce("ReduceMax", x, axes, keepdims)
+    }
+
+    /// `x / ‖x‖₂` along the last axis.
+    pub fn l2_normalize(&mut self, x: &Wire) -> Result<Wire> {
+        let norm = self.reduce("ReduceL2", x, &[-1], true)?;
+        self.div(x, &norm)
+    }
+
+    /// TopK along the last axis, largest first; K is an initializer. Returns (values, int64 indices).
+    pub fn topk(&mut self, x: &Wire, k: usize) -> Result<(Wire, Wire)> {
+        let n = fixed(x.dim(-1)).ok_or_else(|| self.error("TopK", "last axis is the batch"))?;
+        if k == 0 || k > n {
+            return Err(self.error("TopK", format!("K = {k} outside 1..={n}")));
+        }
+        let kc = self.constant_i64("k", &[1], &[k as i64]);
+        let mut shape = x.shape.clone();
+        *shape.last_mut().expect("rank ≥ 1") = Dim::Fixed(k);
+        let attrs = vec![("axis", Attr::Int(-1)), ("largest", Attr::Int(1)), ("sorted", Attr::Int(1))];
+        let mut outs = self.node("TopK", &[x, &kc], attrs, vec![(x.dtype, shape.clone()), (DType::I64, shape)]);
+        let indices = outs.pop().expect("two outputs");
+        Ok((outs.pop().expect("two outputs"), indices))
+    }
+
+    pub fn equal(&mut self, a: &Wire, b: &Wire) -> Result<Wire> {
+        same_dtype(self, "Equal", a, b)?;
+        let shape = broadcast(self, "Equal", &a.shape, &b.shape)?;
+        // Bool has no DType of its own: it is only ever cast straight back.
+        Ok(self.node("Equal", &[a, b], vec![], vec![(DType::U8, shape)]).remove(0))
+    }
+
+    pub fn cast(&mut self, x: &Wire, to: DType) -> Result<Wire> {
+        let code = match to {
+            DType::F32 => 1,
+            DType::U8 => 2,
+            DType::I64 => 7,
+            DType::F16 => 10,
+        };
+        Ok(self.node("Cast", &[x], vec![("to", Attr::Int(code))], vec![(to, x.shape.clone())]).remove(0))
+    }
+
+    pub fn unsqueeze(&mut self, x: &Wire, axis: usize) -> Result<Wire> {
+        let axes = self.constant_i64("axes", &[1], &[axis as i64]);
+        let mut shape = x.shape.clone();
+        shape.insert(axis, Dim::Fixed(1));
+        Ok(self.node("Unsqueeze", &[x, &axes], vec![], vec![(x.dtype, shape)]).remove(0))
+    }
+
+    /// Pad with `begins`/`ends` per axis; `mode` is `constant` (zeros) or `reflect`.
+    pub fn pad(&mut self, x: &Wire, begins: &[usize], ends: &[usize], mode: &str) -> Result<Wire> {
+        if begins.len() != x.rank() || ends.len() != x.rank() {
+            return Err(self.error("Pad", format!("pads for {} axes on a rank-{} tensor", begins.len(), x.rank())));
+        }
+        let mut shape = x.shape.clone();
+        for (i, d) in shape.iter_mut().enumerate() {
+            if begins[i] + ends[i] > 0 {
+                let n = fixed(*d).ok_or_else(|| self.error("Pad", "cannot pad the batch axis"))?;
+                if mode == "reflect" && (begins[i] >= n || ends[i] >= n) {
+                    return Err(self.error("Pad", format!("reflect padding of {} needs more than {n} elements", begins[i].max(ends[i]))));
+                }
+                *d = Dim::Fixed(n + begins[i] + ends[i]);
+            }
+        }
+        let pads: Vec<i64> = begins.iter().chain(ends).map(|&p| p as i64).collect();
+        let pads = self.constant_i64("pads", &[pads.len()], &pads);
+        Ok(self.node("Pad", &[x, &pads], vec![("mode", Attr::Str(mode.into()))], vec![(x.dtype, shape)]).remove(0))
+    }
+
+    /// Bilinear upsampling of [B, C, h, w] by integer factors, PyTorch's `align_corners=False`.
+    pub fn resize_bilinear(&mut self, x: &Wire, out_h: usize, out_w: usize) -> Result<Wire> {
+        let (h, w) = (fixed(x.dim(2)).unwrap_or(0), fixed(x.dim(3)).unwrap_or(0));
+        if x.rank() != 4 || h == 0 || out_h % h != 0 || out_w % w != 0 {
+            return Err(self.error("Resize", format!("{} to {out_h}×{out_w} is not an integer upsampling", shape_str(&x.shape))));
+        }
+        let roi = self.constant_f32("roi", &[0], &[]);
+        let scales = self.constant_f32("scales", &[4], &[1.0, 1.0, (out_h / h) as f32, (out_w / w) as f32]);
+        let attrs = vec![
+            ("coordinate_transformation_mode", Attr::Str("half_pixel".into())),
+            ("mode", Attr::Str("linear".into())),
+        ];
+        let shape = vec![x.shape[0], x.shape[1], Dim::Fixed(out_h), Dim::Fixed(out_w)];
+        Ok(self.node("Resize", &[x, &roi, &scales], attrs, vec![(x.dtype, shape)]).remove(0))
+    }
+
+    /// A constant from an f32 array.
+    pub fn constant_array(&mut self, base: &str, a: &ArrayD<f32>) -> Wire {
+        let values: Vec<f32> = a.iter().copied().collect();
+        self.constant_f32(base, a.shape(), &values)
     }
 }
