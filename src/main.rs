@@ -23,6 +23,10 @@ enum Command {
     /// Check checkpoints against a spec.
     #[command(subcommand)]
     Weights(commands::weights::WeightsCommand),
+    /// Compile a checkpoint into one ONNX graph.
+    Export(commands::export::ExportArgs),
+    /// Describe an ONNX graph: I/O, metadata, ops, parameters.
+    Inspect(commands::inspect::InspectArgs),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +34,8 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Spec(cmd) => commands::spec::run(cmd),
         Command::Weights(cmd) => commands::weights::run(cmd),
+        Command::Export(args) => commands::export::run(args),
+        Command::Inspect(args) => commands::inspect::run(args),
     };
     match outcome {
         Ok(code) => code,

@@ -1,4 +1,57 @@
-//! One module per `dlvp` subcommand.
+//! One module per `dlvp` subcommand, and what several of them share.
 
+pub mod export;
+pub mod inspect;
 pub mod spec;
 pub mod weights;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use dlvp_exporter::{Checkpoint, Spec};
+
+/// The spec for a checkpoint, and a phrase saying where it came from. An explicit `--spec`
+/// wins; a differing embedded spec is reported so the user knows the two disagree.
+pub fn resolve_spec(ckpt: &Checkpoint, explicit: Option<PathBuf>) -> anyhow::Result<(Spec, String)> {
+    let embedded = ckpt.embedded_spec()?;
+    match (explicit, embedded) {
+        (Some(path), embedded) => {
+            let spec = Spec::load(&path)?;
+            if embedded.is_some_and(|e| e != spec) {
+                eprintln!(
+                    "warning: {}: the spec in the checkpoint's metadata differs from {}; checking against {}",
+                    ckpt.path().display(),
+                    path.display(),
+                    path.display()
+                );
+            }
+            Ok((spec, format!("from {}", path.display())))
+        }
+        (None, Some(spec)) => Ok((spec, "from the checkpoint's metadata".to_string())),
+        (None, None) => Err(anyhow::anyhow!("the checkpoint carries no `spec` metadata; pass --spec FILE"))
+            .with_context(|| ckpt.path().display().to_string()),
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, synced, then
+/// renamed over `path`, so a crash or a full disk never leaves a partial file behind.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path.file_name().with_context(|| format!("{}: not a file path", path.display()))?;
+    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("{}: cannot write", path.display()));
+    }
+    Ok(())
+}

@@ -4,9 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context;
 use clap::Subcommand;
-use dlvp_exporter::{check_checkpoint, Checkpoint, Spec};
+use dlvp_exporter::{check_checkpoint, Checkpoint};
+
+use super::resolve_spec;
 
 #[derive(Subcommand)]
 pub enum WeightsCommand {
@@ -57,27 +58,4 @@ pub fn run(cmd: WeightsCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
-}
-
-/// The spec to check against, and a phrase saying where it came from. An explicit `--spec`
-/// wins; a differing embedded spec is reported so the user knows the two disagree.
-fn resolve_spec(ckpt: &Checkpoint, explicit: Option<PathBuf>) -> anyhow::Result<(Spec, String)> {
-    let embedded = ckpt.embedded_spec()?;
-    match (explicit, embedded) {
-        (Some(path), embedded) => {
-            let spec = Spec::load(&path)?;
-            if embedded.is_some_and(|e| e != spec) {
-                eprintln!(
-                    "warning: {}: the spec in the checkpoint's metadata differs from {}; checking against {}",
-                    ckpt.path().display(),
-                    path.display(),
-                    path.display()
-                );
-            }
-            Ok((spec, format!("from {}", path.display())))
-        }
-        (None, Some(spec)) => Ok((spec, "from the checkpoint's metadata".to_string())),
-        (None, None) => Err(anyhow::anyhow!("the checkpoint carries no `spec` metadata; pass --spec FILE"))
-            .with_context(|| ckpt.path().display().to_string()),
-    }
 }

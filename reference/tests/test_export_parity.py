@@ -1,0 +1,91 @@
+"""`dlvp export` graphs run by ONNX Runtime against the PyTorch reference (fp32: ≤ 1e-4 on scores
+and maps, exact topk_indices), for the golden checkpoint and for fresh random weights of the tiny
+spec and of a wider spec with an odd 9×9 grid, more prompts and a score/map mix. Every graph passes
+``onnx.checker.check_model(full_check=True)`` and uses default-domain ops only."""
+import subprocess
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from safetensors import safe_open
+
+from conftest import REPO, SPEC_DIR
+from dlvp_reference import checkpoint, spec as spec_mod
+from dlvp_reference.golden import random_tiny_model
+from dlvp_reference.model import DLVPCLIP
+
+TOL = 1e-4
+
+WIDE = """\
+name: parity-wide
+image_size: 72
+vision: {patch_size: 8, width: 96, layers: 5, heads: 6, act: quick_gelu}
+text: {width: 64, layers: 2, heads: 4, act: gelu}
+embed_dim: 48
+feature_layers: [2, 4, 5]
+slfs: {top_k: 6}
+mlop: {visual_static_layers: 3, text_depth: 2}
+prompts:
+  normal: ["flawless object.", "a photo of a good part."]
+  anomaly: ["damaged object.", "a photo of a broken part with a scratch."]
+score: {map_max_weight: 0.3}
+postprocess: {gaussian_sigma: 2.0}
+"""
+
+
+def export(dlvp_bin, weights, out):
+    run = subprocess.run([dlvp_bin, "export", "--weights", weights, "--out", out], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    model = onnx.load(str(out))
+    onnx.checker.check_model(model, full_check=True)
+    assert {n.domain for n in model.graph.node} <= {""}, "only default-domain ops"
+    return ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+
+
+def compare(session, expected, image):
+    score, amap, topk = session.run(["anomaly_score", "anomaly_map", "topk_indices"], {"image": image.numpy()})
+    assert np.array_equal(topk, expected["topk_indices"].numpy())
+    assert np.abs(score - expected["anomaly_score"].numpy()).max() <= TOL
+    assert np.abs(amap - expected["anomaly_map"].numpy()).max() <= TOL
+
+
+def test_golden_checkpoint_on_onnxruntime(dlvp_bin, tmp_path):
+    session = export(dlvp_bin, REPO / "fixtures/tiny/weights.safetensors", tmp_path / "tiny.onnx")
+    with safe_open(str(REPO / "fixtures/tiny/golden.safetensors"), framework="pt") as f:
+        golden = {k: f.get_tensor(k) for k in f.keys()}
+    compare(session, golden, golden["image"])
+
+
+@pytest.mark.parametrize("which, seed", [("tiny", 7), ("wide", 8)])
+def test_fresh_random_weights_match_the_reference(dlvp_bin, tmp_path, which, seed):
+    if which == "tiny":
+        spec = spec_mod.load(SPEC_DIR / "tiny.yaml")
+    else:
+        spec = spec_mod.from_yaml(WIDE, "parity-wide")
+    model = random_tiny_model(spec, seed)
+    weights = tmp_path / f"{which}.safetensors"
+    checkpoint.save(weights, model.state_dict(), spec)
+    session = export(dlvp_bin, weights, tmp_path / f"{which}.onnx")
+    image = torch.randn(3, 3, spec.image_size, spec.image_size, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        expected = model(image)
+    compare(session, expected, image)
+    # Batch 3 equals three batch-1 runs.
+    singles = [session.run(["anomaly_map"], {"image": image[i : i + 1].numpy()})[0] for i in range(3)]
+    batch = session.run(["anomaly_map"], {"image": image.numpy()})[0]
+    assert np.abs(np.concatenate(singles) - batch).max() <= 1e-5
+
+
+def test_export_refuses_unused_tensors(dlvp_bin, tmp_path):
+    spec = spec_mod.load(SPEC_DIR / "tiny.yaml")
+    tensors = DLVPCLIP(spec).state_dict()
+    tensors["dlvp.extra"] = torch.zeros(3)
+    weights = tmp_path / "extra.safetensors"
+    checkpoint.save(weights, tensors, spec)
+    out = tmp_path / "extra.onnx"
+    run = subprocess.run([dlvp_bin, "export", "--weights", weights, "--out", out], capture_output=True, text=True)
+    assert run.returncode == 1 and "dlvp.extra" in run.stderr and not out.exists()
+    run = subprocess.run([dlvp_bin, "export", "--weights", weights, "--out", out, "--allow-unused"], capture_output=True, text=True)
+    assert run.returncode == 0 and out.exists()

@@ -1,0 +1,100 @@
+//! `dlvp export --weights CKPT [--spec S] --out MODEL.onnx [--allow-unused] [--verify]`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use dlvp_exporter::{model, onnx, Checkpoint};
+use dlvp_runtime::tract_backend::TractModel;
+use ndarray::{ArrayD, IxDyn};
+
+use super::{resolve_spec, write_atomically};
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// The DLVP checkpoint (safetensors, MODEL.md §9).
+    #[arg(long)]
+    weights: PathBuf,
+    /// The model spec; defaults to the spec stored in the checkpoint.
+    #[arg(long)]
+    spec: Option<PathBuf>,
+    /// Where to write the ONNX graph (written atomically).
+    #[arg(long)]
+    out: PathBuf,
+    /// Accept checkpoint tensors the graph does not use (listed as a warning instead).
+    #[arg(long)]
+    allow_unused: bool,
+    /// Run the new graph on tract on a seeded random batch and report its outputs.
+    #[arg(long)]
+    verify: bool,
+}
+
+pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let ckpt = Arc::new(Checkpoint::open(&args.weights)?);
+    let (spec, origin) = resolve_spec(&ckpt, args.spec.clone())?;
+    let exported = model::build(Arc::clone(&ckpt), &spec).with_context(|| format!("exporting {}", args.weights.display()))?;
+    // logit_scale belongs to CLIP checkpoints but not to this graph.
+    let unused: Vec<&String> = exported.ledger.unused.iter().filter(|n| n.as_str() != "logit_scale").collect();
+    if !unused.is_empty() {
+        let names = unused.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+        if !args.allow_unused {
+            bail!(
+                "{}: {} tensor(s) the graph does not use: {names} (wrong spec? pass --allow-unused to export anyway)",
+                args.weights.display(),
+                unused.len()
+            );
+        }
+        eprintln!("warning: {}: unused tensor(s): {names}", args.weights.display());
+    }
+    let bytes = onnx::to_bytes(&exported.graph, &spec.name);
+    write_atomically(&args.out, &bytes)?;
+    let g = &exported.graph;
+    println!(
+        "{}: {} nodes, {} initializers, {:.1} MB ({} from {}, spec {}), {:.1} s",
+        args.out.display(),
+        g.nodes.len(),
+        g.initializers.len(),
+        bytes.len() as f64 / 1e6,
+        spec.name,
+        args.weights.display(),
+        origin,
+        started.elapsed().as_secs_f64()
+    );
+    if args.verify {
+        verify(&bytes, spec.image_size)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the graph on tract for a seeded batch of 2 and checks the outputs obey the contract.
+fn verify(bytes: &[u8], size: usize) -> anyhow::Result<()> {
+    let mut state = 0x2545F4914F6CDD1Du64;
+    let values: Vec<f32> = (0..2 * 3 * size * size)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect();
+    let image = ArrayD::from_shape_vec(IxDyn(&[2, 3, size, size]), values).expect("sized above");
+    let started = Instant::now();
+    let model = TractModel::load(bytes, 2, size)?;
+    let out = model.run(image)?;
+    let finite = out.anomaly_score.iter().chain(out.anomaly_map.iter()).all(|v| v.is_finite());
+    let (lo, hi) = out.anomaly_map.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    println!(
+        "verify (tract, batch 2, {:.1} s): scores {:?}, map range [{lo:.4}, {hi:.4}], topk {:?}",
+        started.elapsed().as_secs_f64(),
+        out.anomaly_score.iter().map(|v| format!("{v:.4}")).collect::<Vec<_>>(),
+        out.topk_indices.iter().collect::<Vec<_>>()
+    );
+    if !finite || lo < -1e-4 || hi > 1.0 + 1e-4 {
+        bail!("verify: outputs break the contract (finite: {finite}, map range [{lo}, {hi}])");
+    }
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! `dlvp inspect MODEL.onnx [--json]`: opset, inputs and outputs with shapes, metadata, op
+//! histogram, parameter count and bytes.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use prost::Message;
+use tract_onnx::pb;
+
+#[derive(Args)]
+pub struct InspectArgs {
+    model: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn shape(v: &pb::ValueInfoProto) -> (String, Vec<String>) {
+    use pb::tensor_shape_proto::dimension::Value;
+    let Some(pb::type_proto::Value::TensorType(t)) = v.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+        return ("?".into(), vec![]);
+    };
+    let dtype = pb::tensor_proto::DataType::try_from(t.elem_type).map(|d| format!("{d:?}").to_lowercase()).unwrap_or("?".into());
+    let dims = t
+        .shape
+        .as_ref()
+        .map(|s| {
+            s.dim
+                .iter()
+                .map(|d| match &d.value {
+                    Some(Value::DimValue(n)) => n.to_string(),
+                    Some(Value::DimParam(p)) => p.clone(),
+                    None => "?".into(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (dtype, dims)
+}
+
+pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(&args.model).with_context(|| format!("{}: cannot read", args.model.display()))?;
+    let model = pb::ModelProto::decode(bytes.as_slice())
+        .map_err(|e| anyhow::anyhow!("{}: not an ONNX model: {e}", args.model.display()))?;
+    let graph = model.graph.as_ref().with_context(|| format!("{}: the model has no graph", args.model.display()))?;
+    let opset: Vec<(String, i64)> = model.opset_import.iter().map(|o| (o.domain.clone(), o.version)).collect();
+    let mut ops: BTreeMap<&str, usize> = BTreeMap::new();
+    for n in &graph.node {
+        *ops.entry(n.op_type.as_str()).or_default() += 1;
+    }
+    let parameters: i64 = graph.initializer.iter().map(|t| t.dims.iter().product::<i64>()).sum();
+    let init_bytes: usize = graph.initializer.iter().map(|t| t.raw_data.len() + 4 * t.float_data.len() + 8 * t.int64_data.len()).sum();
+    let io = |list: &[pb::ValueInfoProto]| -> Vec<serde_json::Value> {
+        list.iter()
+            .map(|v| {
+                let (dtype, dims) = shape(v);
+                serde_json::json!({"name": v.name, "dtype": dtype, "shape": dims})
+            })
+            .collect()
+    };
+    let metadata: BTreeMap<&str, &str> = model.metadata_props.iter().map(|p| (p.key.as_str(), p.value.as_str())).collect();
+    if args.json {
+        let out = serde_json::json!({
+            "model": args.model, "bytes": bytes.len(), "producer": format!("{} {}", model.producer_name, model.producer_version),
+            "opset": opset, "inputs": io(&graph.input), "outputs": io(&graph.output), "metadata": metadata,
+            "ops": ops, "nodes": graph.node.len(), "parameters": parameters, "parameter_bytes": init_bytes,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{}: {} bytes, producer {} {}", args.model.display(), bytes.len(), model.producer_name, model.producer_version);
+    println!("opset: {}", opset.iter().map(|(d, v)| format!("{}{v}", if d.is_empty() { "" } else { d })).collect::<Vec<_>>().join(", "));
+    for (kind, list) in [("input ", &graph.input), ("output", &graph.output)] {
+        for v in list {
+            let (dtype, dims) = shape(v);
+            println!("{kind}  {} {dtype} [{}]", v.name, dims.join(", "));
+        }
+    }
+    println!("nodes: {}, parameters: {parameters} ({:.1} MB)", graph.node.len(), init_bytes as f64 / 1e6);
+    println!("ops: {}", ops.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
+    for (k, v) in metadata {
+        let first = v.lines().next().unwrap_or("");
+        let more = if v.lines().count() > 1 { format!(" … ({} lines)", v.lines().count()) } else { String::new() };
+        println!("metadata {k}: {first}{more}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
