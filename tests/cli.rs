@@ -193,3 +193,67 @@ fn the_reference_golden_checkpoint_checks_clean() {
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert!(stdout(&out).contains("spec dlvp-clip-tiny (from the checkpoint's metadata)"), "{}", stdout(&out));
 }
+
+fn golden_weights() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tiny/weights.safetensors")
+}
+
+#[test]
+fn export_writes_a_deterministic_graph_that_inspect_describes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.onnx"), dir.path().join("b.onnx"));
+    for out in [&a, &b] {
+        let run = dlvp(&["export", "--weights", golden_weights().to_str().unwrap(), "--out", out.to_str().unwrap(), "--verify"]);
+        assert!(run.status.success(), "{}{}", stdout(&run), stderr(&run));
+        assert!(stdout(&run).contains("verify (tract, batch 2"), "{}", stdout(&run));
+    }
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "same checkpoint, same bytes");
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names.len(), 2, "no temporary files left: {names:?}");
+
+    let run = dlvp(&["inspect", "--json", a.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let json: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(json["opset"][0][1], 17);
+    assert_eq!(json["inputs"][0]["shape"], serde_json::json!(["B", "3", "56", "56"]));
+    assert_eq!(json["outputs"][2]["name"], "topk_indices");
+    assert_eq!(json["outputs"][2]["dtype"], "int64");
+    assert_eq!(json["metadata"]["dlvp.image_size"], "56");
+    // The 49408-row token table is folded away: the graph is far smaller than the checkpoint's f32 size.
+    assert!(json["parameters"].as_i64().unwrap() < 400_000, "{}", json["parameters"]);
+}
+
+#[test]
+fn export_of_a_checkpoint_missing_a_tensor_names_it_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = tiny_checkpoint(dir.path(), |t| {
+        t.remove("dlvp.hfd.2.high.weight");
+    }, true);
+    let out = dir.path().join("model.onnx");
+    let run = dlvp(&["export", "--weights", ckpt.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_fails(&run, 1, "tensor `dlvp.hfd.2.high.weight` is missing (expected shape [64, 64])");
+    assert!(stderr(&run).contains("hfd.2") && !out.exists());
+}
+
+#[test]
+fn export_keeps_the_previous_file_when_it_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("model.onnx");
+    std::fs::write(&out, b"previous model").unwrap();
+    let ckpt = tiny_checkpoint(dir.path(), |t| {
+        t.insert("visual.proj".into(), Tensor::seeded(&[64, 31], 0));
+    }, true);
+    let run = dlvp(&["export", "--weights", ckpt.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_fails(&run, 1, "tensor `visual.proj` has shape [64, 31], expected [64, 32]");
+    assert_eq!(std::fs::read(&out).unwrap(), b"previous model");
+}
+
+#[rstest]
+#[case::text(&b"not a model"[..], "not an ONNX model")]
+#[case::empty(&b""[..], "the model has no graph")]
+fn inspect_refuses_what_is_not_onnx(#[case] content: &[u8], #[case] expected: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.onnx");
+    std::fs::write(&path, content).unwrap();
+    assert_fails(&dlvp(&["inspect", path.to_str().unwrap()]), 1, expected);
+}

@@ -14,6 +14,7 @@ pub mod graph;
 pub mod manifest;
 pub mod model;
 pub mod onnx;
+pub mod pos_embed;
 pub mod spec;
 pub mod tokenize;
 pub mod weights;

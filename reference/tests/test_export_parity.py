@@ -89,3 +89,21 @@ def test_export_refuses_unused_tensors(dlvp_bin, tmp_path):
     assert run.returncode == 1 and "dlvp.extra" in run.stderr and not out.exists()
     run = subprocess.run([dlvp_bin, "export", "--weights", weights, "--out", out, "--allow-unused"], capture_output=True, text=True)
     assert run.returncode == 0 and out.exists()
+
+
+@pytest.mark.parametrize("old_grid", [5, 12])
+def test_a_checkpoint_of_another_grid_is_resized_as_open_clip_does(dlvp_bin, tmp_path, old_grid):
+    spec = spec_mod.load(SPEC_DIR / "tiny.yaml")
+    model = random_tiny_model(spec, 11)
+    tensors = model.state_dict()
+    tensors["visual.positional_embedding"] = torch.randn(old_grid * old_grid + 1, spec.vision.width,
+                                                         generator=torch.Generator().manual_seed(old_grid))
+    weights = tmp_path / "grid.safetensors"
+    checkpoint.save(weights, tensors, spec)
+    session = export(dlvp_bin, weights, tmp_path / "grid.onnx")
+    from dlvp_reference.model import from_checkpoint
+    reference = from_checkpoint(weights).eval()
+    image = torch.randn(2, 3, spec.image_size, spec.image_size, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = reference(image)
+    compare(session, expected, image)

@@ -5,7 +5,8 @@
 //! optional additive mask [S, S] (the text tower's causal mask). Weights (block scope):
 //! `ln_1`, `attn.in_proj_weight`, `attn.in_proj_bias`, `attn.out_proj`, `ln_2`, `mlp.c_fc`,
 //! `mlp.c_proj`. The patch embedding reads `visual.{conv1.weight, class_embedding,
-//! positional_embedding, ln_pre}` and gives `Z⁰` [B, 1+N, C].
+//! positional_embedding, ln_pre}` and gives `Z⁰` [B, 1+N, C]; a positional embedding of another
+//! grid is resized at export ([`crate::pos_embed`]).
 
 use crate::graph::{Dim, Graph, Wire};
 use crate::manifest::ExpectedShape;
@@ -144,17 +145,8 @@ pub fn patch_embedding(g: &mut Graph, visual: &Weights, image: &Wire, spec: &Spe
     // class embedding added to row 0: the same sums, in the same order, as [cls; patches] + pos.
     let x = g.pad(&x, &[0, 1, 0], &[0, 0, 0], "constant")?;
     let pos = visual.get_expected("positional_embedding", &ExpectedShape::PositionalGrid { width: c, native_grid: grid })?;
-    if pos.shape()[0] != n + 1 {
-        return Err(g
-            .error(
-                "positional_embedding",
-                format!(
-                    "checkpoint grid {0}×{0} differs from the spec's {grid}×{grid}; export-time resizing is not implemented yet",
-                    crate::manifest::square_side(pos.shape()[0] - 1).unwrap_or(0)
-                ),
-            )
-            .into());
-    }
+    let old_grid = crate::manifest::square_side(pos.shape()[0] - 1).expect("checked by the expected shape");
+    let pos = if old_grid == grid { pos } else { crate::pos_embed::resize_positional_embedding(&pos, old_grid, grid) };
     let cls = visual.get("class_embedding", &[c])?;
     let mut folded = pos.clone();
     for (j, v) in cls.iter().enumerate() {

@@ -1,0 +1,88 @@
+//! Positional-embedding resizing at export time (model-spec/README.md §2), exactly as
+//! OpenCLIP's `resize_pos_embed`: `F.interpolate(mode='bicubic', align_corners=False,
+//! antialias=True)` on the g₀×g₀ grid, class row kept.
+//!
+//! PyTorch's antialiased bicubic is PIL's separable resampling: for an output index i the window
+//! is centred on `(i + 0.5)·s` (s = in/out), its support is 2·max(s, 1), the taps are the cubic
+//! kernel with a = −0.5 evaluated at `(j − centre + 0.5)/max(s, 1)`, clipped to the input and
+//! normalised to sum 1 — so even when enlarging the kernel is a = −0.5, not plain bicubic's −0.75.
+
+use ndarray::{Array2, ArrayD, Axis, Ix2};
+
+fn cubic(x: f64) -> f64 {
+    const A: f64 = -0.5;
+    let x = x.abs();
+    if x < 1.0 {
+        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        (((x - 5.0) * x + 8.0) * x - 4.0) * A
+    } else {
+        0.0
+    }
+}
+
+/// The [out, in] matrix of the 1-D antialiased bicubic resampling.
+pub fn resample_matrix(input: usize, output: usize) -> Array2<f64> {
+    let scale = input as f64 / output as f64;
+    let filter_scale = scale.max(1.0);
+    let support = 2.0 * filter_scale;
+    let mut m = Array2::<f64>::zeros((output, input));
+    for i in 0..output {
+        let centre = (i as f64 + 0.5) * scale;
+        let lo = ((centre - support + 0.5).floor().max(0.0)) as usize;
+        let hi = ((centre + support + 0.5).floor() as usize).min(input);
+        let taps: Vec<f64> = (lo..hi).map(|j| cubic((j as f64 - centre + 0.5) / filter_scale)).collect();
+        let total: f64 = taps.iter().sum();
+        for (k, w) in taps.iter().enumerate() {
+            m[[i, lo + k]] = if total != 0.0 { w / total } else { 0.0 };
+        }
+    }
+    m
+}
+
+/// `[g₀²+1, C]` → `[g²+1, C]`; the class row (row 0) is kept.
+pub fn resize_positional_embedding(pos: &ArrayD<f32>, old_grid: usize, grid: usize) -> ArrayD<f32> {
+    let pos = pos.view().into_dimensionality::<Ix2>().expect("a [rows, C] positional embedding");
+    let c = pos.ncols();
+    let r = resample_matrix(old_grid, grid);
+    let mut out = Array2::<f32>::zeros((grid * grid + 1, c));
+    out.row_mut(0).assign(&pos.row(0));
+    let patches = pos.slice(ndarray::s![1.., ..]).mapv(f64::from);
+    // Separable: rows (y) then columns (x), as PyTorch's two passes, in f64.
+    for ch in 0..c {
+        let plane = patches.index_axis(Axis(1), ch).to_owned().into_shape_with_order((old_grid, old_grid)).expect("square");
+        let resized = r.dot(&plane).dot(&r.t());
+        for (k, v) in resized.iter().enumerate() {
+            out[[k + 1, ch]] = *v as f32;
+        }
+    }
+    out.into_dyn()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_size_is_the_identity_and_rows_sum_to_one() {
+        let same = resample_matrix(7, 7);
+        assert!((&same - &Array2::<f64>::eye(7)).iter().all(|v| v.abs() < 1e-12));
+        for (input, output) in [(5, 7), (12, 7), (16, 37), (37, 16)] {
+            let m = resample_matrix(input, output);
+            for row in m.rows() {
+                assert!((row.sum() - 1.0).abs() < 1e-12, "{input}→{output}");
+            }
+        }
+    }
+
+    #[test]
+    fn enlarging_uses_the_a_minus_half_kernel() {
+        // 2→4: centres 0.25, 0.75, 1.25, 1.75; PIL's a = −0.5 taps, normalised over the clipped window.
+        let m = resample_matrix(2, 4);
+        let w = |d: f64| cubic(d);
+        let first = [w(0.0 - 0.25 + 0.5), w(1.0 - 0.25 + 0.5)];
+        let total: f64 = first.iter().sum();
+        assert!((m[[0, 0]] - first[0] / total).abs() < 1e-12 && (m[[0, 1]] - first[1] / total).abs() < 1e-12);
+        assert!((cubic(1.5) - (-0.0625)).abs() < 1e-12, "a = −0.5 gives −1/16 at 1.5 (a = −0.75 would give −3/32)");
+    }
+}
