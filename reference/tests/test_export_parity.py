@@ -107,3 +107,23 @@ def test_a_checkpoint_of_another_grid_is_resized_as_open_clip_does(dlvp_bin, tmp
     with torch.no_grad():
         expected = reference(image)
     compare(session, expected, image)
+
+
+def test_embedded_preprocessing_equals_normalising_outside(dlvp_bin, tmp_path):
+    weights = REPO / "fixtures/tiny/weights.safetensors"
+    plain = export(dlvp_bin, weights, tmp_path / "plain.onnx")
+    run = subprocess.run([dlvp_bin, "export", "--weights", weights, "--out", tmp_path / "u8.onnx", "--embed-preprocess"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    model = onnx.load(str(tmp_path / "u8.onnx"))
+    onnx.checker.check_model(model, full_check=True)
+    assert [i.name for i in model.graph.input] == ["image_u8"]
+    u8 = ort.InferenceSession(str(tmp_path / "u8.onnx"), providers=["CPUExecutionProvider"])
+    spec = spec_mod.load(SPEC_DIR / "tiny.yaml")
+    rgb = np.random.default_rng(4).integers(0, 256, size=(2, 56, 56, 3), dtype=np.uint8)
+    mean, std = np.array(spec.preprocess.mean, np.float32), np.array(spec.preprocess.std, np.float32)
+    normalised = ((rgb.astype(np.float32) / 255.0 - mean) / std).transpose(0, 3, 1, 2).copy()
+    a = plain.run(None, {"image": normalised})
+    b = u8.run(None, {"image_u8": rgb})
+    assert np.array_equal(a[2], b[2])
+    assert np.abs(a[0] - b[0]).max() <= 1e-5 and np.abs(a[1] - b[1]).max() <= 1e-5

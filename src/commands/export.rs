@@ -27,6 +27,9 @@ pub struct ExportArgs {
     /// Accept checkpoint tensors the graph does not use (listed as a warning instead).
     #[arg(long)]
     allow_unused: bool,
+    /// Take `image_u8` [B, H, W, 3] uint8 RGB (already resized) and normalise inside the graph.
+    #[arg(long)]
+    embed_preprocess: bool,
     /// Run the new graph on tract on a seeded random batch and report its outputs.
     #[arg(long)]
     verify: bool,
@@ -36,7 +39,8 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let ckpt = Arc::new(Checkpoint::open(&args.weights)?);
     let (spec, origin) = resolve_spec(&ckpt, args.spec.clone())?;
-    let exported = model::build(Arc::clone(&ckpt), &spec).with_context(|| format!("exporting {}", args.weights.display()))?;
+    let options = model::ExportOptions { embed_preprocess: args.embed_preprocess };
+    let exported = model::build_with(Arc::clone(&ckpt), &spec, options).with_context(|| format!("exporting {}", args.weights.display()))?;
     // logit_scale belongs to CLIP checkpoints but not to this graph.
     let unused: Vec<&String> = exported.ledger.unused.iter().filter(|n| n.as_str() != "logit_scale").collect();
     if !unused.is_empty() {
@@ -65,7 +69,11 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         started.elapsed().as_secs_f64()
     );
     if args.verify {
-        verify(&bytes, spec.image_size)?;
+        if args.embed_preprocess {
+            eprintln!("note: --verify runs float `image` graphs only; verify the float export of the same checkpoint");
+        } else {
+            verify(&bytes, spec.image_size)?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
