@@ -106,7 +106,9 @@ pub struct Graph {
     pub metadata: Vec<(String, String)>,
     scope: Vec<String>,
     counters: BTreeMap<String, usize>,
-    constants: HashMap<(DType, Vec<usize>, Vec<u8>), String>,
+    /// (dtype, dims, hash of the bytes) → indices into `initializers`; the bytes are compared on
+    /// a hit, so a hash collision can never merge two different constants.
+    constants: HashMap<(DType, Vec<usize>, u64), Vec<usize>>,
 }
 
 impl Graph {
@@ -175,13 +177,15 @@ impl Graph {
     /// A constant; identical (dtype, shape, bytes) constants share one initializer.
     pub fn constant_raw(&mut self, base: &str, dtype: DType, dims: &[usize], raw: Vec<u8>) -> Wire {
         let shape = dims.iter().map(|&d| Dim::Fixed(d)).collect();
-        let key = (dtype, dims.to_vec(), raw);
-        if let Some(name) = self.constants.get(&key) {
-            return Wire { name: name.clone(), dtype, shape };
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(&raw, &mut hasher);
+        let key = (dtype, dims.to_vec(), std::hash::Hasher::finish(&hasher));
+        if let Some(found) = self.constants.get(&key).and_then(|ids| ids.iter().find(|&&i| self.initializers[i].raw == raw)) {
+            return Wire { name: self.initializers[*found].name.clone(), dtype, shape };
         }
         let name = self.fresh_name(base);
-        self.initializers.push(Initializer { name: name.clone(), dtype, dims: dims.to_vec(), raw: key.2.clone() });
-        self.constants.insert(key, name.clone());
+        self.constants.entry(key).or_default().push(self.initializers.len());
+        self.initializers.push(Initializer { name: name.clone(), dtype, dims: dims.to_vec(), raw });
         Wire { name, dtype, shape }
     }
 
