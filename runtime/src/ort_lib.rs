@@ -71,19 +71,26 @@ fn venv_library(venv: &Path) -> Option<PathBuf> {
     found.pop()
 }
 
-static LOADED: OnceLock<Result<PathBuf, OrtLibError>> = OnceLock::new();
+/// The loaded library and the process-wide ONNX Runtime environment sessions are made in.
+#[derive(Clone)]
+pub struct Loaded {
+    pub path: PathBuf,
+    pub environment: ort::environment::Environment,
+}
 
-/// Loads the library once per process and returns the path it came from. ONNX Runtime can be
-/// loaded only once, so a later call with another path returns the first outcome. A library
-/// older than ort's API floor (ONNX Runtime 1.17) is a `Load` error naming the version found.
-pub fn load(explicit: Option<&Path>) -> Result<PathBuf, OrtLibError> {
+static LOADED: OnceLock<Result<Loaded, OrtLibError>> = OnceLock::new();
+
+/// Loads the library once per process and builds the environment. ONNX Runtime can be loaded
+/// only once, so a later call with another path returns the first outcome. A library older than
+/// ort's API floor (ONNX Runtime 1.17) is a `Load` error naming the version found.
+pub fn load(explicit: Option<&Path>) -> Result<Loaded, OrtLibError> {
     LOADED
         .get_or_init(|| {
             let (path, _) = locate(explicit)?;
-            ort::init_from(&path)
-                // The builder only configures an environment; sessions create one on demand.
-                .map(|_builder| path.clone())
-                .map_err(|e| OrtLibError::Load { path, message: e.to_string() })
+            let fail = |message: String| OrtLibError::Load { path: path.clone(), message };
+            let builder = ort::init_from(&path).map_err(|e| fail(e.to_string()))?;
+            let environment = builder.with_name("dlvp").build().map_err(|e| fail(e.to_string()))?;
+            Ok(Loaded { path: path.clone(), environment })
         })
         .clone()
 }
@@ -105,9 +112,9 @@ mod tests {
             return;
         }
         // ort itself refuses a library older than its API floor (1.17) at this point.
-        let path = load(None).expect("ORT_DYLIB_PATH names a loadable ONNX Runtime");
+        let path = load(None).expect("ORT_DYLIB_PATH names a loadable ONNX Runtime").path;
         assert!(path.is_file());
-        assert_eq!(load(None).unwrap(), path, "loaded once per process");
+        assert_eq!(load(None).unwrap().path, path, "loaded once per process");
         assert!(!ort::info().is_empty());
     }
 }

@@ -6,13 +6,7 @@
 use ndarray::ArrayD;
 use tract_onnx::prelude::*;
 
-/// The three outputs of the graph contract (model-spec/README.md "Graph contract").
-#[derive(Debug, Clone)]
-pub struct Outputs {
-    pub anomaly_score: ArrayD<f32>,
-    pub anomaly_map: ArrayD<f32>,
-    pub topk_indices: ArrayD<i64>,
-}
+pub use crate::outputs::Outputs;
 
 #[derive(Debug, thiserror::Error)]
 #[error("tract: {stage}: {message}")]

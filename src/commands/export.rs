@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::Args;
 use dlvp_exporter::{model, onnx, Checkpoint};
+use dlvp_runtime::ort_backend::OrtModel;
 use dlvp_runtime::tract_backend::TractModel;
 use ndarray::{ArrayD, IxDyn};
 
@@ -30,9 +31,13 @@ pub struct ExportArgs {
     /// Take `image_u8` [B, H, W, 3] uint8 RGB (already resized) and normalise inside the graph.
     #[arg(long)]
     embed_preprocess: bool,
-    /// Run the new graph on tract on a seeded random batch and report its outputs.
+    /// Run the new graph on a seeded random batch on tract and, when its library is found, ONNX
+    /// Runtime; report the outputs and the largest differences between the two.
     #[arg(long)]
     verify: bool,
+    /// The ONNX Runtime library for --verify (default: ORT_DYLIB_PATH, then the project venv).
+    #[arg(long)]
+    ort_lib: Option<PathBuf>,
 }
 
 pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
@@ -72,14 +77,15 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         if args.embed_preprocess {
             eprintln!("note: --verify runs float `image` graphs only; verify the float export of the same checkpoint");
         } else {
-            verify(&bytes, spec.image_size)?;
+            verify(&bytes, spec.image_size, args.ort_lib.as_deref())?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs the graph on tract for a seeded batch of 2 and checks the outputs obey the contract.
-fn verify(bytes: &[u8], size: usize) -> anyhow::Result<()> {
+/// Runs the graph on a seeded batch of 2 on tract and ONNX Runtime (when its library is found),
+/// checks the outputs obey the contract and that the two backends agree within 1e-4.
+fn verify(bytes: &[u8], size: usize, ort_lib: Option<&std::path::Path>) -> anyhow::Result<()> {
     let mut state = 0x2545F4914F6CDD1Du64;
     let values: Vec<f32> = (0..2 * 3 * size * size)
         .map(|_| {
@@ -91,18 +97,35 @@ fn verify(bytes: &[u8], size: usize) -> anyhow::Result<()> {
         .collect();
     let image = ArrayD::from_shape_vec(IxDyn(&[2, 3, size, size]), values).expect("sized above");
     let started = Instant::now();
-    let model = TractModel::load(bytes, 2, size)?;
-    let out = model.run(image)?;
-    let finite = out.anomaly_score.iter().chain(out.anomaly_map.iter()).all(|v| v.is_finite());
-    let (lo, hi) = out.anomaly_map.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    let tract = TractModel::load(bytes, 2, size)?.run(image.clone())?;
+    let finite = tract.anomaly_score.iter().chain(tract.anomaly_map.iter()).all(|v| v.is_finite());
+    let (lo, hi) = tract.anomaly_map.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
     println!(
-        "verify (tract, batch 2, {:.1} s): scores {:?}, map range [{lo:.4}, {hi:.4}], topk {:?}",
+        "verify tract (batch 2, {:.1} s): scores {:?}, map range [{lo:.4}, {hi:.4}], topk {:?}",
         started.elapsed().as_secs_f64(),
-        out.anomaly_score.iter().map(|v| format!("{v:.4}")).collect::<Vec<_>>(),
-        out.topk_indices.iter().collect::<Vec<_>>()
+        tract.anomaly_score.iter().map(|v| format!("{v:.4}")).collect::<Vec<_>>(),
+        tract.topk_indices.iter().collect::<Vec<_>>()
     );
     if !finite || lo < -1e-4 || hi > 1.0 + 1e-4 {
         bail!("verify: outputs break the contract (finite: {finite}, map range [{lo}, {hi}])");
+    }
+    match dlvp_runtime::ort_lib::locate(ort_lib) {
+        // A library the user named must exist; one we only looked for may be absent.
+        Err(e) if ort_lib.is_some() => return Err(e.into()),
+        Err(e) => println!("verify onnxruntime: skipped ({e})"),
+        Ok(_) => {
+            let started = Instant::now();
+            let ort = OrtModel::load(bytes, ort_lib)?.run(image)?;
+            let (score, map, topk) = ort.compare(&tract);
+            println!(
+                "verify onnxruntime-cpu ({:.1} s): vs tract max abs difference score {score:.2e}, map {map:.2e}, topk {}",
+                started.elapsed().as_secs_f64(),
+                if topk { "equal" } else { "DIFFERENT" }
+            );
+            if !topk || score > 1e-4 || map > 1e-4 {
+                bail!("verify: ONNX Runtime and tract disagree (score {score:.2e}, map {map:.2e}, topk equal: {topk})");
+            }
+        }
     }
     Ok(())
 }

@@ -1,0 +1,82 @@
+//! One conformance suite for every available backend: the exported tiny golden checkpoint must
+//! reproduce the PyTorch reference's outputs (fixtures/tiny/golden.safetensors) within 1e-4,
+//! Top-K exact, and the backends must agree with each other within 1e-4.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use dlvp_exporter::{model, onnx, Checkpoint};
+use dlvp_runtime::ort_backend::OrtModel;
+use dlvp_runtime::outputs::Outputs;
+use dlvp_runtime::tract_backend::TractModel;
+use ndarray::{ArrayD, IxDyn};
+
+const TOLERANCE: f32 = 1e-4;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tiny")
+}
+
+fn golden() -> (ArrayD<f32>, Outputs) {
+    let path = fixtures().join("golden.safetensors");
+    let ckpt = Checkpoint::open(&path).unwrap();
+    let f32_tensor = |name: &str| {
+        let shape = ckpt.tensors()[name].shape.clone();
+        ArrayD::from_shape_vec(IxDyn(&shape), ckpt.read_f32(name).unwrap()).unwrap()
+    };
+    // topk_indices is stored as I64, which the f32 reader refuses: read its bytes directly.
+    let bytes = std::fs::read(&path).unwrap();
+    let start = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let info = &ckpt.tensors()["topk_indices"];
+    let topk: Vec<i64> = bytes[start + info.data_offsets.0..start + info.data_offsets.1]
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let outputs = Outputs {
+        anomaly_score: f32_tensor("anomaly_score"),
+        anomaly_map: f32_tensor("anomaly_map"),
+        topk_indices: ArrayD::from_shape_vec(IxDyn(&info.shape), topk).unwrap(),
+    };
+    (f32_tensor("image"), outputs)
+}
+
+fn exported() -> Vec<u8> {
+    let ckpt = Arc::new(Checkpoint::open(&fixtures().join("weights.safetensors")).unwrap());
+    let spec = ckpt.embedded_spec().unwrap().unwrap();
+    onnx::to_bytes(&model::build(ckpt, &spec).unwrap().graph, &spec.name)
+}
+
+fn check(backend: &str, got: &Outputs, expected: &Outputs) {
+    let (score, map, topk) = got.compare(expected);
+    eprintln!("{backend}: max abs error score {score:.2e}, map {map:.2e}, topk exact {topk}");
+    assert!(topk, "{backend}: topk_indices differ: {:?} vs {:?}", got.topk_indices, expected.topk_indices);
+    assert!(score <= TOLERANCE && map <= TOLERANCE, "{backend}: score {score}, map {map}");
+}
+
+fn available_backends(bytes: &[u8], batch: usize, size: usize) -> Vec<(&'static str, Box<dyn FnMut(ArrayD<f32>) -> Outputs>)> {
+    let tract = TractModel::load(bytes, batch, size).unwrap();
+    let mut backends: Vec<(&'static str, Box<dyn FnMut(ArrayD<f32>) -> Outputs>)> =
+        vec![("tract", Box::new(move |x| tract.run(x).unwrap()))];
+    if std::env::var_os("ORT_DYLIB_PATH").is_some() {
+        let mut ort = OrtModel::load(bytes, None).unwrap();
+        backends.push(("onnxruntime-cpu", Box::new(move |x| ort.run(x).unwrap())));
+    } else {
+        eprintln!("skipped onnxruntime-cpu: ORT_DYLIB_PATH is not set (scripts/test sets it to the venv's onnxruntime)");
+    }
+    backends
+}
+
+#[test]
+fn every_backend_reproduces_the_reference() {
+    let (image, expected) = golden();
+    let bytes = exported();
+    let mut results = Vec::new();
+    for (name, mut run) in available_backends(&bytes, image.shape()[0], image.shape()[2]) {
+        let got = run(image.clone());
+        check(name, &got, &expected);
+        results.push((name, got));
+    }
+    for pair in results.windows(2) {
+        check(&format!("{} vs {}", pair[0].0, pair[1].0), &pair[0].1, &pair[1].1);
+    }
+}
