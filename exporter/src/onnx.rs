@@ -110,3 +110,33 @@ pub fn to_model_proto(graph: &Graph, name: &str) -> pb::ModelProto {
 pub fn to_bytes(graph: &Graph, name: &str) -> Vec<u8> {
     to_model_proto(graph, name).encode_to_vec()
 }
+
+/// Protobuf cannot hold a message of 2 GiB; above this many bytes of constants the weights must
+/// go to an external data file.
+pub const EXTERNAL_DATA_THRESHOLD: usize = 1800 << 20;
+/// Constants smaller than this stay inside the model (ONNX's own convention).
+const EXTERNAL_MIN_BYTES: usize = 1024;
+/// Offsets in the data file are page-aligned so runtimes can map it.
+const EXTERNAL_ALIGN: usize = 4096;
+
+/// The model with its large constants in a separate file named `data_file` (relative to the
+/// model's folder, as the ONNX external-data convention reads it): (model bytes, data bytes).
+pub fn to_bytes_external(graph: &Graph, name: &str, data_file: &str) -> (Vec<u8>, Vec<u8>) {
+    let mut model = to_model_proto(graph, name);
+    let mut data = Vec::new();
+    for t in model.graph.as_mut().expect("built with a graph").initializer.iter_mut() {
+        if t.raw_data.len() < EXTERNAL_MIN_BYTES {
+            continue;
+        }
+        data.resize(data.len().div_ceil(EXTERNAL_ALIGN) * EXTERNAL_ALIGN, 0);
+        let entry = |k: &str, v: String| pb::StringStringEntryProto { key: k.to_string(), value: v };
+        t.external_data = vec![
+            entry("location", data_file.to_string()),
+            entry("offset", data.len().to_string()),
+            entry("length", t.raw_data.len().to_string()),
+        ];
+        t.data_location = Some(pb::tensor_proto::DataLocation::External as i32);
+        data.extend_from_slice(&std::mem::take(&mut t.raw_data));
+    }
+    (model.encode_to_vec(), data)
+}

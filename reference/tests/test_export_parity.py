@@ -127,3 +127,17 @@ def test_embedded_preprocessing_equals_normalising_outside(dlvp_bin, tmp_path):
     b = u8.run(None, {"image_u8": rgb})
     assert np.array_equal(a[2], b[2])
     assert np.abs(a[0] - b[0]).max() <= 1e-5 and np.abs(a[1] - b[1]).max() <= 1e-5
+
+
+def test_external_data_loads_and_matches(dlvp_bin, tmp_path):
+    out = tmp_path / "model.onnx"
+    run = subprocess.run([dlvp_bin, "export", "--weights", REPO / "fixtures/tiny/weights.safetensors", "--out", out,
+                          "--external-data"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    data = tmp_path / "model.onnx.data"
+    assert data.stat().st_size > out.stat().st_size, "the weights live in the data file"
+    onnx.checker.check_model(str(out), full_check=True)
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    with safe_open(str(REPO / "fixtures/tiny/golden.safetensors"), framework="pt") as f:
+        golden = {k: f.get_tensor(k) for k in f.keys()}
+    compare(session, golden, golden["image"])

@@ -28,6 +28,10 @@ pub struct ExportArgs {
     /// Accept checkpoint tensors the graph does not use (listed as a warning instead).
     #[arg(long)]
     allow_unused: bool,
+    /// Put the weights in `OUT.data` beside the model (automatic above 1.8 GiB of weights, which
+    /// protobuf cannot hold in one message).
+    #[arg(long)]
+    external_data: bool,
     /// Take `image_u8` [B, H, W, 3] uint8 RGB (already resized) and normalise inside the graph.
     #[arg(long)]
     embed_preprocess: bool,
@@ -59,8 +63,21 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         }
         eprintln!("warning: {}: unused tensor(s): {names}", args.weights.display());
     }
-    let bytes = onnx::to_bytes(&exported.graph, &spec.name);
-    write_atomically(&args.out, &bytes)?;
+    let external = args.external_data || exported.graph.initializer_bytes() > onnx::EXTERNAL_DATA_THRESHOLD;
+    let bytes = if external {
+        let name = args.out.file_name().context("--out names no file")?.to_string_lossy().into_owned();
+        let data_name = format!("{name}.data");
+        let (model_bytes, data) = onnx::to_bytes_external(&exported.graph, &spec.name, &data_name);
+        // The data first: a model never points at a data file that is not complete.
+        write_atomically(&args.out.with_file_name(&data_name), &data)?;
+        write_atomically(&args.out, &model_bytes)?;
+        println!("{}: external weights, {:.1} MB", args.out.with_file_name(&data_name).display(), data.len() as f64 / 1e6);
+        model_bytes
+    } else {
+        let bytes = onnx::to_bytes(&exported.graph, &spec.name);
+        write_atomically(&args.out, &bytes)?;
+        bytes
+    };
     let g = &exported.graph;
     println!(
         "{}: {} nodes, {} initializers, {:.1} MB ({} from {}, spec {}), {:.1} s",
@@ -74,7 +91,9 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         started.elapsed().as_secs_f64()
     );
     if args.verify {
-        if args.embed_preprocess {
+        if external {
+            eprintln!("note: --verify loads single-file models only; export without --external-data to verify");
+        } else if args.embed_preprocess {
             eprintln!("note: --verify runs float `image` graphs only; verify the float export of the same checkpoint");
         } else {
             verify(&bytes, spec.image_size, args.ort_lib.as_deref())?;
