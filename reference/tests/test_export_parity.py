@@ -141,3 +141,36 @@ def test_external_data_loads_and_matches(dlvp_bin, tmp_path):
     with safe_open(str(REPO / "fixtures/tiny/golden.safetensors"), framework="pt") as f:
         golden = {k: f.get_tensor(k) for k in f.keys()}
     compare(session, golden, golden["image"])
+
+
+FP16_TOL = 1e-2
+
+
+@pytest.mark.parametrize("which", ["golden", "wide"])
+def test_fp16_graph_stays_within_1e_2_of_the_reference(dlvp_bin, tmp_path, which):
+    if which == "golden":
+        weights = REPO / "fixtures/tiny/weights.safetensors"
+        with safe_open(str(REPO / "fixtures/tiny/golden.safetensors"), framework="pt") as f:
+            expected = {k: f.get_tensor(k) for k in f.keys()}
+        image = expected["image"]
+    else:
+        spec = spec_mod.from_yaml(WIDE, "parity-wide")
+        model = random_tiny_model(spec, 8)
+        weights = tmp_path / "wide.safetensors"
+        checkpoint.save(weights, model.state_dict(), spec)
+        image = torch.randn(3, 3, spec.image_size, spec.image_size, generator=torch.Generator().manual_seed(8))
+        with torch.no_grad():
+            expected = model(image)
+    out = tmp_path / "f16.onnx"
+    run = subprocess.run([dlvp_bin, "export", "--weights", weights, "--out", out, "--fp16"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    graph = onnx.load(str(out))
+    onnx.checker.check_model(graph, full_check=True)
+    assert [i.type.tensor_type.elem_type for i in graph.graph.input] == [onnx.TensorProto.FLOAT]
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.graph.initializer)
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    score, amap, topk = session.run(["anomaly_score", "anomaly_map", "topk_indices"], {"image": image.numpy()})
+    e_score = np.abs(score - expected["anomaly_score"].numpy()).max()
+    e_map = np.abs(amap - expected["anomaly_map"].numpy()).max()
+    print(f"fp16 {which}: max abs error score {e_score:.2e}, map {e_map:.2e}, topk exact {np.array_equal(topk, expected['topk_indices'].numpy())}")
+    assert e_score <= FP16_TOL and e_map <= FP16_TOL

@@ -6,6 +6,7 @@
 //! one symbolic batch dimension. Identical constants are stored once. Node and value names
 //! derive from scopes and per-scope counters only, so the same inputs give the same graph.
 
+pub mod fp16;
 pub mod ops;
 
 use std::collections::{BTreeMap, HashMap};
@@ -75,6 +76,8 @@ pub struct Node {
     pub op: &'static str,
     pub inputs: Vec<String>,
     pub outputs: Vec<String>,
+    /// The element type of each output, as inferred when the node was added.
+    pub output_dtypes: Vec<DType>,
     pub attrs: Vec<(&'static str, Attr)>,
 }
 
@@ -166,6 +169,7 @@ impl Graph {
                 op: "Identity",
                 inputs: vec![wire.name.clone()],
                 outputs: vec![name.to_string()],
+                output_dtypes: vec![wire.dtype],
                 attrs: vec![],
             });
             out
@@ -218,6 +222,7 @@ impl Graph {
             op,
             inputs: inputs.iter().map(|w| w.name.clone()).collect(),
             outputs: wires.iter().map(|w| w.name.clone()).collect(),
+            output_dtypes: wires.iter().map(|w| w.dtype).collect(),
             attrs,
         });
         wires
