@@ -21,7 +21,7 @@ TOL = 1e-4
 WIDE = """\
 name: parity-wide
 image_size: 72
-vision: {patch_size: 8, width: 96, layers: 5, heads: 6, act: quick_gelu}
+vision: {patch_size: 8, width: 256, layers: 5, heads: 8, act: quick_gelu}
 text: {width: 64, layers: 2, heads: 4, act: gelu}
 embed_dim: 48
 feature_layers: [2, 4, 5]
