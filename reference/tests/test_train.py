@@ -105,3 +105,26 @@ def test_an_unknown_openclip_model_is_named(tmp_path):
                              "--init", "openclip:NoSuchModel-42"])
     with pytest.raises(SystemExit, match="open_clip could not create 'NoSuchModel-42'"):
         train.build_model(args)
+
+
+def test_visa_layout_reads_the_split_csv(tmp_path):
+    from dlvp_reference.data import visa_samples
+
+    root = tmp_path / "visa"
+    (root / "split_csv").mkdir(parents=True)
+    (root / "candle/Data/Images/Normal").mkdir(parents=True)
+    (root / "candle/Data/Images/Anomaly").mkdir(parents=True)
+    (root / "candle/Data/Masks/Anomaly").mkdir(parents=True)
+    rows = ["object,split,label,image,mask",
+            "candle,train,normal,candle/Data/Images/Normal/0001.JPG,",
+            "candle,test,normal,candle/Data/Images/Normal/0002.JPG,",
+            "candle,test,anomaly,candle/Data/Images/Anomaly/0003.JPG,candle/Data/Masks/Anomaly/0003.png",
+            "pcb1,test,anomaly,pcb1/Data/Images/Anomaly/0004.JPG,pcb1/Data/Masks/Anomaly/0004.png"]
+    (root / "split_csv/1cls.csv").write_text("\n".join(rows) + "\n")
+    samples = visa_samples(root, ["candle"], "test")
+    assert [(s.image.name, s.label) for s in samples] == [("0002.JPG", 0), ("0003.JPG", 1)]
+    assert samples[1].mask == root / "candle/Data/Masks/Anomaly/0003.png"
+    assert len(visa_samples(root, None, "all")) == 4
+    (root / "split_csv/1cls.csv").write_text("object,split,image\ncandle,test,x.JPG\n")
+    with pytest.raises(DatasetError, match="expected columns"):
+        visa_samples(root, None, "test")
