@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod model;
 pub mod onnx;
 pub mod pos_embed;
+pub mod resample;
 pub mod spec;
 pub mod tokenize;
 pub mod weights;

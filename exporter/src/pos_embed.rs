@@ -2,39 +2,19 @@
 //! OpenCLIP's `resize_pos_embed`: `F.interpolate(mode='bicubic', align_corners=False,
 //! antialias=True)` on the g₀×g₀ grid, class row kept.
 //!
-//! PyTorch's antialiased bicubic is PIL's separable resampling: for an output index i the window
-//! is centred on `(i + 0.5)·s` (s = in/out), its support is 2·max(s, 1), the taps are the cubic
-//! kernel with a = −0.5 evaluated at `(j − centre + 0.5)/max(s, 1)`, clipped to the input and
-//! normalised to sum 1 — so even when enlarging the kernel is a = −0.5, not plain bicubic's −0.75.
+//! PyTorch's antialiased bicubic is PIL's separable resampling ([`crate::resample`]) — so even
+//! when enlarging the kernel is a = −0.5, not plain bicubic's −0.75.
 
 use ndarray::{Array2, ArrayD, Axis, Ix2};
 
-fn cubic(x: f64) -> f64 {
-    const A: f64 = -0.5;
-    let x = x.abs();
-    if x < 1.0 {
-        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
-    } else if x < 2.0 {
-        (((x - 5.0) * x + 8.0) * x - 4.0) * A
-    } else {
-        0.0
-    }
-}
+use crate::resample::{windows, Kernel};
 
 /// The [out, in] matrix of the 1-D antialiased bicubic resampling.
 pub fn resample_matrix(input: usize, output: usize) -> Array2<f64> {
-    let scale = input as f64 / output as f64;
-    let filter_scale = scale.max(1.0);
-    let support = 2.0 * filter_scale;
     let mut m = Array2::<f64>::zeros((output, input));
-    for i in 0..output {
-        let centre = (i as f64 + 0.5) * scale;
-        let lo = ((centre - support + 0.5).floor().max(0.0)) as usize;
-        let hi = ((centre + support + 0.5).floor() as usize).min(input);
-        let taps: Vec<f64> = (lo..hi).map(|j| cubic((j as f64 - centre + 0.5) / filter_scale)).collect();
-        let total: f64 = taps.iter().sum();
-        for (k, w) in taps.iter().enumerate() {
-            m[[i, lo + k]] = if total != 0.0 { w / total } else { 0.0 };
+    for (i, w) in windows(input, output, Kernel::Bicubic).into_iter().enumerate() {
+        for (k, v) in w.weights.into_iter().enumerate() {
+            m[[i, w.start + k]] = v;
         }
     }
     m
@@ -79,10 +59,10 @@ mod tests {
     fn enlarging_uses_the_a_minus_half_kernel() {
         // 2→4: centres 0.25, 0.75, 1.25, 1.75; PIL's a = −0.5 taps, normalised over the clipped window.
         let m = resample_matrix(2, 4);
-        let w = |d: f64| cubic(d);
+        let w = |d: f64| Kernel::Bicubic.eval(d);
         let first = [w(0.0 - 0.25 + 0.5), w(1.0 - 0.25 + 0.5)];
         let total: f64 = first.iter().sum();
         assert!((m[[0, 0]] - first[0] / total).abs() < 1e-12 && (m[[0, 1]] - first[1] / total).abs() < 1e-12);
-        assert!((cubic(1.5) - (-0.0625)).abs() < 1e-12, "a = −0.5 gives −1/16 at 1.5 (a = −0.75 would give −3/32)");
+        assert!((Kernel::Bicubic.eval(1.5) - (-0.0625)).abs() < 1e-12, "a = −0.5 gives −1/16 at 1.5 (a = −0.75 would give −3/32)");
     }
 }

@@ -93,6 +93,44 @@ def write_tokens(out: Path) -> None:
     tmp.replace(out / "tokens.json")
 
 
+# (width, height, mode) of the preprocessing test images: shrinking, enlarging, mixed, non-RGB modes.
+# Pillow orders its two passes by which shrinks more, so both orders are covered.
+PREPROCESS_IMAGES = [(80, 64, "RGB"), (37, 53, "RGB"), (20, 30, "RGB"), (300, 41, "RGB"), (56, 56, "RGB"),
+                     (64, 48, "L"), (45, 70, "RGBA"), (60, 150, "RGB"), (57, 60, "RGB"), (120, 120, "RGB")]
+
+
+def write_preprocess(out: Path, seed: int = SEED) -> None:
+    """Images of several sizes and modes, and what PIL makes of them (§1): ``preprocess/NAME.png``
+    and ``preprocess/expected.safetensors`` holding, per image, the RGB uint8 [56, 56, 3] results of
+    ``convert("RGB").resize((56, 56), BICUBIC)`` and ``BILINEAR``, and the normalised tiny-spec
+    input [3, 56, 56] f32 that the reference's ``load_image`` gives."""
+    import numpy as np
+    from PIL import Image
+
+    from .data import load_image
+
+    folder = out / "preprocess"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    spec = spec_mod.load(REPO / "model-spec" / "tiny.yaml")
+    expected = {}
+    for w, h, mode in PREPROCESS_IMAGES:
+        yy, xx = np.mgrid[0:h, 0:w]
+        base = np.stack([xx * 255 / max(w - 1, 1), yy * 255 / max(h - 1, 1), (xx + yy) % 32 * 8], axis=-1)
+        noise = rng.integers(-40, 41, size=(h, w, 3))
+        rgb = np.clip(base + noise, 0, 255).astype(np.uint8)
+        img = Image.fromarray(rgb)
+        img = img.convert(mode)
+        name = f"{w}x{h}_{mode.lower()}"
+        img.save(folder / f"{name}.png")
+        with Image.open(folder / f"{name}.png") as saved:
+            rgb_img = saved.convert("RGB")
+            for label, flt in (("bicubic", Image.BICUBIC), ("bilinear", Image.BILINEAR)):
+                expected[f"{name}.{label}"] = torch.from_numpy(np.asarray(rgb_img.resize((56, 56), flt)).copy())
+        expected[f"{name}.input"] = load_image(folder / f"{name}.png", spec)
+    checkpoint.write_safetensors(folder / "expected.safetensors", expected, {"spec": "tiny.yaml"})
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m dlvp_reference.golden", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "fixtures", help="fixtures folder (default: %(default)s)")
@@ -101,8 +139,9 @@ def main(argv=None) -> None:
     torch.use_deterministic_algorithms(True)
     write_tiny(args.out, args.seed)
     write_tokens(args.out)
+    write_preprocess(args.out, args.seed)
     for path in sorted(args.out.rglob("*")):
-        if path.is_file() and path.suffix in (".safetensors", ".json"):
+        if path.is_file() and path.suffix in (".safetensors", ".json", ".png"):
             print(f"{path.relative_to(args.out)}: {path.stat().st_size} bytes")
 
 

@@ -14,7 +14,9 @@ def digest(path):
 def test_regenerating_the_fixtures_reproduces_the_committed_files(tmp_path):
     golden.main(["--out", str(tmp_path)])
     fixtures = REPO / "fixtures"
-    for name in ("tiny/weights.safetensors", "tiny/golden.safetensors", "tokens.json"):
+    names = ["tiny/weights.safetensors", "tiny/golden.safetensors", "tokens.json", "preprocess/expected.safetensors"]
+    names += [f"preprocess/{w}x{h}_{m.lower()}.png" for w, h, m in golden.PREPROCESS_IMAGES]
+    for name in names:
         committed = fixtures / name
         if not committed.exists():
             pytest.fail(f"{committed} is missing: run `python -m dlvp_reference.golden`")

@@ -1,0 +1,70 @@
+//! Preprocessing against PIL: the bytes of `convert("RGB").resize(..., BICUBIC | BILINEAR)` and the
+//! reference's normalised input, for images that shrink, enlarge, mix both, and are grayscale or
+//! RGBA (fixtures/preprocess/, written by `python -m dlvp_reference.golden`).
+
+use std::path::{Path, PathBuf};
+
+use dlvp_exporter::spec::{ResizeFilter, Spec};
+use dlvp_exporter::Checkpoint;
+use dlvp_runtime::preprocess::{load_rgb8, resize_rgb8, to_input};
+use rstest::rstest;
+
+fn folder() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/preprocess")
+}
+
+fn expected_u8(name: &str) -> Vec<u8> {
+    // U8 tensors: the f32 reader refuses them, so read their bytes from the layout.
+    let path = folder().join("expected.safetensors");
+    let ckpt = Checkpoint::open(&path).unwrap();
+    let info = &ckpt.tensors()[name];
+    let bytes = std::fs::read(&path).unwrap();
+    let start = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    bytes[start + info.data_offsets.0..start + info.data_offsets.1].to_vec()
+}
+
+#[rstest]
+#[case("80x64_rgb")]
+#[case("37x53_rgb")]
+#[case("20x30_rgb")]
+#[case("300x41_rgb")]
+#[case("56x56_rgb")]
+#[case("64x48_l")]
+#[case("45x70_rgba")]
+#[case("60x150_rgb")]
+#[case("57x60_rgb")]
+#[case("120x120_rgb")]
+fn resize_matches_pil_byte_for_byte(#[case] name: &str) {
+    let img = load_rgb8(&folder().join(format!("{name}.png"))).unwrap();
+    for (label, filter) in [("bicubic", ResizeFilter::Bicubic), ("bilinear", ResizeFilter::Bilinear)] {
+        let ours = resize_rgb8(&img, 56, 56, filter);
+        let pil = expected_u8(&format!("{name}.{label}"));
+        let differing = ours.as_raw().iter().zip(&pil).filter(|(a, b)| a != b).count();
+        assert_eq!(differing, 0, "{name} {label}: {differing} of {} bytes differ from PIL", pil.len());
+    }
+}
+
+#[rstest]
+#[case("37x53_rgb")]
+#[case("45x70_rgba")]
+fn the_graph_input_equals_the_reference_transform(#[case] name: &str) {
+    let spec = Spec::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../model-spec/tiny.yaml")).unwrap();
+    let img = load_rgb8(&folder().join(format!("{name}.png"))).unwrap();
+    let ours = to_input(&img, spec.image_size, &spec.preprocess);
+    let ckpt = Checkpoint::open(&folder().join("expected.safetensors")).unwrap();
+    let reference = ckpt.read_f32(&format!("{name}.input")).unwrap();
+    let err = ours.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(err <= 1e-6, "{name}: max abs difference {err}");
+}
+
+#[test]
+fn an_unreadable_image_is_named() {
+    let dir = std::env::temp_dir().join(format!("dlvp-pre-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("text.png");
+    std::fs::write(&path, b"not an image").unwrap();
+    let err = load_rgb8(&path).unwrap_err();
+    assert!(err.to_string().starts_with(&format!("{}: cannot read image", path.display())), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
