@@ -27,6 +27,8 @@ enum Command {
     Export(commands::export::ExportArgs),
     /// Describe an ONNX graph: I/O, metadata, ops, parameters.
     Inspect(commands::inspect::InspectArgs),
+    /// Score images and write anomaly maps with an exported graph.
+    Detect(commands::detect::DetectArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         Command::Weights(cmd) => commands::weights::run(cmd),
         Command::Export(args) => commands::export::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
+        Command::Detect(args) => commands::detect::run(args),
     };
     match outcome {
         Ok(code) => code,

@@ -257,3 +257,84 @@ fn inspect_refuses_what_is_not_onnx(#[case] content: &[u8], #[case] expected: &s
     std::fs::write(&path, content).unwrap();
     assert_fails(&dlvp(&["inspect", path.to_str().unwrap()]), 1, expected);
 }
+
+fn exported_golden(dir: &Path) -> PathBuf {
+    let model = dir.join("tiny.onnx");
+    let run = dlvp(&["export", "--weights", golden_weights().to_str().unwrap(), "--out", model.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    model
+}
+
+#[rstest]
+#[case::tract("tract")]
+#[case::auto("auto")]
+fn detect_scores_valid_images_reports_bad_ones_and_leaves_no_stray_files(#[case] backend: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let model = exported_golden(dir.path());
+    let images = dir.path().join("images with spaces");
+    std::fs::create_dir_all(images.join("nested")).unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/preprocess");
+    std::fs::copy(fixtures.join("80x64_rgb.png"), images.join("part ü.png")).unwrap();
+    std::fs::copy(fixtures.join("64x48_l.png"), images.join("nested/gray.png")).unwrap();
+    std::fs::write(images.join("corrupt.png"), b"\x89PNG\r\n\x1a\n truncated").unwrap();
+    std::fs::write(images.join("notes.txt"), b"not an image, not looked at").unwrap();
+    let out = dir.path().join("out");
+    let run = dlvp(&[
+        "detect", images.to_str().unwrap(), "--model", model.to_str().unwrap(), "--backend", backend,
+        "--out", out.to_str().unwrap(), "--threshold", "0.5", "--json", "--batch", "2",
+    ]);
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    assert!(stderr(&run).contains("corrupt.png: cannot read image"), "{}", stderr(&run));
+    assert!(!stderr(&run).contains("panicked"));
+    let lines: Vec<serde_json::Value> = stdout(&run).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{}", stdout(&run));
+    for line in &lines {
+        let score = line["score"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&score));
+        assert_eq!(line["label"], if score >= 0.5 { "anomalous" } else { "normal" });
+        assert_eq!(line["topk"].as_array().unwrap().len(), 4);
+        for key in ["overlay", "map", "mask"] {
+            assert!(Path::new(line[key].as_str().unwrap()).is_file(), "{key}");
+        }
+    }
+    let overlay = image::open(out.join("part ü.overlay.png")).unwrap();
+    assert_eq!((overlay.width(), overlay.height()), (80, 64), "outputs at the original image size");
+    let mut written: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    written.sort();
+    assert_eq!(written, ["gray.map.png", "gray.mask.png", "gray.overlay.png", "part ü.map.png", "part ü.mask.png", "part ü.overlay.png"]);
+}
+
+#[test]
+fn detect_on_tract_and_auto_give_the_same_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = exported_golden(dir.path());
+    let image = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/preprocess/37x53_rgb.png");
+    let score = |backend: &str| -> f64 {
+        let run = dlvp(&["detect", image.to_str().unwrap(), "--model", model.to_str().unwrap(), "--backend", backend, "--json"]);
+        assert!(run.status.success(), "{}", stderr(&run));
+        serde_json::from_str::<serde_json::Value>(stdout(&run).trim()).unwrap()["score"].as_f64().unwrap()
+    };
+    assert!((score("tract") - score("auto")).abs() <= 1e-4);
+}
+
+#[test]
+fn detect_with_a_gpu_backend_on_a_cpu_library_fails_naming_the_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = exported_golden(dir.path());
+    let image = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/preprocess/37x53_rgb.png");
+    let run = dlvp(&["detect", image.to_str().unwrap(), "--model", model.to_str().unwrap(), "--backend", "ort-cuda"]);
+    assert_eq!(run.status.code(), Some(1));
+    let err = stderr(&run);
+    assert!(err.contains("CUDAExecutionProvider") || err.contains("no ONNX Runtime library found"), "{err}");
+}
+
+#[rstest]
+#[case::not_onnx(b"not a model".to_vec(), "not a")]
+#[case::onnx_without_metadata(Vec::new(), "not a dlvp graph")]
+fn detect_refuses_a_model_that_is_not_a_dlvp_graph(#[case] bytes: Vec<u8>, #[case] expected: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model.onnx");
+    std::fs::write(&model, bytes).unwrap();
+    let image = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/preprocess/37x53_rgb.png");
+    assert_fails(&dlvp(&["detect", image.to_str().unwrap(), "--model", model.to_str().unwrap()]), 1, expected);
+}

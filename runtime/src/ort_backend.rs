@@ -24,19 +24,72 @@ fn err<E: std::fmt::Display>(stage: &'static str) -> impl Fn(E) -> OrtError {
     move |e| OrtError::Run { stage, message: e.to_string() }
 }
 
+/// The execution provider a session runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    Cpu,
+    Cuda,
+    TensorRt,
+}
+
+impl Provider {
+    pub fn ort_name(self) -> &'static str {
+        match self {
+            Provider::Cpu => "CPUExecutionProvider",
+            Provider::Cuda => "CUDAExecutionProvider",
+            Provider::TensorRt => "TensorrtExecutionProvider",
+        }
+    }
+}
+
 pub struct OrtModel {
     session: Session,
+    provider: Provider,
 }
 
 impl OrtModel {
     /// A CPU session of the ONNX bytes, with the library from `ort_lib` (explicit path, `ORT_DYLIB_PATH`, project venv).
     pub fn load(bytes: &[u8], ort_lib_path: Option<&Path>) -> Result<OrtModel, OrtError> {
+        OrtModel::load_with(bytes, ort_lib_path, Provider::Cpu)
+    }
+
+    /// A session on `provider`; a GPU provider the library lacks, or that fails to initialise, is
+    /// an error naming it (never a silent fall back to CPU).
+    pub fn load_with(bytes: &[u8], ort_lib_path: Option<&Path>, provider: Provider) -> Result<OrtModel, OrtError> {
+        use ort::ep::ExecutionProvider;
         let loaded = ort_lib::load(ort_lib_path)?;
-        let session = Session::builder(&loaded.environment)
-            .map_err(err("session options"))?
-            .commit_from_memory(bytes)
-            .map_err(err("load"))?;
-        Ok(OrtModel { session })
+        let mut builder = Session::builder(&loaded.environment).map_err(err("session options"))?;
+        if provider != Provider::Cpu {
+            let available = match provider {
+                Provider::Cuda => ort::ep::CUDA::is_available(),
+                _ => ort::ep::TensorRT::is_available(),
+            }
+            .map_err(err("provider query"))?;
+            if !available {
+                return Err(OrtError::Run {
+                    stage: "provider",
+                    message: format!(
+                        "{} is not in the ONNX Runtime at {} (the PyPI `onnxruntime` wheel is CPU-only; use a GPU build)",
+                        provider.ort_name(),
+                        loaded.path.display()
+                    ),
+                });
+            }
+            let dispatch = match provider {
+                Provider::Cuda => ort::ep::CUDA::default().build().error_on_failure(),
+                _ => ort::ep::TensorRT::default().build().error_on_failure(),
+            };
+            builder = builder.with_execution_providers([dispatch]).map_err(|e| OrtError::Run {
+                stage: "provider",
+                message: format!("{} failed to initialise: {e}", provider.ort_name()),
+            })?;
+        }
+        let session = builder.commit_from_memory(bytes).map_err(err("load"))?;
+        Ok(OrtModel { session, provider })
+    }
+
+    pub fn provider(&self) -> Provider {
+        self.provider
     }
 
     pub fn run(&mut self, image: ArrayD<f32>) -> Result<Outputs, OrtError> {

@@ -94,3 +94,31 @@ fn every_backend_runs_the_fp16_graph_within_1e_2() {
         check(&format!("{name} fp16"), &run(image.clone()), &expected, 1e-2, false);
     }
 }
+
+#[test]
+fn the_detector_is_shareable_and_batches_like_single_images() {
+    use dlvp_runtime::detector::{BackendChoice, Detector, DetectorOptions};
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Detector>();
+
+    let dir = std::env::temp_dir().join(format!("dlvp-detector-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("tiny.onnx");
+    std::fs::write(&model, exported(false)).unwrap();
+    let detector = Detector::load(&model, &DetectorOptions { backend: BackendChoice::Tract, ort_lib: None }).unwrap();
+    assert_eq!(detector.backend(), "tract");
+    let pre = fixtures().join("../preprocess");
+    let images: Vec<_> = ["37x53_rgb", "80x64_rgb", "64x48_l"]
+        .iter()
+        .map(|n| dlvp_runtime::preprocess::load_rgb8(&pre.join(format!("{n}.png"))).unwrap())
+        .collect();
+    let batch = detector.detect_batch(&images).unwrap();
+    for (img, together) in images.iter().zip(&batch) {
+        let alone = &detector.detect_batch(std::slice::from_ref(img)).unwrap()[0];
+        assert!((alone.score - together.score).abs() <= 1e-5);
+        assert_eq!(alone.topk, together.topk);
+        let diff = (&alone.map - &together.map).mapv(f32::abs).fold(0.0f32, |m, &v| m.max(v));
+        assert!(diff <= 1e-5, "map differs by {diff}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,5 +1,6 @@
 //! One module per `dlvp` subcommand, and what several of them share.
 
+pub mod detect;
 pub mod export;
 pub mod inspect;
 pub mod spec;

@@ -1,0 +1,169 @@
+//! The detector: a dlvp graph on the best backend available, scoring RGB images.
+//!
+//! ```no_run
+//! use dlvp_runtime::detector::{Detector, DetectorOptions};
+//! let detector = Detector::load("model.onnx".as_ref(), &DetectorOptions::default())?;
+//! let image = image::open("part.png")?.to_rgb8();
+//! let found = detector.detect_batch(&[image])?;
+//! println!("score {:.3} on {}, top-k patches {:?}", found[0].score, detector.backend(), found[0].topk);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! `auto` tries ONNX Runtime with TensorRT, then CUDA, then CPU, then tract, and says why each
+//! skipped one was skipped; naming a backend that cannot run is an error, never a fall back.
+//! The detector is `Send + Sync`: tract plans are shared, the ONNX Runtime session is locked.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use image::RgbImage;
+use ndarray::{Array2, Array4, ArrayD, Axis};
+
+use crate::metadata::{self, ModelInfo};
+use crate::ort_backend::{OrtModel, Provider};
+use crate::outputs::Outputs;
+use crate::preprocess::to_input;
+use crate::tract_backend::TractModel;
+
+/// Which backend runs the graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendChoice {
+    #[default]
+    Auto,
+    OrtTensorrt,
+    OrtCuda,
+    OrtCpu,
+    Tract,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DetectorOptions {
+    pub backend: BackendChoice,
+    /// The ONNX Runtime library; default `ORT_DYLIB_PATH`, then the project venv.
+    pub ort_lib: Option<PathBuf>,
+}
+
+/// One image's result: the score, the map at the model's H×W, the selected patch indices.
+#[derive(Debug, Clone)]
+pub struct Detection {
+    pub score: f32,
+    pub map: Array2<f32>,
+    pub topk: Vec<i64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    #[error("{}: cannot read model: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Metadata(#[from] metadata::MetadataError),
+    #[error("{}: {message}", path.display())]
+    Unsupported { path: PathBuf, message: String },
+    #[error(transparent)]
+    Ort(#[from] crate::ort_backend::OrtError),
+    #[error(transparent)]
+    Tract(#[from] crate::tract_backend::TractError),
+}
+
+enum Engine {
+    Tract { bytes: Vec<u8>, plans: Mutex<HashMap<usize, Arc<TractModel>>> },
+    Ort(Mutex<OrtModel>),
+}
+
+pub struct Detector {
+    info: ModelInfo,
+    engine: Engine,
+    backend: &'static str,
+    notes: Vec<String>,
+}
+
+impl Detector {
+    pub fn load(path: &Path, options: &DetectorOptions) -> Result<Detector, DetectError> {
+        let bytes = std::fs::read(path).map_err(|source| DetectError::Read { path: path.to_path_buf(), source })?;
+        let info = metadata::read(&bytes, path)?;
+        if info.input != "image" {
+            return Err(DetectError::Unsupported {
+                path: path.to_path_buf(),
+                message: format!("input `{}`: dlvp detect runs graphs exported without --embed-preprocess", info.input),
+            });
+        }
+        let ort_lib = options.ort_lib.as_deref();
+        let ort = |provider| OrtModel::load_with(&bytes, ort_lib, provider).map(|m| Engine::Ort(Mutex::new(m)));
+        let tract = |bytes: Vec<u8>| Engine::Tract { bytes, plans: Mutex::new(HashMap::new()) };
+        let mut notes = Vec::new();
+        let (engine, backend) = match options.backend {
+            BackendChoice::OrtTensorrt => (ort(Provider::TensorRt)?, "ort-tensorrt"),
+            BackendChoice::OrtCuda => (ort(Provider::Cuda)?, "ort-cuda"),
+            BackendChoice::OrtCpu => (ort(Provider::Cpu)?, "ort-cpu"),
+            BackendChoice::Tract => (tract(bytes), "tract"),
+            BackendChoice::Auto => {
+                let mut chosen = None;
+                for (provider, name) in [(Provider::TensorRt, "ort-tensorrt"), (Provider::Cuda, "ort-cuda"), (Provider::Cpu, "ort-cpu")] {
+                    match ort(provider) {
+                        Ok(engine) => {
+                            chosen = Some((engine, name));
+                            break;
+                        }
+                        Err(e) => notes.push(format!("{name} not used: {e}")),
+                    }
+                }
+                chosen.unwrap_or_else(|| (tract(bytes), "tract"))
+            }
+        };
+        Ok(Detector { info, engine, backend, notes })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// The backend that runs: `ort-tensorrt`, `ort-cuda`, `ort-cpu` or `tract`.
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// Why `auto` skipped the backends it skipped.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// Scores a batch of RGB images of any size (each is resized as §1 says).
+    pub fn detect_batch(&self, images: &[RgbImage]) -> Result<Vec<Detection>, DetectError> {
+        let size = self.info.spec.image_size;
+        let mut batch = Array4::<f32>::zeros((images.len(), 3, size, size));
+        for (i, img) in images.iter().enumerate() {
+            batch.index_axis_mut(Axis(0), i).assign(&to_input(img, size, &self.info.spec.preprocess));
+        }
+        let outputs = self.run(batch.into_dyn())?;
+        Ok((0..images.len())
+            .map(|i| Detection {
+                score: outputs.anomaly_score[[i]],
+                map: outputs.anomaly_map.index_axis(Axis(0), i).index_axis(Axis(0), 0).to_owned().into_dimensionality().expect("[H, W]"),
+                topk: outputs.topk_indices.index_axis(Axis(0), i).iter().copied().collect(),
+            })
+            .collect())
+    }
+
+    /// Runs the graph on a preprocessed batch [B, 3, H, W].
+    pub fn run(&self, batch: ArrayD<f32>) -> Result<Outputs, DetectError> {
+        match &self.engine {
+            Engine::Ort(model) => Ok(model.lock().unwrap_or_else(|p| p.into_inner()).run(batch)?),
+            Engine::Tract { bytes, plans } => {
+                let n = batch.shape()[0];
+                let plan = {
+                    let mut plans = plans.lock().unwrap_or_else(|p| p.into_inner());
+                    match plans.get(&n) {
+                        Some(plan) => Arc::clone(plan),
+                        None => {
+                            let plan = Arc::new(TractModel::load(bytes, n, self.info.spec.image_size)?);
+                            plans.insert(n, Arc::clone(&plan));
+                            plan
+                        }
+                    }
+                };
+                Ok(plan.run(batch)?)
+            }
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! From the graph's map to what a person looks at: the map resized back to the original image
+//! size (bilinear, half-pixel centres), a heatmap overlay (turbo colormap blended on the image)
+//! and a binary mask at a threshold.
+
+use image::{GrayImage, Luma, Rgb, RgbImage};
+use ndarray::Array2;
+
+/// Bilinear resize of an [h, w] map to [out_h, out_w] with half-pixel centres (edge-clamped).
+pub fn resize_map(map: &Array2<f32>, out_w: usize, out_h: usize) -> Array2<f32> {
+    let (h, w) = map.dim();
+    let coord = |i: usize, inp: usize, out: usize| -> (usize, usize, f32) {
+        let x = ((i as f32 + 0.5) * inp as f32 / out as f32 - 0.5).max(0.0);
+        let x0 = (x.floor() as usize).min(inp - 1);
+        let x1 = (x0 + 1).min(inp - 1);
+        (x0, x1, x - x0 as f32)
+    };
+    Array2::from_shape_fn((out_h, out_w), |(y, x)| {
+        let (y0, y1, fy) = coord(y, h, out_h);
+        let (x0, x1, fx) = coord(x, w, out_w);
+        let top = map[[y0, x0]] * (1.0 - fx) + map[[y0, x1]] * fx;
+        let bottom = map[[y1, x0]] * (1.0 - fx) + map[[y1, x1]] * fx;
+        top * (1.0 - fy) + bottom * fy
+    })
+}
+
+/// The turbo colormap (Google's, by its published polynomial approximation) at t ∈ [0, 1].
+pub fn turbo(t: f32) -> [u8; 3] {
+    let x = t.clamp(0.0, 1.0) as f64;
+    let poly = |c: [f64; 6]| c[0] + x * (c[1] + x * (c[2] + x * (c[3] + x * (c[4] + x * c[5]))));
+    let r = poly([0.13572138, 4.61539260, -42.66032258, 132.13108234, -152.94239396, 59.28637943]);
+    let g = poly([0.09140261, 2.19418839, 4.84296658, -14.18503333, 4.27729857, 2.82956604]);
+    let b = poly([0.10667330, 12.64194608, -60.58204836, 110.36276771, -89.90310912, 27.34824973]);
+    [r, g, b].map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+}
+
+/// The map in turbo colours blended half-and-half on the image (same size as the image).
+pub fn overlay(image: &RgbImage, map: &Array2<f32>) -> RgbImage {
+    RgbImage::from_fn(image.width(), image.height(), |x, y| {
+        let c = turbo(map[[y as usize, x as usize]]);
+        let p = image.get_pixel(x, y);
+        Rgb([0, 1, 2].map(|i| ((p[i] as u16 + c[i] as u16 + 1) / 2) as u8))
+    })
+}
+
+/// 255 where the map reaches `threshold`, 0 elsewhere.
+pub fn mask(map: &Array2<f32>, threshold: f32) -> GrayImage {
+    let (h, w) = map.dim();
+    GrayImage::from_fn(w as u32, h as u32, |x, y| Luma([if map[[y as usize, x as usize]] >= threshold { 255 } else { 0 }]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resizing_keeps_constants_and_identity() {
+        let flat = Array2::from_elem((7, 7), 0.25f32);
+        assert!(resize_map(&flat, 30, 11).iter().all(|&v| (v - 0.25).abs() < 1e-6));
+        let ramp = Array2::from_shape_fn((4, 5), |(y, x)| (y * 5 + x) as f32);
+        assert_eq!(resize_map(&ramp, 5, 4), ramp);
+    }
+
+    #[test]
+    fn turbo_runs_from_dark_blue_through_green_to_dark_red() {
+        let (lo, mid, hi) = (turbo(0.0), turbo(0.5), turbo(1.0));
+        assert!(lo[2] > lo[0] && mid[1] > mid[2] && hi[0] > hi[2], "{lo:?} {mid:?} {hi:?}");
+    }
+}

@@ -1,0 +1,183 @@
+//! `dlvp detect PATH... --model M [--backend B] [--out DIR] [--threshold T] [--batch N] [--json]`.
+//!
+//! Scores images (files, or directories searched recursively) with a dlvp graph; with `--out`,
+//! writes per image a heatmap overlay, the map as a 16-bit PNG at the image's size and, with
+//! `--threshold`, a binary mask — each written atomically. A bad image is reported and skipped;
+//! the exit status is then 1.
+
+use std::collections::HashSet;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use dlvp_runtime::detector::{BackendChoice, Detector, DetectorOptions};
+use dlvp_runtime::postprocess::{mask, overlay, resize_map};
+use dlvp_runtime::preprocess::load_rgb8;
+use image::{DynamicImage, ImageBuffer, Luma, RgbImage};
+
+use super::write_atomically;
+
+const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp"];
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Backend {
+    Auto,
+    OrtTensorrt,
+    OrtCuda,
+    OrtCpu,
+    Tract,
+}
+
+#[derive(Args)]
+pub struct DetectArgs {
+    /// Image files or directories (searched recursively for png, jpg, bmp, tiff, webp).
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// An ONNX graph written by `dlvp export`.
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    backend: Backend,
+    /// Folder for overlays, maps and masks (nothing is written without it).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Label images with score ≥ T anomalous, and write masks of the map ≥ T.
+    #[arg(long)]
+    threshold: Option<f32>,
+    /// Images per model run.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    batch: u32,
+    /// One JSON object per image on stdout.
+    #[arg(long)]
+    json: bool,
+    /// The ONNX Runtime library (default: ORT_DYLIB_PATH, then the project venv).
+    #[arg(long)]
+    ort_lib: Option<PathBuf>,
+}
+
+fn collect(paths: &[PathBuf], failed: &mut bool) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                walk(&path, out)?;
+            } else if path.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_lowercase().as_str())) {
+                out.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            if let Err(e) = walk(path, &mut out) {
+                eprintln!("error: {}: cannot list folder: {e}", path.display());
+                *failed = true;
+            }
+        } else if path.exists() {
+            out.push(path.clone());
+        } else {
+            eprintln!("error: {}: no such file or folder", path.display());
+            *failed = true;
+        }
+    }
+    out
+}
+
+fn png_bytes(img: impl Into<DynamicImage>) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    img.into().write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)?;
+    Ok(bytes)
+}
+
+/// A file stem unique within this run (`part`, `part-1`, ...).
+fn unique_stem(path: &Path, used: &mut HashSet<String>) -> String {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
+    let mut candidate = stem.clone();
+    let mut n = 0;
+    while !used.insert(candidate.clone()) {
+        n += 1;
+        candidate = format!("{stem}-{n}");
+    }
+    candidate
+}
+
+pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
+    let backend = match args.backend {
+        Backend::Auto => BackendChoice::Auto,
+        Backend::OrtTensorrt => BackendChoice::OrtTensorrt,
+        Backend::OrtCuda => BackendChoice::OrtCuda,
+        Backend::OrtCpu => BackendChoice::OrtCpu,
+        Backend::Tract => BackendChoice::Tract,
+    };
+    let detector = Detector::load(&args.model, &DetectorOptions { backend, ort_lib: args.ort_lib.clone() })?;
+    for note in detector.notes() {
+        eprintln!("note: {note}");
+    }
+    eprintln!("backend: {} ({})", detector.backend(), detector.info().spec.name);
+    if let Some(out) = &args.out {
+        std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create folder", out.display()))?;
+    }
+    let mut failed = false;
+    let files = collect(&args.paths, &mut failed);
+    let mut used = HashSet::new();
+    for chunk in files.chunks(args.batch as usize) {
+        let mut images: Vec<(PathBuf, RgbImage)> = Vec::new();
+        for path in chunk {
+            match load_rgb8(path) {
+                Ok(img) => images.push((path.clone(), img)),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    failed = true;
+                }
+            }
+        }
+        if images.is_empty() {
+            continue;
+        }
+        let rgb: Vec<RgbImage> = images.iter().map(|(_, img)| img.clone()).collect();
+        let detections = detector.detect_batch(&rgb)?;
+        for ((path, img), det) in images.iter().zip(detections) {
+            let label = args.threshold.map(|t| if det.score >= t { "anomalous" } else { "normal" });
+            let mut written = serde_json::Map::new();
+            if let Some(out) = &args.out {
+                let stem = unique_stem(path, &mut used);
+                let full = resize_map(&det.map, img.width() as usize, img.height() as usize);
+                let overlay_path = out.join(format!("{stem}.overlay.png"));
+                write_atomically(&overlay_path, &png_bytes(overlay(img, &full))?)?;
+                let map16: ImageBuffer<Luma<u16>, Vec<u16>> = ImageBuffer::from_fn(img.width(), img.height(), |x, y| {
+                    Luma([(full[[y as usize, x as usize]].clamp(0.0, 1.0) * 65535.0).round() as u16])
+                });
+                let map_path = out.join(format!("{stem}.map.png"));
+                write_atomically(&map_path, &png_bytes(map16)?)?;
+                written.insert("overlay".into(), overlay_path.display().to_string().into());
+                written.insert("map".into(), map_path.display().to_string().into());
+                if let Some(t) = args.threshold {
+                    let mask_path = out.join(format!("{stem}.mask.png"));
+                    write_atomically(&mask_path, &png_bytes(mask(&full, t))?)?;
+                    written.insert("mask".into(), mask_path.display().to_string().into());
+                }
+            }
+            if args.json {
+                let mut line = serde_json::json!({
+                    "image": path.display().to_string(),
+                    "score": det.score,
+                    "topk": det.topk,
+                    "backend": detector.backend(),
+                });
+                let obj = line.as_object_mut().expect("an object");
+                if let Some(l) = label {
+                    obj.insert("label".into(), l.into());
+                }
+                obj.extend(written);
+                println!("{line}");
+            } else {
+                println!("{}  score {:.4}{}", path.display(), det.score, label.map(|l| format!("  {l}")).unwrap_or_default());
+            }
+        }
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
