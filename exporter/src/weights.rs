@@ -219,6 +219,20 @@ impl Checkpoint {
         self.map.len() - self.data_start
     }
 
+    /// The stored bytes of a tensor (little-endian, its own dtype), for tensors that are not floats.
+    pub fn raw_bytes(&self, name: &str) -> Option<&[u8]> {
+        let (begin, end) = self.tensors.get(name)?.data_offsets;
+        Some(&self.map[self.data_start + begin..self.data_start + end])
+    }
+
+    /// An I64 tensor's values (golden `topk_indices`); `None` if absent or not I64.
+    pub fn read_i64(&self, name: &str) -> Option<Vec<i64>> {
+        if self.tensors.get(name)?.dtype != Dtype::Other("I64".into()) {
+            return None;
+        }
+        Some(self.raw_bytes(name)?.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes"))).collect())
+    }
+
     /// Reads one tensor as f32, converting f16/bf16, and rejects NaN/Inf.
     pub fn read_f32(&self, name: &str) -> Result<Vec<f32>, WeightsError> {
         let info = self.tensors.get(name).ok_or_else(|| WeightsError::Missing {

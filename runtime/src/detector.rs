@@ -3,9 +3,8 @@
 //! ```no_run
 //! use dlvp_runtime::detector::{Detector, DetectorOptions};
 //! let detector = Detector::load("model.onnx".as_ref(), &DetectorOptions::default())?;
-//! let image = image::open("part.png")?.to_rgb8();
-//! let found = detector.detect_batch(&[image])?;
-//! println!("score {:.3} on {}, top-k patches {:?}", found[0].score, detector.backend(), found[0].topk);
+//! let found = detector.detect(&image::open("part.png")?)?;
+//! println!("score {:.3} on {}, top-k patches {:?}", found.score, detector.backend(), found.topk);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -126,6 +125,11 @@ impl Detector {
     /// Why `auto` skipped the backends it skipped.
     pub fn notes(&self) -> &[String] {
         &self.notes
+    }
+
+    /// Scores one image of any mode and size (converted to RGB8, resized as §1 says).
+    pub fn detect(&self, image: &image::DynamicImage) -> Result<Detection, DetectError> {
+        Ok(self.detect_batch(&[image.to_rgb8()])?.remove(0))
     }
 
     /// Scores a batch of RGB images of any size (each is resized as §1 says).

@@ -24,14 +24,8 @@ fn golden() -> (ArrayD<f32>, Outputs) {
         let shape = ckpt.tensors()[name].shape.clone();
         ArrayD::from_shape_vec(IxDyn(&shape), ckpt.read_f32(name).unwrap()).unwrap()
     };
-    // topk_indices is stored as I64, which the f32 reader refuses: read its bytes directly.
-    let bytes = std::fs::read(&path).unwrap();
-    let start = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let info = &ckpt.tensors()["topk_indices"];
-    let topk: Vec<i64> = bytes[start + info.data_offsets.0..start + info.data_offsets.1]
-        .chunks_exact(8)
-        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
-        .collect();
+    let topk = ckpt.read_i64("topk_indices").unwrap();
     let outputs = Outputs {
         anomaly_score: f32_tensor("anomaly_score"),
         anomaly_map: f32_tensor("anomaly_map"),

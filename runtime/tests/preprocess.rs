@@ -14,13 +14,8 @@ fn folder() -> PathBuf {
 }
 
 fn expected_u8(name: &str) -> Vec<u8> {
-    // U8 tensors: the f32 reader refuses them, so read their bytes from the layout.
-    let path = folder().join("expected.safetensors");
-    let ckpt = Checkpoint::open(&path).unwrap();
-    let info = &ckpt.tensors()[name];
-    let bytes = std::fs::read(&path).unwrap();
-    let start = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    bytes[start + info.data_offsets.0..start + info.data_offsets.1].to_vec()
+    let ckpt = Checkpoint::open(&folder().join("expected.safetensors")).unwrap();
+    ckpt.raw_bytes(name).unwrap().to_vec()
 }
 
 #[rstest]
