@@ -338,3 +338,12 @@ fn detect_refuses_a_model_that_is_not_a_dlvp_graph(#[case] bytes: Vec<u8>, #[cas
     let image = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/preprocess/37x53_rgb.png");
     assert_fails(&dlvp(&["detect", image.to_str().unwrap(), "--model", model.to_str().unwrap()]), 1, expected);
 }
+
+#[test]
+fn export_creates_the_output_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("new/folder/tiny.onnx");
+    let run = dlvp(&["export", "--weights", golden_weights().to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(out.is_file());
+}

@@ -36,12 +36,14 @@ pub fn resolve_spec(ckpt: &Checkpoint, explicit: Option<PathBuf>) -> anyhow::Res
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, synced, then
-/// renamed over `path`, so a crash or a full disk never leaves a partial file behind.
+/// renamed over `path`, so a crash or a full disk never leaves a partial file behind. A missing
+/// parent folder is created.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create folder", dir.display()))?;
     let name = path.file_name().with_context(|| format!("{}: not a file path", path.display()))?;
     let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
     let result = (|| -> std::io::Result<()> {
