@@ -17,7 +17,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from .spec import Spec
 
@@ -108,10 +108,11 @@ _FILTERS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}
 
 
 def load_image(path: Path, spec: Spec) -> torch.Tensor:
-    """§1: RGB (grayscale replicated, alpha dropped) → H×W → [0, 1] → normalised, [3, H, W] f32."""
+    """§1: upright per EXIF → RGB (grayscale replicated, alpha dropped) → H×W → [0, 1] → normalised,
+    [3, H, W] f32."""
     try:
         with Image.open(path) as img:
-            img = img.convert("RGB")
+            img = ImageOps.exif_transpose(img).convert("RGB")
             img = img.resize((spec.image_size, spec.image_size), _FILTERS[spec.preprocess.resize])
     except (OSError, ValueError) as e:
         raise DatasetError(f"{path}: cannot read image: {e}") from e

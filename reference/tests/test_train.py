@@ -128,3 +128,17 @@ def test_visa_layout_reads_the_split_csv(tmp_path):
     (root / "split_csv/1cls.csv").write_text("object,split,image\ncandle,test,x.JPG\n")
     with pytest.raises(DatasetError, match="expected columns"):
         visa_samples(root, None, "test")
+
+
+def test_images_are_read_upright_per_exif(tmp_path):
+    from dlvp_reference import spec as spec_mod
+    from dlvp_reference.data import load_image
+
+    arr = np.zeros((20, 30, 3), np.uint8)
+    arr[:10, :15] = (255, 0, 0)  # red top-left as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display rotated 90° clockwise: red ends top-right
+    Image.fromarray(arr).save(tmp_path / "rotated.jpg", exif=exif, quality=100)
+    x = load_image(tmp_path / "rotated.jpg", spec_mod.load(SPEC_DIR / "tiny.yaml"))
+    red = x[0]
+    assert red[:20, -20:].mean() > red[-20:, :20].mean() + 1.0

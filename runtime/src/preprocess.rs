@@ -24,9 +24,19 @@ pub struct ImageError {
     pub message: String,
 }
 
-/// Decodes an image file to RGB8 (grayscale replicated, alpha dropped, 16-bit scaled to 8).
+/// Decodes an image file to RGB8, upright per its EXIF orientation (as PIL's
+/// `ImageOps.exif_transpose`), grayscale replicated, alpha dropped, 16-bit scaled to 8.
 pub fn load_rgb8(path: &Path) -> Result<RgbImage, ImageError> {
-    let img = image::open(path).map_err(|e| ImageError { path: path.to_path_buf(), message: e.to_string() })?;
+    use image::ImageDecoder;
+    let fail = |e: image::ImageError| ImageError { path: path.to_path_buf(), message: e.to_string() };
+    let reader = image::ImageReader::open(path)
+        .map_err(|e| ImageError { path: path.to_path_buf(), message: e.to_string() })?
+        .with_guessed_format()
+        .map_err(|e| ImageError { path: path.to_path_buf(), message: e.to_string() })?;
+    let mut decoder = reader.into_decoder().map_err(fail)?;
+    let orientation = decoder.orientation().map_err(fail)?;
+    let mut img = image::DynamicImage::from_decoder(decoder).map_err(fail)?;
+    img.apply_orientation(orientation);
     Ok(img.to_rgb8())
 }
 

@@ -63,3 +63,42 @@ fn an_unreadable_image_is_named() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+
+#[test]
+fn exif_orientation_is_applied() {
+    use image::ImageEncoder;
+    // A 3×2 image whose EXIF says "rotate 90° clockwise to display" (orientation 6).
+    let dir = tempfile_dir();
+    let path = dir.join("rotated.jpg");
+    let mut pixels = image::RgbImage::new(3, 2);
+    pixels.put_pixel(0, 0, image::Rgb([255, 0, 0]));
+    let mut jpeg = Vec::new();
+    let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 100);
+    encoder.set_exif_metadata(exif_orientation_6()).unwrap();
+    encoder.write_image(pixels.as_raw(), 3, 2, image::ExtendedColorType::Rgb8).unwrap();
+    std::fs::write(&path, jpeg).unwrap();
+    let img = load_rgb8(&path).unwrap();
+    assert_eq!((img.width(), img.height()), (2, 3), "rotated upright");
+    assert!(img.get_pixel(1, 0)[0] > 200, "the red corner moved to the top right");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn tempfile_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dlvp-exif-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A minimal little-endian TIFF/EXIF block with Orientation = 6.
+fn exif_orientation_6() -> Vec<u8> {
+    let mut b = b"II*\0".to_vec();
+    b.extend_from_slice(&8u32.to_le_bytes()); // IFD offset
+    b.extend_from_slice(&1u16.to_le_bytes()); // one entry
+    b.extend_from_slice(&0x0112u16.to_le_bytes()); // Orientation
+    b.extend_from_slice(&3u16.to_le_bytes()); // SHORT
+    b.extend_from_slice(&1u32.to_le_bytes()); // count
+    b.extend_from_slice(&6u16.to_le_bytes());
+    b.extend_from_slice(&0u16.to_le_bytes());
+    b.extend_from_slice(&0u32.to_le_bytes()); // no next IFD
+    b
+}
