@@ -281,7 +281,7 @@ fn detect_scores_valid_images_reports_bad_ones_and_leaves_no_stray_files(#[case]
     let out = dir.path().join("out");
     let run = dlvp(&[
         "detect", images.to_str().unwrap(), "--model", model.to_str().unwrap(), "--backend", backend,
-        "--out", out.to_str().unwrap(), "--threshold", "0.5", "--json", "--batch", "2",
+        "--out", out.to_str().unwrap(), "--threshold", "0.5", "--json", "--batch", "2", "--show-topk",
     ]);
     assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
     assert!(stderr(&run).contains("corrupt.png: cannot read image"), "{}", stderr(&run));

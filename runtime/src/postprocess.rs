@@ -39,6 +39,32 @@ pub fn overlay(image: &RgbImage, map: &Array2<f32>) -> RgbImage {
     })
 }
 
+/// Outlines, on an image of `width`×`height`, the patches of a `grid`×`grid` patch grid whose
+/// row-major indices are `topk` (SLFS.s selection), in white.
+pub fn draw_topk(image: &mut RgbImage, topk: &[i64], grid: usize) {
+    let (w, h) = (image.width() as f32, image.height() as f32);
+    for &index in topk {
+        if index < 0 || index as usize >= grid * grid {
+            continue;
+        }
+        let (row, col) = (index as usize / grid, index as usize % grid);
+        let x0 = (col as f32 * w / grid as f32).floor() as u32;
+        let x1 = (((col + 1) as f32 * w / grid as f32).ceil() as u32).min(image.width()).saturating_sub(1);
+        let y0 = (row as f32 * h / grid as f32).floor() as u32;
+        let y1 = (((row + 1) as f32 * h / grid as f32).ceil() as u32).min(image.height()).saturating_sub(1);
+        for x in x0..=x1 {
+            for y in [y0, y1] {
+                image.put_pixel(x, y, Rgb([255, 255, 255]));
+            }
+        }
+        for y in y0..=y1 {
+            for x in [x0, x1] {
+                image.put_pixel(x, y, Rgb([255, 255, 255]));
+            }
+        }
+    }
+}
+
 /// 255 where the map reaches `threshold`, 0 elsewhere.
 pub fn mask(map: &Array2<f32>, threshold: f32) -> GrayImage {
     let (h, w) = map.dim();
@@ -55,6 +81,17 @@ mod tests {
         assert!(resize_map(&flat, 30, 11).iter().all(|&v| (v - 0.25).abs() < 1e-6));
         let ramp = Array2::from_shape_fn((4, 5), |(y, x)| (y * 5 + x) as f32);
         assert_eq!(resize_map(&ramp, 5, 4), ramp);
+    }
+
+    #[test]
+    fn topk_boxes_outline_the_selected_cells() {
+        let mut img = RgbImage::new(70, 70);
+        draw_topk(&mut img, &[8], 7); // row 1, column 1 of a 7×7 grid: pixels 10..=19
+        assert_eq!(img.get_pixel(10, 10), &Rgb([255, 255, 255]));
+        assert_eq!(img.get_pixel(19, 15), &Rgb([255, 255, 255]));
+        assert_eq!(img.get_pixel(15, 15), &Rgb([0, 0, 0]), "inside stays untouched");
+        assert_eq!(img.get_pixel(5, 5), &Rgb([0, 0, 0]));
+        draw_topk(&mut img, &[-1, 49], 7); // out of range: ignored
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `dlvp detect PATH... --model M [--backend B] [--out DIR] [--threshold T] [--batch N] [--json]`.
+//! `dlvp detect PATH... --model M [--backend B] [--out DIR] [--threshold T] [--show-topk] [--batch N] [--json]`.
 //!
 //! Scores images (files, or directories searched recursively) with a dlvp graph; with `--out`,
 //! writes per image a heatmap overlay, the map as a 16-bit PNG at the image's size and, with
@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use dlvp_runtime::detector::{BackendChoice, Detector, DetectorOptions};
-use dlvp_runtime::postprocess::{mask, overlay, resize_map};
+use dlvp_runtime::postprocess::{draw_topk, mask, overlay, resize_map};
 use dlvp_runtime::preprocess::load_rgb8;
 use image::{DynamicImage, ImageBuffer, Luma, RgbImage};
 
@@ -46,6 +46,9 @@ pub struct DetectArgs {
     /// Label images with score ≥ T anomalous, and write masks of the map ≥ T.
     #[arg(long)]
     threshold: Option<f32>,
+    /// Outline the Top-K patches SLFS selected on the overlay.
+    #[arg(long)]
+    show_topk: bool,
     /// Images per model run.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
     batch: u32,
@@ -147,7 +150,11 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
                 let stem = unique_stem(path, &mut used);
                 let full = resize_map(&det.map, img.width() as usize, img.height() as usize);
                 let overlay_path = out.join(format!("{stem}.overlay.png"));
-                write_atomically(&overlay_path, &png_bytes(overlay(img, &full))?)?;
+                let mut heat = overlay(img, &full);
+                if args.show_topk {
+                    draw_topk(&mut heat, &det.topk, detector.info().spec.grid());
+                }
+                write_atomically(&overlay_path, &png_bytes(heat)?)?;
                 let map16: ImageBuffer<Luma<u16>, Vec<u16>> = ImageBuffer::from_fn(img.width(), img.height(), |x, y| {
                     Luma([(full[[y as usize, x as usize]].clamp(0.0, 1.0) * 65535.0).round() as u16])
                 });
