@@ -39,8 +39,8 @@ pub fn overlay(image: &RgbImage, map: &Array2<f32>) -> RgbImage {
     })
 }
 
-/// Outlines, on an image of `width`×`height`, the patches of a `grid`×`grid` patch grid whose
-/// row-major indices are `topk` (SLFS.s selection), in white.
+/// Outlines on `image` the cells of a `grid`×`grid` patch grid (stretched over it) whose
+/// row-major indices are `topk` (SLFS's selection), in white.
 pub fn draw_topk(image: &mut RgbImage, topk: &[i64], grid: usize) {
     let (w, h) = (image.width() as f32, image.height() as f32);
     for &index in topk {
