@@ -1,7 +1,5 @@
-//! Running an exported graph on ONNX Runtime's CPU execution provider.
-//!
-//! The first piece of the runtime's ORT backend (`dlvp export --verify` uses it); the TensorRT
-//! and CUDA providers, their options and the backend trait arrive with the runtime issue.
+//! Running an exported graph on ONNX Runtime: the CPU execution provider, or CUDA / TensorRT
+//! when the loaded library has them (their tuning options are still to come).
 
 use std::path::Path;
 

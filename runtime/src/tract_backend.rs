@@ -1,13 +1,12 @@
-//! Running an exported graph on tract (CPU, pure Rust), for a fixed batch size.
-//!
-//! The first piece of the runtime's tract backend: `dlvp export --verify` uses it today; the
-//! backend trait, per-batch plan caching and preprocessing arrive with the runtime issue.
+//! Running an exported graph on tract (CPU, pure Rust), optimised for one batch size (the
+//! detector caches one plan per batch size it sees).
 
 use ndarray::ArrayD;
 use tract_onnx::prelude::*;
 
 pub use crate::outputs::Outputs;
 
+/// A tract failure, with the stage it happened in (tract's own error type is `anyhow`-based).
 #[derive(Debug, thiserror::Error)]
 #[error("tract: {stage}: {message}")]
 pub struct TractError {
@@ -15,11 +14,9 @@ pub struct TractError {
     pub message: String,
 }
 
-fn err(stage: &'static str) -> impl Fn(TractError_) -> TractError {
+fn err(stage: &'static str) -> impl Fn(tract_onnx::prelude::TractError) -> TractError {
     move |e| TractError { stage, message: format!("{e:#}") }
 }
-
-type TractError_ = tract_onnx::prelude::TractError;
 
 /// An optimised tract plan of a graph for one input shape.
 pub struct TractModel {
