@@ -122,6 +122,14 @@ impl Detector {
         self.backend
     }
 
+    /// The execution provider that really runs (`CPUExecutionProvider`, ..., or `tract`).
+    pub fn provider(&self) -> &'static str {
+        match &self.engine {
+            Engine::Ort(model) => model.lock().unwrap_or_else(|p| p.into_inner()).provider().ort_name(),
+            Engine::Tract { .. } => "tract",
+        }
+    }
+
     /// Why `auto` skipped the backends it skipped.
     pub fn notes(&self) -> &[String] {
         &self.notes

@@ -120,19 +120,35 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
     for note in detector.notes() {
         eprintln!("note: {note}");
     }
-    eprintln!("backend: {} ({})", detector.backend(), detector.info().spec.name);
+    let provider = detector.provider();
+    eprintln!("backend: {} [{provider}] ({})", detector.backend(), detector.info().spec.name);
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create folder", out.display()))?;
     }
     let mut failed = false;
     let files = collect(&args.paths, &mut failed);
     let mut used = HashSet::new();
-    for chunk in files.chunks(args.batch as usize) {
+    let mut progress = Progress::new(files.len());
+    // Decoding runs on its own thread, a batch or two ahead of the model.
+    let (sender, batches) = std::sync::mpsc::sync_channel::<Vec<(PathBuf, Result<RgbImage, String>)>>(2);
+    let batch_size = args.batch as usize;
+    let to_decode = files.clone();
+    let decoder = std::thread::spawn(move || {
+        for chunk in to_decode.chunks(batch_size) {
+            let decoded = chunk.iter().map(|p| (p.clone(), load_rgb8(p).map_err(|e| e.to_string()))).collect();
+            if sender.send(decoded).is_err() {
+                break; // the model side stopped
+            }
+        }
+    });
+    for decoded in batches {
+        progress.advance(decoded.len());
         let mut images: Vec<(PathBuf, RgbImage)> = Vec::new();
-        for path in chunk {
-            match load_rgb8(path) {
-                Ok(img) => images.push((path.clone(), img)),
+        for (path, result) in decoded {
+            match result {
+                Ok(img) => images.push((path, img)),
                 Err(e) => {
+                    progress.clear();
                     eprintln!("error: {e}");
                     failed = true;
                 }
@@ -174,6 +190,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
                     "score": det.score,
                     "topk": det.topk,
                     "backend": detector.backend(),
+                    "provider": provider,
                 });
                 let obj = line.as_object_mut().expect("an object");
                 if let Some(l) = label {
@@ -186,5 +203,44 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    progress.finish();
+    decoder.join().map_err(|_| anyhow::anyhow!("the image decoding thread panicked"))?;
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// A one-line progress report on stderr (images, rate, ETA), only when stderr is a terminal.
+struct Progress {
+    total: usize,
+    done: usize,
+    started: std::time::Instant,
+    active: bool,
+}
+
+impl Progress {
+    fn new(total: usize) -> Progress {
+        use std::io::IsTerminal;
+        Progress { total, done: 0, started: std::time::Instant::now(), active: total > 1 && std::io::stderr().is_terminal() }
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.done += n;
+        if self.active {
+            let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+            let rate = self.done as f64 / secs;
+            let eta = (self.total - self.done) as f64 / rate.max(1e-9);
+            eprint!("\r{}/{} images, {rate:.1}/s, ETA {eta:.0} s   ", self.done, self.total);
+        }
+    }
+
+    fn clear(&self) {
+        if self.active {
+            eprint!("\r{:60}\r", "");
+        }
+    }
+
+    fn finish(&self) {
+        if self.active {
+            eprintln!();
+        }
+    }
 }
