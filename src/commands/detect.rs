@@ -142,19 +142,20 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
         }
     });
     for decoded in batches {
-        progress.advance(decoded.len());
+        let count = decoded.len();
+        progress.clear();
         let mut images: Vec<(PathBuf, RgbImage)> = Vec::new();
         for (path, result) in decoded {
             match result {
                 Ok(img) => images.push((path, img)),
                 Err(e) => {
-                    progress.clear();
                     eprintln!("error: {e}");
                     failed = true;
                 }
             }
         }
         if images.is_empty() {
+            progress.advance(count);
             continue;
         }
         let rgb: Vec<RgbImage> = images.iter().map(|(_, img)| img.clone()).collect();
@@ -202,6 +203,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
                 println!("{}  score {:.4}{}", path.display(), det.score, label.map(|l| format!("  {l}")).unwrap_or_default());
             }
         }
+        progress.advance(count);
     }
     progress.finish();
     decoder.join().map_err(|_| anyhow::anyhow!("the image decoding thread panicked"))?;
@@ -239,8 +241,6 @@ impl Progress {
     }
 
     fn finish(&self) {
-        if self.active {
-            eprintln!();
-        }
+        self.clear();
     }
 }
