@@ -444,20 +444,12 @@ impl Spec {
 }
 
 impl VisionSpec {
-    pub fn head_dim(&self) -> usize {
-        self.width / self.heads
-    }
-
     pub fn mlp_width(&self) -> usize {
         mlp_width(self.width, self.mlp_ratio)
     }
 }
 
 impl TextSpec {
-    pub fn head_dim(&self) -> usize {
-        self.width / self.heads
-    }
-
     pub fn mlp_width(&self) -> usize {
         mlp_width(self.width, self.mlp_ratio)
     }

@@ -5,7 +5,6 @@ Tensor names are OpenCLIP's, so ``model.state_dict()`` is the CLIP part of a DLV
 """
 from __future__ import annotations
 
-import open_clip
 import torch.nn as nn
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 from open_clip.transformer import QuickGELU
@@ -29,6 +28,3 @@ def build_clip(spec: Spec) -> CLIP:
     for block in model.transformer.resblocks:
         block.mlp.gelu = _activation(t.act)
     return model
-
-
-__all__ = ["build_clip", "open_clip"]

@@ -42,6 +42,8 @@ BATCH = 3
 
 
 def random_tiny_model(spec: spec_mod.Spec, seed: int) -> DLVPCLIP:
+    """open_clip's init for CLIP and random (not the documented, partly zero) DLVP weights, in eval
+    mode: the zeros of the documented init would hide bugs in HFD and the head."""
     torch.manual_seed(seed)
     model = DLVPCLIP(spec)
     g = torch.Generator().manual_seed(seed + 1)

@@ -1,5 +1,4 @@
 """The reference model against MODEL.md's laws and against open_clip itself."""
-import dataclasses
 
 import pytest
 import torch
@@ -8,6 +7,7 @@ import torch.nn.functional as F
 from conftest import SPEC_DIR
 from dlvp_reference import checkpoint, spec as spec_mod
 from dlvp_reference.clip import build_clip
+from dlvp_reference.golden import random_tiny_model
 from dlvp_reference.losses import dlvp_loss
 from dlvp_reference.model import (DLVPCLIP, from_checkpoint, gaussian_blur, haar_dwt, haar_idwt,
                                   resize_positional_embedding)
@@ -23,15 +23,6 @@ def tiny_spec(**changes):
             target = getattr(target, part)
         setattr(target, last, value)
     return spec
-
-
-def randomized(model: DLVPCLIP, seed: int = 0) -> DLVPCLIP:
-    """Random DLVP weights (the documented init zeroes HFD and the head, hiding bugs there)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.dlvp.named_parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * (0.05 if p.dim() > 1 else 0.02) + (1.0 if name.endswith("norm.weight") else 0.0))
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +63,7 @@ def test_identity_hfd_doubles_the_features_on_an_odd_grid(spec):
 
 
 def test_cls_attention_matches_an_independent_computation(spec, images):
-    model = randomized(DLVPCLIP(spec))
+    model = random_tiny_model(spec, 0)
     with torch.no_grad():
         out = model(images)
         # By hand from the last block's in_proj: softmax(q kᵀ/√d) averaged over heads, row 0.
@@ -91,7 +82,7 @@ def test_cls_attention_matches_an_independent_computation(spec, images):
 
 
 def test_topk_follows_the_attention_with_ties_to_the_lower_index(spec, images, monkeypatch):
-    model = randomized(DLVPCLIP(spec))
+    model = random_tiny_model(spec, 0)
     n, k = spec.num_patches, spec.slfs.top_k
     scores = torch.rand(images.shape[0], n, generator=torch.Generator().manual_seed(5))
     scores[0, [40, 3, 17]] = 2.0  # a three-way tie at the top: expect 3, 17, 40
@@ -144,7 +135,7 @@ def test_text_tower_with_placeholder_prompts_is_open_clip_encode_text():
 
 
 def test_batched_outputs_equal_single_image_outputs(spec, images):
-    model = randomized(DLVPCLIP(spec))
+    model = random_tiny_model(spec, 0)
     with torch.no_grad():
         batch = model(images)
         for b in range(images.shape[0]):
@@ -154,7 +145,7 @@ def test_batched_outputs_equal_single_image_outputs(spec, images):
 
 
 def test_outputs_have_the_graph_contract_shapes_and_ranges(spec, images):
-    model = randomized(DLVPCLIP(spec))
+    model = random_tiny_model(spec, 0)
     with torch.no_grad():
         out = model(images)
     b, k, h = images.shape[0], spec.slfs.top_k, spec.image_size
@@ -201,7 +192,7 @@ def test_a_checkpoint_trained_at_another_grid_loads_resized(spec, tmp_path):
 
 
 def test_checkpoint_round_trips_to_identical_outputs(spec, images, tmp_path):
-    model = randomized(DLVPCLIP(spec), seed=3)
+    model = random_tiny_model(spec, 3)
     path = tmp_path / "tiny.safetensors"
     checkpoint.save(path, model.state_dict(), spec)
     again = from_checkpoint(path).eval()

@@ -63,6 +63,8 @@ pub enum DetectError {
     Ort(#[from] crate::ort_backend::OrtError),
     #[error(transparent)]
     Tract(#[from] crate::tract_backend::TractError),
+    #[error("the model broke the graph contract: {0}")]
+    Contract(String),
 }
 
 enum Engine {
@@ -148,6 +150,7 @@ impl Detector {
             batch.index_axis_mut(Axis(0), i).assign(&to_input(img, size, &self.info.spec.preprocess));
         }
         let outputs = self.run(batch.into_dyn())?;
+        outputs.check_shapes(images.len(), size, self.info.spec.slfs.top_k).map_err(DetectError::Contract)?;
         Ok((0..images.len())
             .map(|i| Detection {
                 score: outputs.anomaly_score[[i]],

@@ -93,13 +93,16 @@ impl OrtModel {
     pub fn run(&mut self, image: ArrayD<f32>) -> Result<Outputs, OrtError> {
         let input = Tensor::from_array(image).map_err(err("input"))?;
         let out = self.session.run(ort::inputs!["image" => input]).map_err(err("run"))?;
+        let get = |name: &str| {
+            out.get(name).ok_or_else(|| OrtError::Run { stage: "outputs", message: format!("the graph has no output `{name}`") })
+        };
         let f32_out = |name: &str| -> Result<ArrayD<f32>, OrtError> {
-            Ok(out[name].try_extract_array::<f32>().map_err(err("outputs"))?.to_owned())
+            Ok(get(name)?.try_extract_array::<f32>().map_err(err("outputs"))?.to_owned())
         };
         Ok(Outputs {
             anomaly_score: f32_out("anomaly_score")?,
             anomaly_map: f32_out("anomaly_map")?,
-            topk_indices: out["topk_indices"].try_extract_array::<i64>().map_err(err("outputs"))?.to_owned(),
+            topk_indices: get("topk_indices")?.try_extract_array::<i64>().map_err(err("outputs"))?.to_owned(),
         })
     }
 }

@@ -8,14 +8,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-/// Where [`locate`] found the library, for messages that say why this file was chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    Explicit,
-    Environment,
-    ProjectVenv,
-}
-
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum OrtLibError {
     #[error("ONNX Runtime library {}: no such file", path.display())]
@@ -30,25 +22,19 @@ pub enum OrtLibError {
 }
 
 /// Finds the library without loading it.
-pub fn locate(explicit: Option<&Path>) -> Result<(PathBuf, Source), OrtLibError> {
-    let existing = |path: PathBuf, source| {
-        if path.is_file() {
-            Ok((path, source))
-        } else {
-            Err(OrtLibError::NotFound { path })
-        }
-    };
+pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, OrtLibError> {
+    let existing = |path: PathBuf| if path.is_file() { Ok(path) } else { Err(OrtLibError::NotFound { path }) };
     if let Some(path) = explicit {
-        return existing(path.to_path_buf(), Source::Explicit);
+        return existing(path.to_path_buf());
     }
     if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
-        return existing(PathBuf::from(path), Source::Environment);
+        return existing(PathBuf::from(path));
     }
     let starts = [std::env::current_dir().ok(), std::env::current_exe().ok()];
     for start in starts.into_iter().flatten() {
         for dir in start.ancestors() {
             if let Some(lib) = venv_library(&dir.join("reference/.venv")) {
-                return Ok((lib, Source::ProjectVenv));
+                return Ok(lib);
             }
         }
     }
@@ -86,7 +72,7 @@ static LOADED: OnceLock<Result<Loaded, OrtLibError>> = OnceLock::new();
 pub fn load(explicit: Option<&Path>) -> Result<Loaded, OrtLibError> {
     LOADED
         .get_or_init(|| {
-            let (path, _) = locate(explicit)?;
+            let path = locate(explicit)?;
             let fail = |message: String| OrtLibError::Load { path: path.clone(), message };
             let builder = ort::init_from(&path).map_err(|e| fail(e.to_string()))?;
             let environment = builder.with_name("dlvp").build().map_err(|e| fail(e.to_string()))?;

@@ -40,6 +40,9 @@ impl TractModel {
 
     pub fn run(&self, image: ArrayD<f32>) -> Result<Outputs, TractError> {
         let out = self.plan.run(tvec!(Tensor::from(image).into())).map_err(err("run"))?;
+        if out.len() != 3 {
+            return Err(TractError { stage: "outputs", message: format!("the graph has {} outputs, expected 3", out.len()) });
+        }
         let f32_out = |i: usize| -> Result<ArrayD<f32>, TractError> {
             Ok(out[i].to_plain_array_view::<f32>().map_err(err("outputs"))?.to_owned())
         };

@@ -116,3 +116,36 @@ fn the_detector_is_shareable_and_batches_like_single_images() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A graph that carries our metadata but not our outputs is an error on every backend, not a panic.
+#[test]
+fn a_graph_breaking_the_output_contract_is_an_error() {
+    use dlvp_exporter::graph::{DType, Dim, Graph};
+    use dlvp_runtime::detector::{BackendChoice, Detector, DetectorOptions};
+
+    let spec = Checkpoint::open(&fixtures().join("weights.safetensors")).unwrap().embedded_spec().unwrap().unwrap();
+    let size = spec.image_size;
+    let mut g = Graph::new();
+    let image = g.input("image", DType::F32, vec![Dim::Batch, Dim::Fixed(3), Dim::Fixed(size), Dim::Fixed(size)]);
+    g.output("anomaly_map", &image); // wrong shape, and the other two outputs are missing
+    g.metadata = vec![
+        (model::META_FORMAT.into(), model::GRAPH_FORMAT.into()),
+        (model::META_SPEC.into(), spec.to_yaml()),
+    ];
+    let dir = std::env::temp_dir().join(format!("dlvp-contract-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("broken.onnx");
+    std::fs::write(&path, onnx::to_bytes(&g, "broken")).unwrap();
+    let img = image::RgbImage::new(20, 20);
+    let mut backends = vec![BackendChoice::Tract];
+    if std::env::var_os("ORT_DYLIB_PATH").is_some() {
+        backends.push(BackendChoice::OrtCpu);
+    }
+    for backend in backends {
+        let detector = Detector::load(&path, &DetectorOptions { backend, ort_lib: None }).unwrap();
+        let err = detector.detect_batch(std::slice::from_ref(&img)).unwrap_err();
+        eprintln!("{backend:?}: {err}");
+        assert!(err.to_string().contains("output"), "{backend:?}: {err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

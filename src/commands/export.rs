@@ -72,6 +72,9 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         eprintln!("warning: {}: unused tensor(s): {names}", args.weights.display());
     }
     let external = args.external_data || exported.graph.initializer_bytes() > onnx::EXTERNAL_DATA_THRESHOLD;
+    if args.verify && (external || args.embed_preprocess) {
+        eprintln!("note: --verify runs single-file float `image` graphs only; verify a plain export of the same checkpoint");
+    }
     let bytes = if external {
         let name = args.out.file_name().context("--out names no file")?.to_string_lossy().into_owned();
         let data_name = format!("{name}.data");
@@ -83,6 +86,12 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         model_bytes
     } else {
         let bytes = onnx::to_bytes(&exported.graph, &spec.name);
+        if args.verify && !args.embed_preprocess {
+            // Verified before it is written: a graph that fails leaves the previous file in place.
+            // ARCHITECTURE.md's contract: fp32 backends agree within 1e-4, fp16 within 1e-2.
+            let tolerance = if args.fp16 { 1e-2 } else { 1e-4 };
+            verify(&bytes, spec.image_size, args.ort_lib.as_deref(), tolerance)?;
+        }
         write_atomically(&args.out, &bytes)?;
         bytes
     };
@@ -98,17 +107,6 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         origin,
         started.elapsed().as_secs_f64()
     );
-    if args.verify {
-        if external {
-            eprintln!("note: --verify loads single-file models only; export without --external-data to verify");
-        } else if args.embed_preprocess {
-            eprintln!("note: --verify runs float `image` graphs only; verify the float export of the same checkpoint");
-        } else {
-            // ARCHITECTURE.md's contract: fp32 backends agree within 1e-4, fp16 within 1e-2.
-            let tolerance = if args.fp16 { 1e-2 } else { 1e-4 };
-            verify(&bytes, spec.image_size, args.ort_lib.as_deref(), tolerance)?;
-        }
-    }
     Ok(ExitCode::SUCCESS)
 }
 
