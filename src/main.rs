@@ -3,13 +3,18 @@
 //! Exit codes: 0 success, 1 the work failed (invalid spec, bad checkpoint, ...), 2 bad usage.
 
 mod commands;
+mod demo_data;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "dlvp", version, about = "DLVP-CLIP: checkpoint → ONNX graph → anomaly scores and maps")]
+#[command(
+    name = "dlvp",
+    version,
+    about = "DLVP-CLIP: checkpoint → ONNX graph → anomaly scores and maps"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,6 +34,10 @@ enum Command {
     Inspect(commands::inspect::InspectArgs),
     /// Score images and write anomaly maps with an exported graph.
     Detect(commands::detect::DetectArgs),
+    /// Measure detection quality on a labelled dataset (MVTec AD or VisA layout).
+    Eval(commands::eval::EvalArgs),
+    /// Generate a synthetic defect dataset (MVTec AD layout) for demos, tests and training.
+    DemoData(commands::demo_data::DemoDataArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +48,8 @@ fn main() -> ExitCode {
         Command::Export(args) => commands::export::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Detect(args) => commands::detect::run(args),
+        Command::Eval(args) => commands::eval::run(args),
+        Command::DemoData(args) => commands::demo_data::run(args),
     };
     match outcome {
         Ok(code) => code,

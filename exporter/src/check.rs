@@ -12,11 +12,28 @@ use crate::weights::{Checkpoint, WeightsError};
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Problem {
-    Missing { tensor: String, expected: String },
-    Shape { tensor: String, found: Vec<usize>, expected: String },
-    Unused { tensor: String, shape: Vec<usize> },
-    Dtype { tensor: String, dtype: String },
-    NonFinite { tensor: String, nan: usize, inf: usize },
+    Missing {
+        tensor: String,
+        expected: String,
+    },
+    Shape {
+        tensor: String,
+        found: Vec<usize>,
+        expected: String,
+    },
+    Unused {
+        tensor: String,
+        shape: Vec<usize>,
+    },
+    Dtype {
+        tensor: String,
+        dtype: String,
+    },
+    NonFinite {
+        tensor: String,
+        nan: usize,
+        inf: usize,
+    },
 }
 
 impl Problem {
@@ -34,13 +51,30 @@ impl Problem {
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Problem::Missing { tensor, expected } => write!(f, "missing     {tensor}: expected shape {expected}"),
-            Problem::Shape { tensor, found, expected } => {
-                write!(f, "mis-shaped  {tensor}: found {found:?}, expected {expected}")
+            Problem::Missing { tensor, expected } => {
+                write!(f, "missing     {tensor}: expected shape {expected}")
             }
-            Problem::Unused { tensor, shape } => write!(f, "unused      {tensor}: {shape:?}, not part of this spec's model"),
-            Problem::Dtype { tensor, dtype } => write!(f, "dtype       {tensor}: {dtype}, expected F32, F16 or BF16"),
-            Problem::NonFinite { tensor, nan, inf } => write!(f, "non-finite  {tensor}: {nan} NaN, {inf} Inf"),
+            Problem::Shape {
+                tensor,
+                found,
+                expected,
+            } => {
+                write!(
+                    f,
+                    "mis-shaped  {tensor}: found {found:?}, expected {expected}"
+                )
+            }
+            Problem::Unused { tensor, shape } => write!(
+                f,
+                "unused      {tensor}: {shape:?}, not part of this spec's model"
+            ),
+            Problem::Dtype { tensor, dtype } => write!(
+                f,
+                "dtype       {tensor}: {dtype}, expected F32, F16 or BF16"
+            ),
+            Problem::NonFinite { tensor, nan, inf } => {
+                write!(f, "non-finite  {tensor}: {nan} NaN, {inf} Inf")
+            }
         }
     }
 }
@@ -80,20 +114,50 @@ pub fn check_checkpoint(ckpt: Arc<Checkpoint>, spec: &Spec) -> Result<CheckRepor
             Ok(_) => matched += 1,
             Err(WeightsError::Missing { .. }) | Err(WeightsError::Shape { .. }) => {} // in the ledger
             Err(WeightsError::UnsupportedDtype { tensor, dtype, .. }) => {
-                problems.push(Problem::Dtype { tensor, dtype: dtype.to_string() })
+                problems.push(Problem::Dtype {
+                    tensor,
+                    dtype: dtype.to_string(),
+                })
             }
-            Err(WeightsError::NonFinite { tensor, nan, inf, .. }) => problems.push(Problem::NonFinite { tensor, nan, inf }),
+            Err(WeightsError::NonFinite {
+                tensor, nan, inf, ..
+            }) => problems.push(Problem::NonFinite { tensor, nan, inf }),
             Err(other) => return Err(other),
         }
     }
     let ledger = root.ledger();
-    problems.extend(ledger.missing.into_iter().map(|(tensor, e)| Problem::Missing { tensor, expected: e.to_string() }));
     problems.extend(
-        ledger.mis_shaped.into_iter().map(|(tensor, found, e)| Problem::Shape { tensor, found, expected: e.to_string() }),
+        ledger
+            .missing
+            .into_iter()
+            .map(|(tensor, e)| Problem::Missing {
+                tensor,
+                expected: e.to_string(),
+            }),
     );
-    problems.extend(ledger.unused.into_iter().filter(|name| !ignored.contains(name)).map(|tensor| {
-        let shape = root.checkpoint().tensors()[&tensor].shape.clone();
-        Problem::Unused { tensor, shape }
-    }));
-    Ok(CheckReport { tensors, matched, problems })
+    problems.extend(
+        ledger
+            .mis_shaped
+            .into_iter()
+            .map(|(tensor, found, e)| Problem::Shape {
+                tensor,
+                found,
+                expected: e.to_string(),
+            }),
+    );
+    problems.extend(
+        ledger
+            .unused
+            .into_iter()
+            .filter(|name| !ignored.contains(name))
+            .map(|tensor| {
+                let shape = root.checkpoint().tensors()[&tensor].shape.clone();
+                Problem::Unused { tensor, shape }
+            }),
+    );
+    Ok(CheckReport {
+        tensors,
+        matched,
+        problems,
+    })
 }

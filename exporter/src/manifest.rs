@@ -14,7 +14,10 @@ pub enum ExpectedShape {
     Exact(Vec<usize>),
     /// `[s² + 1, width]` for any grid side s ≥ 1: a visual positional embedding, which the
     /// exporter resizes to the spec's grid `native_grid` when s differs (MODEL.md §2).
-    PositionalGrid { width: usize, native_grid: usize },
+    PositionalGrid {
+        width: usize,
+        native_grid: usize,
+    },
 }
 
 impl ExpectedShape {
@@ -22,7 +25,10 @@ impl ExpectedShape {
         match self {
             ExpectedShape::Exact(dims) => dims.as_slice() == shape,
             ExpectedShape::PositionalGrid { width, .. } => {
-                shape.len() == 2 && shape[1] == *width && shape[0] >= 2 && square_side(shape[0] - 1).is_some()
+                shape.len() == 2
+                    && shape[1] == *width
+                    && shape[0] >= 2
+                    && square_side(shape[0] - 1).is_some()
             }
         }
     }
@@ -31,7 +37,9 @@ impl ExpectedShape {
     pub fn native(&self) -> Vec<usize> {
         match self {
             ExpectedShape::Exact(dims) => dims.clone(),
-            ExpectedShape::PositionalGrid { width, native_grid } => vec![native_grid * native_grid + 1, *width],
+            ExpectedShape::PositionalGrid { width, native_grid } => {
+                vec![native_grid * native_grid + 1, *width]
+            }
         }
     }
 }
@@ -47,7 +55,10 @@ impl fmt::Display for ExpectedShape {
         match self {
             ExpectedShape::Exact(dims) => write!(f, "{dims:?}"),
             ExpectedShape::PositionalGrid { width, native_grid } => {
-                write!(f, "[s²+1, {width}] for a square grid side s (this spec's s = {native_grid})")
+                write!(
+                    f,
+                    "[s²+1, {width}] for a square grid side s (this spec's s = {native_grid})"
+                )
             }
         }
     }
@@ -72,17 +83,32 @@ pub struct ExpectedTensor {
 pub fn expected_tensors(spec: &Spec) -> Vec<ExpectedTensor> {
     let mut out = Vec::new();
     let mut add = |name: String, dims: &[usize]| {
-        out.push(ExpectedTensor { name, shape: ExpectedShape::Exact(dims.to_vec()), usage: Usage::Graph })
+        out.push(ExpectedTensor {
+            name,
+            shape: ExpectedShape::Exact(dims.to_vec()),
+            usage: Usage::Graph,
+        })
     };
     let (v, t) = (&spec.vision, &spec.text);
-    let (c, ct, d, p, m) = (v.width, t.width, spec.embed_dim, v.patch_size, spec.slfs.top_k);
+    let (c, ct, d, p, m) = (
+        v.width,
+        t.width,
+        spec.embed_dim,
+        v.patch_size,
+        spec.slfs.top_k,
+    );
 
     add("visual.conv1.weight".into(), &[c, 3, p, p]);
     add("visual.class_embedding".into(), &[c]);
     add("visual.ln_pre.weight".into(), &[c]);
     add("visual.ln_pre.bias".into(), &[c]);
     for n in 0..v.layers {
-        residual_block(&format!("visual.transformer.resblocks.{n}"), c, v.mlp_width(), &mut add);
+        residual_block(
+            &format!("visual.transformer.resblocks.{n}"),
+            c,
+            v.mlp_width(),
+            &mut add,
+        );
     }
     add("visual.ln_post.weight".into(), &[c]);
     add("visual.ln_post.bias".into(), &[c]);
@@ -91,7 +117,12 @@ pub fn expected_tensors(spec: &Spec) -> Vec<ExpectedTensor> {
     add("token_embedding.weight".into(), &[t.vocab_size, ct]);
     add("positional_embedding".into(), &[t.context_length, ct]);
     for n in 0..t.layers {
-        residual_block(&format!("transformer.resblocks.{n}"), ct, t.mlp_width(), &mut add);
+        residual_block(
+            &format!("transformer.resblocks.{n}"),
+            ct,
+            t.mlp_width(),
+            &mut add,
+        );
     }
     add("ln_final.weight".into(), &[ct]);
     add("ln_final.bias".into(), &[ct]);
@@ -103,22 +134,35 @@ pub fn expected_tensors(spec: &Spec) -> Vec<ExpectedTensor> {
     add("dlvp.mlop.proj.bias".into(), &[c]);
     add("dlvp.mlop.text_proj.weight".into(), &[ct, c]);
     add("dlvp.mlop.text_proj.bias".into(), &[ct]);
-    add("dlvp.mlop.text_static".into(), &[spec.mlop.text_depth, m, ct]);
+    add(
+        "dlvp.mlop.text_static".into(),
+        &[spec.mlop.text_depth, m, ct],
+    );
     for layer in &spec.feature_layers {
         for part in ["in_proj", "low", "high"] {
             add(format!("dlvp.hfd.{layer}.{part}.weight"), &[c, c]);
             add(format!("dlvp.hfd.{layer}.{part}.bias"), &[c]);
         }
     }
-    add("dlvp.head.local_proj.weight".into(), &[d, spec.feature_layers.len() * c]);
+    add(
+        "dlvp.head.local_proj.weight".into(),
+        &[d, spec.feature_layers.len() * c],
+    );
     add("dlvp.head.local_proj.bias".into(), &[d]);
 
     out.push(ExpectedTensor {
         name: "visual.positional_embedding".into(),
-        shape: ExpectedShape::PositionalGrid { width: c, native_grid: spec.grid() },
+        shape: ExpectedShape::PositionalGrid {
+            width: c,
+            native_grid: spec.grid(),
+        },
         usage: Usage::Graph,
     });
-    out.push(ExpectedTensor { name: "logit_scale".into(), shape: ExpectedShape::Exact(vec![]), usage: Usage::Ignored });
+    out.push(ExpectedTensor {
+        name: "logit_scale".into(),
+        shape: ExpectedShape::Exact(vec![]),
+        usage: Usage::Ignored,
+    });
     out
 }
 
@@ -160,7 +204,10 @@ mod tests {
 
     #[test]
     fn positional_grid_accepts_square_grids_only() {
-        let shape = ExpectedShape::PositionalGrid { width: 8, native_grid: 37 };
+        let shape = ExpectedShape::PositionalGrid {
+            width: 8,
+            native_grid: 37,
+        };
         assert_eq!(shape.native(), vec![37 * 37 + 1, 8]);
         assert!(shape.matches(&[37 * 37 + 1, 8]));
         assert!(shape.matches(&[2, 8]));

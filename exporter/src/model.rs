@@ -48,7 +48,16 @@ pub struct ExportOptions {
 /// `image_u8` [B, H, W, 3] → `(x/255 − mean)/std` as [B, 3, H, W], folded into one scale and shift.
 fn embedded_preprocess(g: &mut Graph, spec: &Spec) -> Result<(Wire, Wire), ExportError> {
     let size = spec.image_size;
-    let raw = g.input("image_u8", DType::U8, vec![Dim::Batch, Dim::Fixed(size), Dim::Fixed(size), Dim::Fixed(3)]);
+    let raw = g.input(
+        "image_u8",
+        DType::U8,
+        vec![
+            Dim::Batch,
+            Dim::Fixed(size),
+            Dim::Fixed(size),
+            Dim::Fixed(3),
+        ],
+    );
     let x = g.cast(&raw, DType::F32).map_err(BlockError::from)?;
     let x = g.transpose(&x, &[0, 3, 1, 2]).map_err(BlockError::from)?;
     let (mean, std) = (&spec.preprocess.mean, &spec.preprocess.std);
@@ -67,7 +76,11 @@ pub fn build(ckpt: Arc<Checkpoint>, spec: &Spec) -> Result<Exported, ExportError
 }
 
 /// Builds the graph of `spec` with the weights of `ckpt` and the given variant options.
-pub fn build_with(ckpt: Arc<Checkpoint>, spec: &Spec, options: ExportOptions) -> Result<Exported, ExportError> {
+pub fn build_with(
+    ckpt: Arc<Checkpoint>,
+    spec: &Spec,
+    options: ExportOptions,
+) -> Result<Exported, ExportError> {
     let tokens = tokenize_prompts(spec)?;
     let root: Weights = ckpt.root();
     let visual = root.pp("visual");
@@ -77,33 +90,75 @@ pub fn build_with(ckpt: Arc<Checkpoint>, spec: &Spec, options: ExportOptions) ->
     let image = if options.embed_preprocess {
         g.scoped("preprocess", |g| embedded_preprocess(g, spec))?.1
     } else {
-        g.input("image", DType::F32, vec![Dim::Batch, Dim::Fixed(3), Dim::Fixed(size), Dim::Fixed(size)])
+        g.input(
+            "image",
+            DType::F32,
+            vec![
+                Dim::Batch,
+                Dim::Fixed(3),
+                Dim::Fixed(size),
+                Dim::Fixed(size),
+            ],
+        )
     };
 
-    let z0 = g.scoped("visual/embed", |g| vit::patch_embedding(g, &visual, &image, spec))?;
+    let z0 = g.scoped("visual/embed", |g| {
+        vit::patch_embedding(g, &visual, &image, spec)
+    })?;
     let selection = g.scoped("visual/pass1", |g| slfs::build(g, &blocks, &z0, spec))?;
-    let prompts = g.scoped("mlop", |g| mlop::prompts(g, &root.pp("dlvp.mlop"), &selection.patches, spec))?;
-    let pass2 = g.scoped("visual/pass2", |g| mlop::visual_pass2(g, &blocks, &z0, &prompts, spec))?;
+    let prompts = g.scoped("mlop", |g| {
+        mlop::prompts(g, &root.pp("dlvp.mlop"), &selection.patches, spec)
+    })?;
+    let pass2 = g.scoped("visual/pass2", |g| {
+        mlop::visual_pass2(g, &blocks, &z0, &prompts, spec)
+    })?;
     let text = g.scoped("text", |g| text::build(g, &root, &prompts, spec, &tokens))?;
     let mut refined = Vec::new();
     for (i, f) in &pass2.features {
         let w = root.pp("dlvp.hfd").pp(i);
-        refined.push((*i, g.scoped(format!("hfd.{i}"), |g| hfd::build(g, &w, f, spec.grid()))?));
+        refined.push((
+            *i,
+            g.scoped(format!("hfd.{i}"), |g| hfd::build(g, &w, f, spec.grid()))?,
+        ));
     }
-    let head = g.scoped("head", |g| head::build(g, &root, &refined, &pass2.cls, &text, spec))?;
+    let head = g.scoped("head", |g| {
+        head::build(g, &root, &refined, &pass2.cls, &text, spec)
+    })?;
 
     g.output("anomaly_score", &head.anomaly_score);
     g.output("anomaly_map", &head.anomaly_map);
     g.output("topk_indices", &selection.topk_indices);
-    let list = |v: &[f64; 3]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",");
+    let list = |v: &[f64; 3]| {
+        v.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     g.metadata = vec![
         (META_FORMAT.into(), GRAPH_FORMAT.into()),
         (META_SPEC.into(), spec.to_yaml()),
         (META_IMAGE_SIZE.into(), size.to_string()),
         (META_MEAN.into(), list(&spec.preprocess.mean)),
         (META_STD.into(), list(&spec.preprocess.std)),
-        (META_RESIZE.into(), serde_yaml::to_string(&spec.preprocess.resize).unwrap_or_default().trim().to_string()),
-        (META_INPUT.into(), if options.embed_preprocess { "image_u8" } else { "image" }.into()),
+        (
+            META_RESIZE.into(),
+            serde_yaml::to_string(&spec.preprocess.resize)
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        ),
+        (
+            META_INPUT.into(),
+            if options.embed_preprocess {
+                "image_u8"
+            } else {
+                "image"
+            }
+            .into(),
+        ),
     ];
-    Ok(Exported { ledger: root.ledger(), graph: g })
+    Ok(Exported {
+        ledger: root.ledger(),
+        graph: g,
+    })
 }

@@ -49,7 +49,10 @@ fn value_info(wire: &Wire) -> pb::ValueInfoProto {
 
 fn attribute(name: &str, value: &Attr) -> pb::AttributeProto {
     use pb::attribute_proto::AttributeType;
-    let mut a = pb::AttributeProto { name: name.to_string(), ..Default::default() };
+    let mut a = pb::AttributeProto {
+        name: name.to_string(),
+        ..Default::default()
+    };
     match value {
         Attr::Int(i) => (a.i, a.r#type) = (*i, AttributeType::Int as i32),
         Attr::Ints(v) => (a.ints, a.r#type) = (v.clone(), AttributeType::Ints as i32),
@@ -86,7 +89,10 @@ pub fn to_model_proto(graph: &Graph, name: &str) -> pb::ModelProto {
         .collect();
     pb::ModelProto {
         ir_version: IR_VERSION,
-        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: OPSET }],
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: OPSET,
+        }],
         producer_name: "dlvp".to_string(),
         producer_version: env!("CARGO_PKG_VERSION").to_string(),
         graph: Some(pb::GraphProto {
@@ -100,7 +106,10 @@ pub fn to_model_proto(graph: &Graph, name: &str) -> pb::ModelProto {
         metadata_props: graph
             .metadata
             .iter()
-            .map(|(k, v)| pb::StringStringEntryProto { key: k.clone(), value: v.clone() })
+            .map(|(k, v)| pb::StringStringEntryProto {
+                key: k.clone(),
+                value: v.clone(),
+            })
             .collect(),
         ..Default::default()
     }
@@ -124,12 +133,21 @@ const EXTERNAL_ALIGN: usize = 4096;
 pub fn to_bytes_external(graph: &Graph, name: &str, data_file: &str) -> (Vec<u8>, Vec<u8>) {
     let mut model = to_model_proto(graph, name);
     let mut data = Vec::new();
-    for t in model.graph.as_mut().expect("built with a graph").initializer.iter_mut() {
+    for t in model
+        .graph
+        .as_mut()
+        .expect("built with a graph")
+        .initializer
+        .iter_mut()
+    {
         if t.raw_data.len() < EXTERNAL_MIN_BYTES {
             continue;
         }
         data.resize(data.len().div_ceil(EXTERNAL_ALIGN) * EXTERNAL_ALIGN, 0);
-        let entry = |k: &str, v: String| pb::StringStringEntryProto { key: k.to_string(), value: v };
+        let entry = |k: &str, v: String| pb::StringStringEntryProto {
+            key: k.to_string(),
+            value: v,
+        };
         t.external_data = vec![
             entry("location", data_file.to_string()),
             entry("offset", data.len().to_string()),

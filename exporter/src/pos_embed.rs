@@ -12,7 +12,10 @@ use crate::resample::{windows, Kernel};
 /// The [out, in] matrix of the 1-D antialiased bicubic resampling.
 pub fn resample_matrix(input: usize, output: usize) -> Array2<f64> {
     let mut m = Array2::<f64>::zeros((output, input));
-    for (i, w) in windows(input, output, Kernel::Bicubic).into_iter().enumerate() {
+    for (i, w) in windows(input, output, Kernel::Bicubic)
+        .into_iter()
+        .enumerate()
+    {
         for (k, v) in w.weights.into_iter().enumerate() {
             m[[i, w.start + k]] = v;
         }
@@ -22,7 +25,10 @@ pub fn resample_matrix(input: usize, output: usize) -> Array2<f64> {
 
 /// `[g₀²+1, C]` → `[g²+1, C]`; the class row (row 0) is kept.
 pub fn resize_positional_embedding(pos: &ArrayD<f32>, old_grid: usize, grid: usize) -> ArrayD<f32> {
-    let pos = pos.view().into_dimensionality::<Ix2>().expect("a [rows, C] positional embedding");
+    let pos = pos
+        .view()
+        .into_dimensionality::<Ix2>()
+        .expect("a [rows, C] positional embedding");
     let c = pos.ncols();
     let r = resample_matrix(old_grid, grid);
     let mut out = Array2::<f32>::zeros((grid * grid + 1, c));
@@ -30,7 +36,11 @@ pub fn resize_positional_embedding(pos: &ArrayD<f32>, old_grid: usize, grid: usi
     let patches = pos.slice(ndarray::s![1.., ..]).mapv(f64::from);
     // Separable: rows (y) then columns (x), as PyTorch's two passes, in f64.
     for ch in 0..c {
-        let plane = patches.index_axis(Axis(1), ch).to_owned().into_shape_with_order((old_grid, old_grid)).expect("square");
+        let plane = patches
+            .index_axis(Axis(1), ch)
+            .to_owned()
+            .into_shape_with_order((old_grid, old_grid))
+            .expect("square");
         let resized = r.dot(&plane).dot(&r.t());
         for (k, v) in resized.iter().enumerate() {
             out[[k + 1, ch]] = *v as f32;
@@ -46,7 +56,9 @@ mod tests {
     #[test]
     fn same_size_is_the_identity_and_rows_sum_to_one() {
         let same = resample_matrix(7, 7);
-        assert!((&same - &Array2::<f64>::eye(7)).iter().all(|v| v.abs() < 1e-12));
+        assert!((&same - &Array2::<f64>::eye(7))
+            .iter()
+            .all(|v| v.abs() < 1e-12));
         for (input, output) in [(5, 7), (12, 7), (16, 37), (37, 16)] {
             let m = resample_matrix(input, output);
             for row in m.rows() {
@@ -62,7 +74,13 @@ mod tests {
         let w = |d: f64| Kernel::Bicubic.eval(d);
         let first = [w(0.0 - 0.25 + 0.5), w(1.0 - 0.25 + 0.5)];
         let total: f64 = first.iter().sum();
-        assert!((m[[0, 0]] - first[0] / total).abs() < 1e-12 && (m[[0, 1]] - first[1] / total).abs() < 1e-12);
-        assert!((Kernel::Bicubic.eval(1.5) - (-0.0625)).abs() < 1e-12, "a = −0.5 gives −1/16 at 1.5 (a = −0.75 would give −3/32)");
+        assert!(
+            (m[[0, 0]] - first[0] / total).abs() < 1e-12
+                && (m[[0, 1]] - first[1] / total).abs() < 1e-12
+        );
+        assert!(
+            (Kernel::Bicubic.eval(1.5) - (-0.0625)).abs() < 1e-12,
+            "a = −0.5 gives −1/16 at 1.5 (a = −0.75 would give −3/32)"
+        );
     }
 }

@@ -65,7 +65,9 @@ pub fn windows(input: usize, output: usize, kernel: Kernel) -> Vec<Window> {
             // C's (int) truncates; below zero it is clamped to 0 anyway.
             let start = ((centre - support + 0.5) as i64).max(0) as usize;
             let end = ((centre + support + 0.5) as i64).min(input as i64) as usize;
-            let mut weights: Vec<f64> = (start..end).map(|j| kernel.eval((j as f64 - centre + 0.5) * inv)).collect();
+            let mut weights: Vec<f64> = (start..end)
+                .map(|j| kernel.eval((j as f64 - centre + 0.5) * inv))
+                .collect();
             let total: f64 = weights.iter().sum();
             if total != 0.0 {
                 weights.iter_mut().for_each(|w| *w /= total);

@@ -183,7 +183,14 @@ impl Default for Spec {
 
 impl Default for VisionSpec {
     fn default() -> Self {
-        VisionSpec { patch_size: 14, width: 1024, layers: 24, heads: 16, mlp_ratio: 4.0, act: Activation::Gelu }
+        VisionSpec {
+            patch_size: 14,
+            width: 1024,
+            layers: 24,
+            heads: 16,
+            mlp_ratio: 4.0,
+            act: Activation::Gelu,
+        }
     }
 }
 
@@ -209,38 +216,54 @@ impl Default for SlfsSpec {
 
 impl Default for MlopSpec {
     fn default() -> Self {
-        MlopSpec { visual_static_layers: 9, text_depth: 9 }
+        MlopSpec {
+            visual_static_layers: 9,
+            text_depth: 9,
+        }
     }
 }
 
 impl Default for HfdSpec {
     fn default() -> Self {
-        HfdSpec { wavelet: Wavelet::Haar }
+        HfdSpec {
+            wavelet: Wavelet::Haar,
+        }
     }
 }
 
 impl Default for PromptsSpec {
     /// AnomalyCLIP's object-agnostic templates: "X X X X object." / "X X X X damaged object.".
     fn default() -> Self {
-        PromptsSpec { normal: vec!["object.".to_string()], anomaly: vec!["damaged object.".to_string()] }
+        PromptsSpec {
+            normal: vec!["object.".to_string()],
+            anomaly: vec!["damaged object.".to_string()],
+        }
     }
 }
 
 impl Default for ScoreSpec {
     fn default() -> Self {
-        ScoreSpec { map_max_weight: 0.0 }
+        ScoreSpec {
+            map_max_weight: 0.0,
+        }
     }
 }
 
 impl Default for PostprocessSpec {
     fn default() -> Self {
-        PostprocessSpec { gaussian_sigma: 4.0 }
+        PostprocessSpec {
+            gaussian_sigma: 4.0,
+        }
     }
 }
 
 impl Default for PreprocessSpec {
     fn default() -> Self {
-        PreprocessSpec { mean: CLIP_MEAN, std: CLIP_STD, resize: ResizeFilter::Bicubic }
+        PreprocessSpec {
+            mean: CLIP_MEAN,
+            std: CLIP_STD,
+            resize: ResizeFilter::Bicubic,
+        }
     }
 }
 
@@ -261,7 +284,10 @@ impl fmt::Display for FieldProblem {
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
     #[error("{}: cannot read spec: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: {size} bytes is too large for a spec (limit {MAX_SPEC_BYTES})", path.display())]
     TooLarge { path: PathBuf, size: u64 },
     #[error("{origin}: the spec is empty")]
@@ -269,20 +295,33 @@ pub enum SpecError {
     #[error("{origin}: {message}")]
     Parse { origin: String, message: String },
     #[error("{origin}: {}", join_problems(problems))]
-    Invalid { origin: String, problems: Vec<FieldProblem> },
+    Invalid {
+        origin: String,
+        problems: Vec<FieldProblem>,
+    },
 }
 
 fn join_problems(problems: &[FieldProblem]) -> String {
-    problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl Spec {
     /// Reads, parses and validates a spec file.
     pub fn load(path: &Path) -> Result<Spec, SpecError> {
-        let read_err = |source| SpecError::Read { path: path.to_path_buf(), source };
+        let read_err = |source| SpecError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
         let size = std::fs::metadata(path).map_err(read_err)?.len();
         if size > MAX_SPEC_BYTES {
-            return Err(SpecError::TooLarge { path: path.to_path_buf(), size });
+            return Err(SpecError::TooLarge {
+                path: path.to_path_buf(),
+                size,
+            });
         }
         let text = std::fs::read_to_string(path).map_err(read_err)?;
         Spec::from_yaml(&text, &path.display().to_string())
@@ -291,16 +330,27 @@ impl Spec {
     /// Parses and validates spec YAML; `origin` names where it came from in error messages.
     pub fn from_yaml(text: &str, origin: &str) -> Result<Spec, SpecError> {
         let spec = Spec::parse_unvalidated(text, origin)?;
-        spec.validate().map_err(|problems| SpecError::Invalid { origin: origin.to_string(), problems })?;
+        spec.validate().map_err(|problems| SpecError::Invalid {
+            origin: origin.to_string(),
+            problems,
+        })?;
         Ok(spec)
     }
 
     /// Parses spec YAML without checking that the values fit together.
     pub fn parse_unvalidated(text: &str, origin: &str) -> Result<Spec, SpecError> {
-        if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
-            return Err(SpecError::Empty { origin: origin.to_string() });
+        if text
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+        {
+            return Err(SpecError::Empty {
+                origin: origin.to_string(),
+            });
         }
-        serde_yaml::from_str(text).map_err(|e| SpecError::Parse { origin: origin.to_string(), message: e.to_string() })
+        serde_yaml::from_str(text).map_err(|e| SpecError::Parse {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })
     }
 
     /// The resolved spec (every default filled in) as YAML.
@@ -321,7 +371,12 @@ impl Spec {
     /// Every reason the spec cannot describe a model; empty when it can.
     pub fn validate(&self) -> Result<(), Vec<FieldProblem>> {
         let mut problems = Vec::new();
-        let mut bad = |field: &str, message: String| problems.push(FieldProblem { field: field.to_string(), message });
+        let mut bad = |field: &str, message: String| {
+            problems.push(FieldProblem {
+                field: field.to_string(),
+                message,
+            })
+        };
 
         if self.name.trim().is_empty() {
             bad("name", "must not be empty".into());
@@ -335,7 +390,10 @@ impl Spec {
         } else if self.image_size % v.patch_size != 0 {
             bad(
                 "image_size",
-                format!("{} is not a multiple of vision.patch_size {}", self.image_size, v.patch_size),
+                format!(
+                    "{} is not a multiple of vision.patch_size {}",
+                    self.image_size, v.patch_size
+                ),
             );
         }
         check_tower("vision", v.width, v.layers, v.heads, v.mlp_ratio, &mut bad);
@@ -355,34 +413,65 @@ impl Spec {
             if layer == 0 || layer > v.layers {
                 bad(
                     "feature_layers",
-                    format!("layer {layer} is outside 1..={} (1-based block index, vision.layers = {})", v.layers, v.layers),
+                    format!(
+                        "layer {layer} is outside 1..={} (1-based block index, vision.layers = {})",
+                        v.layers, v.layers
+                    ),
                 );
             }
             if i > 0 && layer <= self.feature_layers[i - 1] {
-                bad("feature_layers", format!("must be strictly increasing, found {} then {layer}", self.feature_layers[i - 1]));
+                bad(
+                    "feature_layers",
+                    format!(
+                        "must be strictly increasing, found {} then {layer}",
+                        self.feature_layers[i - 1]
+                    ),
+                );
             }
         }
 
         let k = self.slfs.top_k;
-        let patches = if v.patch_size > 0 { self.num_patches() } else { 0 };
+        let patches = if v.patch_size > 0 {
+            self.num_patches()
+        } else {
+            0
+        };
         if k == 0 {
             bad("slfs.top_k", "must be at least 1".into());
         } else if v.patch_size > 0 && self.image_size % v.patch_size == 0 && k > patches {
-            bad("slfs.top_k", format!("{k} exceeds the {patches} patch tokens of a {g}×{g} grid", g = self.grid()));
+            bad(
+                "slfs.top_k",
+                format!(
+                    "{k} exceeds the {patches} patch tokens of a {g}×{g} grid",
+                    g = self.grid()
+                ),
+            );
         }
         if self.mlop.visual_static_layers > v.layers {
             bad(
                 "mlop.visual_static_layers",
-                format!("{} exceeds vision.layers {}", self.mlop.visual_static_layers, v.layers),
+                format!(
+                    "{} exceeds vision.layers {}",
+                    self.mlop.visual_static_layers, v.layers
+                ),
             );
         }
         if self.mlop.text_depth == 0 {
-            bad("mlop.text_depth", "must be at least 1 (the prompts enter at the text input)".into());
+            bad(
+                "mlop.text_depth",
+                "must be at least 1 (the prompts enter at the text input)".into(),
+            );
         } else if self.mlop.text_depth > t.layers {
-            bad("mlop.text_depth", format!("{} exceeds text.layers {}", self.mlop.text_depth, t.layers));
+            bad(
+                "mlop.text_depth",
+                format!("{} exceeds text.layers {}", self.mlop.text_depth, t.layers),
+            );
         }
 
-        for (class, templates) in [("prompts.normal", &self.prompts.normal), ("prompts.anomaly", &self.prompts.anomaly)] {
+        for (class, templates) in [
+            ("prompts.normal", &self.prompts.normal),
+            ("prompts.anomaly", &self.prompts.anomaly),
+        ] {
             if templates.is_empty() {
                 bad(class, "must list at least one template".into());
             }
@@ -405,34 +494,62 @@ impl Spec {
             }
         }
         if t.context_length < k + 2 {
-            bad("text.context_length", format!("{} cannot hold SOT, {k} prompt tokens and EOT", t.context_length));
+            bad(
+                "text.context_length",
+                format!(
+                    "{} cannot hold SOT, {k} prompt tokens and EOT",
+                    t.context_length
+                ),
+            );
         }
 
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
-            bad("temperature", format!("must be a positive number, found {}", self.temperature));
+            bad(
+                "temperature",
+                format!("must be a positive number, found {}", self.temperature),
+            );
         }
         let w = self.score.map_max_weight;
         if !(0.0..=1.0).contains(&w) {
-            bad("score.map_max_weight", format!("must lie in [0, 1], found {w}"));
+            bad(
+                "score.map_max_weight",
+                format!("must lie in [0, 1], found {w}"),
+            );
         }
         let sigma = self.postprocess.gaussian_sigma;
         if !(sigma.is_finite() && sigma >= 0.0) {
-            bad("postprocess.gaussian_sigma", format!("must be 0 (off) or a positive number of pixels, found {sigma}"));
-        } else if sigma > 0.0 && self.image_size > 1 && (4.0 * sigma).ceil() as usize >= self.image_size {
+            bad(
+                "postprocess.gaussian_sigma",
+                format!("must be 0 (off) or a positive number of pixels, found {sigma}"),
+            );
+        } else if sigma > 0.0
+            && self.image_size > 1
+            && (4.0 * sigma).ceil() as usize >= self.image_size
+        {
             // Reflect padding needs the kernel radius below the image side.
             bad(
                 "postprocess.gaussian_sigma",
-                format!("kernel radius ⌈4σ⌉ = {} must be below image_size {}", (4.0 * sigma).ceil(), self.image_size),
+                format!(
+                    "kernel radius ⌈4σ⌉ = {} must be below image_size {}",
+                    (4.0 * sigma).ceil(),
+                    self.image_size
+                ),
             );
         }
         for (c, &m) in self.preprocess.mean.iter().enumerate() {
             if !m.is_finite() {
-                bad("preprocess.mean", format!("channel {c} is {m}, expected a finite number"));
+                bad(
+                    "preprocess.mean",
+                    format!("channel {c} is {m}, expected a finite number"),
+                );
             }
         }
         for (c, &s) in self.preprocess.std.iter().enumerate() {
             if !(s.is_finite() && s > 0.0) {
-                bad("preprocess.std", format!("channel {c} is {s}, expected a positive number"));
+                bad(
+                    "preprocess.std",
+                    format!("channel {c} is {s}, expected a positive number"),
+                );
             }
         }
         if problems.is_empty() {
@@ -459,7 +576,14 @@ fn mlp_width(width: usize, ratio: f64) -> usize {
     (width as f64 * ratio).round() as usize
 }
 
-fn check_tower(tower: &str, width: usize, layers: usize, heads: usize, mlp_ratio: f64, bad: &mut impl FnMut(&str, String)) {
+fn check_tower(
+    tower: &str,
+    width: usize,
+    layers: usize,
+    heads: usize,
+    mlp_ratio: f64,
+    bad: &mut impl FnMut(&str, String),
+) {
     if width == 0 {
         bad(&format!("{tower}.width"), "must be at least 1".into());
     }
@@ -469,11 +593,17 @@ fn check_tower(tower: &str, width: usize, layers: usize, heads: usize, mlp_ratio
     if heads == 0 {
         bad(&format!("{tower}.heads"), "must be at least 1".into());
     } else if width % heads != 0 {
-        bad(&format!("{tower}.heads"), format!("{heads} does not divide {tower}.width {width}"));
+        bad(
+            &format!("{tower}.heads"),
+            format!("{heads} does not divide {tower}.width {width}"),
+        );
     }
     let hidden = width as f64 * mlp_ratio;
     if !(mlp_ratio.is_finite() && mlp_ratio > 0.0) {
-        bad(&format!("{tower}.mlp_ratio"), format!("must be a positive number, found {mlp_ratio}"));
+        bad(
+            &format!("{tower}.mlp_ratio"),
+            format!("must be a positive number, found {mlp_ratio}"),
+        );
     } else if (hidden - hidden.round()).abs() > 1e-6 {
         bad(
             &format!("{tower}.mlp_ratio"),

@@ -48,17 +48,30 @@ pub fn template_ids(tokenizer: &Tokenizer, top_k: usize, template: &str) -> Vec<
 pub fn tokenize_prompts(spec: &Spec) -> Result<Vec<TemplateTokens>, TokenizeError> {
     let tokenizer = Tokenizer::new();
     let ctx = spec.text.context_length;
-    let classes = [("normal", &spec.prompts.normal), ("anomaly", &spec.prompts.anomaly)];
+    let classes = [
+        ("normal", &spec.prompts.normal),
+        ("anomaly", &spec.prompts.anomaly),
+    ];
     let mut out = Vec::new();
     for (class, (name, templates)) in classes.into_iter().enumerate() {
         for template in templates.iter() {
             let mut ids = template_ids(&tokenizer, spec.slfs.top_k, template);
             if ids.len() > ctx {
-                return Err(TokenizeError { class: name, template: template.clone(), needed: ids.len(), context_length: ctx });
+                return Err(TokenizeError {
+                    class: name,
+                    template: template.clone(),
+                    needed: ids.len(),
+                    context_length: ctx,
+                });
             }
             let eot = ids.len() - 1;
             ids.resize(ctx, 0);
-            out.push(TemplateTokens { class, template: template.clone(), ids, eot });
+            out.push(TemplateTokens {
+                class,
+                template: template.clone(),
+                ids,
+                eot,
+            });
         }
     }
     Ok(out)

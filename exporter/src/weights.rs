@@ -97,7 +97,10 @@ impl TensorInfo {
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
     #[error("{}: cannot read checkpoint: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: not a safetensors file: {len} bytes, fewer than the 8-byte header length", path.display())]
     TooShort { path: PathBuf, len: u64 },
     #[error(
@@ -105,7 +108,11 @@ pub enum WeightsError {
          (truncated or not a safetensors file)",
         path.display()
     )]
-    HeaderPastEnd { path: PathBuf, header_len: u64, file_len: u64 },
+    HeaderPastEnd {
+        path: PathBuf,
+        header_len: u64,
+        file_len: u64,
+    },
     #[error(
         "{}: safetensors header length {header_len} exceeds the {MAX_HEADER_BYTES}-byte limit (not a safetensors file?)",
         path.display()
@@ -116,24 +123,60 @@ pub enum WeightsError {
     #[error("{}: safetensors header: {message}", path.display())]
     HeaderLayout { path: PathBuf, message: String },
     #[error("{}: tensor `{tensor}`: {message}", path.display())]
-    BadEntry { path: PathBuf, tensor: String, message: String },
+    BadEntry {
+        path: PathBuf,
+        tensor: String,
+        message: String,
+    },
     #[error("{}: tensors `{first}` and `{second}` overlap in the data section", path.display())]
-    Overlap { path: PathBuf, first: String, second: String },
+    Overlap {
+        path: PathBuf,
+        first: String,
+        second: String,
+    },
     #[error("{}: tensor `{tensor}` ends at byte {end} of a {data_len}-byte data section (truncated file?)", path.display())]
-    PastEnd { path: PathBuf, tensor: String, end: usize, data_len: usize },
+    PastEnd {
+        path: PathBuf,
+        tensor: String,
+        end: usize,
+        data_len: usize,
+    },
     #[error("{}: data section has {bytes} bytes that no tensor covers, starting at byte {start}", path.display())]
-    Hole { path: PathBuf, start: usize, bytes: usize },
+    Hole {
+        path: PathBuf,
+        start: usize,
+        bytes: usize,
+    },
     #[error("{}: tensor `{tensor}` has dtype {dtype}; only F32, F16 and BF16 are supported", path.display())]
-    UnsupportedDtype { path: PathBuf, tensor: String, dtype: Dtype },
+    UnsupportedDtype {
+        path: PathBuf,
+        tensor: String,
+        dtype: Dtype,
+    },
     #[error("{}: tensor `{tensor}` is missing (expected shape {expected})", path.display())]
-    Missing { path: PathBuf, tensor: String, expected: ExpectedShape },
+    Missing {
+        path: PathBuf,
+        tensor: String,
+        expected: ExpectedShape,
+    },
     #[error("{}: tensor `{tensor}` has shape {found:?}, expected {expected}", path.display())]
-    Shape { path: PathBuf, tensor: String, found: Vec<usize>, expected: ExpectedShape },
+    Shape {
+        path: PathBuf,
+        tensor: String,
+        found: Vec<usize>,
+        expected: ExpectedShape,
+    },
     #[error(
         "{}: tensor `{tensor}` holds {nan} NaN and {inf} infinite values (first at flat index {first_index})",
         path.display()
     )]
-    NonFinite { path: PathBuf, tensor: String, nan: usize, inf: usize, first_index: usize },
+    NonFinite {
+        path: PathBuf,
+        tensor: String,
+        nan: usize,
+        inf: usize,
+        first_index: usize,
+    },
     #[error("{}: metadata `{FORMAT_KEY}` is {found:?}; this version reads {FORMAT_TAG:?}", path.display())]
     Format { path: PathBuf, found: String },
     #[error("{}: metadata `{SPEC_KEY}`: {source}", path.display())]
@@ -151,36 +194,61 @@ pub struct Checkpoint {
 
 impl fmt::Debug for Checkpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Checkpoint").field("path", &self.path).field("tensors", &self.tensors.len()).finish()
+        f.debug_struct("Checkpoint")
+            .field("path", &self.path)
+            .field("tensors", &self.tensors.len())
+            .finish()
     }
 }
 
 impl Checkpoint {
     /// Maps `path` and checks its layout.
     pub fn open(path: &Path) -> Result<Checkpoint, WeightsError> {
-        let io = |source| WeightsError::Io { path: path.to_path_buf(), source };
+        let io = |source| WeightsError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         let file = File::open(path).map_err(io)?;
         let file_len = file.metadata().map_err(io)?.len();
         if file_len < 8 {
-            return Err(WeightsError::TooShort { path: path.to_path_buf(), len: file_len });
+            return Err(WeightsError::TooShort {
+                path: path.to_path_buf(),
+                len: file_len,
+            });
         }
         // SAFETY: the map is read-only. A checkpoint truncated by another process while we hold
         // the map would fault; that is the documented limit of every mmap-based reader.
         let map = unsafe { Mmap::map(&file) }.map_err(io)?;
         let header_len = u64::from_le_bytes(map[..8].try_into().expect("slice of 8 bytes"));
         if header_len > MAX_HEADER_BYTES {
-            return Err(WeightsError::HeaderTooLarge { path: path.to_path_buf(), header_len });
+            return Err(WeightsError::HeaderTooLarge {
+                path: path.to_path_buf(),
+                header_len,
+            });
         }
         if header_len > file_len - 8 {
-            return Err(WeightsError::HeaderPastEnd { path: path.to_path_buf(), header_len, file_len });
+            return Err(WeightsError::HeaderPastEnd {
+                path: path.to_path_buf(),
+                header_len,
+                file_len,
+            });
         }
         let data_start = 8 + header_len as usize;
         let (tensors, metadata) = parse_header(path, &map[8..data_start])?;
         check_layout(path, &tensors, map.len() - data_start)?;
-        let ckpt = Checkpoint { path: path.to_path_buf(), map, data_start, tensors, metadata };
+        let ckpt = Checkpoint {
+            path: path.to_path_buf(),
+            map,
+            data_start,
+            tensors,
+            metadata,
+        };
         if let Some(found) = ckpt.format() {
             if found != FORMAT_TAG {
-                return Err(WeightsError::Format { path: path.to_path_buf(), found: found.to_string() });
+                return Err(WeightsError::Format {
+                    path: path.to_path_buf(),
+                    found: found.to_string(),
+                });
             }
         }
         Ok(ckpt)
@@ -207,11 +275,16 @@ impl Checkpoint {
 
     /// The spec stored in the metadata, parsed and validated; `None` when absent.
     pub fn embedded_spec(&self) -> Result<Option<Spec>, WeightsError> {
-        let Some(text) = self.metadata.get(SPEC_KEY) else { return Ok(None) };
+        let Some(text) = self.metadata.get(SPEC_KEY) else {
+            return Ok(None);
+        };
         let origin = format!("{} (metadata `{SPEC_KEY}`)", self.path.display());
         Spec::from_yaml(text, &origin)
             .map(Some)
-            .map_err(|source| WeightsError::EmbeddedSpec { path: self.path.clone(), source })
+            .map_err(|source| WeightsError::EmbeddedSpec {
+                path: self.path.clone(),
+                source,
+            })
     }
 
     /// Total bytes of tensor data.
@@ -230,22 +303,39 @@ impl Checkpoint {
         if self.tensors.get(name)?.dtype != Dtype::Other("I64".into()) {
             return None;
         }
-        Some(self.raw_bytes(name)?.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes"))).collect())
+        Some(
+            self.raw_bytes(name)?
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
+                .collect(),
+        )
     }
 
     /// Reads one tensor as f32, converting f16/bf16, and rejects NaN/Inf.
     pub fn read_f32(&self, name: &str) -> Result<Vec<f32>, WeightsError> {
-        let info = self.tensors.get(name).ok_or_else(|| WeightsError::Missing {
-            path: self.path.clone(),
-            tensor: name.to_string(),
-            expected: ExpectedShape::Exact(vec![]),
-        })?;
+        let info = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| WeightsError::Missing {
+                path: self.path.clone(),
+                tensor: name.to_string(),
+                expected: ExpectedShape::Exact(vec![]),
+            })?;
         let (begin, end) = info.data_offsets;
         let bytes = &self.map[self.data_start + begin..self.data_start + end];
         let values: Vec<f32> = match &info.dtype {
-            Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            Dtype::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            Dtype::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Dtype::F32 => bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Dtype::F16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
             Dtype::Other(_) => {
                 return Err(WeightsError::UnsupportedDtype {
                     path: self.path.clone(),
@@ -254,17 +344,29 @@ impl Checkpoint {
                 })
             }
         };
-        let (nan, inf) = values.iter().fold((0, 0), |(n, i), v| (n + v.is_nan() as usize, i + v.is_infinite() as usize));
+        let (nan, inf) = values.iter().fold((0, 0), |(n, i), v| {
+            (n + v.is_nan() as usize, i + v.is_infinite() as usize)
+        });
         if nan + inf > 0 {
             let first_index = values.iter().position(|v| !v.is_finite()).unwrap_or(0);
-            return Err(WeightsError::NonFinite { path: self.path.clone(), tensor: name.to_string(), nan, inf, first_index });
+            return Err(WeightsError::NonFinite {
+                path: self.path.clone(),
+                tensor: name.to_string(),
+                nan,
+                inf,
+                first_index,
+            });
         }
         Ok(values)
     }
 
     /// The root scope of this checkpoint, with a fresh ledger.
     pub fn root(self: Arc<Self>) -> Weights {
-        Weights { ckpt: self, prefix: String::new(), ledger: Arc::new(Mutex::new(Ledger::default())) }
+        Weights {
+            ckpt: self,
+            prefix: String::new(),
+            ledger: Arc::new(Mutex::new(Ledger::default())),
+        }
     }
 }
 
@@ -279,9 +381,13 @@ struct RawEntry {
 type Header = (BTreeMap<String, TensorInfo>, BTreeMap<String, String>);
 
 fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header, WeightsError> {
-    let json_err = |message: String| WeightsError::HeaderJson { path: path.to_path_buf(), message };
+    let json_err = |message: String| WeightsError::HeaderJson {
+        path: path.to_path_buf(),
+        message,
+    };
     let text = std::str::from_utf8(bytes).map_err(|e| json_err(format!("not UTF-8: {e}")))?;
-    let root: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text).map_err(|e| json_err(e.to_string()))?;
+    let root: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(text).map_err(|e| json_err(e.to_string()))?;
     let mut tensors = BTreeMap::new();
     let mut metadata = BTreeMap::new();
     for (name, value) in root {
@@ -292,15 +398,27 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header, WeightsError> {
             })?;
             continue;
         }
-        let bad = |message: String| WeightsError::BadEntry { path: path.to_path_buf(), tensor: name.clone(), message };
-        let raw: RawEntry = serde_json::from_value(value).map_err(|e| bad(format!("malformed entry: {e}")))?;
+        let bad = |message: String| WeightsError::BadEntry {
+            path: path.to_path_buf(),
+            tensor: name.clone(),
+            message,
+        };
+        let raw: RawEntry =
+            serde_json::from_value(value).map_err(|e| bad(format!("malformed entry: {e}")))?;
         let dtype = Dtype::parse(&raw.dtype);
         let [begin, end] = raw.data_offsets;
         if end < begin {
-            return Err(bad(format!("data_offsets [{begin}, {end}] end before they begin")));
+            return Err(bad(format!(
+                "data_offsets [{begin}, {end}] end before they begin"
+            )));
         }
-        let elem = dtype.size().ok_or_else(|| bad(format!("unknown dtype {:?}", raw.dtype)))?;
-        let bytes = raw.shape.iter().try_fold(elem, |acc, &d| acc.checked_mul(d));
+        let elem = dtype
+            .size()
+            .ok_or_else(|| bad(format!("unknown dtype {:?}", raw.dtype)))?;
+        let bytes = raw
+            .shape
+            .iter()
+            .try_fold(elem, |acc, &d| acc.checked_mul(d));
         if bytes != Some(end - begin) {
             return Err(bad(format!(
                 "shape {:?} of {} needs {} bytes but data_offsets [{begin}, {end}] hold {}",
@@ -310,27 +428,53 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header, WeightsError> {
                 end - begin
             )));
         }
-        tensors.insert(name, TensorInfo { dtype, shape: raw.shape, data_offsets: (begin, end) });
+        tensors.insert(
+            name,
+            TensorInfo {
+                dtype,
+                shape: raw.shape,
+                data_offsets: (begin, end),
+            },
+        );
     }
     Ok((tensors, metadata))
 }
 
 /// Every byte of the data section belongs to exactly one tensor, as the safetensors format requires.
-fn check_layout(path: &Path, tensors: &BTreeMap<String, TensorInfo>, data_len: usize) -> Result<(), WeightsError> {
-    let mut spans: Vec<(usize, usize, &str)> =
-        tensors.iter().map(|(name, t)| (t.data_offsets.0, t.data_offsets.1, name.as_str())).collect();
+fn check_layout(
+    path: &Path,
+    tensors: &BTreeMap<String, TensorInfo>,
+    data_len: usize,
+) -> Result<(), WeightsError> {
+    let mut spans: Vec<(usize, usize, &str)> = tensors
+        .iter()
+        .map(|(name, t)| (t.data_offsets.0, t.data_offsets.1, name.as_str()))
+        .collect();
     spans.sort();
     let mut covered = 0usize;
     let mut previous = "";
     for &(begin, end, name) in &spans {
         if end > data_len {
-            return Err(WeightsError::PastEnd { path: path.to_path_buf(), tensor: name.to_string(), end, data_len });
+            return Err(WeightsError::PastEnd {
+                path: path.to_path_buf(),
+                tensor: name.to_string(),
+                end,
+                data_len,
+            });
         }
         if begin < covered {
-            return Err(WeightsError::Overlap { path: path.to_path_buf(), first: previous.to_string(), second: name.to_string() });
+            return Err(WeightsError::Overlap {
+                path: path.to_path_buf(),
+                first: previous.to_string(),
+                second: name.to_string(),
+            });
         }
         if begin > covered {
-            return Err(WeightsError::Hole { path: path.to_path_buf(), start: covered, bytes: begin - covered });
+            return Err(WeightsError::Hole {
+                path: path.to_path_buf(),
+                start: covered,
+                bytes: begin - covered,
+            });
         }
         if end > begin {
             previous = name;
@@ -338,7 +482,11 @@ fn check_layout(path: &Path, tensors: &BTreeMap<String, TensorInfo>, data_len: u
         covered = end;
     }
     if covered < data_len {
-        return Err(WeightsError::Hole { path: path.to_path_buf(), start: covered, bytes: data_len - covered });
+        return Err(WeightsError::Hole {
+            path: path.to_path_buf(),
+            start: covered,
+            bytes: data_len - covered,
+        });
     }
     Ok(())
 }
@@ -374,15 +522,26 @@ pub struct Weights {
 
 impl fmt::Debug for Weights {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Weights").field("path", &self.ckpt.path).field("prefix", &self.prefix).finish()
+        f.debug_struct("Weights")
+            .field("path", &self.ckpt.path)
+            .field("prefix", &self.prefix)
+            .finish()
     }
 }
 
 impl Weights {
     /// The scope `prefix.name` (`w.pp("visual").pp("ln_pre")` reads `visual.ln_pre.*`).
     pub fn pp(&self, name: impl fmt::Display) -> Weights {
-        let prefix = if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) };
-        Weights { ckpt: Arc::clone(&self.ckpt), prefix, ledger: Arc::clone(&self.ledger) }
+        let prefix = if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        };
+        Weights {
+            ckpt: Arc::clone(&self.ckpt),
+            prefix,
+            ledger: Arc::clone(&self.ledger),
+        }
     }
 
     /// The full tensor name of `name` in this scope.
@@ -408,15 +567,28 @@ impl Weights {
     }
 
     /// Reads `name` in this scope, which must match `expected`; the ledger records the outcome.
-    pub fn get_expected(&self, name: &str, expected: &ExpectedShape) -> Result<ArrayD<f32>, WeightsError> {
+    pub fn get_expected(
+        &self,
+        name: &str,
+        expected: &ExpectedShape,
+    ) -> Result<ArrayD<f32>, WeightsError> {
         let full = self.full_name(name);
-        let mut ledger = self.ledger.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut ledger = self
+            .ledger
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let Some(info) = self.ckpt.tensors.get(&full) else {
             ledger.missing.insert(full.clone(), expected.clone());
-            return Err(WeightsError::Missing { path: self.ckpt.path.clone(), tensor: full, expected: expected.clone() });
+            return Err(WeightsError::Missing {
+                path: self.ckpt.path.clone(),
+                tensor: full,
+                expected: expected.clone(),
+            });
         };
         if !expected.matches(&info.shape) {
-            ledger.mis_shaped.insert(full.clone(), (info.shape.clone(), expected.clone()));
+            ledger
+                .mis_shaped
+                .insert(full.clone(), (info.shape.clone(), expected.clone()));
             return Err(WeightsError::Shape {
                 path: self.ckpt.path.clone(),
                 tensor: full,
@@ -428,12 +600,16 @@ impl Weights {
         ledger.used.insert(full.clone());
         drop(ledger);
         let values = self.ckpt.read_f32(&full)?;
-        Ok(ArrayD::from_shape_vec(IxDyn(&info.shape), values).expect("byte length was checked against the shape at open"))
+        Ok(ArrayD::from_shape_vec(IxDyn(&info.shape), values)
+            .expect("byte length was checked against the shape at open"))
     }
 
     /// The ledger so far, for every scope of this root.
     pub fn ledger(&self) -> LedgerReport {
-        let ledger = self.ledger.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let ledger = self
+            .ledger
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let unused = self
             .ckpt
             .tensors
@@ -443,8 +619,16 @@ impl Weights {
             .collect();
         LedgerReport {
             used: ledger.used.iter().cloned().collect(),
-            missing: ledger.missing.iter().map(|(n, e)| (n.clone(), e.clone())).collect(),
-            mis_shaped: ledger.mis_shaped.iter().map(|(n, (f, e))| (n.clone(), f.clone(), e.clone())).collect(),
+            missing: ledger
+                .missing
+                .iter()
+                .map(|(n, e)| (n.clone(), e.clone()))
+                .collect(),
+            mis_shaped: ledger
+                .mis_shaped
+                .iter()
+                .map(|(n, (f, e))| (n.clone(), f.clone(), e.clone()))
+                .collect(),
             unused,
         }
     }

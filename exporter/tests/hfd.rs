@@ -20,23 +20,35 @@ fn weights(dir: &std::path::Path, c: usize, identity: bool) -> Weights {
     let mut tensors = BTreeMap::new();
     for (i, part) in ["in_proj", "low", "high"].iter().enumerate() {
         let weight = if identity {
-            let eye: Vec<f32> = (0..c * c).map(|k| if k / c == k % c { 1.0 } else { 0.0 }).collect();
+            let eye: Vec<f32> = (0..c * c)
+                .map(|k| if k / c == k % c { 1.0 } else { 0.0 })
+                .collect();
             CkTensor::f32(&[c, c], &eye)
         } else {
             CkTensor::seeded(&[c, c], 10 + i as u64)
         };
-        let bias = if identity { CkTensor::f32(&[c], &vec![0.0; c]) } else { CkTensor::seeded(&[c], 20 + i as u64) };
+        let bias = if identity {
+            CkTensor::f32(&[c], &vec![0.0; c])
+        } else {
+            CkTensor::seeded(&[c], 20 + i as u64)
+        };
         tensors.insert(format!("dlvp.hfd.1.{part}.weight"), weight);
         tensors.insert(format!("dlvp.hfd.1.{part}.bias"), bias);
     }
     let path = dir.join("hfd.safetensors");
     write(&path, &tensors, None);
-    Arc::new(Checkpoint::open(&path).unwrap()).root().pp("dlvp.hfd.1")
+    Arc::new(Checkpoint::open(&path).unwrap())
+        .root()
+        .pp("dlvp.hfd.1")
 }
 
 fn export(w: &Weights, grid: usize, c: usize) -> Vec<u8> {
     let mut g = Graph::new();
-    let f = g.input("features", DType::F32, vec![Dim::Batch, Dim::Fixed(grid * grid), Dim::Fixed(c)]);
+    let f = g.input(
+        "features",
+        DType::F32,
+        vec![Dim::Batch, Dim::Fixed(grid * grid), Dim::Fixed(c)],
+    );
     let out = g.scoped("hfd.1", |g| hfd::build(g, w, &f, grid)).unwrap();
     g.output("refined", &out);
     onnx::to_bytes(&g, "hfd")
@@ -52,13 +64,21 @@ fn run_tract(bytes: &[u8], input: &ArrayD<f32>) -> ArrayD<f32> {
         .unwrap()
         .into_runnable()
         .unwrap();
-    let out = model.run(tvec!(Tensor::from(input.clone()).into())).unwrap();
+    let out = model
+        .run(tvec!(Tensor::from(input.clone()).into()))
+        .unwrap();
     out[0].to_plain_array_view::<f32>().unwrap().to_owned()
 }
 
 fn linear(x: &Array2<f64>, w: &ArrayD<f32>, b: &ArrayD<f32>) -> Array2<f64> {
-    let w = w.mapv(f64::from).into_dimensionality::<ndarray::Ix2>().unwrap();
-    let b = b.mapv(f64::from).into_dimensionality::<ndarray::Ix1>().unwrap();
+    let w = w
+        .mapv(f64::from)
+        .into_dimensionality::<ndarray::Ix2>()
+        .unwrap();
+    let b = b
+        .mapv(f64::from)
+        .into_dimensionality::<ndarray::Ix1>()
+        .unwrap();
     x.dot(&w.t()) + &b
 }
 
@@ -66,9 +86,19 @@ fn linear(x: &Array2<f64>, w: &ArrayD<f32>, b: &ArrayD<f32>) -> Array2<f64> {
 fn hfd_direct(f: &Array2<f64>, w: &Weights, grid: usize) -> Array2<f64> {
     let c = f.ncols();
     let get = |part: &str, name: &str, shape: &[usize]| w.pp(part).get(name, shape).unwrap();
-    let ft = linear(f, &get("in_proj", "weight", &[c, c]), &get("in_proj", "bias", &[c]));
+    let ft = linear(
+        f,
+        &get("in_proj", "weight", &[c, c]),
+        &get("in_proj", "bias", &[c]),
+    );
     let even = grid + grid % 2;
-    let at = |y: usize, x: usize, ch: usize| if y < grid && x < grid { ft[[y * grid + x, ch]] } else { 0.0 };
+    let at = |y: usize, x: usize, ch: usize| {
+        if y < grid && x < grid {
+            ft[[y * grid + x, ch]]
+        } else {
+            0.0
+        }
+    };
     let half = even / 2;
     // bands[band] is [h*h, C]
     let mut bands = vec![Array2::<f64>::zeros((half * half, c)); 4];
@@ -87,14 +117,28 @@ fn hfd_direct(f: &Array2<f64>, w: &Weights, grid: usize) -> Array2<f64> {
     }
     let (lw, lb) = (get("low", "weight", &[c, c]), get("low", "bias", &[c]));
     let (hw, hb) = (get("high", "weight", &[c, c]), get("high", "bias", &[c]));
-    let mapped: Vec<Array2<f64>> =
-        bands.iter().enumerate().map(|(k, band)| if k == 0 { linear(band, &lw, &lb) } else { linear(band, &hw, &hb) }).collect();
+    let mapped: Vec<Array2<f64>> = bands
+        .iter()
+        .enumerate()
+        .map(|(k, band)| {
+            if k == 0 {
+                linear(band, &lw, &lb)
+            } else {
+                linear(band, &hw, &hb)
+            }
+        })
+        .collect();
     let mut out = f.clone();
     for i in 0..half {
         for j in 0..half {
             let p = i * half + j;
             for ch in 0..c {
-                let (ll, lh, hl, hh) = (mapped[0][[p, ch]], mapped[1][[p, ch]], mapped[2][[p, ch]], mapped[3][[p, ch]]);
+                let (ll, lh, hl, hh) = (
+                    mapped[0][[p, ch]],
+                    mapped[1][[p, ch]],
+                    mapped[2][[p, ch]],
+                    mapped[3][[p, ch]],
+                );
                 let window = [
                     (2 * i, 2 * j, (ll + lh + hl + hh) / 2.0),
                     (2 * i, 2 * j + 1, (ll + lh - hl - hh) / 2.0),
@@ -114,7 +158,11 @@ fn hfd_direct(f: &Array2<f64>, w: &Weights, grid: usize) -> Array2<f64> {
 
 fn features(batch: usize, n: usize, c: usize) -> ArrayD<f32> {
     let t = CkTensor::seeded(&[batch, n, c], 99);
-    let values: Vec<f32> = t.bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) * 10.0).collect();
+    let values: Vec<f32> = t
+        .bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) * 10.0)
+        .collect();
     ArrayD::from_shape_vec(IxDyn(&[batch, n, c]), values).unwrap()
 }
 
@@ -128,7 +176,9 @@ fn identity_weights_double_the_features(#[case] grid: usize, #[case] c: usize) {
     let input = features(2, grid * grid, c);
     let out = run_tract(&export(&w, grid, c), &input);
     let expected = input.mapv(|v| 2.0 * v);
-    let err = (&out - &expected).mapv(f32::abs).fold(0.0f32, |m, &v| m.max(v));
+    let err = (&out - &expected)
+        .mapv(f32::abs)
+        .fold(0.0f32, |m, &v| m.max(v));
     assert!(err < 1e-5, "max error {err}");
 }
 
@@ -144,7 +194,9 @@ fn random_weights_match_the_window_formulas(#[case] grid: usize, #[case] c: usiz
         let f: Array3<f32> = input.clone().into_dimensionality().unwrap();
         let expected = hfd_direct(&f.index_axis(Axis(0), b).mapv(f64::from), &w, grid);
         let got = out.index_axis(Axis(0), b).mapv(f64::from);
-        let err = (&got - &expected.into_dyn()).mapv(f64::abs).fold(0.0f64, |m, &v| m.max(v));
+        let err = (&got - &expected.into_dyn())
+            .mapv(f64::abs)
+            .fold(0.0f64, |m, &v| m.max(v));
         assert!(err < 1e-4, "image {b}: max error {err}");
     }
 }
@@ -161,11 +213,24 @@ fn the_dwt_and_idwt_share_one_kernel_constant() {
     let dir = tempfile::tempdir().unwrap();
     let w = weights(dir.path(), 4, false);
     let mut g = Graph::new();
-    let f = g.input("features", DType::F32, vec![Dim::Batch, Dim::Fixed(25), Dim::Fixed(4)]);
+    let f = g.input(
+        "features",
+        DType::F32,
+        vec![Dim::Batch, Dim::Fixed(25), Dim::Fixed(4)],
+    );
     g.scoped("hfd.1", |g| hfd::build(g, &w, &f, 5)).unwrap();
-    let haar: Vec<_> = g.initializers.iter().filter(|i| i.dims == [16, 1, 2, 2]).collect();
+    let haar: Vec<_> = g
+        .initializers
+        .iter()
+        .filter(|i| i.dims == [16, 1, 2, 2])
+        .collect();
     assert_eq!(haar.len(), 1);
-    let users = g.nodes.iter().filter(|n| n.inputs.contains(&haar[0].name)).map(|n| n.op).collect::<Vec<_>>();
+    let users = g
+        .nodes
+        .iter()
+        .filter(|n| n.inputs.contains(&haar[0].name))
+        .map(|n| n.op)
+        .collect::<Vec<_>>();
     assert_eq!(users, ["Conv", "ConvTranspose"]);
 }
 
@@ -174,16 +239,35 @@ fn a_mis_shaped_weight_fails_naming_the_tensor() {
     let dir = tempfile::tempdir().unwrap();
     let w = weights(dir.path(), 4, false);
     let mut g = Graph::new();
-    let f = g.input("features", DType::F32, vec![Dim::Batch, Dim::Fixed(25), Dim::Fixed(5)]);
+    let f = g.input(
+        "features",
+        DType::F32,
+        vec![Dim::Batch, Dim::Fixed(25), Dim::Fixed(5)],
+    );
     let err = g.scoped("hfd.1", |g| hfd::build(g, &w, &f, 5)).unwrap_err();
-    assert!(err.to_string().contains("tensor `dlvp.hfd.1.in_proj.weight` has shape [4, 4], expected [5, 5]"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("tensor `dlvp.hfd.1.in_proj.weight` has shape [4, 4], expected [5, 5]"),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_bad_node_names_its_scope() {
     let mut g = Graph::new();
-    let a = g.input("a", DType::F32, vec![Dim::Batch, Dim::Fixed(3), Dim::Fixed(4)]);
+    let a = g.input(
+        "a",
+        DType::F32,
+        vec![Dim::Batch, Dim::Fixed(3), Dim::Fixed(4)],
+    );
     let b = g.input("b", DType::F32, vec![Dim::Fixed(5), Dim::Fixed(2)]);
-    let err = g.scoped("visual", |g| g.scoped("blocks.7", |g| g.scoped("attn", |g| g.matmul(&a, &b)))).unwrap_err();
-    assert_eq!(err.to_string(), "visual/blocks.7/attn: MatMul: inner dimensions differ: [B, 3, 4] × [5, 2]");
+    let err = g
+        .scoped("visual", |g| {
+            g.scoped("blocks.7", |g| g.scoped("attn", |g| g.matmul(&a, &b)))
+        })
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "visual/blocks.7/attn: MatMul: inner dimensions differ: [B, 3, 4] × [5, 2]"
+    );
 }

@@ -19,8 +19,17 @@ fn every_golden_template_tokenizes_as_the_reference_does() {
     for (spec_name, entry) in golden.as_object().unwrap() {
         let top_k = entry["top_k"].as_u64().unwrap() as usize;
         for (template, ids) in entry["templates"].as_object().unwrap() {
-            let expected: Vec<u32> = ids.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-            assert_eq!(template_ids(&tokenizer, top_k, template), expected, "{spec_name}: {template:?}");
+            let expected: Vec<u32> = ids
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect();
+            assert_eq!(
+                template_ids(&tokenizer, top_k, template),
+                expected,
+                "{spec_name}: {template:?}"
+            );
             checked += 1;
         }
     }
@@ -32,7 +41,10 @@ fn shipped_specs_tokenize_padded_with_the_eot_position() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model-spec");
     let spec = Spec::load(&dir.join("tiny.yaml")).unwrap();
     let tokens = tokenize_prompts(&spec).unwrap();
-    assert_eq!(tokens.iter().map(|t| t.class).collect::<Vec<_>>(), [0, 0, 1]);
+    assert_eq!(
+        tokens.iter().map(|t| t.class).collect::<Vec<_>>(),
+        [0, 0, 1]
+    );
     for t in &tokens {
         assert_eq!(t.ids.len(), 77);
         assert_eq!(t.ids[t.eot], 49407);
@@ -46,6 +58,12 @@ fn a_template_too_long_for_the_context_is_named() {
     let mut spec = Spec { ..Spec::default() };
     spec.prompts.anomaly = vec!["antidisestablishmentarianism ".repeat(20)];
     let err = tokenize_prompts(&spec).unwrap_err();
-    assert!(err.to_string().starts_with("prompts.anomaly: template"), "{err}");
-    assert!(err.to_string().contains("text.context_length is 77"), "{err}");
+    assert!(
+        err.to_string().starts_with("prompts.anomaly: template"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("text.context_length is 77"),
+        "{err}"
+    );
 }

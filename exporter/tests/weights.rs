@@ -55,11 +55,27 @@ proptest! {
 #[case::nan(f32::NAN, 1, 0)]
 #[case::inf(f32::INFINITY, 0, 1)]
 #[case::neg_inf(f32::NEG_INFINITY, 0, 1)]
-fn non_finite_values_are_refused_by_name(#[case] bad: f32, #[case] nans: usize, #[case] infs: usize) {
+fn non_finite_values_are_refused_by_name(
+    #[case] bad: f32,
+    #[case] nans: usize,
+    #[case] infs: usize,
+) {
     let (_dir, ckpt) = open_single(Tensor::f32(&[4], &[1.0, 2.0, bad, 4.0]));
     let err = ckpt.read_f32("x").unwrap_err();
-    let WeightsError::NonFinite { ref tensor, nan, inf, first_index, .. } = err else { panic!("{err:?}") };
-    assert_eq!((tensor.as_str(), nan, inf, first_index), ("x", nans, infs, 2));
+    let WeightsError::NonFinite {
+        ref tensor,
+        nan,
+        inf,
+        first_index,
+        ..
+    } = err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        (tensor.as_str(), nan, inf, first_index),
+        ("x", nans, infs, 2)
+    );
     assert!(err.to_string().contains("tensor `x` holds"), "{err}");
 }
 
@@ -81,14 +97,35 @@ fn scopes_prefix_names_and_share_one_ledger() {
     assert_eq!(ln_pre.full_name("bias"), "visual.ln_pre.bias");
 
     let err = visual.get("proj", &[2, 4]).unwrap_err();
-    assert!(err.to_string().contains("tensor `visual.proj` has shape [4, 2], expected [2, 4]"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("tensor `visual.proj` has shape [4, 2], expected [2, 4]"),
+        "{err}"
+    );
     let err = visual.pp("ln_post").get("weight", &[4]).unwrap_err();
-    assert!(err.to_string().contains("tensor `visual.ln_post.weight` is missing"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("tensor `visual.ln_post.weight` is missing"),
+        "{err}"
+    );
 
     let ledger = root.ledger();
     assert_eq!(ledger.used, ["visual.ln_pre.weight"]);
-    assert_eq!(ledger.missing, [("visual.ln_post.weight".to_string(), ExpectedShape::Exact(vec![4]))]);
-    assert_eq!(ledger.mis_shaped, [("visual.proj".to_string(), vec![4, 2], ExpectedShape::Exact(vec![2, 4]))]);
+    assert_eq!(
+        ledger.missing,
+        [(
+            "visual.ln_post.weight".to_string(),
+            ExpectedShape::Exact(vec![4])
+        )]
+    );
+    assert_eq!(
+        ledger.mis_shaped,
+        [(
+            "visual.proj".to_string(),
+            vec![4, 2],
+            ExpectedShape::Exact(vec![2, 4])
+        )]
+    );
     assert_eq!(ledger.unused, ["spare", "visual.ln_pre.bias"]);
 }
 
@@ -107,20 +144,41 @@ fn metadata_format_and_spec_are_read() {
 fn a_foreign_format_tag_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("w.safetensors");
-    let metadata = std::collections::HashMap::from([("format".to_string(), "dlvp-clip/9".to_string())]);
-    write(&path, &BTreeMap::from([("x".to_string(), Tensor::seeded(&[1], 0))]), Some(metadata));
+    let metadata =
+        std::collections::HashMap::from([("format".to_string(), "dlvp-clip/9".to_string())]);
+    write(
+        &path,
+        &BTreeMap::from([("x".to_string(), Tensor::seeded(&[1], 0))]),
+        Some(metadata),
+    );
     let err = Checkpoint::open(&path).unwrap_err();
-    assert!(err.to_string().contains("metadata `format` is \"dlvp-clip/9\"; this version reads \"dlvp-clip/1\""), "{err}");
+    assert!(
+        err.to_string()
+            .contains("metadata `format` is \"dlvp-clip/9\"; this version reads \"dlvp-clip/1\""),
+        "{err}"
+    );
 }
 
 #[test]
 fn an_invalid_embedded_spec_names_the_metadata_and_field() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("w.safetensors");
-    let metadata = std::collections::HashMap::from([("spec".to_string(), "image_size: 57\n".to_string())]);
-    write(&path, &BTreeMap::from([("x".to_string(), Tensor::seeded(&[1], 0))]), Some(metadata));
-    let err = Checkpoint::open(&path).unwrap().embedded_spec().unwrap_err();
-    assert!(err.to_string().contains("(metadata `spec`): image_size: 57 is not a multiple"), "{err}");
+    let metadata =
+        std::collections::HashMap::from([("spec".to_string(), "image_size: 57\n".to_string())]);
+    write(
+        &path,
+        &BTreeMap::from([("x".to_string(), Tensor::seeded(&[1], 0))]),
+        Some(metadata),
+    );
+    let err = Checkpoint::open(&path)
+        .unwrap()
+        .embedded_spec()
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("(metadata `spec`): image_size: 57 is not a multiple"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -130,7 +188,10 @@ fn a_complete_checkpoint_checks_clean() {
     let path = dir.path().join("w.safetensors");
     let mut tensors = tensors_for(&spec);
     // A checkpoint trained at another resolution is fine: the exporter resizes the grid.
-    tensors.insert("visual.positional_embedding".into(), Tensor::seeded(&[5 * 5 + 1, 64], 9));
+    tensors.insert(
+        "visual.positional_embedding".into(),
+        Tensor::seeded(&[5 * 5 + 1, 64], 9),
+    );
     write(&path, &tensors, None);
     let report = check_checkpoint(Arc::new(Checkpoint::open(&path).unwrap()), &spec).unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
@@ -147,15 +208,36 @@ fn the_check_reports_every_problem_by_name() {
     tensors.remove("dlvp.hfd.3.low.bias");
     tensors.insert("dlvp.extra.weight".into(), Tensor::seeded(&[3], 0));
     tensors.insert("visual.proj".into(), Tensor::seeded(&[64, 31], 0));
-    tensors.insert("ln_final.bias".into(), Tensor::f32(&[2, 16], &[f32::NAN; 32]));
-    tensors.insert("positional_embedding".into(), Tensor { dtype: safetensors::Dtype::I32, shape: vec![77, 32], bytes: vec![0; 77 * 32 * 4] });
-    tensors.insert("visual.positional_embedding".into(), Tensor::seeded(&[51, 64], 0));
+    tensors.insert(
+        "ln_final.bias".into(),
+        Tensor::f32(&[2, 16], &[f32::NAN; 32]),
+    );
+    tensors.insert(
+        "positional_embedding".into(),
+        Tensor {
+            dtype: safetensors::Dtype::I32,
+            shape: vec![77, 32],
+            bytes: vec![0; 77 * 32 * 4],
+        },
+    );
+    tensors.insert(
+        "visual.positional_embedding".into(),
+        Tensor::seeded(&[51, 64], 0),
+    );
     write(&path, &tensors, None);
     let report = check_checkpoint(Arc::new(Checkpoint::open(&path).unwrap()), &spec).unwrap();
     let mut found: Vec<(String, String)> = report
         .problems
         .iter()
-        .map(|p| (p.tensor().to_string(), serde_json::to_value(p).unwrap()["kind"].as_str().unwrap().to_string()))
+        .map(|p| {
+            (
+                p.tensor().to_string(),
+                serde_json::to_value(p).unwrap()["kind"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
         .collect();
     found.sort();
     let expected = [
@@ -185,25 +267,87 @@ fn non_finite_values_are_a_check_problem() {
     tensors.insert("visual.ln_post.bias".into(), Tensor::f32(&[64], &values));
     write(&path, &tensors, None);
     let report = check_checkpoint(Arc::new(Checkpoint::open(&path).unwrap()), &spec).unwrap();
-    assert_eq!(report.problems, [Problem::NonFinite { tensor: "visual.ln_post.bias".into(), nan: 0, inf: 1 }]);
+    assert_eq!(
+        report.problems,
+        [Problem::NonFinite {
+            tensor: "visual.ln_post.bias".into(),
+            nan: 0,
+            inf: 1
+        }]
+    );
 }
 
 /// Layouts no correct writer makes; each must fail at open, naming what is wrong.
 #[rstest]
-#[case::header_past_end(r#"{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, 4, Some(1000), "header length 1000 runs past the end")]
+#[case::header_past_end(
+    r#"{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#,
+    4,
+    Some(1000),
+    "header length 1000 runs past the end"
+)]
 #[case::not_json("{not json", 0, None, "safetensors header is not valid JSON")]
 #[case::header_not_an_object("[1, 2]", 0, None, "safetensors header is not valid JSON")]
-#[case::offsets_past_end(r#"{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, 4, None, "tensor `x` ends at byte 8 of a 4-byte data section")]
+#[case::offsets_past_end(
+    r#"{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
+    4,
+    None,
+    "tensor `x` ends at byte 8 of a 4-byte data section"
+)]
 #[case::overlap(r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#, 12, None, "tensors `a` and `b` overlap")]
-#[case::hole(r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, 8, None, "4 bytes that no tensor covers, starting at byte 0")]
-#[case::trailing_bytes(r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, 8, None, "4 bytes that no tensor covers, starting at byte 4")]
-#[case::offsets_reversed(r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}}"#, 4, None, "tensor `a`: data_offsets [4, 0] end before they begin")]
-#[case::size_disagrees_with_shape(r#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, 8, None, "tensor `a`: shape [3] of F32 needs 12 bytes but data_offsets [0, 8] hold 8")]
-#[case::unknown_dtype(r#"{"a":{"dtype":"Q4","shape":[1],"data_offsets":[0,1]}}"#, 1, None, "tensor `a`: unknown dtype \"Q4\"")]
-#[case::missing_offsets(r#"{"a":{"dtype":"F32","shape":[1]}}"#, 4, None, "tensor `a`: malformed entry: missing field `data_offsets`")]
-#[case::shape_overflow(r#"{"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,4]}}"#, 4, None, "needs more than usize::MAX bytes")]
-#[case::bad_metadata(r#"{"__metadata__":{"format":3}}"#, 0, None, "`__metadata__` must map strings to strings")]
-fn damaged_layouts_are_refused(#[case] header: &str, #[case] data_len: usize, #[case] claimed_len: Option<u64>, #[case] expected: &str) {
+#[case::hole(
+    r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#,
+    8,
+    None,
+    "4 bytes that no tensor covers, starting at byte 0"
+)]
+#[case::trailing_bytes(
+    r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#,
+    8,
+    None,
+    "4 bytes that no tensor covers, starting at byte 4"
+)]
+#[case::offsets_reversed(
+    r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}}"#,
+    4,
+    None,
+    "tensor `a`: data_offsets [4, 0] end before they begin"
+)]
+#[case::size_disagrees_with_shape(
+    r#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#,
+    8,
+    None,
+    "tensor `a`: shape [3] of F32 needs 12 bytes but data_offsets [0, 8] hold 8"
+)]
+#[case::unknown_dtype(
+    r#"{"a":{"dtype":"Q4","shape":[1],"data_offsets":[0,1]}}"#,
+    1,
+    None,
+    "tensor `a`: unknown dtype \"Q4\""
+)]
+#[case::missing_offsets(
+    r#"{"a":{"dtype":"F32","shape":[1]}}"#,
+    4,
+    None,
+    "tensor `a`: malformed entry: missing field `data_offsets`"
+)]
+#[case::shape_overflow(
+    r#"{"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,4]}}"#,
+    4,
+    None,
+    "needs more than usize::MAX bytes"
+)]
+#[case::bad_metadata(
+    r#"{"__metadata__":{"format":3}}"#,
+    0,
+    None,
+    "`__metadata__` must map strings to strings"
+)]
+fn damaged_layouts_are_refused(
+    #[case] header: &str,
+    #[case] data_len: usize,
+    #[case] claimed_len: Option<u64>,
+    #[case] expected: &str,
+) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.safetensors");
     write_raw(&path, header, &vec![0u8; data_len]);
@@ -214,8 +358,14 @@ fn damaged_layouts_are_refused(#[case] header: &str, #[case] data_len: usize, #[
     }
     let err = Checkpoint::open(&path).unwrap_err();
     let message = err.to_string();
-    assert!(message.starts_with(&path.display().to_string()), "{message}");
-    assert!(message.contains(expected), "expected {expected:?} in {message:?}");
+    assert!(
+        message.starts_with(&path.display().to_string()),
+        "{message}"
+    );
+    assert!(
+        message.contains(expected),
+        "expected {expected:?} in {message:?}"
+    );
 }
 
 #[rstest]
@@ -226,7 +376,11 @@ fn files_shorter_than_the_length_prefix_are_refused(#[case] len: usize) {
     let path = dir.path().join("short.safetensors");
     std::fs::write(&path, vec![0u8; len]).unwrap();
     let err = Checkpoint::open(&path).unwrap_err();
-    assert!(err.to_string().contains(&format!("{len} bytes, fewer than the 8-byte header length")), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("{len} bytes, fewer than the 8-byte header length")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -250,17 +404,28 @@ fn a_huge_header_length_is_refused_before_reading_it() {
     bytes.extend_from_slice(b"{}");
     std::fs::write(&path, bytes).unwrap();
     let err = Checkpoint::open(&path).unwrap_err();
-    assert!(err.to_string().contains("exceeds the 100000000-byte limit"), "{err}");
+    assert!(
+        err.to_string().contains("exceeds the 100000000-byte limit"),
+        "{err}"
+    );
 }
 
 #[test]
 fn an_unsupported_dtype_fails_when_read_naming_the_tensor() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("w.safetensors");
-    write_raw(&path, r#"{"ids":{"dtype":"I64","shape":[2],"data_offsets":[0,16]}}"#, &[0u8; 16]);
+    write_raw(
+        &path,
+        r#"{"ids":{"dtype":"I64","shape":[2],"data_offsets":[0,16]}}"#,
+        &[0u8; 16],
+    );
     let ckpt = Checkpoint::open(&path).unwrap();
     let err = ckpt.read_f32("ids").unwrap_err();
-    assert!(err.to_string().contains("tensor `ids` has dtype I64; only F32, F16 and BF16 are supported"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("tensor `ids` has dtype I64; only F32, F16 and BF16 are supported"),
+        "{err}"
+    );
 }
 
 proptest! {

@@ -41,7 +41,7 @@ def dlvp_tensor_shapes(spec: Spec) -> Dict[str, Tuple[int, ...]]:
 
 
 _DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int64: "I64",
-           torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL"}
+           torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL", torch.float64: "F64"}
 
 
 def write_safetensors(path: str | Path, tensors: Dict[str, torch.Tensor], metadata: Dict[str, str]) -> None:

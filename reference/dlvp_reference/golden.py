@@ -133,6 +133,67 @@ def write_preprocess(out: Path, seed: int = SEED) -> None:
     checkpoint.write_safetensors(folder / "expected.safetensors", expected, {"spec": "tiny.yaml"})
 
 
+def metric_cases(seed: int = SEED):
+    """Inputs for the metric cross-check: (name, scores [N] f32, labels [N], maps [M,H,W] f32,
+    masks [M,H,W]) — random, heavily tied, all equal, one-pixel defects, diagonal-touching regions
+    (8-connectivity), one class only, perfect separation."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed + 7)
+    cases = []
+
+    def blobs(m, h, w, count, max_side):
+        masks = np.zeros((m, h, w), dtype=bool)
+        for i in range(m // 2, m):  # the first half are normal images
+            for _ in range(count):
+                sh, sw = rng.integers(1, max_side + 1, size=2)
+                y, x = rng.integers(0, h - sh + 1), rng.integers(0, w - sw + 1)
+                masks[i, y:y + sh, x:x + sw] = True
+        return masks
+
+    labels = rng.random(60) < 0.4
+    scores = (rng.random(60) + 0.3 * labels).astype(np.float32) / 1.3
+    masks = blobs(8, 32, 32, 3, 9)
+    maps = np.clip(rng.random((8, 32, 32)) * 0.8 + 0.25 * masks, 0, 1).astype(np.float32)
+    cases.append(("random", scores, labels, maps, masks))
+    cases.append(("ties", np.round(scores * 4) / 4, labels, np.round(maps * 3) / 3, masks))
+    cases.append(("all_equal", np.full(60, 0.5, np.float32), labels, np.full((8, 32, 32), 0.5, np.float32), masks))
+    tiny = np.zeros((6, 24, 24), dtype=bool)
+    for i in range(3, 6):
+        tiny[i, rng.integers(0, 24), rng.integers(0, 24)] = True
+    tiny_maps = (rng.random((6, 24, 24)) * 0.9 + 0.1 * tiny).astype(np.float32)
+    cases.append(("tiny_defects", scores[:20], labels[:20], tiny_maps, tiny))
+    diag = np.zeros((2, 6, 6), dtype=bool)
+    diag[1, 0, 0] = diag[1, 1, 1] = diag[1, 2, 2] = diag[1, 0, 5] = diag[1, 5, 0] = diag[1, 5, 1] = True
+    diag_maps = rng.random((2, 6, 6)).astype(np.float32)
+    cases.append(("diagonal_regions", scores[:10], labels[:10], diag_maps, diag))
+    cases.append(("one_class", scores[:10], np.zeros(10, bool), maps[:4], np.zeros((4, 32, 32), bool)))
+    perfect_labels = np.arange(10) % 2 == 1
+    perfect_masks = blobs(4, 16, 16, 2, 5)
+    cases.append(("perfect", perfect_labels.astype(np.float32) * 0.5 + 0.25, perfect_labels,
+                  np.where(perfect_masks, 0.9, 0.1).astype(np.float32), perfect_masks))
+    return [(n, np.asarray(s, np.float32), np.asarray(l, bool), np.asarray(mp, np.float32), np.asarray(mk, bool))
+            for n, s, l, mp, mk in cases]
+
+
+def write_metrics(out: Path, seed: int = SEED) -> None:
+    """``metrics/cases.safetensors``: per case ``NAME.scores``, ``NAME.labels`` (u8), ``NAME.maps``,
+    ``NAME.masks`` (u8) and ``NAME.expected`` (f64, the six figures of ``metrics.NAMES``, nan where
+    undefined), from scikit-learn and the MVTec AD AUPRO."""
+    from . import metrics
+
+    folder = out / "metrics"
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for name, scores, labels, maps, masks in metric_cases(seed):
+        tensors[f"{name}.scores"] = torch.from_numpy(scores)
+        tensors[f"{name}.labels"] = torch.from_numpy(labels.astype("uint8"))
+        tensors[f"{name}.maps"] = torch.from_numpy(maps)
+        tensors[f"{name}.masks"] = torch.from_numpy(masks.astype("uint8"))
+        tensors[f"{name}.expected"] = torch.tensor(metrics.all_metrics(scores, labels, maps, masks), dtype=torch.float64)
+    checkpoint.write_safetensors(folder / "cases.safetensors", tensors, {"metrics": ",".join(metrics.NAMES)})
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m dlvp_reference.golden", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "fixtures", help="fixtures folder (default: %(default)s)")
@@ -142,6 +203,7 @@ def main(argv=None) -> None:
     write_tiny(args.out, args.seed)
     write_tokens(args.out)
     write_preprocess(args.out, args.seed)
+    write_metrics(args.out, args.seed)
     for path in sorted(args.out.rglob("*")):
         if path.is_file() and path.suffix in (".safetensors", ".json", ".png"):
             print(f"{path.relative_to(args.out)}: {path.stat().st_size} bytes")

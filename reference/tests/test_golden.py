@@ -14,7 +14,8 @@ def digest(path):
 def test_regenerating_the_fixtures_reproduces_the_committed_files(tmp_path):
     golden.main(["--out", str(tmp_path)])
     fixtures = REPO / "fixtures"
-    names = ["tiny/weights.safetensors", "tiny/golden.safetensors", "tokens.json", "preprocess/expected.safetensors"]
+    names = ["tiny/weights.safetensors", "tiny/golden.safetensors", "tokens.json", "preprocess/expected.safetensors",
+             "metrics/cases.safetensors"]
     names += [f"preprocess/{w}x{h}_{m.lower()}.png" for w, h, m in golden.PREPROCESS_IMAGES]
     for name in names:
         committed = fixtures / name

@@ -54,7 +54,10 @@ pub struct Detection {
 #[derive(Debug, thiserror::Error)]
 pub enum DetectError {
     #[error("{}: cannot read model: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Metadata(#[from] metadata::MetadataError),
     #[error("{}: {message}", path.display())]
@@ -68,7 +71,10 @@ pub enum DetectError {
 }
 
 enum Engine {
-    Tract { bytes: Vec<u8>, plans: Mutex<HashMap<usize, Arc<TractModel>>> },
+    Tract {
+        bytes: Vec<u8>,
+        plans: Mutex<HashMap<usize, Arc<TractModel>>>,
+    },
     Ort(Mutex<OrtModel>),
 }
 
@@ -81,17 +87,28 @@ pub struct Detector {
 
 impl Detector {
     pub fn load(path: &Path, options: &DetectorOptions) -> Result<Detector, DetectError> {
-        let bytes = std::fs::read(path).map_err(|source| DetectError::Read { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| DetectError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let info = metadata::read(&bytes, path)?;
         if info.input != "image" {
             return Err(DetectError::Unsupported {
                 path: path.to_path_buf(),
-                message: format!("input `{}`: dlvp detect runs graphs exported without --embed-preprocess", info.input),
+                message: format!(
+                    "input `{}`: dlvp detect runs graphs exported without --embed-preprocess",
+                    info.input
+                ),
             });
         }
         let ort_lib = options.ort_lib.as_deref();
-        let ort = |provider| OrtModel::load_with(&bytes, ort_lib, provider).map(|m| Engine::Ort(Mutex::new(m)));
-        let tract = |bytes: Vec<u8>| Engine::Tract { bytes, plans: Mutex::new(HashMap::new()) };
+        let ort = |provider| {
+            OrtModel::load_with(&bytes, ort_lib, provider).map(|m| Engine::Ort(Mutex::new(m)))
+        };
+        let tract = |bytes: Vec<u8>| Engine::Tract {
+            bytes,
+            plans: Mutex::new(HashMap::new()),
+        };
         let mut notes = Vec::new();
         let (engine, backend) = match options.backend {
             BackendChoice::OrtTensorrt => (ort(Provider::TensorRt)?, "ort-tensorrt"),
@@ -100,7 +117,11 @@ impl Detector {
             BackendChoice::Tract => (tract(bytes), "tract"),
             BackendChoice::Auto => {
                 let mut chosen = None;
-                for (provider, name) in [(Provider::TensorRt, "ort-tensorrt"), (Provider::Cuda, "ort-cuda"), (Provider::Cpu, "ort-cpu")] {
+                for (provider, name) in [
+                    (Provider::TensorRt, "ort-tensorrt"),
+                    (Provider::Cuda, "ort-cuda"),
+                    (Provider::Cpu, "ort-cpu"),
+                ] {
                     match ort(provider) {
                         Ok(engine) => {
                             chosen = Some((engine, name));
@@ -112,7 +133,12 @@ impl Detector {
                 chosen.unwrap_or_else(|| (tract(bytes), "tract"))
             }
         };
-        Ok(Detector { info, engine, backend, notes })
+        Ok(Detector {
+            info,
+            engine,
+            backend,
+            notes,
+        })
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -127,7 +153,11 @@ impl Detector {
     /// The execution provider that really runs (`CPUExecutionProvider`, ..., or `tract`).
     pub fn provider(&self) -> &'static str {
         match &self.engine {
-            Engine::Ort(model) => model.lock().unwrap_or_else(|p| p.into_inner()).provider().ort_name(),
+            Engine::Ort(model) => model
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .provider()
+                .ort_name(),
             Engine::Tract { .. } => "tract",
         }
     }
@@ -147,15 +177,32 @@ impl Detector {
         let size = self.info.spec.image_size;
         let mut batch = Array4::<f32>::zeros((images.len(), 3, size, size));
         for (i, img) in images.iter().enumerate() {
-            batch.index_axis_mut(Axis(0), i).assign(&to_input(img, size, &self.info.spec.preprocess));
+            batch.index_axis_mut(Axis(0), i).assign(&to_input(
+                img,
+                size,
+                &self.info.spec.preprocess,
+            ));
         }
         let outputs = self.run(batch.into_dyn())?;
-        outputs.check_shapes(images.len(), size, self.info.spec.slfs.top_k).map_err(DetectError::Contract)?;
+        outputs
+            .check_shapes(images.len(), size, self.info.spec.slfs.top_k)
+            .map_err(DetectError::Contract)?;
         Ok((0..images.len())
             .map(|i| Detection {
                 score: outputs.anomaly_score[[i]],
-                map: outputs.anomaly_map.index_axis(Axis(0), i).index_axis(Axis(0), 0).to_owned().into_dimensionality().expect("[H, W]"),
-                topk: outputs.topk_indices.index_axis(Axis(0), i).iter().copied().collect(),
+                map: outputs
+                    .anomaly_map
+                    .index_axis(Axis(0), i)
+                    .index_axis(Axis(0), 0)
+                    .to_owned()
+                    .into_dimensionality()
+                    .expect("[H, W]"),
+                topk: outputs
+                    .topk_indices
+                    .index_axis(Axis(0), i)
+                    .iter()
+                    .copied()
+                    .collect(),
             })
             .collect())
     }
@@ -171,7 +218,8 @@ impl Detector {
                     match plans.get(&n) {
                         Some(plan) => Arc::clone(plan),
                         None => {
-                            let plan = Arc::new(TractModel::load(bytes, n, self.info.spec.image_size)?);
+                            let plan =
+                                Arc::new(TractModel::load(bytes, n, self.info.spec.image_size)?);
                             plans.insert(n, Arc::clone(&plan));
                             plan
                         }

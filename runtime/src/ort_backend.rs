@@ -15,11 +15,17 @@ pub enum OrtError {
     #[error(transparent)]
     Library(#[from] ort_lib::OrtLibError),
     #[error("ONNX Runtime: {stage}: {message}")]
-    Run { stage: &'static str, message: String },
+    Run {
+        stage: &'static str,
+        message: String,
+    },
 }
 
 fn err<E: std::fmt::Display>(stage: &'static str) -> impl Fn(E) -> OrtError {
-    move |e| OrtError::Run { stage, message: e.to_string() }
+    move |e| OrtError::Run {
+        stage,
+        message: e.to_string(),
+    }
 }
 
 /// The execution provider a session runs on.
@@ -53,7 +59,11 @@ impl OrtModel {
 
     /// A session on `provider`; a GPU provider the library lacks, or that fails to initialise, is
     /// an error naming it (never a silent fall back to CPU).
-    pub fn load_with(bytes: &[u8], ort_lib_path: Option<&Path>, provider: Provider) -> Result<OrtModel, OrtError> {
+    pub fn load_with(
+        bytes: &[u8],
+        ort_lib_path: Option<&Path>,
+        provider: Provider,
+    ) -> Result<OrtModel, OrtError> {
         use ort::ep::ExecutionProvider;
         let loaded = ort_lib::load(ort_lib_path)?;
         let mut builder = Session::builder(&loaded.environment).map_err(err("session options"))?;
@@ -77,10 +87,12 @@ impl OrtModel {
                 Provider::Cuda => ort::ep::CUDA::default().build().error_on_failure(),
                 _ => ort::ep::TensorRT::default().build().error_on_failure(),
             };
-            builder = builder.with_execution_providers([dispatch]).map_err(|e| OrtError::Run {
-                stage: "provider",
-                message: format!("{} failed to initialise: {e}", provider.ort_name()),
-            })?;
+            builder = builder
+                .with_execution_providers([dispatch])
+                .map_err(|e| OrtError::Run {
+                    stage: "provider",
+                    message: format!("{} failed to initialise: {e}", provider.ort_name()),
+                })?;
         }
         let session = builder.commit_from_memory(bytes).map_err(err("load"))?;
         Ok(OrtModel { session, provider })
@@ -92,17 +104,29 @@ impl OrtModel {
 
     pub fn run(&mut self, image: ArrayD<f32>) -> Result<Outputs, OrtError> {
         let input = Tensor::from_array(image).map_err(err("input"))?;
-        let out = self.session.run(ort::inputs!["image" => input]).map_err(err("run"))?;
+        let out = self
+            .session
+            .run(ort::inputs!["image" => input])
+            .map_err(err("run"))?;
         let get = |name: &str| {
-            out.get(name).ok_or_else(|| OrtError::Run { stage: "outputs", message: format!("the graph has no output `{name}`") })
+            out.get(name).ok_or_else(|| OrtError::Run {
+                stage: "outputs",
+                message: format!("the graph has no output `{name}`"),
+            })
         };
         let f32_out = |name: &str| -> Result<ArrayD<f32>, OrtError> {
-            Ok(get(name)?.try_extract_array::<f32>().map_err(err("outputs"))?.to_owned())
+            Ok(get(name)?
+                .try_extract_array::<f32>()
+                .map_err(err("outputs"))?
+                .to_owned())
         };
         Ok(Outputs {
             anomaly_score: f32_out("anomaly_score")?,
             anomaly_map: f32_out("anomaly_map")?,
-            topk_indices: get("topk_indices")?.try_extract_array::<i64>().map_err(err("outputs"))?.to_owned(),
+            topk_indices: get("topk_indices")?
+                .try_extract_array::<i64>()
+                .map_err(err("outputs"))?
+                .to_owned(),
         })
     }
 }

@@ -23,7 +23,13 @@ pub enum OrtLibError {
 
 /// Finds the library without loading it.
 pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, OrtLibError> {
-    let existing = |path: PathBuf| if path.is_file() { Ok(path) } else { Err(OrtLibError::NotFound { path }) };
+    let existing = |path: PathBuf| {
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(OrtLibError::NotFound { path })
+        }
+    };
     if let Some(path) = explicit {
         return existing(path.to_path_buf());
     }
@@ -50,7 +56,10 @@ fn venv_library(venv: &Path) -> Option<PathBuf> {
         .filter(|e| e.file_name().to_string_lossy().starts_with("python3"))
         .filter_map(|e| std::fs::read_dir(e.path().join("site-packages/onnxruntime/capi")).ok())
         .flat_map(|entries| entries.flatten().map(|e| e.path()))
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so")))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so"))
+        })
         .collect();
     // The versioned name sorts after the bare `.so` link; prefer it, it is the real file.
     found.sort();
@@ -73,10 +82,19 @@ pub fn load(explicit: Option<&Path>) -> Result<Loaded, OrtLibError> {
     LOADED
         .get_or_init(|| {
             let path = locate(explicit)?;
-            let fail = |message: String| OrtLibError::Load { path: path.clone(), message };
+            let fail = |message: String| OrtLibError::Load {
+                path: path.clone(),
+                message,
+            };
             let builder = ort::init_from(&path).map_err(|e| fail(e.to_string()))?;
-            let environment = builder.with_name("dlvp").build().map_err(|e| fail(e.to_string()))?;
-            Ok(Loaded { path: path.clone(), environment })
+            let environment = builder
+                .with_name("dlvp")
+                .build()
+                .map_err(|e| fail(e.to_string()))?;
+            Ok(Loaded {
+                path: path.clone(),
+                environment,
+            })
         })
         .clone()
 }
@@ -88,7 +106,10 @@ mod tests {
     #[test]
     fn explicit_path_that_does_not_exist_is_named() {
         let err = locate(Some(Path::new("/nonexistent/libonnxruntime.so.1"))).unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/libonnxruntime.so.1"), "{err}");
+        assert!(
+            err.to_string().contains("/nonexistent/libonnxruntime.so.1"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -98,7 +119,9 @@ mod tests {
             return;
         }
         // ort itself refuses a library older than its API floor (1.17) at this point.
-        let path = load(None).expect("ORT_DYLIB_PATH names a loadable ONNX Runtime").path;
+        let path = load(None)
+            .expect("ORT_DYLIB_PATH names a loadable ONNX Runtime")
+            .path;
         assert!(path.is_file());
         assert_eq!(load(None).unwrap().path, path, "loaded once per process");
         assert!(!ort::info().is_empty());

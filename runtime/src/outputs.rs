@@ -18,12 +18,18 @@ impl Outputs {
     pub fn check_shapes(&self, batch: usize, size: usize, k: usize) -> Result<(), String> {
         let expect = [
             ("anomaly_score", self.anomaly_score.shape(), vec![batch]),
-            ("anomaly_map", self.anomaly_map.shape(), vec![batch, 1, size, size]),
+            (
+                "anomaly_map",
+                self.anomaly_map.shape(),
+                vec![batch, 1, size, size],
+            ),
             ("topk_indices", self.topk_indices.shape(), vec![batch, k]),
         ];
         for (name, found, wanted) in expect {
             if found != wanted.as_slice() {
-                return Err(format!("output `{name}` has shape {found:?}, expected {wanted:?}"));
+                return Err(format!(
+                    "output `{name}` has shape {found:?}, expected {wanted:?}"
+                ));
             }
         }
         Ok(())
@@ -35,7 +41,10 @@ impl Outputs {
             if a.shape() != b.shape() {
                 return f32::INFINITY;
             }
-            a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f32::max)
         };
         (
             max_abs(&self.anomaly_score, &other.anomaly_score),
@@ -58,7 +67,13 @@ mod tests {
             topk_indices: ArrayD::zeros(IxDyn(&[2, 4])),
         };
         assert_eq!(outputs.check_shapes(2, 8, 4), Ok(()));
-        assert_eq!(outputs.check_shapes(2, 8, 3), Err("output `topk_indices` has shape [2, 4], expected [2, 3]".into()));
-        assert!(outputs.check_shapes(3, 8, 4).unwrap_err().starts_with("output `anomaly_score`"));
+        assert_eq!(
+            outputs.check_shapes(2, 8, 3),
+            Err("output `topk_indices` has shape [2, 4], expected [2, 3]".into())
+        );
+        assert!(outputs
+            .check_shapes(3, 8, 4)
+            .unwrap_err()
+            .starts_with("output `anomaly_score`"));
     }
 }

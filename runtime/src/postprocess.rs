@@ -49,9 +49,13 @@ pub fn draw_topk(image: &mut RgbImage, topk: &[i64], grid: usize) {
         }
         let (row, col) = (index as usize / grid, index as usize % grid);
         let x0 = (col as f32 * w / grid as f32).floor() as u32;
-        let x1 = (((col + 1) as f32 * w / grid as f32).ceil() as u32).min(image.width()).saturating_sub(1);
+        let x1 = (((col + 1) as f32 * w / grid as f32).ceil() as u32)
+            .min(image.width())
+            .saturating_sub(1);
         let y0 = (row as f32 * h / grid as f32).floor() as u32;
-        let y1 = (((row + 1) as f32 * h / grid as f32).ceil() as u32).min(image.height()).saturating_sub(1);
+        let y1 = (((row + 1) as f32 * h / grid as f32).ceil() as u32)
+            .min(image.height())
+            .saturating_sub(1);
         for x in x0..=x1 {
             for y in [y0, y1] {
                 image.put_pixel(x, y, Rgb([255, 255, 255]));
@@ -68,7 +72,13 @@ pub fn draw_topk(image: &mut RgbImage, topk: &[i64], grid: usize) {
 /// 255 where the map reaches `threshold`, 0 elsewhere.
 pub fn mask(map: &Array2<f32>, threshold: f32) -> GrayImage {
     let (h, w) = map.dim();
-    GrayImage::from_fn(w as u32, h as u32, |x, y| Luma([if map[[y as usize, x as usize]] >= threshold { 255 } else { 0 }]))
+    GrayImage::from_fn(w as u32, h as u32, |x, y| {
+        Luma([if map[[y as usize, x as usize]] >= threshold {
+            255
+        } else {
+            0
+        }])
+    })
 }
 
 #[cfg(test)]
@@ -78,7 +88,9 @@ mod tests {
     #[test]
     fn resizing_keeps_constants_and_identity() {
         let flat = Array2::from_elem((7, 7), 0.25f32);
-        assert!(resize_map(&flat, 30, 11).iter().all(|&v| (v - 0.25).abs() < 1e-6));
+        assert!(resize_map(&flat, 30, 11)
+            .iter()
+            .all(|&v| (v - 0.25).abs() < 1e-6));
         let ramp = Array2::from_shape_fn((4, 5), |(y, x)| (y * 5 + x) as f32);
         assert_eq!(resize_map(&ramp, 5, 4), ramp);
     }
@@ -89,7 +101,11 @@ mod tests {
         draw_topk(&mut img, &[8], 7); // row 1, column 1 of a 7×7 grid: pixels 10..=19
         assert_eq!(img.get_pixel(10, 10), &Rgb([255, 255, 255]));
         assert_eq!(img.get_pixel(19, 15), &Rgb([255, 255, 255]));
-        assert_eq!(img.get_pixel(15, 15), &Rgb([0, 0, 0]), "inside stays untouched");
+        assert_eq!(
+            img.get_pixel(15, 15),
+            &Rgb([0, 0, 0]),
+            "inside stays untouched"
+        );
         assert_eq!(img.get_pixel(5, 5), &Rgb([0, 0, 0]));
         draw_topk(&mut img, &[-1, 49], 7); // out of range: ignored
     }

@@ -28,11 +28,20 @@ pub struct ImageError {
 /// `ImageOps.exif_transpose`), grayscale replicated, alpha dropped, 16-bit scaled to 8.
 pub fn load_rgb8(path: &Path) -> Result<RgbImage, ImageError> {
     use image::ImageDecoder;
-    let fail = |e: image::ImageError| ImageError { path: path.to_path_buf(), message: e.to_string() };
+    let fail = |e: image::ImageError| ImageError {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
     let reader = image::ImageReader::open(path)
-        .map_err(|e| ImageError { path: path.to_path_buf(), message: e.to_string() })?
+        .map_err(|e| ImageError {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?
         .with_guessed_format()
-        .map_err(|e| ImageError { path: path.to_path_buf(), message: e.to_string() })?;
+        .map_err(|e| ImageError {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
     let mut decoder = reader.into_decoder().map_err(fail)?;
     let orientation = decoder.orientation().map_err(fail)?;
     let mut img = image::DynamicImage::from_decoder(decoder).map_err(fail)?;
@@ -43,7 +52,16 @@ pub fn load_rgb8(path: &Path) -> Result<RgbImage, ImageError> {
 fn fixed_point(weights: &[f64]) -> Vec<i64> {
     let one = (1u64 << PRECISION_BITS) as f64;
     // C's (int) truncation after adding ±0.5: round half away from zero.
-    weights.iter().map(|&w| if w < 0.0 { (-0.5 + w * one) as i64 } else { (0.5 + w * one) as i64 }).collect()
+    weights
+        .iter()
+        .map(|&w| {
+            if w < 0.0 {
+                (-0.5 + w * one) as i64
+            } else {
+                (0.5 + w * one) as i64
+            }
+        })
+        .collect()
 }
 
 fn clip8(v: i64) -> u8 {
@@ -57,10 +75,24 @@ fn clip8(v: i64) -> u8 {
 }
 
 /// One separable pass over `src` ([rows][cols][3] as `h`×`w`) along columns (horizontal) or rows.
-fn pass(src: &[u8], w: usize, h: usize, out_len: usize, kernel: Kernel, horizontal: bool) -> (Vec<u8>, usize, usize) {
+fn pass(
+    src: &[u8],
+    w: usize,
+    h: usize,
+    out_len: usize,
+    kernel: Kernel,
+    horizontal: bool,
+) -> (Vec<u8>, usize, usize) {
     let input = if horizontal { w } else { h };
-    let wins: Vec<(usize, Vec<i64>)> = windows(input, out_len, kernel).into_iter().map(|win| (win.start, fixed_point(&win.weights))).collect();
-    let (ow, oh) = if horizontal { (out_len, h) } else { (w, out_len) };
+    let wins: Vec<(usize, Vec<i64>)> = windows(input, out_len, kernel)
+        .into_iter()
+        .map(|win| (win.start, fixed_point(&win.weights)))
+        .collect();
+    let (ow, oh) = if horizontal {
+        (out_len, h)
+    } else {
+        (w, out_len)
+    };
     let mut out = vec![0u8; ow * oh * 3];
     for y in 0..oh {
         for x in 0..ow {
@@ -68,7 +100,11 @@ fn pass(src: &[u8], w: usize, h: usize, out_len: usize, kernel: Kernel, horizont
             for c in 0..3 {
                 let mut acc: i64 = 1 << (PRECISION_BITS - 1);
                 for (t, &kt) in k.iter().enumerate() {
-                    let (sx, sy) = if horizontal { (start + t, y) } else { (x, start + t) };
+                    let (sx, sy) = if horizontal {
+                        (start + t, y)
+                    } else {
+                        (x, start + t)
+                    };
                     acc += src[(sy * w + sx) * 3 + c] as i64 * kt;
                 }
                 out[(y * ow + x) * 3 + c] = clip8(acc);

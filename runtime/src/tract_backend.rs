@@ -15,7 +15,10 @@ pub struct TractError {
 }
 
 fn err(stage: &'static str) -> impl Fn(tract_onnx::prelude::TractError) -> TractError {
-    move |e| TractError { stage, message: format!("{e:#}") }
+    move |e| TractError {
+        stage,
+        message: format!("{e:#}"),
+    }
 }
 
 /// An optimised tract plan of a graph for one input shape.
@@ -39,17 +42,29 @@ impl TractModel {
     }
 
     pub fn run(&self, image: ArrayD<f32>) -> Result<Outputs, TractError> {
-        let out = self.plan.run(tvec!(Tensor::from(image).into())).map_err(err("run"))?;
+        let out = self
+            .plan
+            .run(tvec!(Tensor::from(image).into()))
+            .map_err(err("run"))?;
         if out.len() != 3 {
-            return Err(TractError { stage: "outputs", message: format!("the graph has {} outputs, expected 3", out.len()) });
+            return Err(TractError {
+                stage: "outputs",
+                message: format!("the graph has {} outputs, expected 3", out.len()),
+            });
         }
         let f32_out = |i: usize| -> Result<ArrayD<f32>, TractError> {
-            Ok(out[i].to_plain_array_view::<f32>().map_err(err("outputs"))?.to_owned())
+            Ok(out[i]
+                .to_plain_array_view::<f32>()
+                .map_err(err("outputs"))?
+                .to_owned())
         };
         Ok(Outputs {
             anomaly_score: f32_out(0)?,
             anomaly_map: f32_out(1)?,
-            topk_indices: out[2].to_plain_array_view::<i64>().map_err(err("outputs"))?.to_owned(),
+            topk_indices: out[2]
+                .to_plain_array_view::<i64>()
+                .map_err(err("outputs"))?
+                .to_owned(),
         })
     }
 }

@@ -47,11 +47,23 @@ fn exported(fp16: bool) -> Vec<u8> {
 fn check(backend: &str, got: &Outputs, expected: &Outputs, tolerance: f32, exact_topk: bool) {
     let (score, map, topk) = got.compare(expected);
     eprintln!("{backend}: max abs error score {score:.2e}, map {map:.2e}, topk exact {topk}");
-    assert!(topk || !exact_topk, "{backend}: topk_indices differ: {:?} vs {:?}", got.topk_indices, expected.topk_indices);
-    assert!(score <= tolerance && map <= tolerance, "{backend}: score {score}, map {map}");
+    assert!(
+        topk || !exact_topk,
+        "{backend}: topk_indices differ: {:?} vs {:?}",
+        got.topk_indices,
+        expected.topk_indices
+    );
+    assert!(
+        score <= tolerance && map <= tolerance,
+        "{backend}: score {score}, map {map}"
+    );
 }
 
-fn available_backends(bytes: &[u8], batch: usize, size: usize) -> Vec<(&'static str, Box<dyn FnMut(ArrayD<f32>) -> Outputs>)> {
+fn available_backends(
+    bytes: &[u8],
+    batch: usize,
+    size: usize,
+) -> Vec<(&'static str, Box<dyn FnMut(ArrayD<f32>) -> Outputs>)> {
     let tract = TractModel::load(bytes, batch, size).unwrap();
     let mut backends: Vec<(&'static str, Box<dyn FnMut(ArrayD<f32>) -> Outputs>)> =
         vec![("tract", Box::new(move |x| tract.run(x).unwrap()))];
@@ -75,7 +87,13 @@ fn every_backend_reproduces_the_reference() {
         results.push((name, got));
     }
     for pair in results.windows(2) {
-        check(&format!("{} vs {}", pair[0].0, pair[1].0), &pair[0].1, &pair[1].1, TOLERANCE, true);
+        check(
+            &format!("{} vs {}", pair[0].0, pair[1].0),
+            &pair[0].1,
+            &pair[1].1,
+            TOLERANCE,
+            true,
+        );
     }
 }
 
@@ -85,7 +103,13 @@ fn every_backend_runs_the_fp16_graph_within_1e_2() {
     let (image, expected) = golden();
     let bytes = exported(true);
     for (name, mut run) in available_backends(&bytes, image.shape()[0], image.shape()[2]) {
-        check(&format!("{name} fp16"), &run(image.clone()), &expected, 1e-2, false);
+        check(
+            &format!("{name} fp16"),
+            &run(image.clone()),
+            &expected,
+            1e-2,
+            false,
+        );
     }
 }
 
@@ -99,7 +123,14 @@ fn the_detector_is_shareable_and_batches_like_single_images() {
     std::fs::create_dir_all(&dir).unwrap();
     let model = dir.join("tiny.onnx");
     std::fs::write(&model, exported(false)).unwrap();
-    let detector = Detector::load(&model, &DetectorOptions { backend: BackendChoice::Tract, ort_lib: None }).unwrap();
+    let detector = Detector::load(
+        &model,
+        &DetectorOptions {
+            backend: BackendChoice::Tract,
+            ort_lib: None,
+        },
+    )
+    .unwrap();
     assert_eq!(detector.backend(), "tract");
     let pre = fixtures().join("../preprocess");
     let images: Vec<_> = ["37x53_rgb", "80x64_rgb", "64x48_l"]
@@ -111,7 +142,9 @@ fn the_detector_is_shareable_and_batches_like_single_images() {
         let alone = &detector.detect_batch(std::slice::from_ref(img)).unwrap()[0];
         assert!((alone.score - together.score).abs() <= 1e-5);
         assert_eq!(alone.topk, together.topk);
-        let diff = (&alone.map - &together.map).mapv(f32::abs).fold(0.0f32, |m, &v| m.max(v));
+        let diff = (&alone.map - &together.map)
+            .mapv(f32::abs)
+            .fold(0.0f32, |m, &v| m.max(v));
         assert!(diff <= 1e-5, "map differs by {diff}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
@@ -123,10 +156,23 @@ fn a_graph_breaking_the_output_contract_is_an_error() {
     use dlvp_exporter::graph::{DType, Dim, Graph};
     use dlvp_runtime::detector::{BackendChoice, Detector, DetectorOptions};
 
-    let spec = Checkpoint::open(&fixtures().join("weights.safetensors")).unwrap().embedded_spec().unwrap().unwrap();
+    let spec = Checkpoint::open(&fixtures().join("weights.safetensors"))
+        .unwrap()
+        .embedded_spec()
+        .unwrap()
+        .unwrap();
     let size = spec.image_size;
     let mut g = Graph::new();
-    let image = g.input("image", DType::F32, vec![Dim::Batch, Dim::Fixed(3), Dim::Fixed(size), Dim::Fixed(size)]);
+    let image = g.input(
+        "image",
+        DType::F32,
+        vec![
+            Dim::Batch,
+            Dim::Fixed(3),
+            Dim::Fixed(size),
+            Dim::Fixed(size),
+        ],
+    );
     g.output("anomaly_map", &image); // wrong shape, and the other two outputs are missing
     g.metadata = vec![
         (model::META_FORMAT.into(), model::GRAPH_FORMAT.into()),
@@ -142,8 +188,17 @@ fn a_graph_breaking_the_output_contract_is_an_error() {
         backends.push(BackendChoice::OrtCpu);
     }
     for backend in backends {
-        let detector = Detector::load(&path, &DetectorOptions { backend, ort_lib: None }).unwrap();
-        let err = detector.detect_batch(std::slice::from_ref(&img)).unwrap_err();
+        let detector = Detector::load(
+            &path,
+            &DetectorOptions {
+                backend,
+                ort_lib: None,
+            },
+        )
+        .unwrap();
+        let err = detector
+            .detect_batch(std::slice::from_ref(&img))
+            .unwrap_err();
         eprintln!("{backend:?}: {err}");
         assert!(err.to_string().contains("output"), "{backend:?}: {err}");
     }

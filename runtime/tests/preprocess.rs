@@ -31,11 +31,24 @@ fn expected_u8(name: &str) -> Vec<u8> {
 #[case("120x120_rgb")]
 fn resize_matches_pil_byte_for_byte(#[case] name: &str) {
     let img = load_rgb8(&folder().join(format!("{name}.png"))).unwrap();
-    for (label, filter) in [("bicubic", ResizeFilter::Bicubic), ("bilinear", ResizeFilter::Bilinear)] {
+    for (label, filter) in [
+        ("bicubic", ResizeFilter::Bicubic),
+        ("bilinear", ResizeFilter::Bilinear),
+    ] {
         let ours = resize_rgb8(&img, 56, 56, filter);
         let pil = expected_u8(&format!("{name}.{label}"));
-        let differing = ours.as_raw().iter().zip(&pil).filter(|(a, b)| a != b).count();
-        assert_eq!(differing, 0, "{name} {label}: {differing} of {} bytes differ from PIL", pil.len());
+        let differing = ours
+            .as_raw()
+            .iter()
+            .zip(&pil)
+            .filter(|(a, b)| a != b)
+            .count();
+        assert_eq!(
+            differing,
+            0,
+            "{name} {label}: {differing} of {} bytes differ from PIL",
+            pil.len()
+        );
     }
 }
 
@@ -43,12 +56,17 @@ fn resize_matches_pil_byte_for_byte(#[case] name: &str) {
 #[case("37x53_rgb")]
 #[case("45x70_rgba")]
 fn the_graph_input_equals_the_reference_transform(#[case] name: &str) {
-    let spec = Spec::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../model-spec/tiny.yaml")).unwrap();
+    let spec =
+        Spec::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../model-spec/tiny.yaml")).unwrap();
     let img = load_rgb8(&folder().join(format!("{name}.png"))).unwrap();
     let ours = to_input(&img, spec.image_size, &spec.preprocess);
     let ckpt = Checkpoint::open(&folder().join("expected.safetensors")).unwrap();
     let reference = ckpt.read_f32(&format!("{name}.input")).unwrap();
-    let err = ours.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    let err = ours
+        .iter()
+        .zip(&reference)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
     assert!(err <= 1e-6, "{name}: max abs difference {err}");
 }
 
@@ -59,10 +77,13 @@ fn an_unreadable_image_is_named() {
     let path = dir.join("text.png");
     std::fs::write(&path, b"not an image").unwrap();
     let err = load_rgb8(&path).unwrap_err();
-    assert!(err.to_string().starts_with(&format!("{}: cannot read image", path.display())), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("{}: cannot read image", path.display())),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
-
 
 #[test]
 fn exif_orientation_is_applied() {
@@ -75,11 +96,16 @@ fn exif_orientation_is_applied() {
     let mut jpeg = Vec::new();
     let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 100);
     encoder.set_exif_metadata(exif_orientation_6()).unwrap();
-    encoder.write_image(pixels.as_raw(), 3, 2, image::ExtendedColorType::Rgb8).unwrap();
+    encoder
+        .write_image(pixels.as_raw(), 3, 2, image::ExtendedColorType::Rgb8)
+        .unwrap();
     std::fs::write(&path, jpeg).unwrap();
     let img = load_rgb8(&path).unwrap();
     assert_eq!((img.width(), img.height()), (2, 3), "rotated upright");
-    assert!(img.get_pixel(1, 0)[0] > 200, "the red corner moved to the top right");
+    assert!(
+        img.get_pixel(1, 0)[0] > 200,
+        "the red corner moved to the top right"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -6,29 +6,19 @@
 //! the exit status is then 1.
 
 use std::collections::HashSet;
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
-use dlvp_runtime::detector::{BackendChoice, Detector, DetectorOptions};
+use clap::Args;
 use dlvp_runtime::postprocess::{draw_topk, mask, overlay, resize_map};
 use dlvp_runtime::preprocess::load_rgb8;
-use image::{DynamicImage, ImageBuffer, Luma, RgbImage};
+use image::{ImageBuffer, Luma, RgbImage};
 
-use super::write_atomically;
+use super::progress::Progress;
+use super::{load_detector, png_bytes, write_atomically, Backend};
 
 const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp"];
-
-#[derive(Clone, Copy, ValueEnum)]
-pub enum Backend {
-    Auto,
-    OrtTensorrt,
-    OrtCuda,
-    OrtCpu,
-    Tract,
-}
 
 #[derive(Args)]
 pub struct DetectArgs {
@@ -62,12 +52,18 @@ pub struct DetectArgs {
 
 fn collect(paths: &[PathBuf], failed: &mut bool) -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
         entries.sort();
         for path in entries {
             if path.is_dir() {
                 walk(&path, out)?;
-            } else if path.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_lowercase().as_str())) {
+            } else if path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_lowercase().as_str()))
+            {
                 out.push(path);
             }
         }
@@ -90,15 +86,12 @@ fn collect(paths: &[PathBuf], failed: &mut bool) -> Vec<PathBuf> {
     out
 }
 
-fn png_bytes(img: impl Into<DynamicImage>) -> anyhow::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    img.into().write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)?;
-    Ok(bytes)
-}
-
 /// A file stem unique within this run (`part`, `part-1`, ...).
 fn unique_stem(path: &Path, used: &mut HashSet<String>) -> String {
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into());
     let mut candidate = stem.clone();
     let mut n = 0;
     while !used.insert(candidate.clone()) {
@@ -109,33 +102,27 @@ fn unique_stem(path: &Path, used: &mut HashSet<String>) -> String {
 }
 
 pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
-    let backend = match args.backend {
-        Backend::Auto => BackendChoice::Auto,
-        Backend::OrtTensorrt => BackendChoice::OrtTensorrt,
-        Backend::OrtCuda => BackendChoice::OrtCuda,
-        Backend::OrtCpu => BackendChoice::OrtCpu,
-        Backend::Tract => BackendChoice::Tract,
-    };
-    let detector = Detector::load(&args.model, &DetectorOptions { backend, ort_lib: args.ort_lib.clone() })?;
-    for note in detector.notes() {
-        eprintln!("note: {note}");
-    }
+    let detector = load_detector(&args.model, args.backend, args.ort_lib.clone())?;
     let provider = detector.provider();
-    eprintln!("backend: {} [{provider}] ({})", detector.backend(), detector.info().spec.name);
     if let Some(out) = &args.out {
-        std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create folder", out.display()))?;
+        std::fs::create_dir_all(out)
+            .with_context(|| format!("{}: cannot create folder", out.display()))?;
     }
     let mut failed = false;
     let files = collect(&args.paths, &mut failed);
     let mut used = HashSet::new();
     let mut progress = Progress::new(files.len());
     // Decoding runs on its own thread, a batch or two ahead of the model.
-    let (sender, batches) = std::sync::mpsc::sync_channel::<Vec<(PathBuf, Result<RgbImage, String>)>>(2);
+    let (sender, batches) =
+        std::sync::mpsc::sync_channel::<Vec<(PathBuf, Result<RgbImage, String>)>>(2);
     let batch_size = args.batch as usize;
     let to_decode = files.clone();
     let decoder = std::thread::spawn(move || {
         for chunk in to_decode.chunks(batch_size) {
-            let decoded = chunk.iter().map(|p| (p.clone(), load_rgb8(p).map_err(|e| e.to_string()))).collect();
+            let decoded = chunk
+                .iter()
+                .map(|p| (p.clone(), load_rgb8(p).map_err(|e| e.to_string())))
+                .collect();
             if sender.send(decoded).is_err() {
                 break; // the model side stopped
             }
@@ -161,7 +148,13 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
         let rgb: Vec<RgbImage> = images.iter().map(|(_, img)| img.clone()).collect();
         let detections = detector.detect_batch(&rgb)?;
         for ((path, img), det) in images.iter().zip(detections) {
-            let label = args.threshold.map(|t| if det.score >= t { "anomalous" } else { "normal" });
+            let label = args.threshold.map(|t| {
+                if det.score >= t {
+                    "anomalous"
+                } else {
+                    "normal"
+                }
+            });
             let mut written = serde_json::Map::new();
             if let Some(out) = &args.out {
                 let stem = unique_stem(path, &mut used);
@@ -172,9 +165,13 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
                     draw_topk(&mut heat, &det.topk, detector.info().spec.grid());
                 }
                 write_atomically(&overlay_path, &png_bytes(heat)?)?;
-                let map16: ImageBuffer<Luma<u16>, Vec<u16>> = ImageBuffer::from_fn(img.width(), img.height(), |x, y| {
-                    Luma([(full[[y as usize, x as usize]].clamp(0.0, 1.0) * 65535.0).round() as u16])
-                });
+                let map16: ImageBuffer<Luma<u16>, Vec<u16>> =
+                    ImageBuffer::from_fn(img.width(), img.height(), |x, y| {
+                        Luma([
+                            (full[[y as usize, x as usize]].clamp(0.0, 1.0) * 65535.0).round()
+                                as u16,
+                        ])
+                    });
                 let map_path = out.join(format!("{stem}.map.png"));
                 write_atomically(&map_path, &png_bytes(map16)?)?;
                 written.insert("overlay".into(), overlay_path.display().to_string().into());
@@ -200,47 +197,23 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
                 obj.extend(written);
                 println!("{line}");
             } else {
-                println!("{}  score {:.4}{}", path.display(), det.score, label.map(|l| format!("  {l}")).unwrap_or_default());
+                println!(
+                    "{}  score {:.4}{}",
+                    path.display(),
+                    det.score,
+                    label.map(|l| format!("  {l}")).unwrap_or_default()
+                );
             }
         }
         progress.advance(count);
     }
     progress.finish();
-    decoder.join().map_err(|_| anyhow::anyhow!("the image decoding thread panicked"))?;
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
-}
-
-/// A one-line progress report on stderr (images, rate, ETA), only when stderr is a terminal.
-struct Progress {
-    total: usize,
-    done: usize,
-    started: std::time::Instant,
-    active: bool,
-}
-
-impl Progress {
-    fn new(total: usize) -> Progress {
-        use std::io::IsTerminal;
-        Progress { total, done: 0, started: std::time::Instant::now(), active: total > 1 && std::io::stderr().is_terminal() }
-    }
-
-    fn advance(&mut self, n: usize) {
-        self.done += n;
-        if self.active {
-            let secs = self.started.elapsed().as_secs_f64().max(1e-3);
-            let rate = self.done as f64 / secs;
-            let eta = (self.total - self.done) as f64 / rate.max(1e-9);
-            eprint!("\r{}/{} images, {rate:.1}/s, ETA {eta:.0} s   ", self.done, self.total);
-        }
-    }
-
-    fn clear(&self) {
-        if self.active {
-            eprint!("\r{:60}\r", "");
-        }
-    }
-
-    fn finish(&self) {
-        self.clear();
-    }
+    decoder
+        .join()
+        .map_err(|_| anyhow::anyhow!("the image decoding thread panicked"))?;
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

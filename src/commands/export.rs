@@ -52,16 +52,27 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let ckpt = Arc::new(Checkpoint::open(&args.weights)?);
     let (spec, origin) = resolve_spec(&ckpt, args.spec.clone())?;
-    let options = model::ExportOptions { embed_preprocess: args.embed_preprocess };
-    let mut exported =
-        model::build_with(Arc::clone(&ckpt), &spec, options).with_context(|| format!("exporting {}", args.weights.display()))?;
+    let options = model::ExportOptions {
+        embed_preprocess: args.embed_preprocess,
+    };
+    let mut exported = model::build_with(Arc::clone(&ckpt), &spec, options)
+        .with_context(|| format!("exporting {}", args.weights.display()))?;
     if args.fp16 {
         dlvp_exporter::graph::fp16::convert(&mut exported.graph);
     }
     // logit_scale belongs to CLIP checkpoints but not to this graph.
-    let unused: Vec<&String> = exported.ledger.unused.iter().filter(|n| n.as_str() != "logit_scale").collect();
+    let unused: Vec<&String> = exported
+        .ledger
+        .unused
+        .iter()
+        .filter(|n| n.as_str() != "logit_scale")
+        .collect();
     if !unused.is_empty() {
-        let names = unused.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+        let names = unused
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
         if !args.allow_unused {
             bail!(
                 "{}: {} tensor(s) the graph does not use: {names} (wrong spec? pass --allow-unused to export anyway)",
@@ -69,20 +80,33 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
                 unused.len()
             );
         }
-        eprintln!("warning: {}: unused tensor(s): {names}", args.weights.display());
+        eprintln!(
+            "warning: {}: unused tensor(s): {names}",
+            args.weights.display()
+        );
     }
-    let external = args.external_data || exported.graph.initializer_bytes() > onnx::EXTERNAL_DATA_THRESHOLD;
+    let external =
+        args.external_data || exported.graph.initializer_bytes() > onnx::EXTERNAL_DATA_THRESHOLD;
     if args.verify && (external || args.embed_preprocess) {
         eprintln!("note: --verify runs single-file float `image` graphs only; verify a plain export of the same checkpoint");
     }
     let bytes = if external {
-        let name = args.out.file_name().context("--out names no file")?.to_string_lossy().into_owned();
+        let name = args
+            .out
+            .file_name()
+            .context("--out names no file")?
+            .to_string_lossy()
+            .into_owned();
         let data_name = format!("{name}.data");
         let (model_bytes, data) = onnx::to_bytes_external(&exported.graph, &spec.name, &data_name);
         // The data first: a model never points at a data file that is not complete.
         write_atomically(&args.out.with_file_name(&data_name), &data)?;
         write_atomically(&args.out, &model_bytes)?;
-        println!("{}: external weights, {:.1} MB", args.out.with_file_name(&data_name).display(), data.len() as f64 / 1e6);
+        println!(
+            "{}: external weights, {:.1} MB",
+            args.out.with_file_name(&data_name).display(),
+            data.len() as f64 / 1e6
+        );
         model_bytes
     } else {
         let bytes = onnx::to_bytes(&exported.graph, &spec.name);
@@ -112,7 +136,12 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs the graph on a seeded batch of 2 on tract and ONNX Runtime (when its library is found),
 /// checks the outputs obey the contract and that the two backends agree within `tolerance`.
-fn verify(bytes: &[u8], size: usize, ort_lib: Option<&std::path::Path>, tolerance: f32) -> anyhow::Result<()> {
+fn verify(
+    bytes: &[u8],
+    size: usize,
+    ort_lib: Option<&std::path::Path>,
+    tolerance: f32,
+) -> anyhow::Result<()> {
     let mut state = 0x2545F4914F6CDD1Du64;
     let values: Vec<f32> = (0..2 * 3 * size * size)
         .map(|_| {
@@ -125,12 +154,23 @@ fn verify(bytes: &[u8], size: usize, ort_lib: Option<&std::path::Path>, toleranc
     let image = ArrayD::from_shape_vec(IxDyn(&[2, 3, size, size]), values).expect("sized above");
     let started = Instant::now();
     let tract = TractModel::load(bytes, 2, size)?.run(image.clone())?;
-    let finite = tract.anomaly_score.iter().chain(tract.anomaly_map.iter()).all(|v| v.is_finite());
-    let (lo, hi) = tract.anomaly_map.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    let finite = tract
+        .anomaly_score
+        .iter()
+        .chain(tract.anomaly_map.iter())
+        .all(|v| v.is_finite());
+    let (lo, hi) = tract
+        .anomaly_map
+        .iter()
+        .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
     println!(
         "verify tract (batch 2, {:.1} s): scores {:?}, map range [{lo:.4}, {hi:.4}], topk {:?}",
         started.elapsed().as_secs_f64(),
-        tract.anomaly_score.iter().map(|v| format!("{v:.4}")).collect::<Vec<_>>(),
+        tract
+            .anomaly_score
+            .iter()
+            .map(|v| format!("{v:.4}"))
+            .collect::<Vec<_>>(),
         tract.topk_indices.iter().collect::<Vec<_>>()
     );
     if !finite || lo < -tolerance || hi > 1.0 + tolerance {

@@ -20,10 +20,14 @@ pub struct InspectArgs {
 
 fn shape(v: &pb::ValueInfoProto) -> (String, Vec<String>) {
     use pb::tensor_shape_proto::dimension::Value;
-    let Some(pb::type_proto::Value::TensorType(t)) = v.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+    let Some(pb::type_proto::Value::TensorType(t)) =
+        v.r#type.as_ref().and_then(|t| t.value.as_ref())
+    else {
         return ("?".into(), vec![]);
     };
-    let dtype = pb::tensor_proto::DataType::try_from(t.elem_type).map(|d| format!("{d:?}").to_lowercase()).unwrap_or("?".into());
+    let dtype = pb::tensor_proto::DataType::try_from(t.elem_type)
+        .map(|d| format!("{d:?}").to_lowercase())
+        .unwrap_or("?".into());
     let dims = t
         .shape
         .as_ref()
@@ -42,17 +46,33 @@ fn shape(v: &pb::ValueInfoProto) -> (String, Vec<String>) {
 }
 
 pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
-    let bytes = std::fs::read(&args.model).with_context(|| format!("{}: cannot read", args.model.display()))?;
+    let bytes = std::fs::read(&args.model)
+        .with_context(|| format!("{}: cannot read", args.model.display()))?;
     let model = pb::ModelProto::decode(bytes.as_slice())
         .map_err(|e| anyhow::anyhow!("{}: not an ONNX model: {e}", args.model.display()))?;
-    let graph = model.graph.as_ref().with_context(|| format!("{}: the model has no graph", args.model.display()))?;
-    let opset: Vec<(String, i64)> = model.opset_import.iter().map(|o| (o.domain.clone(), o.version)).collect();
+    let graph = model
+        .graph
+        .as_ref()
+        .with_context(|| format!("{}: the model has no graph", args.model.display()))?;
+    let opset: Vec<(String, i64)> = model
+        .opset_import
+        .iter()
+        .map(|o| (o.domain.clone(), o.version))
+        .collect();
     let mut ops: BTreeMap<&str, usize> = BTreeMap::new();
     for n in &graph.node {
         *ops.entry(n.op_type.as_str()).or_default() += 1;
     }
-    let parameters: i64 = graph.initializer.iter().map(|t| t.dims.iter().product::<i64>()).sum();
-    let init_bytes: usize = graph.initializer.iter().map(|t| t.raw_data.len() + 4 * t.float_data.len() + 8 * t.int64_data.len()).sum();
+    let parameters: i64 = graph
+        .initializer
+        .iter()
+        .map(|t| t.dims.iter().product::<i64>())
+        .sum();
+    let init_bytes: usize = graph
+        .initializer
+        .iter()
+        .map(|t| t.raw_data.len() + 4 * t.float_data.len() + 8 * t.int64_data.len())
+        .sum();
     let io = |list: &[pb::ValueInfoProto]| -> Vec<serde_json::Value> {
         list.iter()
             .map(|v| {
@@ -61,7 +81,11 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
             })
             .collect()
     };
-    let metadata: BTreeMap<&str, &str> = model.metadata_props.iter().map(|p| (p.key.as_str(), p.value.as_str())).collect();
+    let metadata: BTreeMap<&str, &str> = model
+        .metadata_props
+        .iter()
+        .map(|p| (p.key.as_str(), p.value.as_str()))
+        .collect();
     if args.json {
         let out = serde_json::json!({
             "model": args.model, "bytes": bytes.len(), "producer": format!("{} {}", model.producer_name, model.producer_version),
@@ -71,19 +95,46 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{}: {} bytes, producer {} {}", args.model.display(), bytes.len(), model.producer_name, model.producer_version);
-    println!("opset: {}", opset.iter().map(|(d, v)| format!("{}{v}", if d.is_empty() { "" } else { d })).collect::<Vec<_>>().join(", "));
+    println!(
+        "{}: {} bytes, producer {} {}",
+        args.model.display(),
+        bytes.len(),
+        model.producer_name,
+        model.producer_version
+    );
+    println!(
+        "opset: {}",
+        opset
+            .iter()
+            .map(|(d, v)| format!("{}{v}", if d.is_empty() { "" } else { d }))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     for (kind, list) in [("input ", &graph.input), ("output", &graph.output)] {
         for v in list {
             let (dtype, dims) = shape(v);
             println!("{kind}  {} {dtype} [{}]", v.name, dims.join(", "));
         }
     }
-    println!("nodes: {}, parameters: {parameters} ({:.1} MB)", graph.node.len(), init_bytes as f64 / 1e6);
-    println!("ops: {}", ops.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
+    println!(
+        "nodes: {}, parameters: {parameters} ({:.1} MB)",
+        graph.node.len(),
+        init_bytes as f64 / 1e6
+    );
+    println!(
+        "ops: {}",
+        ops.iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     for (k, v) in metadata {
         let first = v.lines().next().unwrap_or("");
-        let more = if v.lines().count() > 1 { format!(" … ({} lines)", v.lines().count()) } else { String::new() };
+        let more = if v.lines().count() > 1 {
+            format!(" … ({} lines)", v.lines().count())
+        } else {
+            String::new()
+        };
         println!("metadata {k}: {first}{more}");
     }
     Ok(ExitCode::SUCCESS)

@@ -1,8 +1,11 @@
 //! One module per `dlvp` subcommand, and what several of them share.
 
+pub mod demo_data;
 pub mod detect;
+pub mod eval;
 pub mod export;
 pub mod inspect;
+pub mod progress;
 pub mod spec;
 pub mod weights;
 
@@ -10,11 +13,16 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use clap::ValueEnum;
 use dlvp_exporter::{Checkpoint, Spec};
+use dlvp_runtime::detector::{BackendChoice, Detector, DetectorOptions};
 
 /// The spec for a checkpoint, and a phrase saying where it came from. An explicit `--spec`
 /// wins; a differing embedded spec is reported so the user knows the two disagree.
-pub fn resolve_spec(ckpt: &Checkpoint, explicit: Option<PathBuf>) -> anyhow::Result<(Spec, String)> {
+pub fn resolve_spec(
+    ckpt: &Checkpoint,
+    explicit: Option<PathBuf>,
+) -> anyhow::Result<(Spec, String)> {
     let embedded = ckpt.embedded_spec()?;
     match (explicit, embedded) {
         (Some(path), embedded) => {
@@ -30,8 +38,10 @@ pub fn resolve_spec(ckpt: &Checkpoint, explicit: Option<PathBuf>) -> anyhow::Res
             Ok((spec, format!("from {}", path.display())))
         }
         (None, Some(spec)) => Ok((spec, "from the checkpoint's metadata".to_string())),
-        (None, None) => Err(anyhow::anyhow!("the checkpoint carries no `spec` metadata; pass --spec FILE"))
-            .with_context(|| ckpt.path().display().to_string()),
+        (None, None) => Err(anyhow::anyhow!(
+            "the checkpoint carries no `spec` metadata; pass --spec FILE"
+        ))
+        .with_context(|| ckpt.path().display().to_string()),
     }
 }
 
@@ -43,9 +53,16 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create folder", dir.display()))?;
-    let name = path.file_name().with_context(|| format!("{}: not a file path", path.display()))?;
-    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("{}: cannot create folder", dir.display()))?;
+    let name = path
+        .file_name()
+        .with_context(|| format!("{}: not a file path", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| -> std::io::Result<()> {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(bytes)?;
@@ -57,4 +74,58 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         return Err(e).with_context(|| format!("{}: cannot write", path.display()));
     }
     Ok(())
+}
+
+/// `--backend`: which runtime runs the graph (`auto` = the best that loads, and says why).
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Backend {
+    Auto,
+    OrtTensorrt,
+    OrtCuda,
+    OrtCpu,
+    Tract,
+}
+
+/// Loads a graph for `detect`, `eval` and `bench`, printing the backend that runs it and why.
+pub fn load_detector(
+    model: &Path,
+    backend: Backend,
+    ort_lib: Option<PathBuf>,
+) -> anyhow::Result<Detector> {
+    let backend = match backend {
+        Backend::Auto => BackendChoice::Auto,
+        Backend::OrtTensorrt => BackendChoice::OrtTensorrt,
+        Backend::OrtCuda => BackendChoice::OrtCuda,
+        Backend::OrtCpu => BackendChoice::OrtCpu,
+        Backend::Tract => BackendChoice::Tract,
+    };
+    let detector = Detector::load(model, &DetectorOptions { backend, ort_lib })?;
+    for note in detector.notes() {
+        eprintln!("note: {note}");
+    }
+    eprintln!(
+        "backend: {} [{}] ({})",
+        detector.backend(),
+        detector.provider(),
+        detector.info().spec.name
+    );
+    Ok(detector)
+}
+
+/// PNG-encodes an image in memory.
+pub fn png_bytes(img: impl Into<image::DynamicImage>) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    img.into().write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )?;
+    Ok(bytes)
+}
+
+/// The graph to run: `--model`, or else the embedded default model.
+pub fn resolve_model(model: Option<&Path>) -> anyhow::Result<PathBuf> {
+    match model {
+        Some(m) => Ok(m.to_path_buf()),
+        None => anyhow::bail!("pass --model MODEL.onnx (a graph written by `dlvp export`)"),
+    }
 }

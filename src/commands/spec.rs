@@ -40,7 +40,11 @@ pub fn run(cmd: SpecCommand) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
-            Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            Ok(if failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         SpecCommand::Show { file, format } => {
             let spec = Spec::load(&file)?;

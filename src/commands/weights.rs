@@ -25,7 +25,11 @@ pub enum WeightsCommand {
 }
 
 pub fn run(cmd: WeightsCommand) -> anyhow::Result<ExitCode> {
-    let WeightsCommand::Check { checkpoint, spec, json } = cmd;
+    let WeightsCommand::Check {
+        checkpoint,
+        spec,
+        json,
+    } = cmd;
     let ckpt = Arc::new(Checkpoint::open(&checkpoint)?);
     let (spec, spec_origin) = resolve_spec(&ckpt, spec)?;
     let report = check_checkpoint(Arc::clone(&ckpt), &spec)?;
@@ -52,10 +56,21 @@ pub fn run(cmd: WeightsCommand) -> anyhow::Result<ExitCode> {
             println!("{problem}");
         }
         if report.is_ok() {
-            println!("ok: all {} tensors the spec expects are present, well-shaped and finite", report.matched);
+            println!(
+                "ok: all {} tensors the spec expects are present, well-shaped and finite",
+                report.matched
+            );
         } else {
-            println!("{} problem(s); {} tensors matched", report.problems.len(), report.matched);
+            println!(
+                "{} problem(s); {} tensors matched",
+                report.problems.len(),
+                report.matched
+            );
         }
     }
-    Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if report.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -20,26 +20,48 @@ pub struct Tensor {
 impl Tensor {
     pub fn f32(shape: &[usize], values: &[f32]) -> Tensor {
         assert_eq!(shape.iter().product::<usize>(), values.len());
-        Tensor { dtype: Dtype::F32, shape: shape.to_vec(), bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect() }
+        Tensor {
+            dtype: Dtype::F32,
+            shape: shape.to_vec(),
+            bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
     }
 
     pub fn f16(shape: &[usize], values: &[f32]) -> Tensor {
-        let bytes = values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect();
-        Tensor { dtype: Dtype::F16, shape: shape.to_vec(), bytes }
+        let bytes = values
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect();
+        Tensor {
+            dtype: Dtype::F16,
+            shape: shape.to_vec(),
+            bytes,
+        }
     }
 
     pub fn bf16(shape: &[usize], values: &[f32]) -> Tensor {
-        let bytes = values.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect();
-        Tensor { dtype: Dtype::BF16, shape: shape.to_vec(), bytes }
+        let bytes = values
+            .iter()
+            .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+            .collect();
+        Tensor {
+            dtype: Dtype::BF16,
+            shape: shape.to_vec(),
+            bytes,
+        }
     }
 
     /// Deterministic values in [-0.1, 0.1) from `seed` (a small LCG: tests need variety, not quality).
     pub fn seeded(shape: &[usize], seed: u64) -> Tensor {
         let n: usize = shape.iter().product();
-        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut state = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let values: Vec<f32> = (0..n)
             .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2
             })
             .collect();
@@ -58,13 +80,26 @@ pub fn tensors_for(spec: &Spec) -> BTreeMap<String, Tensor> {
 
 /// The `format`/`spec` metadata of a self-describing DLVP checkpoint.
 pub fn dlvp_metadata(spec: &Spec) -> HashMap<String, String> {
-    HashMap::from([(FORMAT_KEY.to_string(), FORMAT_TAG.to_string()), (SPEC_KEY.to_string(), spec.to_yaml())])
+    HashMap::from([
+        (FORMAT_KEY.to_string(), FORMAT_TAG.to_string()),
+        (SPEC_KEY.to_string(), spec.to_yaml()),
+    ])
 }
 
-pub fn write(path: &Path, tensors: &BTreeMap<String, Tensor>, metadata: Option<HashMap<String, String>>) {
+pub fn write(
+    path: &Path,
+    tensors: &BTreeMap<String, Tensor>,
+    metadata: Option<HashMap<String, String>>,
+) {
     let views: Vec<(String, TensorView<'_>)> = tensors
         .iter()
-        .map(|(name, t)| (name.clone(), TensorView::new(t.dtype, t.shape.clone(), &t.bytes).expect("consistent test tensor")))
+        .map(|(name, t)| {
+            (
+                name.clone(),
+                TensorView::new(t.dtype, t.shape.clone(), &t.bytes)
+                    .expect("consistent test tensor"),
+            )
+        })
         .collect();
     safetensors::serialize_to_file(views, metadata, path).expect("write test checkpoint");
 }
@@ -79,6 +114,10 @@ pub fn write_raw(path: &Path, header: &str, data: &[u8]) {
 
 pub fn tiny_spec() -> Spec {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model-spec/tiny.yaml");
-    let path = if path.exists() { path } else { Path::new(env!("CARGO_MANIFEST_DIR")).join("model-spec/tiny.yaml") };
+    let path = if path.exists() {
+        path
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("model-spec/tiny.yaml")
+    };
     Spec::load(&path).expect("shipped tiny spec is valid")
 }

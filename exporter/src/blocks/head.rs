@@ -26,7 +26,9 @@ fn project(g: &mut Graph, visual: &Weights, x: &Wire, spec: &Spec) -> Result<Wir
 /// Gaussian weights of radius ⌈4σ⌉, normalised to sum 1 (computed in f64, stored f32).
 pub fn gaussian_kernel(sigma: f64) -> Vec<f32> {
     let radius = (4.0 * sigma).ceil() as i64;
-    let w: Vec<f64> = (-radius..=radius).map(|x| (-(x * x) as f64 / (2.0 * sigma * sigma)).exp()).collect();
+    let w: Vec<f64> = (-radius..=radius)
+        .map(|x| (-(x * x) as f64 / (2.0 * sigma * sigma)).exp())
+        .collect();
     let total: f64 = w.iter().sum();
     w.iter().map(|v| (v / total) as f32).collect()
 }
@@ -68,27 +70,56 @@ pub fn build(
             let logits = g.scale(&logits, tau)?;
             let probs = g.softmax(&logits, -1)?; // [B, N, 2]
             let probs = g.transpose(&probs, &[0, 2, 1])?;
-            Ok(g.reshape(&probs, &[Dim::Batch, Dim::Fixed(2), Dim::Fixed(grid), Dim::Fixed(grid)])?)
+            Ok(g.reshape(
+                &probs,
+                &[
+                    Dim::Batch,
+                    Dim::Fixed(2),
+                    Dim::Fixed(grid),
+                    Dim::Fixed(grid),
+                ],
+            )?)
         })?;
         layer_probs.push(probs);
     }
     let parts: Vec<&Wire> = layer_probs.iter().collect();
     let stacked = g.concat(&parts, 1)?; // [B, 2L, g, g]: (normal, anomaly) per layer
     let l = refined.len();
-    let weights: Vec<f32> = (0..2 * l).map(|k| if k % 2 == 1 { 0.5 / l as f32 } else { -0.5 / l as f32 }).collect();
+    let weights: Vec<f32> = (0..2 * l)
+        .map(|k| {
+            if k % 2 == 1 {
+                0.5 / l as f32
+            } else {
+                -0.5 / l as f32
+            }
+        })
+        .collect();
     let combine = g.constant_f32("layer_mean", &[1, 2 * l, 1, 1], &weights);
     let map = g.conv(&stacked, &combine, 1, 1)?;
     let map = g.resize_bilinear(&map, size, size)?;
     let map = g.offset(&map, 0.5)?;
     let sigma = spec.postprocess.gaussian_sigma;
-    let anomaly_map = if sigma > 0.0 { g.scoped("blur", |g| blur(g, &map, sigma))? } else { map };
+    let anomaly_map = if sigma > 0.0 {
+        g.scoped("blur", |g| blur(g, &map, sigma))?
+    } else {
+        map
+    };
 
     let score = g.scoped("score", |g| -> Result<Wire, BlockError> {
         let x_c = project(g, &visual, cls, spec)?; // [B, 1, D]
-        let pooled: Vec<Wire> = refined.iter().map(|(_, f)| g.reduce_mean(f, &[1], true)).collect::<Result<_, _>>()?;
+        let pooled: Vec<Wire> = refined
+            .iter()
+            .map(|(_, f)| g.reduce_mean(f, &[1], true))
+            .collect::<Result<_, _>>()?;
         let parts: Vec<&Wire> = pooled.iter().collect();
         let pooled = g.concat(&parts, 2)?; // [B, 1, L·C]
-        let x_p = linear(g, &root.pp("dlvp.head.local_proj"), &pooled, spec.embed_dim, l * c)?;
+        let x_p = linear(
+            g,
+            &root.pp("dlvp.head.local_proj"),
+            &pooled,
+            spec.embed_dim,
+            l * c,
+        )?;
         let x = g.add(&x_c, &x_p)?;
         let x = g.l2_normalize(&x)?;
         let logits = g.matmul(&x, &text_t)?;
@@ -105,5 +136,8 @@ pub fn build(
         let b = g.scale(&peak, w)?;
         Ok(g.add(&a, &b)?)
     })?;
-    Ok(Head { anomaly_map, anomaly_score: score })
+    Ok(Head {
+        anomaly_map,
+        anomaly_score: score,
+    })
 }

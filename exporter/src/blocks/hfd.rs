@@ -24,7 +24,9 @@ pub const HAAR_KERNELS: [[f32; 4]; 4] = [
 
 /// The depthwise kernel tensor [4C, 1, 2, 2] shared by the DWT Conv and the IDWT ConvTranspose.
 fn haar_weight(g: &mut Graph, channels: usize) -> Wire {
-    let values: Vec<f32> = (0..channels).flat_map(|_| HAAR_KERNELS.iter().flatten().copied()).collect();
+    let values: Vec<f32> = (0..channels)
+        .flat_map(|_| HAAR_KERNELS.iter().flatten().copied())
+        .collect();
     g.constant_f32("haar", &[4 * channels, 1, 2, 2], &values)
 }
 
@@ -39,24 +41,42 @@ pub fn build(g: &mut Graph, w: &Weights, f: &Wire, grid: usize) -> Result<Wire, 
     let half = even / 2;
     let (b, fc, fn_) = (Dim::Batch, Dim::Fixed(c), Dim::Fixed(n));
     let in_proj = w.pp("in_proj");
-    let x = g.linear(f, &in_proj.get("weight", &[c, c])?, Some(&in_proj.get("bias", &[c])?))?;
+    let x = g.linear(
+        f,
+        &in_proj.get("weight", &[c, c])?,
+        Some(&in_proj.get("bias", &[c])?),
+    )?;
     let x = g.transpose(&x, &[0, 2, 1])?;
     let x = g.reshape(&x, &[b, fc, Dim::Fixed(grid), Dim::Fixed(grid)])?;
     let x = g.pad_end_2d(&x, grid % 2, grid % 2)?;
 
     let haar = haar_weight(g, c);
     let bands = g.conv(&x, &haar, 2, c)?; // [B, 4C, h, h], channel 4c + band
-    let bands = g.reshape(&bands, &[b, fc, Dim::Fixed(4), Dim::Fixed(half), Dim::Fixed(half)])?;
+    let bands = g.reshape(
+        &bands,
+        &[b, fc, Dim::Fixed(4), Dim::Fixed(half), Dim::Fixed(half)],
+    )?;
     let bands = g.transpose(&bands, &[0, 2, 3, 4, 1])?; // [B, 4, h, h, C]: channels last for the maps
     let low_in = g.slice(&bands, 1, 0, 1)?;
     let high_in = g.slice(&bands, 1, 1, 4)?;
     let low = w.pp("low");
     let high = w.pp("high");
-    let low_out = g.linear(&low_in, &low.get("weight", &[c, c])?, Some(&low.get("bias", &[c])?))?;
-    let high_out = g.linear(&high_in, &high.get("weight", &[c, c])?, Some(&high.get("bias", &[c])?))?;
+    let low_out = g.linear(
+        &low_in,
+        &low.get("weight", &[c, c])?,
+        Some(&low.get("bias", &[c])?),
+    )?;
+    let high_out = g.linear(
+        &high_in,
+        &high.get("weight", &[c, c])?,
+        Some(&high.get("bias", &[c])?),
+    )?;
     let mapped = g.concat(&[&low_out, &high_out], 1)?;
     let mapped = g.transpose(&mapped, &[0, 4, 1, 2, 3])?; // [B, C, 4, h, h]
-    let mapped = g.reshape(&mapped, &[b, Dim::Fixed(4 * c), Dim::Fixed(half), Dim::Fixed(half)])?;
+    let mapped = g.reshape(
+        &mapped,
+        &[b, Dim::Fixed(4 * c), Dim::Fixed(half), Dim::Fixed(half)],
+    )?;
     let y = g.conv_transpose(&mapped, &haar, 2, c)?; // [B, C, even, even]
     let y = if even != grid {
         let y = g.slice(&y, 2, 0, grid)?;

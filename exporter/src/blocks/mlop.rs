@@ -11,7 +11,12 @@ use crate::weights::Weights;
 use super::vit::{layer_norm, linear, residual_block, Tower};
 use super::BlockError;
 
-pub fn prompts(g: &mut Graph, mlop: &Weights, patches: &Wire, spec: &Spec) -> Result<Wire, BlockError> {
+pub fn prompts(
+    g: &mut Graph,
+    mlop: &Weights,
+    patches: &Wire,
+    spec: &Spec,
+) -> Result<Wire, BlockError> {
     let c = spec.vision.width;
     let x = layer_norm(g, &mlop.pp("norm"), patches, c)?;
     linear(g, &mlop.pp("proj"), &x, c, c)
@@ -24,13 +29,23 @@ pub struct Pass2 {
     pub cls: Wire,
 }
 
-pub fn visual_pass2(g: &mut Graph, blocks: &Weights, z0: &Wire, prompts: &Wire, spec: &Spec) -> Result<Pass2, BlockError> {
+pub fn visual_pass2(
+    g: &mut Graph,
+    blocks: &Weights,
+    z0: &Wire,
+    prompts: &Wire,
+    spec: &Spec,
+) -> Result<Pass2, BlockError> {
     let tower = Tower::vision(spec);
     let n = spec.num_patches();
     let mut z = g.concat(&[z0, prompts], 1)?;
     let mut features = Vec::new();
     for j in 1..=spec.vision.layers {
-        z = g.scoped(format!("blocks.{}", j - 1), |g| residual_block(g, &blocks.pp(j - 1), &z, tower, None, false))?.0;
+        z = g
+            .scoped(format!("blocks.{}", j - 1), |g| {
+                residual_block(g, &blocks.pp(j - 1), &z, tower, None, false)
+            })?
+            .0;
         if j <= spec.mlop.visual_static_layers {
             let kept = g.slice(&z, 1, 0, n + 1)?;
             z = g.concat(&[&kept, prompts], 1)?;

@@ -19,14 +19,21 @@ pub struct Selection {
     pub patches: Wire,
 }
 
-pub fn build(g: &mut Graph, blocks: &Weights, z0: &Wire, spec: &Spec) -> Result<Selection, BlockError> {
+pub fn build(
+    g: &mut Graph,
+    blocks: &Weights,
+    z0: &Wire,
+    spec: &Spec,
+) -> Result<Selection, BlockError> {
     let tower = Tower::vision(spec);
     let (layers, n, k) = (spec.vision.layers, spec.num_patches(), spec.slfs.top_k);
     let mut x = z0.clone();
     let mut probs = None;
     for j in 0..layers {
         let last = j + 1 == layers;
-        let (y, p) = g.scoped(format!("blocks.{j}"), |g| residual_block(g, &blocks.pp(j), &x, tower, None, last))?;
+        let (y, p) = g.scoped(format!("blocks.{j}"), |g| {
+            residual_block(g, &blocks.pp(j), &x, tower, None, last)
+        })?;
         x = y;
         probs = p;
     }
@@ -42,5 +49,9 @@ pub fn build(g: &mut Graph, blocks: &Weights, z0: &Wire, spec: &Spec) -> Result<
     let onehot = g.cast(&onehot, DType::F32)?;
     let v = g.slice(&x, 1, 1, n + 1)?;
     let patches = g.matmul(&onehot, &v)?;
-    Ok(Selection { cls_attention, topk_indices, patches })
+    Ok(Selection {
+        cls_attention,
+        topk_indices,
+        patches,
+    })
 }

@@ -20,11 +20,27 @@ use crate::weights::Weights;
 use super::vit::{layer_norm, linear, residual_block, Tower};
 use super::BlockError;
 
-pub fn build(g: &mut Graph, root: &Weights, prompts: &Wire, spec: &Spec, tokens: &[TemplateTokens]) -> Result<Wire, BlockError> {
+pub fn build(
+    g: &mut Graph,
+    root: &Weights,
+    prompts: &Wire,
+    spec: &Spec,
+    tokens: &[TemplateTokens],
+) -> Result<Wire, BlockError> {
     let t = &spec.text;
-    let (ct, c, d, m, depth) = (t.width, spec.vision.width, spec.embed_dim, spec.slfs.top_k, spec.mlop.text_depth);
+    let (ct, c, d, m, depth) = (
+        t.width,
+        spec.vision.width,
+        spec.embed_dim,
+        spec.slfs.top_k,
+        spec.mlop.text_depth,
+    );
     let nt = tokens.len();
-    let s = tokens.iter().map(|tk| tk.eot + 1).max().expect("validated: at least one template per class");
+    let s = tokens
+        .iter()
+        .map(|tk| tk.eot + 1)
+        .max()
+        .expect("validated: at least one template per class");
 
     // Constant input: token embeddings (zero at the prompt positions) + positional embedding.
     let table = root.get("token_embedding.weight", &[t.vocab_size, ct])?;
@@ -33,7 +49,11 @@ pub fn build(g: &mut Graph, root: &Weights, prompts: &Wire, spec: &Spec, tokens:
     for (ti, tk) in tokens.iter().enumerate() {
         for pi in 0..s {
             for ch in 0..ct {
-                let token = if (1..=m).contains(&pi) { 0.0 } else { table[[tk.ids[pi] as usize, ch]] };
+                let token = if (1..=m).contains(&pi) {
+                    0.0
+                } else {
+                    table[[tk.ids[pi] as usize, ch]]
+                };
                 base[[ti, pi, ch]] = token + pos[[pi, ch]];
             }
         }
@@ -46,7 +66,10 @@ pub fn build(g: &mut Graph, root: &Weights, prompts: &Wire, spec: &Spec, tokens:
     let statics = mlop.get("text_static", &[depth, m, ct])?;
     let mut layer_prompt = Vec::with_capacity(depth);
     for j in 0..depth {
-        let e = statics.index_axis(ndarray::Axis(0), j).to_owned().into_dyn();
+        let e = statics
+            .index_axis(ndarray::Axis(0), j)
+            .to_owned()
+            .into_dyn();
         let e = g.constant_array("text_static", &e);
         let p = g.add(&projected, &e)?;
         let p = g.unsqueeze(&p, 1)?;
@@ -57,7 +80,15 @@ pub fn build(g: &mut Graph, root: &Weights, prompts: &Wire, spec: &Spec, tokens:
         keep[[pi, 0]] = 0.0;
     }
     let keep = g.constant_array("prompt_keep", &keep);
-    let mask: Vec<f32> = (0..s * s).map(|k| if k % s > k / s { f32::NEG_INFINITY } else { 0.0 }).collect();
+    let mask: Vec<f32> = (0..s * s)
+        .map(|k| {
+            if k % s > k / s {
+                f32::NEG_INFINITY
+            } else {
+                0.0
+            }
+        })
+        .collect();
     let mask = g.constant_f32("causal_mask", &[s, s], &mask);
 
     let mut x = g.add(&base, &layer_prompt[0])?; // [B, T, S, C_t]
@@ -68,7 +99,11 @@ pub fn build(g: &mut Graph, root: &Weights, prompts: &Wire, spec: &Spec, tokens:
             let kept = g.mul(&x, &keep)?;
             x = g.add(&kept, &layer_prompt[j])?;
         }
-        x = g.scoped(format!("blocks.{j}"), |g| residual_block(g, &blocks.pp(j), &x, tower, Some(&mask), false))?.0;
+        x = g
+            .scoped(format!("blocks.{j}"), |g| {
+                residual_block(g, &blocks.pp(j), &x, tower, Some(&mask), false)
+            })?
+            .0;
     }
 
     // EOT rows by a one-hot MatMul [T, 1, S] × [B, T, S, C_t] → [B, T, 1, C_t].
@@ -88,7 +123,12 @@ pub fn build(g: &mut Graph, root: &Weights, prompts: &Wire, spec: &Spec, tokens:
     // Mean of each class's normalised template embeddings: [2, T] × [B, T, D].
     let mut average = Array2::<f32>::zeros((2, nt));
     for class in 0..2 {
-        let members: Vec<usize> = tokens.iter().enumerate().filter(|(_, tk)| tk.class == class).map(|(i, _)| i).collect();
+        let members: Vec<usize> = tokens
+            .iter()
+            .enumerate()
+            .filter(|(_, tk)| tk.class == class)
+            .map(|(i, _)| i)
+            .collect();
         for &i in &members {
             average[[class, i]] = 1.0 / members.len() as f32;
         }

@@ -21,8 +21,18 @@ pub fn layer_norm(g: &mut Graph, w: &Weights, x: &Wire, width: usize) -> Result<
 }
 
 /// One PyTorch Linear with weights `scope.{weight,bias}`.
-pub fn linear(g: &mut Graph, w: &Weights, x: &Wire, out: usize, inp: usize) -> Result<Wire, BlockError> {
-    Ok(g.linear(x, &w.get("weight", &[out, inp])?, Some(&w.get("bias", &[out])?))?)
+pub fn linear(
+    g: &mut Graph,
+    w: &Weights,
+    x: &Wire,
+    out: usize,
+    inp: usize,
+) -> Result<Wire, BlockError> {
+    Ok(g.linear(
+        x,
+        &w.get("weight", &[out, inp])?,
+        Some(&w.get("bias", &[out])?),
+    )?)
 }
 
 fn activation(g: &mut Graph, x: &Wire, act: Activation) -> Result<Wire, BlockError> {
@@ -55,12 +65,22 @@ pub struct Tower {
 impl Tower {
     pub fn vision(spec: &Spec) -> Tower {
         let v = &spec.vision;
-        Tower { width: v.width, heads: v.heads, mlp_width: v.mlp_width(), act: v.act }
+        Tower {
+            width: v.width,
+            heads: v.heads,
+            mlp_width: v.mlp_width(),
+            act: v.act,
+        }
     }
 
     pub fn text(spec: &Spec) -> Tower {
         let t = &spec.text;
-        Tower { width: t.width, heads: t.heads, mlp_width: t.mlp_width(), act: t.act }
+        Tower {
+            width: t.width,
+            heads: t.heads,
+            mlp_width: t.mlp_width(),
+            act: t.act,
+        }
     }
 }
 
@@ -76,13 +96,21 @@ fn attention(
 ) -> Result<(Wire, Option<Wire>), BlockError> {
     let (c, h) = (tower.width, tower.heads);
     let dh = c / h;
-    let qkv = g.linear(x, &w.get("in_proj_weight", &[3 * c, c])?, Some(&w.get("in_proj_bias", &[3 * c])?))?;
+    let qkv = g.linear(
+        x,
+        &w.get("in_proj_weight", &[3 * c, c])?,
+        Some(&w.get("in_proj_bias", &[3 * c])?),
+    )?;
     let p = x.rank() - 2; // axes before S
     let s = x.dim(-2);
     let prefix = x.shape[..p].to_vec();
     let split = |g: &mut Graph, part: usize| -> Result<Wire, BlockError> {
         let y = g.slice(&qkv, p + 1, part * c, (part + 1) * c)?;
-        let shape: Vec<Dim> = prefix.iter().copied().chain([s, Dim::Fixed(h), Dim::Fixed(dh)]).collect();
+        let shape: Vec<Dim> = prefix
+            .iter()
+            .copied()
+            .chain([s, Dim::Fixed(h), Dim::Fixed(dh)])
+            .collect();
         Ok(g.reshape(&y, &shape)?)
     };
     let perm_heads: Vec<usize> = (0..p).chain([p + 1, p, p + 2]).collect(); // [.., H, S, dh]
@@ -105,7 +133,11 @@ fn attention(
     let shape: Vec<Dim> = prefix.iter().copied().chain([s, Dim::Fixed(c)]).collect();
     let out = g.reshape(&out, &shape)?;
     let out = linear(g, &w.pp("out_proj"), &out, c, c)?;
-    let mean = if want_probs { Some(g.reduce_mean(&probs, &[p as isize], false)?) } else { None };
+    let mean = if want_probs {
+        Some(g.reduce_mean(&probs, &[p as isize], false)?)
+    } else {
+        None
+    };
     Ok((out, mean))
 }
 
@@ -120,7 +152,9 @@ pub fn residual_block(
 ) -> Result<(Wire, Option<Wire>), BlockError> {
     let c = tower.width;
     let y = layer_norm(g, &w.pp("ln_1"), x, c)?;
-    let (a, probs) = g.scoped("attn", |g| attention(g, &w.pp("attn"), &y, tower, mask, want_probs))?;
+    let (a, probs) = g.scoped("attn", |g| {
+        attention(g, &w.pp("attn"), &y, tower, mask, want_probs)
+    })?;
     let x = g.add(x, &a)?;
     let y = layer_norm(g, &w.pp("ln_2"), &x, c)?;
     let y = g.scoped("mlp", |g| -> Result<Wire, BlockError> {
@@ -133,7 +167,12 @@ pub fn residual_block(
 }
 
 /// §2: `image` [B, 3, H, W] → `Z⁰ = ln_pre([cls; patches] + pos)` [B, 1+N, C].
-pub fn patch_embedding(g: &mut Graph, visual: &Weights, image: &Wire, spec: &Spec) -> Result<Wire, BlockError> {
+pub fn patch_embedding(
+    g: &mut Graph,
+    visual: &Weights,
+    image: &Wire,
+    spec: &Spec,
+) -> Result<Wire, BlockError> {
     let (c, p, grid) = (spec.vision.width, spec.vision.patch_size, spec.grid());
     let n = grid * grid;
     let conv = visual.get("conv1.weight", &[c, 3, p, p])?;
@@ -144,9 +183,20 @@ pub fn patch_embedding(g: &mut Graph, visual: &Weights, image: &Wire, spec: &Spe
     // A zero row in front of the patches, then one constant = positional embedding with the
     // class embedding added to row 0: the same sums, in the same order, as [cls; patches] + pos.
     let x = g.pad(&x, &[0, 1, 0], &[0, 0, 0], "constant")?;
-    let pos = visual.get_expected("positional_embedding", &ExpectedShape::PositionalGrid { width: c, native_grid: grid })?;
-    let old_grid = crate::manifest::square_side(pos.shape()[0] - 1).expect("checked by the expected shape");
-    let pos = if old_grid == grid { pos } else { crate::pos_embed::resize_positional_embedding(&pos, old_grid, grid) };
+    let pos = visual.get_expected(
+        "positional_embedding",
+        &ExpectedShape::PositionalGrid {
+            width: c,
+            native_grid: grid,
+        },
+    )?;
+    let old_grid =
+        crate::manifest::square_side(pos.shape()[0] - 1).expect("checked by the expected shape");
+    let pos = if old_grid == grid {
+        pos
+    } else {
+        crate::pos_embed::resize_positional_embedding(&pos, old_grid, grid)
+    };
     let cls = visual.get("class_embedding", &[c])?;
     let mut folded = pos.clone();
     for (j, v) in cls.iter().enumerate() {

@@ -22,8 +22,11 @@ enum Rule {
 
 fn rule(op: &str) -> Rule {
     match op {
-        "Add" | "Sub" | "Mul" | "MatMul" | "Conv" | "ConvTranspose" | "Erf" | "Sigmoid" => Rule::Half,
-        "LayerNormalization" | "Softmax" | "ReduceL2" | "ReduceMean" | "ReduceMax" | "TopK" | "Div" | "Resize" => Rule::Single,
+        "Add" | "Sub" | "Mul" | "MatMul" | "Conv" | "ConvTranspose" | "Erf" | "Sigmoid" => {
+            Rule::Half
+        }
+        "LayerNormalization" | "Softmax" | "ReduceL2" | "ReduceMean" | "ReduceMax" | "TopK"
+        | "Div" | "Resize" => Rule::Single,
         "Reshape" | "Transpose" | "Slice" | "Concat" | "Unsqueeze" | "Pad" => Rule::Follow,
         _ => Rule::Any,
     }
@@ -35,7 +38,9 @@ fn is_float(d: DType) -> bool {
 
 fn f16_bytes(raw: &[u8]) -> Vec<u8> {
     raw.chunks_exact(4)
-        .flat_map(|b| half::f16::from_f32(f32::from_le_bytes([b[0], b[1], b[2], b[3]])).to_le_bytes())
+        .flat_map(|b| {
+            half::f16::from_f32(f32::from_le_bytes([b[0], b[1], b[2], b[3]])).to_le_bytes()
+        })
         .collect()
 }
 
@@ -45,22 +50,41 @@ pub fn convert(graph: &mut Graph) {
     for w in &graph.inputs {
         dtype.insert(w.name.clone(), w.dtype);
     }
-    let initializer_index: HashMap<String, usize> = graph.initializers.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
+    let initializer_index: HashMap<String, usize> = graph
+        .initializers
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.name.clone(), i))
+        .collect();
     for t in &graph.initializers {
         dtype.insert(t.name.clone(), t.dtype);
     }
-    let output_types: HashMap<String, DType> = graph.outputs.iter().map(|w| (w.name.clone(), w.dtype)).collect();
+    let output_types: HashMap<String, DType> = graph
+        .outputs
+        .iter()
+        .map(|w| (w.name.clone(), w.dtype))
+        .collect();
     let mut casts: HashMap<(String, DType), String> = HashMap::new();
     let mut half_copies: Vec<Initializer> = Vec::new();
     let mut nodes: Vec<Node> = Vec::with_capacity(graph.nodes.len());
 
     let old_nodes = std::mem::take(&mut graph.nodes);
     for mut node in old_nodes {
-        let first_float = node.inputs.first().and_then(|i| dtype.get(i)).copied().filter(|d| is_float(*d));
-        let graph_output = node.op == "Identity" && node.outputs.iter().any(|o| output_types.contains_key(o));
+        let first_float = node
+            .inputs
+            .first()
+            .and_then(|i| dtype.get(i))
+            .copied()
+            .filter(|d| is_float(*d));
+        let graph_output =
+            node.op == "Identity" && node.outputs.iter().any(|o| output_types.contains_key(o));
         let want = |slot: usize| -> Option<DType> {
             if graph_output {
-                return node.outputs.first().and_then(|o| output_types.get(o)).copied();
+                return node
+                    .outputs
+                    .first()
+                    .and_then(|o| output_types.get(o))
+                    .copied();
             }
             match rule(node.op) {
                 Rule::Half => Some(DType::F16),
@@ -71,7 +95,9 @@ pub fn convert(graph: &mut Graph) {
         };
         let wanted: Vec<Option<DType>> = (0..node.inputs.len()).map(want).collect();
         for (slot, input) in node.inputs.iter_mut().enumerate() {
-            let (Some(target), Some(&current)) = (wanted[slot], dtype.get(input.as_str())) else { continue };
+            let (Some(target), Some(&current)) = (wanted[slot], dtype.get(input.as_str())) else {
+                continue;
+            };
             if !is_float(current) || current == target {
                 continue;
             }
@@ -79,7 +105,12 @@ pub fn convert(graph: &mut Graph) {
                 let copy = format!("{input}/f16");
                 if !dtype.contains_key(&copy) {
                     let t = &graph.initializers[i];
-                    half_copies.push(Initializer { name: copy.clone(), dtype: DType::F16, dims: t.dims.clone(), raw: f16_bytes(&t.raw) });
+                    half_copies.push(Initializer {
+                        name: copy.clone(),
+                        dtype: DType::F16,
+                        dims: t.dims.clone(),
+                        raw: f16_bytes(&t.raw),
+                    });
                     dtype.insert(copy.clone(), DType::F16);
                 }
                 *input = copy;
@@ -87,7 +118,10 @@ pub fn convert(graph: &mut Graph) {
             }
             let key = (input.clone(), target);
             let cast = casts.entry(key).or_insert_with(|| {
-                let name = format!("{input}/to_{}", if target == DType::F16 { "f16" } else { "f32" });
+                let name = format!(
+                    "{input}/to_{}",
+                    if target == DType::F16 { "f16" } else { "f32" }
+                );
                 nodes.push(Node {
                     name: name.clone(),
                     op: "Cast",
@@ -102,10 +136,19 @@ pub fn convert(graph: &mut Graph) {
             *input = cast.clone();
         }
         let produced = match rule(node.op) {
-            _ if graph_output => node.outputs.first().and_then(|o| output_types.get(o)).copied(),
+            _ if graph_output => node
+                .outputs
+                .first()
+                .and_then(|o| output_types.get(o))
+                .copied(),
             Rule::Half => Some(DType::F16),
             Rule::Single => Some(DType::F32),
-            Rule::Follow => node.inputs.first().and_then(|i| dtype.get(i)).copied().filter(|d| is_float(*d)),
+            Rule::Follow => node
+                .inputs
+                .first()
+                .and_then(|i| dtype.get(i))
+                .copied()
+                .filter(|d| is_float(*d)),
             Rule::Any => None,
         };
         for (out, d) in node.outputs.iter().zip(node.output_dtypes.iter_mut()) {
@@ -119,8 +162,14 @@ pub fn convert(graph: &mut Graph) {
     graph.nodes = nodes;
     graph.initializers.extend(half_copies);
     let used: HashSet<&String> = graph.nodes.iter().flat_map(|n| n.inputs.iter()).collect();
-    let keep: Vec<bool> = graph.initializers.iter().map(|t| used.contains(&t.name)).collect();
+    let keep: Vec<bool> = graph
+        .initializers
+        .iter()
+        .map(|t| used.contains(&t.name))
+        .collect();
     let mut keep = keep.into_iter();
     graph.initializers.retain(|_| keep.next().unwrap_or(true));
-    graph.metadata.push(("dlvp.precision".into(), "fp16".into()));
+    graph
+        .metadata
+        .push(("dlvp.precision".into(), "fp16".into()));
 }

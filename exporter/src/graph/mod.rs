@@ -39,7 +39,14 @@ impl fmt::Display for Dim {
 
 /// Shape written `[B, 3, 56, 56]` in messages.
 pub fn shape_str(shape: &[Dim]) -> String {
-    format!("[{}]", shape.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
+    format!(
+        "[{}]",
+        shape
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 /// A value in the graph: its name, dtype and shape.
@@ -57,7 +64,11 @@ impl Wire {
 
     /// The fixed size of axis `axis` (negative counts from the end), if it is fixed.
     pub fn dim(&self, axis: isize) -> Dim {
-        let axis = if axis < 0 { self.shape.len() as isize + axis } else { axis } as usize;
+        let axis = if axis < 0 {
+            self.shape.len() as isize + axis
+        } else {
+            axis
+        } as usize;
         self.shape[axis]
     }
 }
@@ -138,7 +149,11 @@ impl Graph {
 
     /// A fresh name `scope/base` (`scope/base_1`, ... on repeats).
     pub fn fresh_name(&mut self, base: &str) -> String {
-        let stem = if self.scope.is_empty() { base.to_string() } else { format!("{}/{base}", self.scope.join("/")) };
+        let stem = if self.scope.is_empty() {
+            base.to_string()
+        } else {
+            format!("{}/{base}", self.scope.join("/"))
+        };
         let count = self.counters.entry(stem.clone()).or_insert(0);
         *count += 1;
         if *count == 1 {
@@ -149,11 +164,19 @@ impl Graph {
     }
 
     pub fn error(&self, op: &str, message: impl Into<String>) -> GraphError {
-        GraphError { scope: self.scope_path(), op: op.to_string(), message: message.into() }
+        GraphError {
+            scope: self.scope_path(),
+            op: op.to_string(),
+            message: message.into(),
+        }
     }
 
     pub fn input(&mut self, name: &str, dtype: DType, shape: Vec<Dim>) -> Wire {
-        let wire = Wire { name: name.to_string(), dtype, shape };
+        let wire = Wire {
+            name: name.to_string(),
+            dtype,
+            shape,
+        };
         self.inputs.push(wire.clone());
         wire
     }
@@ -163,7 +186,11 @@ impl Graph {
         let out = if wire.name == name {
             wire.clone()
         } else {
-            let out = Wire { name: name.to_string(), dtype: wire.dtype, shape: wire.shape.clone() };
+            let out = Wire {
+                name: name.to_string(),
+                dtype: wire.dtype,
+                shape: wire.shape.clone(),
+            };
             self.nodes.push(Node {
                 name: format!("{name}/identity"),
                 op: "Identity",
@@ -184,23 +211,49 @@ impl Graph {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         std::hash::Hash::hash(&raw, &mut hasher);
         let key = (dtype, dims.to_vec(), std::hash::Hasher::finish(&hasher));
-        if let Some(found) = self.constants.get(&key).and_then(|ids| ids.iter().find(|&&i| self.initializers[i].raw == raw)) {
-            return Wire { name: self.initializers[*found].name.clone(), dtype, shape };
+        if let Some(found) = self
+            .constants
+            .get(&key)
+            .and_then(|ids| ids.iter().find(|&&i| self.initializers[i].raw == raw))
+        {
+            return Wire {
+                name: self.initializers[*found].name.clone(),
+                dtype,
+                shape,
+            };
         }
         let name = self.fresh_name(base);
-        self.constants.entry(key).or_default().push(self.initializers.len());
-        self.initializers.push(Initializer { name: name.clone(), dtype, dims: dims.to_vec(), raw });
+        self.constants
+            .entry(key)
+            .or_default()
+            .push(self.initializers.len());
+        self.initializers.push(Initializer {
+            name: name.clone(),
+            dtype,
+            dims: dims.to_vec(),
+            raw,
+        });
         Wire { name, dtype, shape }
     }
 
     pub fn constant_f32(&mut self, base: &str, dims: &[usize], values: &[f32]) -> Wire {
         debug_assert_eq!(dims.iter().product::<usize>(), values.len());
-        self.constant_raw(base, DType::F32, dims, values.iter().flat_map(|v| v.to_le_bytes()).collect())
+        self.constant_raw(
+            base,
+            DType::F32,
+            dims,
+            values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        )
     }
 
     pub fn constant_i64(&mut self, base: &str, dims: &[usize], values: &[i64]) -> Wire {
         debug_assert_eq!(dims.iter().product::<usize>(), values.len());
-        self.constant_raw(base, DType::I64, dims, values.iter().flat_map(|v| v.to_le_bytes()).collect())
+        self.constant_raw(
+            base,
+            DType::I64,
+            dims,
+            values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        )
     }
 
     /// Adds a node with outputs of the given types; returns the output wires.
@@ -215,7 +268,15 @@ impl Graph {
         let wires: Vec<Wire> = outputs
             .into_iter()
             .enumerate()
-            .map(|(i, (dtype, shape))| Wire { name: if i == 0 { name.clone() } else { format!("{name}:{i}") }, dtype, shape })
+            .map(|(i, (dtype, shape))| Wire {
+                name: if i == 0 {
+                    name.clone()
+                } else {
+                    format!("{name}:{i}")
+                },
+                dtype,
+                shape,
+            })
             .collect();
         self.nodes.push(Node {
             name: name.clone(),

@@ -1,0 +1,331 @@
+//! The test images of an anomaly-detection dataset, in the MVTec AD or the VisA layout.
+//!
+//! MVTec AD: `<root>/<category>/test/<defect>/<stem>.<ext>` (`good` = normal) and
+//! `<root>/<category>/ground_truth/<defect>/<stem>_mask.png`.
+//! VisA: `<root>/split_csv/1cls.csv` with the header `object,split,label,image,mask`, label
+//! `normal` or `anomaly`, paths relative to `<root>`; rows with split `test` are used.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp"];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    Mvtec,
+    Visa,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub image: PathBuf,
+    pub anomalous: bool,
+    /// The ground-truth mask; `None` for normal images and for anomalous ones whose mask is missing.
+    pub mask: Option<PathBuf>,
+    pub defect: String,
+}
+
+/// One category's test samples, and the problems found while listing them.
+#[derive(Clone, Debug, Default)]
+pub struct Category {
+    pub name: String,
+    pub samples: Vec<Sample>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    #[error("{path}: {message}")]
+    Layout { path: PathBuf, message: String },
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} line {line}: {message}")]
+    Csv {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DatasetError + '_ {
+    move |source| DatasetError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn is_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_lowercase().as_str()))
+}
+
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DatasetError> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(io(dir))?;
+    v.sort();
+    Ok(v)
+}
+
+/// Lists the test samples of the requested categories (all when `wanted` is empty).
+pub fn load(root: &Path, layout: Layout, wanted: &[String]) -> Result<Vec<Category>, DatasetError> {
+    if !root.is_dir() {
+        return Err(DatasetError::Layout {
+            path: root.into(),
+            message: "not a folder".into(),
+        });
+    }
+    let all = match layout {
+        Layout::Mvtec => mvtec(root)?,
+        Layout::Visa => visa(root)?,
+    };
+    if all.is_empty() {
+        let message = match layout {
+            Layout::Mvtec => {
+                "no <category>/test folders (MVTec AD layout); for VisA pass --layout visa"
+            }
+            Layout::Visa => "split_csv/1cls.csv lists no test images",
+        };
+        return Err(DatasetError::Layout {
+            path: root.into(),
+            message: message.into(),
+        });
+    }
+    if wanted.is_empty() {
+        return Ok(all);
+    }
+    let names: Vec<String> = all.iter().map(|c| c.name.clone()).collect();
+    wanted
+        .iter()
+        .map(|w| {
+            all.iter()
+                .find(|c| &c.name == w)
+                .cloned()
+                .ok_or_else(|| DatasetError::Layout {
+                    path: root.into(),
+                    message: format!("no category {w:?} (have: {})", names.join(", ")),
+                })
+        })
+        .collect()
+}
+
+fn mvtec(root: &Path) -> Result<Vec<Category>, DatasetError> {
+    let mut out = Vec::new();
+    for base in sorted_entries(root)? {
+        let test = base.join("test");
+        if !test.is_dir() {
+            continue;
+        }
+        let mut cat = Category {
+            name: base
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+            ..Default::default()
+        };
+        for defect_dir in sorted_entries(&test)?.into_iter().filter(|p| p.is_dir()) {
+            let defect = defect_dir
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            for image in sorted_entries(&defect_dir)?
+                .into_iter()
+                .filter(|p| is_image(p))
+            {
+                let anomalous = defect != "good";
+                let mask = anomalous.then(|| {
+                    let stem = image.file_stem().unwrap_or_default().to_string_lossy();
+                    base.join("ground_truth")
+                        .join(&defect)
+                        .join(format!("{stem}_mask.png"))
+                });
+                let mask = match mask {
+                    Some(m) if !m.is_file() => {
+                        cat.warnings.push(format!(
+                            "{}: mask {} is missing; left out of the pixel metrics",
+                            image.display(),
+                            m.display()
+                        ));
+                        None
+                    }
+                    m => m,
+                };
+                cat.samples.push(Sample {
+                    image,
+                    anomalous,
+                    mask,
+                    defect: defect.clone(),
+                });
+            }
+        }
+        if cat.samples.is_empty() {
+            cat.warnings
+                .push(format!("{}: no test images", test.display()));
+        }
+        out.push(cat);
+    }
+    Ok(out)
+}
+
+fn visa(root: &Path) -> Result<Vec<Category>, DatasetError> {
+    let csv = root.join("split_csv").join("1cls.csv");
+    let text = std::fs::read_to_string(&csv).map_err(io(&csv))?;
+    let mut lines = text.lines().enumerate();
+    let header: Vec<&str> = lines
+        .next()
+        .map(|(_, l)| l.split(',').map(str::trim).collect())
+        .unwrap_or_default();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .ok_or_else(|| DatasetError::Csv {
+                path: csv.clone(),
+                line: 1,
+                message: format!(
+                    "no column {name:?} (expected the header object,split,label,image,mask)"
+                ),
+            })
+    };
+    let (c_obj, c_split, c_label, c_image, c_mask) = (
+        col("object")?,
+        col("split")?,
+        col("label")?,
+        col("image")?,
+        col("mask")?,
+    );
+    let mut cats: BTreeMap<String, Category> = BTreeMap::new();
+    for (i, line) in lines {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let get = |c: usize| fields.get(c).copied().unwrap_or("");
+        if fields.len() < header.len() {
+            return Err(DatasetError::Csv {
+                path: csv.clone(),
+                line: i + 1,
+                message: format!("{} fields, expected {}", fields.len(), header.len()),
+            });
+        }
+        if get(c_split) != "test" {
+            continue;
+        }
+        let anomalous = match get(c_label) {
+            "anomaly" => true,
+            "normal" => false,
+            other => {
+                return Err(DatasetError::Csv {
+                    path: csv.clone(),
+                    line: i + 1,
+                    message: format!("label {other:?}, expected normal or anomaly"),
+                })
+            }
+        };
+        let cat = cats
+            .entry(get(c_obj).to_string())
+            .or_insert_with(|| Category {
+                name: get(c_obj).to_string(),
+                ..Default::default()
+            });
+        let image = root.join(get(c_image));
+        let mask = (anomalous && !get(c_mask).is_empty()).then(|| root.join(get(c_mask)));
+        let mask = match mask {
+            Some(m) if !m.is_file() => {
+                cat.warnings.push(format!(
+                    "{}: mask {} is missing; left out of the pixel metrics",
+                    image.display(),
+                    m.display()
+                ));
+                None
+            }
+            None if anomalous => {
+                cat.warnings.push(format!(
+                    "{}: no mask listed; left out of the pixel metrics",
+                    image.display()
+                ));
+                None
+            }
+            m => m,
+        };
+        cat.samples.push(Sample {
+            image,
+            anomalous,
+            mask,
+            defect: if anomalous { "anomaly" } else { "good" }.into(),
+        });
+    }
+    Ok(cats.into_values().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(p: &Path) {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, b"x").unwrap();
+    }
+
+    #[test]
+    fn mvtec_layout_lists_masks_and_reports_missing_ones() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        touch(&r.join("wood/test/good/000.png"));
+        touch(&r.join("wood/test/crack/000.png"));
+        touch(&r.join("wood/test/crack/001.png"));
+        touch(&r.join("wood/ground_truth/crack/000_mask.png"));
+        std::fs::create_dir_all(r.join("empty/test")).unwrap();
+        let cats = load(r, Layout::Mvtec, &[]).unwrap();
+        assert_eq!(cats.len(), 2);
+        assert_eq!(cats[0].name, "empty");
+        assert!(cats[0].warnings[0].contains("no test images"));
+        let wood = &cats[1];
+        assert_eq!(wood.samples.len(), 3);
+        assert_eq!(
+            wood.samples[0].mask.as_deref(),
+            Some(r.join("wood/ground_truth/crack/000_mask.png").as_path())
+        );
+        assert!(wood.samples[1].mask.is_none());
+        assert!(wood.warnings[0].contains("001.png") && wood.warnings[0].contains("missing"));
+        let err = load(r, Layout::Mvtec, &["metal".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no category \"metal\"") && err.contains("wood"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn visa_layout_reads_the_split_csv() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        touch(&r.join("candle/a.JPG"));
+        touch(&r.join("candle/m.png"));
+        std::fs::create_dir_all(r.join("split_csv")).unwrap();
+        std::fs::write(
+            r.join("split_csv/1cls.csv"),
+            "object,split,label,image,mask\ncandle,train,normal,candle/t.JPG,\ncandle,test,anomaly,candle/a.JPG,candle/m.png\ncandle,test,normal,candle/n.JPG,\n",
+        )
+        .unwrap();
+        let cats = load(r, Layout::Visa, &[]).unwrap();
+        assert_eq!(cats[0].samples.len(), 2);
+        assert!(cats[0].samples[0].anomalous && cats[0].samples[0].mask.is_some());
+        std::fs::write(
+            r.join("split_csv/1cls.csv"),
+            "object,split,label,image,mask\ncandle,test,bad,x,\n",
+        )
+        .unwrap();
+        let err = load(r, Layout::Visa, &[]).unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("\"bad\""), "{err}");
+    }
+}

@@ -1,0 +1,9 @@
+//! `dlvp eval`'s library: anomaly-detection metrics that match scikit-learn and the MVTec AD
+//! evaluation, bounded-memory pixel metrics, the MVTec AD / VisA dataset layouts, and the
+//! report (JSON, CSV, Markdown, plots, self-contained HTML).
+
+pub mod dataset;
+pub mod metrics;
+pub mod pixels;
+pub mod plot;
+pub mod report;
