@@ -36,11 +36,19 @@ enum Command {
     Detect(commands::detect::DetectArgs),
     /// Measure detection quality on a labelled dataset (MVTec AD or VisA layout).
     Eval(commands::eval::EvalArgs),
+    /// Measure load time, latency, throughput and memory of a graph on a backend.
+    Bench(commands::bench::BenchArgs),
     /// Generate a synthetic defect dataset (MVTec AD layout) for demos, tests and training.
     DemoData(commands::demo_data::DemoDataArgs),
 }
 
 fn main() -> ExitCode {
+    // Like other Unix tools, stop quietly when the reader of stdout goes away (`dlvp detect ... | head`)
+    // instead of panicking on the failed print.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Spec(cmd) => commands::spec::run(cmd),
@@ -49,6 +57,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Detect(args) => commands::detect::run(args),
         Command::Eval(args) => commands::eval::run(args),
+        Command::Bench(args) => commands::bench::run(args),
         Command::DemoData(args) => commands::demo_data::run(args),
     };
     match outcome {

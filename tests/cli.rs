@@ -3,45 +3,19 @@
 
 #[path = "support/checkpoint.rs"]
 mod checkpoint;
+#[path = "support/run.rs"]
+mod run;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use checkpoint::{dlvp_metadata, tensors_for, tiny_spec, write, Tensor};
 use rstest::rstest;
-
-fn dlvp(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dlvp"))
-        .args(args)
-        .output()
-        .expect("run dlvp")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use run::{assert_fails, dlvp, exported_golden, golden_weights, stderr, stdout};
 
 fn spec_path(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("model-spec")
         .join(file)
-}
-
-/// A failure: the given exit code, one `error:` line on stderr, and no panic anywhere.
-fn assert_fails(out: &Output, code: i32, expected: &str) {
-    let err = stderr(out);
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout: {}\nstderr: {err}",
-        stdout(out)
-    );
-    assert!(!err.contains("panicked"), "{err}");
-    assert!(err.contains(expected), "expected {expected:?} in {err:?}");
 }
 
 #[test]
@@ -306,10 +280,6 @@ fn the_reference_golden_checkpoint_checks_clean() {
     );
 }
 
-fn golden_weights() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tiny/weights.safetensors")
-}
-
 #[test]
 fn export_writes_a_deterministic_graph_that_inspect_describes() {
     let dir = tempfile::tempdir().unwrap();
@@ -421,19 +391,6 @@ fn inspect_refuses_what_is_not_onnx(#[case] content: &[u8], #[case] expected: &s
     let path = dir.path().join("model.onnx");
     std::fs::write(&path, content).unwrap();
     assert_fails(&dlvp(&["inspect", path.to_str().unwrap()]), 1, expected);
-}
-
-fn exported_golden(dir: &Path) -> PathBuf {
-    let model = dir.join("tiny.onnx");
-    let run = dlvp(&[
-        "export",
-        "--weights",
-        golden_weights().to_str().unwrap(),
-        "--out",
-        model.to_str().unwrap(),
-    ]);
-    assert!(run.status.success(), "{}", stderr(&run));
-    model
 }
 
 #[rstest]

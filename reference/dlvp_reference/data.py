@@ -107,12 +107,24 @@ def visa_samples(root: Path, categories: Optional[Sequence[str]], split: str) ->
 _FILTERS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}
 
 
+_SIXTEEN_BIT_GRAY = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """§1 colour conversion to RGB8: grayscale replicated, alpha dropped, 16-bit samples reduced to
+    their high byte. Pillow does the last itself for 16-bit RGB, but its 16-bit grayscale → RGB
+    conversion clips at 255 (most of such an image turns white), so grayscale is reduced here."""
+    if img.mode in _SIXTEEN_BIT_GRAY:
+        high = np.clip(np.asarray(img).astype(np.int64) >> 8, 0, 255).astype(np.uint8)
+        return Image.fromarray(high, "L").convert("RGB")
+    return img.convert("RGB")
+
+
 def load_image(path: Path, spec: Spec) -> torch.Tensor:
-    """§1: upright per EXIF → RGB (grayscale replicated, alpha dropped) → H×W → [0, 1] → normalised,
-    [3, H, W] f32."""
+    """§1: upright per EXIF → RGB8 (``to_rgb``) → H×W → [0, 1] → normalised, [3, H, W] f32."""
     try:
         with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img).convert("RGB")
+            img = to_rgb(ImageOps.exif_transpose(img))
             img = img.resize((spec.image_size, spec.image_size), _FILTERS[spec.preprocess.resize])
     except (OSError, ValueError) as e:
         raise DatasetError(f"{path}: cannot read image: {e}") from e

@@ -97,19 +97,36 @@ def write_tokens(out: Path) -> None:
 
 # (width, height, mode) of the preprocessing test images: shrinking, enlarging, mixed, non-RGB modes.
 # Pillow orders its two passes by which shrinks more, so both orders are covered.
+# "I;16" and "RGB;16" are 16-bit PNGs (grayscale, and RGB written by ``_write_png16``).
 PREPROCESS_IMAGES = [(80, 64, "RGB"), (37, 53, "RGB"), (20, 30, "RGB"), (300, 41, "RGB"), (56, 56, "RGB"),
-                     (64, 48, "L"), (45, 70, "RGBA"), (60, 150, "RGB"), (57, 60, "RGB"), (120, 120, "RGB")]
+                     (64, 48, "L"), (45, 70, "RGBA"), (60, 150, "RGB"), (57, 60, "RGB"), (120, 120, "RGB"),
+                     (48, 40, "I;16"), (50, 44, "RGB;16")]
+
+
+def _write_png16(rgb16, path: Path) -> None:
+    """A 16-bit RGB PNG (Pillow cannot write one): IHDR bit depth 16, colour type 2, no filter."""
+    import struct
+    import zlib
+
+    h, w, _ = rgb16.shape
+    raw = b"".join(b"\x00" + rgb16[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
 
 
 def write_preprocess(out: Path, seed: int = SEED) -> None:
     """Images of several sizes and modes, and what PIL makes of them (§1): ``preprocess/NAME.png``
     and ``preprocess/expected.safetensors`` holding, per image, the RGB uint8 [56, 56, 3] results of
-    ``convert("RGB").resize((56, 56), BICUBIC)`` and ``BILINEAR``, and the normalised tiny-spec
+    ``to_rgb(img).resize((56, 56), BICUBIC)`` and ``BILINEAR``, and the normalised tiny-spec
     input [3, 56, 56] f32 that the reference's ``load_image`` gives."""
     import numpy as np
     from PIL import Image
 
-    from .data import load_image
+    from .data import load_image, to_rgb
 
     folder = out / "preprocess"
     folder.mkdir(parents=True, exist_ok=True)
@@ -121,12 +138,15 @@ def write_preprocess(out: Path, seed: int = SEED) -> None:
         base = np.stack([xx * 255 / max(w - 1, 1), yy * 255 / max(h - 1, 1), (xx + yy) % 32 * 8], axis=-1)
         noise = rng.integers(-40, 41, size=(h, w, 3))
         rgb = np.clip(base + noise, 0, 255).astype(np.uint8)
-        img = Image.fromarray(rgb)
-        img = img.convert(mode)
-        name = f"{w}x{h}_{mode.lower()}"
-        img.save(folder / f"{name}.png")
+        name = f"{w}x{h}_{mode.lower().replace(';', '')}"
+        if mode == "I;16":
+            Image.fromarray((rgb[..., 0].astype(np.uint16) * 257 + rng.integers(0, 257, size=(h, w))).astype(np.uint16)).save(folder / f"{name}.png")
+        elif mode == "RGB;16":
+            _write_png16(rgb.astype(np.uint16) * 257 + rng.integers(0, 257, size=(h, w, 3)).astype(np.uint16), folder / f"{name}.png")
+        else:
+            Image.fromarray(rgb).convert(mode).save(folder / f"{name}.png")
         with Image.open(folder / f"{name}.png") as saved:
-            rgb_img = saved.convert("RGB")
+            rgb_img = to_rgb(saved)
             for label, flt in (("bicubic", Image.BICUBIC), ("bilinear", Image.BILINEAR)):
                 expected[f"{name}.{label}"] = torch.from_numpy(np.asarray(rgb_img.resize((56, 56), flt)).copy())
         expected[f"{name}.input"] = load_image(folder / f"{name}.png", spec)

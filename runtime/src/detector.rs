@@ -20,6 +20,7 @@ use image::RgbImage;
 use ndarray::{Array2, Array4, ArrayD, Axis};
 
 use crate::metadata::{self, ModelInfo};
+pub use crate::ort_backend::GpuOptions;
 use crate::ort_backend::{OrtModel, Provider};
 use crate::outputs::Outputs;
 use crate::preprocess::to_input;
@@ -41,6 +42,8 @@ pub struct DetectorOptions {
     pub backend: BackendChoice,
     /// The ONNX Runtime library; default `ORT_DYLIB_PATH`, then the project venv.
     pub ort_lib: Option<PathBuf>,
+    /// CUDA / TensorRT settings.
+    pub gpu: GpuOptions,
 }
 
 /// One image's result: the score, the map at the model's H×W, the selected patch indices.
@@ -103,7 +106,14 @@ impl Detector {
         }
         let ort_lib = options.ort_lib.as_deref();
         let ort = |provider| {
-            OrtModel::load_with(&bytes, ort_lib, provider).map(|m| Engine::Ort(Mutex::new(m)))
+            OrtModel::load_with(
+                &bytes,
+                ort_lib,
+                provider,
+                &options.gpu,
+                info.spec.image_size,
+            )
+            .map(|m| Engine::Ort(Mutex::new(m)))
         };
         let tract = |bytes: Vec<u8>| Engine::Tract {
             bytes,

@@ -25,7 +25,9 @@ pub struct ImageError {
 }
 
 /// Decodes an image file to RGB8, upright per its EXIF orientation (as PIL's
-/// `ImageOps.exif_transpose`), grayscale replicated, alpha dropped, 16-bit scaled to 8.
+/// `ImageOps.exif_transpose`), grayscale replicated, alpha dropped, 16-bit samples reduced to
+/// their high byte (what Pillow does for 16-bit RGB, and the reference's `to_rgb` for 16-bit
+/// grayscale — a plain `v / 257` would round differently from the model's training data).
 pub fn load_rgb8(path: &Path) -> Result<RgbImage, ImageError> {
     use image::ImageDecoder;
     let fail = |e: image::ImageError| ImageError {
@@ -46,7 +48,18 @@ pub fn load_rgb8(path: &Path) -> Result<RgbImage, ImageError> {
     let orientation = decoder.orientation().map_err(fail)?;
     let mut img = image::DynamicImage::from_decoder(decoder).map_err(fail)?;
     img.apply_orientation(orientation);
-    Ok(img.to_rgb8())
+    Ok(match img {
+        image::DynamicImage::ImageLuma16(_)
+        | image::DynamicImage::ImageLumaA16(_)
+        | image::DynamicImage::ImageRgb16(_)
+        | image::DynamicImage::ImageRgba16(_) => {
+            let wide = img.to_rgb16();
+            RgbImage::from_fn(wide.width(), wide.height(), |x, y| {
+                image::Rgb(wide.get_pixel(x, y).0.map(|v| (v >> 8) as u8))
+            })
+        }
+        other => other.to_rgb8(),
+    })
 }
 
 fn fixed_point(weights: &[f64]) -> Vec<i64> {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use dlvp_exporter::{model, onnx, Checkpoint};
-use dlvp_runtime::ort_backend::OrtModel;
+use dlvp_runtime::ort_backend::{GpuOptions, OrtModel, Provider};
 use dlvp_runtime::outputs::Outputs;
 use dlvp_runtime::tract_backend::TractModel;
 use ndarray::{ArrayD, IxDyn};
@@ -73,6 +73,24 @@ fn available_backends(
     } else {
         eprintln!("skipped onnxruntime-cpu: ORT_DYLIB_PATH is not set (scripts/test sets it to the venv's onnxruntime)");
     }
+    // GPU providers only where asked (bench/gpu-check.sh sets these with a GPU build of ONNX
+    // Runtime); asked for and missing is a failure, not a skip.
+    for (var, provider, name) in [
+        ("DLVP_TEST_CUDA", Provider::Cuda, "onnxruntime-cuda"),
+        (
+            "DLVP_TEST_TENSORRT",
+            Provider::TensorRt,
+            "onnxruntime-tensorrt",
+        ),
+    ] {
+        if std::env::var_os(var).is_some_and(|v| v == "1") {
+            let mut ort = OrtModel::load_with(bytes, None, provider, &GpuOptions::default(), size)
+                .unwrap_or_else(|e| panic!("{var}=1 but {name} cannot load: {e}"));
+            backends.push((name, Box::new(move |x| ort.run(x).unwrap())));
+        } else {
+            eprintln!("skipped {name}: needs an NVIDIA GPU and a GPU build of ONNX Runtime; set {var}=1 (bench/gpu-check.sh does)");
+        }
+    }
     backends
 }
 
@@ -128,6 +146,7 @@ fn the_detector_is_shareable_and_batches_like_single_images() {
         &DetectorOptions {
             backend: BackendChoice::Tract,
             ort_lib: None,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -193,6 +212,7 @@ fn a_graph_breaking_the_output_contract_is_an_error() {
             &DetectorOptions {
                 backend,
                 ort_lib: None,
+                ..Default::default()
             },
         )
         .unwrap();

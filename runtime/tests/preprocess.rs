@@ -29,6 +29,8 @@ fn expected_u8(name: &str) -> Vec<u8> {
 #[case("60x150_rgb")]
 #[case("57x60_rgb")]
 #[case("120x120_rgb")]
+#[case("48x40_i16")]
+#[case("50x44_rgb16")]
 fn resize_matches_pil_byte_for_byte(#[case] name: &str) {
     let img = load_rgb8(&folder().join(format!("{name}.png"))).unwrap();
     for (label, filter) in [
@@ -55,6 +57,8 @@ fn resize_matches_pil_byte_for_byte(#[case] name: &str) {
 #[rstest]
 #[case("37x53_rgb")]
 #[case("45x70_rgba")]
+#[case("48x40_i16")]
+#[case("50x44_rgb16")]
 fn the_graph_input_equals_the_reference_transform(#[case] name: &str) {
     let spec =
         Spec::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../model-spec/tiny.yaml")).unwrap();

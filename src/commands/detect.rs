@@ -16,20 +16,21 @@ use dlvp_runtime::preprocess::load_rgb8;
 use image::{ImageBuffer, Luma, RgbImage};
 
 use super::progress::Progress;
-use super::{load_detector, png_bytes, write_atomically, Backend};
+use super::{load_detector, png_bytes, write_atomically, RunArgs};
 
 const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp"];
 
 #[derive(Args)]
 pub struct DetectArgs {
-    /// Image files or directories (searched recursively for png, jpg, bmp, tiff, webp).
+    /// Image files, directories (searched recursively for png, jpg, bmp, tiff, webp) or quoted
+    /// glob patterns such as 'line3/**/*.png'.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
     /// An ONNX graph written by `dlvp export`.
     #[arg(long)]
     model: PathBuf,
-    #[arg(long, value_enum, default_value_t = Backend::Auto)]
-    backend: Backend,
+    #[command(flatten)]
+    run: RunArgs,
     /// Folder for overlays, maps and masks (nothing is written without it).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -45,9 +46,6 @@ pub struct DetectArgs {
     /// One JSON object per image on stdout.
     #[arg(long)]
     json: bool,
-    /// The ONNX Runtime library (default: ORT_DYLIB_PATH, then the project venv).
-    #[arg(long)]
-    ort_lib: Option<PathBuf>,
 }
 
 fn collect(paths: &[PathBuf], failed: &mut bool) -> Vec<PathBuf> {
@@ -59,11 +57,7 @@ fn collect(paths: &[PathBuf], failed: &mut bool) -> Vec<PathBuf> {
         for path in entries {
             if path.is_dir() {
                 walk(&path, out)?;
-            } else if path
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_lowercase().as_str()))
-            {
+            } else if is_image(&path) {
                 out.push(path);
             }
         }
@@ -78,12 +72,38 @@ fn collect(paths: &[PathBuf], failed: &mut bool) -> Vec<PathBuf> {
             }
         } else if path.exists() {
             out.push(path.clone());
+        } else if let Some(pattern) = path.to_str().filter(|p| p.contains(['*', '?', '['])) {
+            // A glob the shell did not expand (quoted, or from a script): `**` recurses.
+            match glob::glob(pattern) {
+                Ok(matches) => {
+                    let mut found: Vec<PathBuf> = matches
+                        .filter_map(Result::ok)
+                        .filter(|p| p.is_file() && is_image(p))
+                        .collect();
+                    found.sort();
+                    if found.is_empty() {
+                        eprintln!("error: {pattern}: the pattern matches no image");
+                        *failed = true;
+                    }
+                    out.extend(found);
+                }
+                Err(e) => {
+                    eprintln!("error: {pattern}: bad glob pattern: {e}");
+                    *failed = true;
+                }
+            }
         } else {
             eprintln!("error: {}: no such file or folder", path.display());
             *failed = true;
         }
     }
     out
+}
+
+fn is_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_lowercase().as_str()))
 }
 
 /// A file stem unique within this run (`part`, `part-1`, ...).
@@ -102,14 +122,17 @@ fn unique_stem(path: &Path, used: &mut HashSet<String>) -> String {
 }
 
 pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
-    let detector = load_detector(&args.model, args.backend, args.ort_lib.clone())?;
+    let mut failed = false;
+    let files = collect(&args.paths, &mut failed);
+    if files.is_empty() {
+        anyhow::bail!("no images to score");
+    }
+    let detector = load_detector(&args.model, &args.run, args.batch)?;
     let provider = detector.provider();
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out)
             .with_context(|| format!("{}: cannot create folder", out.display()))?;
     }
-    let mut failed = false;
-    let files = collect(&args.paths, &mut failed);
     let mut used = HashSet::new();
     let mut progress = Progress::new(files.len());
     // Decoding runs on its own thread, a batch or two ahead of the model.

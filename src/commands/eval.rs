@@ -23,7 +23,7 @@ use dlvp_runtime::preprocess::{load_rgb8, resize_rgb8};
 use image::{Rgb, RgbImage};
 
 use super::progress::Progress;
-use super::{load_detector, png_bytes, write_atomically, Backend};
+use super::{load_detector, png_bytes, write_atomically, RunArgs};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum LayoutArg {
@@ -44,8 +44,8 @@ pub struct EvalArgs {
     /// An ONNX graph written by `dlvp export` (default: the embedded demo model).
     #[arg(long)]
     model: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = Backend::Auto)]
-    backend: Backend,
+    #[command(flatten)]
+    run: RunArgs,
     /// Folder for metrics.json, metrics.csv, scores.csv, the plots and report.html.
     #[arg(long, default_value = "out/eval")]
     out: PathBuf,
@@ -55,9 +55,6 @@ pub struct EvalArgs {
     /// Worst-ranked images per category and class shown in the report.
     #[arg(long, default_value_t = 3)]
     worst: usize,
-    /// The ONNX Runtime library (default: ORT_DYLIB_PATH, then the project venv).
-    #[arg(long)]
-    ort_lib: Option<PathBuf>,
 }
 
 /// The ground truth at the map's resolution: nearest neighbour, foreground ≥ 128.
@@ -95,7 +92,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     };
     let categories = dataset::load(&args.data, layout, &args.categories)?;
     let model = super::resolve_model(args.model.as_deref())?;
-    let detector = load_detector(&model, args.backend, args.ort_lib.clone())?;
+    let detector = load_detector(&model, &args.run, args.batch)?;
     let size = detector.info().spec.image_size;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("{}: cannot create folder", args.out.display()))?;

@@ -1,5 +1,6 @@
 //! One module per `dlvp` subcommand, and what several of them share.
 
+pub mod bench;
 pub mod demo_data;
 pub mod detect;
 pub mod eval;
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::ValueEnum;
 use dlvp_exporter::{Checkpoint, Spec};
-use dlvp_runtime::detector::{BackendChoice, Detector, DetectorOptions};
+use dlvp_runtime::detector::{BackendChoice, Detector, DetectorOptions, GpuOptions};
 
 /// The spec for a checkpoint, and a phrase saying where it came from. An explicit `--spec`
 /// wins; a differing embedded spec is reported so the user knows the two disagree.
@@ -86,12 +87,38 @@ pub enum Backend {
     Tract,
 }
 
+/// How `detect`, `eval` and `bench` run a graph: backend, ONNX Runtime library, GPU settings.
+#[derive(clap::Args, Clone)]
+pub struct RunArgs {
+    /// auto = TensorRT, then CUDA, then ONNX Runtime CPU, then tract: the first that loads.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    pub backend: Backend,
+    /// The ONNX Runtime library (default: ORT_DYLIB_PATH, then the project venv).
+    #[arg(long)]
+    pub ort_lib: Option<PathBuf>,
+    /// CUDA device ordinal (ort-cuda, ort-tensorrt).
+    #[arg(long, default_value_t = 0)]
+    pub device: i32,
+    /// TensorRT: allow fp16 kernels (LayerNorm stays fp32).
+    #[arg(long)]
+    pub trt_fp16: bool,
+    /// TensorRT: engine and timing cache folder, so only the first run builds the engine.
+    #[arg(long)]
+    pub trt_cache: Option<PathBuf>,
+    /// TensorRT: builder workspace in MiB.
+    #[arg(long)]
+    pub trt_workspace_mib: Option<usize>,
+    /// TensorRT: largest batch of the optimisation profile (default 8, or --batch if larger).
+    #[arg(long)]
+    pub max_batch: Option<u32>,
+}
+
 /// Loads a graph for `detect`, `eval` and `bench`, printing the backend that runs it and why.
-pub fn load_detector(
-    model: &Path,
-    backend: Backend,
-    ort_lib: Option<PathBuf>,
-) -> anyhow::Result<Detector> {
+/// `batch` is the largest batch the caller will run (it widens TensorRT's profile).
+pub fn load_detector(model: &Path, run: &RunArgs, batch: u32) -> anyhow::Result<Detector> {
+    let RunArgs {
+        backend, ort_lib, ..
+    } = run.clone();
     let backend = match backend {
         Backend::Auto => BackendChoice::Auto,
         Backend::OrtTensorrt => BackendChoice::OrtTensorrt,
@@ -99,7 +126,21 @@ pub fn load_detector(
         Backend::OrtCpu => BackendChoice::OrtCpu,
         Backend::Tract => BackendChoice::Tract,
     };
-    let detector = Detector::load(model, &DetectorOptions { backend, ort_lib })?;
+    let gpu = GpuOptions {
+        device_id: run.device,
+        fp16: run.trt_fp16,
+        cache_dir: run.trt_cache.clone(),
+        workspace_bytes: run.trt_workspace_mib.map(|m| m << 20),
+        max_batch: Some(run.max_batch.unwrap_or(8).max(batch)),
+    };
+    let detector = Detector::load(
+        model,
+        &DetectorOptions {
+            backend,
+            ort_lib,
+            gpu,
+        },
+    )?;
     for note in detector.notes() {
         eprintln!("note: {note}");
     }

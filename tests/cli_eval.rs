@@ -1,0 +1,414 @@
+//! `dlvp demo-data`, `dlvp eval` and `dlvp bench` end to end through the binary, with the golden
+//! tiny model (random weights: the figures are not good, but they must be real and well-formed).
+
+#[path = "support/run.rs"]
+mod run;
+
+use std::path::{Path, PathBuf};
+
+use run::{assert_fails, dlvp, exported_golden, stderr, stdout};
+
+fn files_under(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    fn walk(dir: &Path, root: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, root, out);
+            } else {
+                out.push((
+                    p.strip_prefix(root).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                ));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn demo_data(out: &Path, extra: &[&str]) {
+    let mut args = vec![
+        "demo-data",
+        "--out",
+        out.to_str().unwrap(),
+        "--count",
+        "6",
+        "--train-count",
+        "1",
+        "--size",
+        "64",
+    ];
+    args.extend_from_slice(extra);
+    let run = dlvp(&args);
+    assert!(run.status.success(), "{}", stderr(&run));
+}
+
+#[test]
+fn demo_data_is_deterministic_per_seed_and_in_the_mvtec_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("c"),
+    );
+    demo_data(&a, &["--categories", "wood,tile", "--seed", "3"]);
+    demo_data(&b, &["--categories", "wood,tile", "--seed", "3"]);
+    demo_data(&c, &["--categories", "wood,tile", "--seed", "4"]);
+    let (fa, fb, fc) = (files_under(&a), files_under(&b), files_under(&c));
+    assert_eq!(fa, fb, "same seed, different bytes");
+    assert_eq!(fa.len(), fc.len());
+    assert_ne!(fa, fc, "another seed gave the same images");
+    let names: Vec<String> = fa.iter().map(|(p, _)| p.display().to_string()).collect();
+    for expected in [
+        "wood/train/good/000.png",
+        "wood/test/good/000.png",
+        "wood/test/crack/000.png",
+        "wood/ground_truth/crack/000_mask.png",
+        "tile/test/chip/000.png",
+        "demo-data.json",
+    ] {
+        assert!(
+            names.contains(&expected.to_string()),
+            "{expected} not in {names:?}"
+        );
+    }
+    // 6 test images per category: 2 good, 4 defective, each with a mask; 1 train image.
+    assert_eq!(
+        names.iter().filter(|n| n.starts_with("wood/test/")).count(),
+        6
+    );
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| n.starts_with("wood/ground_truth/"))
+            .count(),
+        4
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.join("demo-data.json")).unwrap()).unwrap();
+    assert_eq!(manifest["categories"]["wood"]["test_good"], 2);
+    assert!(
+        !names.iter().any(|n| n.contains(".tmp")),
+        "temporary files left: {names:?}"
+    );
+
+    let again = dlvp(&[
+        "demo-data",
+        "--out",
+        a.to_str().unwrap(),
+        "--categories",
+        "wood",
+    ]);
+    assert_fails(&again, 1, "already exists; pass --force");
+    let bad = dlvp(&[
+        "demo-data",
+        "--out",
+        a.to_str().unwrap(),
+        "--categories",
+        "glass",
+    ]);
+    assert_fails(&bad, 1, "unknown category \"glass\"");
+}
+
+#[test]
+fn eval_on_demo_data_writes_every_report_with_real_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    demo_data(&data, &["--categories", "metal,leather", "--seed", "9"]);
+    let model = exported_golden(dir.path());
+    let out = dir.path().join("eval");
+    let run = dlvp(&[
+        "eval",
+        "--data",
+        data.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--backend",
+        "tract",
+        "--out",
+        out.to_str().unwrap(),
+        "--batch",
+        "4",
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let table = stdout(&run);
+    assert!(
+        table.starts_with("| category | images | anomalous | image AUROC |"),
+        "{table}"
+    );
+    assert!(
+        table.contains("| leather | 6 | 4 |") && table.contains("| **mean** | 12 | 8 |"),
+        "{table}"
+    );
+
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["backend"], "tract");
+    for cat in metrics["categories"].as_array().unwrap() {
+        for key in [
+            "image_auroc",
+            "image_ap",
+            "image_f1_max",
+            "pixel_auroc",
+            "pixel_ap",
+            "aupro",
+        ] {
+            let v = cat["metrics"][key]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{key} undefined: {cat}"));
+            assert!((0.0..=1.0).contains(&v), "{key} = {v}");
+        }
+        assert!(cat["pixel_auroc_bin_bound"].as_f64().unwrap() < 1e-3);
+    }
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    let scores = std::fs::read_to_string(out.join("scores.csv")).unwrap();
+    assert_eq!(scores.lines().count(), 13);
+    assert!(scores.lines().nth(1).unwrap().starts_with("leather,"));
+    for png in ["roc.png", "pr.png", "pixel_roc.png"] {
+        image::open(out.join(png)).unwrap_or_else(|e| panic!("{png}: {e}"));
+    }
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        html.contains("<table id=\"metrics\">")
+            && html.matches("data:image/png;base64,").count() >= 3 + 2 * 2 * 2
+    );
+}
+
+#[test]
+fn eval_reports_undefined_metrics_and_names_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    demo_data(&data, &["--categories", "wood,fabric", "--seed", "2"]);
+    // wood: only good images left; fabric: one mask deleted.
+    for defect in ["crack", "hole", "stain", "scratch"] {
+        let _ = std::fs::remove_dir_all(data.join("wood/test").join(defect));
+    }
+    std::fs::remove_file(data.join("fabric/ground_truth/hole/000_mask.png")).unwrap();
+    let model = exported_golden(dir.path());
+    let out = dir.path().join("eval");
+    let run = dlvp(&[
+        "eval",
+        "--data",
+        data.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--backend",
+        "tract",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let err = stderr(&run);
+    assert!(
+        err.contains("wood: only normal images; image metrics undefined"),
+        "{err}"
+    );
+    assert!(
+        err.contains("000_mask.png is missing; left out of the pixel metrics"),
+        "{err}"
+    );
+    assert!(
+        stdout(&run).contains("| wood | 2 | 0 | n/a | n/a | n/a | n/a | n/a | n/a |"),
+        "{}",
+        stdout(&run)
+    );
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    let wood = &metrics["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "wood")
+        .unwrap()["metrics"];
+    assert!(wood["image_auroc"].is_null() && wood["aupro"].is_null());
+    assert!(
+        metrics["mean"]["image_auroc"].is_number(),
+        "the mean covers the categories where it is defined"
+    );
+
+    let missing = dlvp(&[
+        "eval",
+        "--data",
+        dir.path().join("nope").to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+    ]);
+    assert_fails(&missing, 1, "nope: not a folder");
+    let wrong_cat = dlvp(&[
+        "eval",
+        "--data",
+        data.to_str().unwrap(),
+        "--categories",
+        "glass",
+        "--model",
+        model.to_str().unwrap(),
+    ]);
+    assert_fails(&wrong_cat, 1, "no category \"glass\" (have: fabric, wood)");
+}
+
+/// The report renders in a real browser: headless Chromium takes a screenshot that shows the
+/// table and plots (not a blank page).
+#[test]
+fn the_report_renders_in_headless_chromium() {
+    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| {
+            std::process::Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+    else {
+        assert!(
+            std::env::var_os("DLVP_REQUIRE_CHROMIUM").is_none(),
+            "DLVP_REQUIRE_CHROMIUM is set but no chromium is installed"
+        );
+        eprintln!("skipped: no chromium (Debian package `chromium`; scripts/test installs it when it can)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    demo_data(&data, &["--categories", "tile", "--seed", "5"]);
+    let model = exported_golden(dir.path());
+    let out = dir.path().join("eval");
+    let run = dlvp(&[
+        "eval",
+        "--data",
+        data.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--backend",
+        "tract",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let shot = dir.path().join("shot.png");
+    let result = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1000,2600",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.path().join("profile").display()
+        ))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", out.join("report.html").display()))
+        .output()
+        .unwrap();
+    let img = image::open(&shot)
+        .unwrap_or_else(|e| {
+            panic!(
+                "no screenshot ({e}): {}",
+                String::from_utf8_lossy(&result.stderr)
+            )
+        })
+        .to_rgb8();
+    let pixels = img.pixels().count() as f64;
+    let non_white = img
+        .pixels()
+        .filter(|p| p.0.iter().any(|&c| c < 200))
+        .count() as f64;
+    let coloured = img
+        .pixels()
+        .filter(|p| p.0.iter().max().unwrap() - p.0.iter().min().unwrap() > 60)
+        .count() as f64;
+    // Text and table lines are dark; the plot curves and overlays are saturated colour.
+    assert!(
+        non_white / pixels > 0.02,
+        "only {:.3} of the screenshot is not white",
+        non_white / pixels
+    );
+    assert!(
+        coloured / pixels > 0.005,
+        "only {:.4} of the screenshot is coloured (plots/overlays missing?)",
+        coloured / pixels
+    );
+}
+
+#[test]
+fn bench_reports_latency_throughput_and_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = exported_golden(dir.path());
+    let run = dlvp(&[
+        "bench",
+        "--model",
+        model.to_str().unwrap(),
+        "--backend",
+        "tract",
+        "--batch",
+        "2",
+        "--iters",
+        "3",
+        "--warmup",
+        "1",
+        "--json",
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let r: serde_json::Value = serde_json::from_str(stdout(&run).trim()).unwrap();
+    assert_eq!(
+        (
+            r["backend"].as_str(),
+            r["batch"].as_u64(),
+            r["iters"].as_u64()
+        ),
+        (Some("tract"), Some(2), Some(3))
+    );
+    let lat = &r["latency_ms"];
+    assert!(lat["p50"].as_f64().unwrap() > 0.0 && lat["p50"].as_f64() <= lat["p99"].as_f64());
+    assert!(r["images_per_s"].as_f64().unwrap() > 0.0 && r["first_run_s"].as_f64().unwrap() > 0.0);
+    assert!(r["peak_rss_bytes"].as_u64().unwrap() > 1 << 20);
+    let table = dlvp(&[
+        "bench",
+        "--model",
+        model.to_str().unwrap(),
+        "--backend",
+        "tract",
+        "--iters",
+        "2",
+    ]);
+    assert!(
+        stdout(&table).contains("latency      p50"),
+        "{}",
+        stdout(&table)
+    );
+}
+
+#[test]
+fn detect_expands_quoted_globs_and_reports_empty_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    demo_data(&data, &["--categories", "metal", "--seed", "1"]);
+    let model = exported_golden(dir.path());
+    let pattern = format!("{}/metal/test/**/000.png", data.display());
+    let run = dlvp(&[
+        "detect",
+        &pattern,
+        "--model",
+        model.to_str().unwrap(),
+        "--backend",
+        "tract",
+        "--json",
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let text = stdout(&run);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "good + 3 defect types: {lines:?}"); // good, scratch, stain, contamination
+    let none = dlvp(&[
+        "detect",
+        &format!("{}/*.jpg", data.display()),
+        "--model",
+        model.to_str().unwrap(),
+    ]);
+    assert_fails(&none, 1, "the pattern matches no image");
+}

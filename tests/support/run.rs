@@ -1,0 +1,51 @@
+//! Running the `dlvp` binary from tests, and the checks every failure must pass.
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn dlvp(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dlvp"))
+        .args(args)
+        .output()
+        .expect("run dlvp")
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A failure: the given exit code, one `error:` line on stderr, and no panic anywhere.
+pub fn assert_fails(out: &Output, code: i32, expected: &str) {
+    let err = stderr(out);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {err}",
+        stdout(out)
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains(expected), "expected {expected:?} in {err:?}");
+}
+
+pub fn golden_weights() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tiny/weights.safetensors")
+}
+
+/// The golden tiny checkpoint exported into `dir`.
+pub fn exported_golden(dir: &Path) -> PathBuf {
+    let model = dir.join("tiny.onnx");
+    let run = dlvp(&[
+        "export",
+        "--weights",
+        golden_weights().to_str().unwrap(),
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    model
+}
