@@ -63,6 +63,25 @@ fn is_image(path: &Path) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_lowercase().as_str()))
 }
 
+/// `mask` if the file exists; a missing one is a warning naming the image and the mask.
+fn existing_mask(
+    mask: Option<PathBuf>,
+    image: &Path,
+    warnings: &mut Vec<String>,
+) -> Option<PathBuf> {
+    match mask {
+        Some(m) if !m.is_file() => {
+            warnings.push(format!(
+                "{}: mask {} is missing; left out of the pixel metrics",
+                image.display(),
+                m.display()
+            ));
+            None
+        }
+        m => m,
+    }
+}
+
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DatasetError> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(io(dir))?
@@ -147,17 +166,7 @@ fn mvtec(root: &Path) -> Result<Vec<Category>, DatasetError> {
                         .join(&defect)
                         .join(format!("{stem}_mask.png"))
                 });
-                let mask = match mask {
-                    Some(m) if !m.is_file() => {
-                        cat.warnings.push(format!(
-                            "{}: mask {} is missing; left out of the pixel metrics",
-                            image.display(),
-                            m.display()
-                        ));
-                        None
-                    }
-                    m => m,
-                };
+                let mask = existing_mask(mask, &image, &mut cat.warnings);
                 cat.samples.push(Sample {
                     image,
                     anomalous,
@@ -238,16 +247,8 @@ fn visa(root: &Path) -> Result<Vec<Category>, DatasetError> {
             });
         let image = root.join(get(c_image));
         let mask = (anomalous && !get(c_mask).is_empty()).then(|| root.join(get(c_mask)));
-        let mask = match mask {
-            Some(m) if !m.is_file() => {
-                cat.warnings.push(format!(
-                    "{}: mask {} is missing; left out of the pixel metrics",
-                    image.display(),
-                    m.display()
-                ));
-                None
-            }
-            None if anomalous => {
+        let mask = match existing_mask(mask, &image, &mut cat.warnings) {
+            None if anomalous && get(c_mask).is_empty() => {
                 cat.warnings.push(format!(
                     "{}: no mask listed; left out of the pixel metrics",
                     image.display()

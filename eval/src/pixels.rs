@@ -1,15 +1,18 @@
 //! Pixel-level metrics in bounded memory: pixel AUROC, pixel AP and AUPRO from histograms.
 //!
 //! Storing every pixel score of thousands of 518×518 maps would take gigabytes, so each map is
-//! folded into fixed histograms as it arrives: scores in [0, 1] fall into `BINS` equal bins
-//! (values outside are clamped into the end bins) and per bin we keep the count of normal
-//! pixels, the count of defect pixels, and the defect pixels' AUPRO weight `1 / |region|`.
-//! Memory is `BINS × 24` bytes (24 MiB) whatever the dataset size.
+//! folded into fixed histograms as it arrives. Anomaly maps are probabilities that crowd against
+//! 0 and 1, so the bins are not equal in width: a score's bin is the top bits of its f32 distance
+//! to 0 (below ½) or to 1 (from ½ on; `1 − v` is exact there), which gives every bin the same
+//! *relative* width, 2⁻¹² of that distance. Per bin we keep the count of normal pixels, the count
+//! of defect pixels, and the defect pixels' AUPRO weight `1 / |region|`. Memory is
+//! `BINS × 32` bytes (about 32 MiB) whatever the dataset size.
 //!
-//! The only approximation is that scores sharing a bin act as ties. Its effect on pixel AUROC
-//! is bounded exactly by `Σ_b pos_b·neg_b / (2·P·N)` (the most a different order inside the
-//! bins could move it), which [`PixelAccumulator::auroc_bound`] reports; with 2²⁰ bins it is
-//! typically below 1e-6.
+//! The only approximation is that distinct scores sharing a bin act as ties. Its effect is
+//! bounded exactly: ordering every such bin's defect pixels above its normal ones gives an upper
+//! bound of each metric, the reverse order a lower bound (bins whose scores are all equal — true
+//! ties — stay tied: the per-bin lowest and highest scores tell them apart, 8 more bytes a bin).
+//! [`PixelAccumulator::intervals`] returns those bounds; `dlvp eval` stores them.
 //!
 //! AUPRO follows the MVTec AD evaluation (`compute_pro` + `trapezoid`): regions are the
 //! 8-connected components of each ground-truth mask; at each threshold the PRO is the mean, over
@@ -18,13 +21,20 @@
 
 use crate::metrics::{Curve, Groups};
 
-pub const BINS: usize = 1 << 20;
+/// f32 bits of 0.5: keys run from 0 (score 0) through this (score ½) to twice it (score 1).
+const HALF_BITS: u64 = 0x3F00_0000;
+const SHIFT: u32 = 11;
+pub const BINS: usize = ((2 * HALF_BITS) >> SHIFT) as usize + 1;
 pub const AUPRO_FPR_LIMIT: f64 = 0.3;
 
 pub struct PixelAccumulator {
     neg: Vec<u64>,
     pos: Vec<u64>,
     pro: Vec<f64>,
+    /// The lowest and highest score seen per bin: a bin whose scores are all equal holds true
+    /// ties, which binning does not change.
+    low: Vec<f32>,
+    high: Vec<f32>,
     regions: u64,
 }
 
@@ -34,13 +44,33 @@ impl Default for PixelAccumulator {
             neg: vec![0; BINS],
             pos: vec![0; BINS],
             pro: vec![0.0; BINS],
+            low: vec![f32::INFINITY; BINS],
+            high: vec![f32::NEG_INFINITY; BINS],
             regions: 0,
         }
     }
 }
 
+/// How the scores inside one bin are ordered when a metric is computed from the histogram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// As ties (scikit-learn's treatment of equal scores): the estimate.
+    Tied,
+    /// Defect pixels above normal ones in every bin with distinct scores: an upper bound.
+    DefectsFirst,
+    /// Normal pixels above defect ones: a lower bound.
+    NormalFirst,
+}
+
+/// The bin of a score, monotonic in the score; scores outside [0, 1] go to the end bins.
 fn bin(v: f32) -> usize {
-    ((v as f64 * BINS as f64).floor().max(0.0) as usize).min(BINS - 1)
+    let v = if v > 0.0 { v.min(1.0) } else { 0.0 }; // also maps -0.0, whose sign bit would break the order
+    let key = if v < 0.5 {
+        v.to_bits() as u64
+    } else {
+        2 * HALF_BITS - (1.0 - v).to_bits() as u64
+    };
+    (key >> SHIFT) as usize
 }
 
 /// Labels the 8-connected components of `mask` (`w`×`h`, row-major): 0 = background, 1.. = region.
@@ -84,6 +114,8 @@ impl PixelAccumulator {
         self.neg.fill(0);
         self.pos.fill(0);
         self.pro.fill(0.0);
+        self.low.fill(f32::INFINITY);
+        self.high.fill(f32::NEG_INFINITY);
         self.regions = 0;
     }
 
@@ -95,6 +127,8 @@ impl PixelAccumulator {
         self.regions += sizes.len() as u64;
         for (i, &v) in map.iter().enumerate() {
             let b = bin(v);
+            self.low[b] = self.low[b].min(v);
+            self.high[b] = self.high[b].max(v);
             match labels[i] {
                 0 => self.neg[b] += 1,
                 r => {
@@ -113,45 +147,66 @@ impl PixelAccumulator {
         self.regions
     }
 
-    fn groups(&self) -> Groups {
-        let mut g = Groups::default();
+    /// Per non-empty bin, highest first: (defect pixels, normal pixels, AUPRO weight) steps in
+    /// `order` — one step, or two for a bin of distinct scores under a bounding order.
+    fn steps(&self, order: Order) -> Vec<(f64, f64, f64)> {
+        let mut steps = Vec::new();
         for b in (0..BINS).rev() {
-            if self.pos[b] + self.neg[b] > 0 {
-                g.pos.push(self.pos[b] as f64);
-                g.neg.push(self.neg[b] as f64);
+            let (p, n, w) = (self.pos[b] as f64, self.neg[b] as f64, self.pro[b]);
+            if p + n == 0.0 {
+                continue;
+            }
+            let distinct = self.low[b] < self.high[b] && p > 0.0 && n > 0.0;
+            match order {
+                Order::DefectsFirst if distinct => steps.extend([(p, 0.0, w), (0.0, n, 0.0)]),
+                Order::NormalFirst if distinct => steps.extend([(0.0, n, 0.0), (p, 0.0, w)]),
+                _ => steps.push((p, n, w)),
             }
         }
-        g
+        steps
+    }
+
+    fn groups(&self, order: Order) -> Groups {
+        let steps = self.steps(order);
+        Groups {
+            pos: steps.iter().map(|s| s.0).collect(),
+            neg: steps.iter().map(|s| s.1).collect(),
+        }
     }
 
     pub fn auroc(&self) -> Option<f64> {
-        self.groups().auroc()
-    }
-
-    /// The most the pixel AUROC could differ from the exact value because of binning.
-    pub fn auroc_bound(&self) -> Option<f64> {
-        let (p, n) = self.pixels();
-        (p > 0 && n > 0).then(|| {
-            let tied: f64 = self
-                .pos
-                .iter()
-                .zip(&self.neg)
-                .map(|(&a, &b)| a as f64 * b as f64)
-                .sum();
-            tied / (2.0 * p as f64 * n as f64)
-        })
+        self.groups(Order::Tied).auroc()
     }
 
     pub fn average_precision(&self) -> Option<f64> {
-        self.groups().average_precision()
+        self.groups(Order::Tied).average_precision()
     }
 
     pub fn roc(&self) -> Option<Curve> {
-        self.groups().roc()
+        self.groups(Order::Tied).roc()
+    }
+
+    /// [lower, upper] bounds of (pixel AUROC, pixel AP, AUPRO) whatever the order of the
+    /// distinct scores that share a bin: the exact values lie inside.
+    pub fn intervals(&self) -> [Option<[f64; 2]>; 3] {
+        let (lo, hi) = (Order::NormalFirst, Order::DefectsFirst);
+        let pair = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| [a, b]);
+        [
+            pair(self.groups(lo).auroc(), self.groups(hi).auroc()),
+            pair(
+                self.groups(lo).average_precision(),
+                self.groups(hi).average_precision(),
+            ),
+            pair(self.aupro_in(lo), self.aupro_in(hi)),
+        ]
     }
 
     /// The PRO curve (FPR, PRO) from (0, 0) to (1, 1), as the MVTec AD evaluation builds it.
     pub fn pro_curve(&self) -> Option<Curve> {
+        self.pro_curve_in(Order::Tied)
+    }
+
+    fn pro_curve_in(&self, order: Order) -> Option<Curve> {
         let (_, n) = self.pixels();
         if n == 0 || self.regions == 0 {
             return None;
@@ -160,14 +215,11 @@ impl PixelAccumulator {
             x: vec![0.0],
             y: vec![0.0],
         };
-        let (mut fp, mut pro) = (0u64, 0.0f64);
-        for b in (0..BINS).rev() {
-            if self.pos[b] + self.neg[b] == 0 {
-                continue;
-            }
-            fp += self.neg[b];
-            pro += self.pro[b];
-            curve.x.push((fp as f64 / n as f64).min(1.0));
+        let (mut fp, mut pro) = (0.0f64, 0.0f64);
+        for (_, dn, dw) in self.steps(order) {
+            fp += dn;
+            pro += dw;
+            curve.x.push((fp / n as f64).min(1.0));
             curve.y.push((pro / self.regions as f64).min(1.0));
         }
         curve.x.push(1.0);
@@ -175,15 +227,45 @@ impl PixelAccumulator {
         Some(curve)
     }
 
+    fn aupro_in(&self, order: Order) -> Option<f64> {
+        Some(self.pro_curve_in(order)?.area_until(AUPRO_FPR_LIMIT) / AUPRO_FPR_LIMIT)
+    }
+
     /// Normalised area under the PRO curve up to FPR 0.3.
     pub fn aupro(&self) -> Option<f64> {
-        Some(self.pro_curve()?.area_until(AUPRO_FPR_LIMIT) / AUPRO_FPR_LIMIT)
+        self.aupro_in(Order::Tied)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bins_keep_the_order_of_scores_and_resolve_both_ends() {
+        let scores = [
+            -1.0,
+            0.0,
+            1e-30,
+            1e-7,
+            2e-7,
+            0.25,
+            0.4999,
+            0.5,
+            0.75,
+            1.0 - 1e-6,
+            1.0 - 1e-7,
+            1.0,
+            2.0,
+        ];
+        let bins: Vec<usize> = scores.iter().map(|&v| bin(v)).collect();
+        assert!(bins.windows(2).all(|w| w[0] <= w[1]), "{bins:?}");
+        assert_eq!(bins[0], 0);
+        assert_eq!(*bins.last().unwrap(), BINS - 1);
+        // Distinct where a map's probabilities crowd: near 0 and near 1.
+        assert!(bins[3] < bins[4] && bins[9] < bins[10] && bins[10] < bins[11]);
+        assert_eq!(bin(-0.0), 0);
+    }
 
     #[test]
     fn regions_are_eight_connected() {
@@ -208,13 +290,28 @@ mod tests {
         acc.add(&perfect, &mask, 8, 8);
         assert_eq!(acc.auroc(), Some(1.0));
         assert!((acc.aupro().unwrap() - 1.0).abs() < 1e-12);
-        assert_eq!(acc.auroc_bound(), Some(0.0));
+        assert_eq!(acc.intervals()[0], Some([1.0, 1.0]));
         let mut flat = PixelAccumulator::default();
         flat.add(&[0.5; 64], &mask, 8, 8);
         assert_eq!(flat.auroc(), Some(0.5));
-        assert_eq!(flat.auroc_bound(), Some(0.5));
+        // Equal scores are true ties: no binning uncertainty.
+        assert_eq!(flat.intervals()[0], Some([0.5, 0.5]));
         // A single threshold jumps from (0,0) to (1,1): PRO = FPR, area to 0.3 is 0.045 → 0.15.
         assert!((flat.aupro().unwrap() - 0.15).abs() < 1e-12);
+    }
+
+    #[test]
+    fn distinct_scores_in_one_bin_give_an_interval_around_the_exact_value() {
+        // 0.3 and 0.3 + 1e-6 share a bin; exact AUROC is 1 (the defect pixel scores higher).
+        let (a, b) = (0.3f32, 0.300_001f32);
+        assert_eq!(bin(a), bin(b));
+        let mut acc = PixelAccumulator::default();
+        acc.add(&[a, b], &[false, true], 2, 1);
+        assert_eq!(acc.auroc(), Some(0.5));
+        let [auroc, ap, aupro] = acc.intervals();
+        assert_eq!(auroc, Some([0.0, 1.0]));
+        assert_eq!(ap.unwrap()[1], 1.0);
+        assert!(aupro.unwrap()[0] < aupro.unwrap()[1]);
     }
 
     #[test]

@@ -73,9 +73,17 @@ pub struct CategoryReport {
     /// Images whose maps entered the pixel metrics (normal ones, and anomalous ones with a mask).
     pub pixel_images: usize,
     pub metrics: Metrics,
-    /// The most binning can have moved pixel AUROC (see the pixels module).
-    pub pixel_auroc_bin_bound: Option<f64>,
+    /// Pixel AUROC, pixel AP and AUPRO are computed from histograms; the exact values lie in
+    /// these [lower, upper] intervals (see `dlvp_eval::pixels`).
+    pub pixel_intervals: PixelIntervals,
     pub warnings: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PixelIntervals {
+    pub pixel_auroc: Option<[f64; 2]>,
+    pub pixel_ap: Option<[f64; 2]>,
+    pub aupro: Option<[f64; 2]>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -268,7 +276,7 @@ pub fn to_html(report: &Report, figures: &[Figure], worst: &[Worst]) -> String {
     for v in report.mean.values() {
         h += &format!("<td>{}</td>", fmt(v));
     }
-    h += "</tr></table>\n<p>n/a: undefined for these samples (one class only, or no masks). AUPRO as the MVTec AD evaluation defines it (FPR ≤ 0.3, normalised).</p>\n";
+    h += "</tr></table>\n<p>n/a: undefined for these samples (one class only, or no masks). AUPRO as the MVTec AD evaluation defines it (FPR ≤ 0.3, normalised). Pixel metrics come from bounded-memory histograms; <code>metrics.json</code> gives intervals that contain their exact values.</p>\n";
     let warnings: Vec<&String> = report.categories.iter().flat_map(|c| &c.warnings).collect();
     if !warnings.is_empty() {
         h += "<h2>Warnings</h2><ul class=\"warn\">\n";
@@ -339,7 +347,7 @@ mod tests {
                 anomalous: 1,
                 pixel_images: 3,
                 metrics: m.clone(),
-                pixel_auroc_bin_bound: None,
+                pixel_intervals: PixelIntervals::default(),
                 warnings: vec!["<x> missing".into()],
             }],
             mean: m,

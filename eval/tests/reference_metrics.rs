@@ -84,6 +84,22 @@ fn metrics_match_the_reference(#[case] name: &str) {
         pixels.average_precision(),
         pixels.aupro(),
     ];
+    // The binning intervals contain the exact reference values.
+    for (k, interval) in pixels.intervals().iter().enumerate() {
+        let want = expected[3 + k];
+        match interval {
+            None => assert!(
+                want.is_nan(),
+                "{name} {}: no interval, reference {want}",
+                NAMES[3 + k]
+            ),
+            Some([lo, hi]) => assert!(
+                *lo - 1e-9 <= want && want <= *hi + 1e-9,
+                "{name} {}: {want} outside [{lo}, {hi}]",
+                NAMES[3 + k]
+            ),
+        }
+    }
     for ((metric, got), want) in NAMES.iter().zip(got).zip(expected) {
         match got {
             None => assert!(

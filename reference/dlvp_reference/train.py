@@ -43,7 +43,8 @@ def parse_args(argv):
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1.5e-4)
+    p.add_argument("--lr", type=float, help="Adam learning rate (default 1.5e-4; with --resume: the saved "
+                   "run's, unless given — e.g. to anneal the last epochs at a lower rate)")
     p.add_argument("--train-backbone", action="store_true", help="train CLIP too (no pretrained weights)")
     p.add_argument("--seed", type=int, default=111)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
@@ -121,11 +122,14 @@ def main(argv=None) -> int:
         AnomalyDataset(samples, spec), batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
         generator=torch.Generator().manual_seed(args.seed), drop_last=False)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(trainable, lr=args.lr)
+    optimizer = torch.optim.Adam(trainable, lr=args.lr if args.lr is not None else 1.5e-4)
     start_epoch = 0
     if args.resume:
         state = torch.load(state_path, weights_only=False)
         optimizer.load_state_dict(state["optimizer"])
+        if args.lr is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = args.lr
         start_epoch = state["epoch"]
         torch.set_rng_state(state["rng"])
         loader.generator.set_state(state["loader_rng"])
@@ -154,7 +158,8 @@ def main(argv=None) -> int:
             checkpoint.save(ckpt_path, {k: v.cpu() for k, v in model.state_dict().items()}, spec)
             atomic_torch_save({"optimizer": optimizer.state_dict(), "epoch": epoch + 1, "rng": torch.get_rng_state(),
                                "loader_rng": loader.generator.get_state(), "args": vars(args)}, state_path)
-            print(f"epoch {epoch + 1}: mean loss {totals / max(steps, 1):.4f}, {time.time() - started:.1f} s, "
+            print(f"epoch {epoch + 1}: mean loss {totals / max(steps, 1):.4f}, lr {optimizer.param_groups[0]['lr']:g}, "
+                  f"{time.time() - started:.1f} s, "
                   f"saved {ckpt_path}", file=sys.stderr)
     return 0
 

@@ -67,6 +67,10 @@ def test_trains_resumes_and_writes_an_exportable_checkpoint(tmp_path, dlvp_bin):
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 1, 2, 2]
     assert torch.load(out / "state.pt", weights_only=False)["epoch"] == 2
+    assert torch.load(out / "state.pt", weights_only=False)["optimizer"]["param_groups"][0]["lr"] == 1.5e-4
+    assert train.main(common + ["--epochs", "3", "--resume", "--lr", "2e-5"]) == 0
+    assert torch.load(out / "state.pt", weights_only=False)["optimizer"]["param_groups"][0]["lr"] == 2e-5, \
+        "--lr on --resume anneals"
     second = from_checkpoint(out / "checkpoint.safetensors").state_dict()
     assert not torch.equal(first["visual.conv1.weight"], second["visual.conv1.weight"]), "backbone trained"
 

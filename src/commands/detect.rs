@@ -26,9 +26,9 @@ pub struct DetectArgs {
     /// glob patterns such as 'line3/**/*.png'.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
-    /// An ONNX graph written by `dlvp export`.
+    /// An ONNX graph written by `dlvp export` (default: the embedded demo model).
     #[arg(long)]
-    model: PathBuf,
+    model: Option<PathBuf>,
     #[command(flatten)]
     run: RunArgs,
     /// Folder for overlays, maps and masks (nothing is written without it).
@@ -127,7 +127,8 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
     if files.is_empty() {
         anyhow::bail!("no images to score");
     }
-    let detector = load_detector(&args.model, &args.run, args.batch)?;
+    let model = super::resolve_model(args.model.as_deref())?;
+    let detector = load_detector(&model, &args.run, args.batch)?;
     let provider = detector.provider();
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out)

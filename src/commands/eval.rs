@@ -16,7 +16,9 @@ use dlvp_eval::dataset::{self, Layout, Sample};
 use dlvp_eval::metrics::{Curve, Groups};
 use dlvp_eval::pixels::PixelAccumulator;
 use dlvp_eval::plot::{self, PALETTE};
-use dlvp_eval::report::{self, CategoryReport, Figure, ImageScore, Metrics, Report, Worst};
+use dlvp_eval::report::{
+    self, CategoryReport, Figure, ImageScore, Metrics, PixelIntervals, Report, Worst,
+};
 use dlvp_runtime::detector::Detector;
 use dlvp_runtime::postprocess::overlay;
 use dlvp_runtime::preprocess::{load_rgb8, resize_rgb8};
@@ -178,6 +180,24 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
             aupro: pixels.aupro(),
         };
         let mut warnings = cat.warnings.clone();
+        let [auroc_range, ap_range, aupro_range] = pixels.intervals();
+        let pixel_intervals = PixelIntervals {
+            pixel_auroc: auroc_range,
+            pixel_ap: ap_range,
+            aupro: aupro_range,
+        };
+        for (what, range) in [
+            ("pixel AUROC", auroc_range),
+            ("pixel AP", ap_range),
+            ("AUPRO", aupro_range),
+        ] {
+            if let Some([lo, hi]) = range.filter(|[lo, hi]| hi - lo > 1e-3) {
+                warnings.push(format!(
+                    "{}: {what} is only known within [{lo:.4}, {hi:.4}] (histogram binning)",
+                    cat.name
+                ));
+            }
+        }
         let anomalous = labels.iter().filter(|&&l| l).count();
         if !scored.is_empty() && (anomalous == 0 || anomalous == scored.len()) {
             warnings.push(format!(
@@ -221,7 +241,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
             anomalous,
             pixel_images,
             metrics,
-            pixel_auroc_bin_bound: pixels.auroc_bound(),
+            pixel_intervals,
             warnings,
         });
     }

@@ -1,6 +1,7 @@
 //! One module per `dlvp` subcommand, and what several of them share.
 
 pub mod bench;
+pub mod default_model;
 pub mod demo_data;
 pub mod detect;
 pub mod eval;
@@ -163,10 +164,17 @@ pub fn png_bytes(img: impl Into<image::DynamicImage>) -> anyhow::Result<Vec<u8>>
     Ok(bytes)
 }
 
-/// The graph to run: `--model`, or else the embedded default model.
+/// The graph to run: `--model`, or else the embedded default model (said on stderr).
 pub fn resolve_model(model: Option<&Path>) -> anyhow::Result<PathBuf> {
     match model {
         Some(m) => Ok(m.to_path_buf()),
-        None => anyhow::bail!("pass --model MODEL.onnx (a graph written by `dlvp export`)"),
+        None => {
+            let path = default_model::path()?;
+            eprintln!(
+                "model: the embedded demo model {} (a small model trained on synthetic surfaces; pass --model for yours)",
+                default_model::NAME
+            );
+            Ok(path)
+        }
     }
 }

@@ -75,6 +75,8 @@ fn stroke(
     width: f32,
     target: impl Fn([f32; 3]) -> [f32; 3],
 ) {
+    // Thinner than 1.5 px, a stroke would leave almost no mask pixel at small image sizes.
+    let width = width.max(1.5);
     let pad = width + 2.0;
     let bbox = pts
         .iter()
@@ -106,6 +108,7 @@ fn blob(
     edge: f32,
     target: impl Fn([f32; 3], f32, f32) -> [f32; 3],
 ) {
+    let r = r.max(1.5); // as with strokes: keep a defect visible at small sizes
     let harmonics: Vec<(f32, f32, f32)> = (2..6)
         .map(|k| {
             (
