@@ -29,6 +29,15 @@ pub struct ImageError {
 /// their high byte (what Pillow does for 16-bit RGB, and the reference's `to_rgb` for 16-bit
 /// grayscale — a plain `v / 257` would round differently from the model's training data).
 pub fn load_rgb8(path: &Path) -> Result<RgbImage, ImageError> {
+    load_rgb8_limited(path, DEFAULT_MAX_PIXELS)
+}
+
+/// Images larger than this are refused (`--max-pixels` changes it): 2²⁸ pixels, 768 MiB as RGB8.
+pub const DEFAULT_MAX_PIXELS: u64 = 1 << 28;
+
+/// [`load_rgb8`], refusing an image of more than `max_pixels` pixels from its header, before any
+/// pixel memory is allocated — a decompression bomb's header can claim 10¹⁰ pixels in a few bytes.
+pub fn load_rgb8_limited(path: &Path, max_pixels: u64) -> Result<RgbImage, ImageError> {
     use image::ImageDecoder;
     let fail = |e: image::ImageError| ImageError {
         path: path.to_path_buf(),
@@ -45,6 +54,16 @@ pub fn load_rgb8(path: &Path) -> Result<RgbImage, ImageError> {
             message: e.to_string(),
         })?;
     let mut decoder = reader.into_decoder().map_err(fail)?;
+    let (w, h) = decoder.dimensions();
+    if w as u64 * h as u64 > max_pixels {
+        return Err(ImageError {
+            path: path.to_path_buf(),
+            message: format!(
+                "{w}×{h} = {} pixels, more than the limit of {max_pixels} (--max-pixels)",
+                w as u64 * h as u64
+            ),
+        });
+    }
     let orientation = decoder.orientation().map_err(fail)?;
     let mut img = image::DynamicImage::from_decoder(decoder).map_err(fail)?;
     img.apply_orientation(orientation);

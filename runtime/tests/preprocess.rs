@@ -74,6 +74,59 @@ fn the_graph_input_equals_the_reference_transform(#[case] name: &str) {
     assert!(err <= 1e-6, "{name}: max abs difference {err}");
 }
 
+/// A PNG whose header claims 100000×100000 pixels (a decompression bomb) is refused from the
+/// header, without trying to allocate 30 GB.
+#[test]
+fn a_decompression_bomb_is_refused_before_allocating() {
+    fn chunk(kind: &[u8], data: &[u8]) -> Vec<u8> {
+        let mut crc_input = kind.to_vec();
+        crc_input.extend_from_slice(data);
+        let mut out = (data.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(&crc_input);
+        out.extend_from_slice(&crc32(&crc_input).to_be_bytes());
+        out
+    }
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = 0xFFFF_FFFFu32;
+        for &b in bytes {
+            crc ^= b as u32;
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+    let mut header = 100_000u32.to_be_bytes().to_vec();
+    header.extend_from_slice(&100_000u32.to_be_bytes());
+    header.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(chunk(b"IHDR", &header));
+    png.extend(chunk(
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    ));
+    png.extend(chunk(b"IEND", &[]));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bomb.png");
+    std::fs::write(&path, png).unwrap();
+    let err = load_rgb8(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("100000×100000 = 10000000000 pixels, more than the limit"),
+        "{err}"
+    );
+    let err = dlvp_runtime::preprocess::load_rgb8_limited(&folder().join("80x64_rgb.png"), 1000)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("80×64 = 5120 pixels, more than the limit of 1000"),
+        "{err}"
+    );
+}
+
 #[test]
 fn an_unreadable_image_is_named() {
     let dir = std::env::temp_dir().join(format!("dlvp-pre-{}", std::process::id()));

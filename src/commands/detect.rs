@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use dlvp_runtime::postprocess::{draw_topk, mask, overlay, resize_map};
-use dlvp_runtime::preprocess::load_rgb8;
+use dlvp_runtime::preprocess::load_rgb8_limited;
 use image::{ImageBuffer, Luma, RgbImage};
 
 use super::progress::Progress;
@@ -40,6 +40,9 @@ pub struct DetectArgs {
     /// Outline the Top-K patches SLFS selected on the overlay.
     #[arg(long)]
     show_topk: bool,
+    /// Refuse images of more pixels than this, from their header (decompression bombs).
+    #[arg(long, default_value_t = dlvp_runtime::preprocess::DEFAULT_MAX_PIXELS)]
+    max_pixels: u64,
     /// Images per model run.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
     batch: u32,
@@ -141,11 +144,17 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
         std::sync::mpsc::sync_channel::<Vec<(PathBuf, Result<RgbImage, String>)>>(2);
     let batch_size = args.batch as usize;
     let to_decode = files.clone();
+    let max_pixels = args.max_pixels;
     let decoder = std::thread::spawn(move || {
         for chunk in to_decode.chunks(batch_size) {
             let decoded = chunk
                 .iter()
-                .map(|p| (p.clone(), load_rgb8(p).map_err(|e| e.to_string())))
+                .map(|p| {
+                    (
+                        p.clone(),
+                        load_rgb8_limited(p, max_pixels).map_err(|e| e.to_string()),
+                    )
+                })
                 .collect();
             if sender.send(decoded).is_err() {
                 break; // the model side stopped

@@ -21,7 +21,7 @@ use dlvp_eval::report::{
 };
 use dlvp_runtime::detector::Detector;
 use dlvp_runtime::postprocess::overlay;
-use dlvp_runtime::preprocess::{load_rgb8, resize_rgb8};
+use dlvp_runtime::preprocess::{load_rgb8_limited, resize_rgb8};
 use image::{Rgb, RgbImage};
 
 use super::progress::Progress;
@@ -51,6 +51,9 @@ pub struct EvalArgs {
     /// Folder for metrics.json, metrics.csv, scores.csv, the plots and report.html.
     #[arg(long, default_value = "out/eval")]
     out: PathBuf,
+    /// Refuse images of more pixels than this, from their header (decompression bombs).
+    #[arg(long, default_value_t = dlvp_runtime::preprocess::DEFAULT_MAX_PIXELS)]
+    max_pixels: u64,
     /// Images per model run.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
     batch: u32,
@@ -118,7 +121,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         for chunk in cat.samples.chunks(args.batch as usize) {
             let mut batch: Vec<(&Sample, RgbImage)> = Vec::new();
             for sample in chunk {
-                match load_rgb8(&sample.image) {
+                match load_rgb8_limited(&sample.image, args.max_pixels) {
                     Ok(img) => batch.push((sample, img)),
                     Err(e) => {
                         progress.clear();
@@ -353,7 +356,8 @@ fn worst_overlays(
         .take(n)
         .chain(anomalous.into_iter().take(n))
     {
-        let Ok(img) = load_rgb8(&sample.image) else {
+        // Scored images already passed --max-pixels.
+        let Ok(img) = load_rgb8_limited(&sample.image, u64::MAX) else {
             continue;
         };
         let det = detector.detect(&image::DynamicImage::ImageRgb8(img.clone()))?;
