@@ -53,6 +53,9 @@ pub fn load_rgb8_limited(path: &Path, max_pixels: u64) -> Result<RgbImage, Image
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
+    if reader.format() == Some(image::ImageFormat::Jpeg) {
+        check_jpeg_complete(path)?;
+    }
     let mut decoder = reader.into_decoder().map_err(fail)?;
     let (w, h) = decoder.dimensions();
     if w as u64 * h as u64 > max_pixels {
@@ -79,6 +82,36 @@ pub fn load_rgb8_limited(path: &Path, max_pixels: u64) -> Result<RgbImage, Image
         }
         other => other.to_rgb8(),
     })
+}
+
+/// A JPEG cut short still decodes (the decoder fills the missing rows with grey), so such a file
+/// would be scored as if it were whole; Pillow refuses it ("image file is truncated"), and so do
+/// we: after any trailing zero padding, the file must end with the EOI marker FF D9.
+fn check_jpeg_complete(path: &Path) -> Result<(), ImageError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let fail = |message: String| ImageError {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+    let len = file.metadata().map_err(|e| fail(e.to_string()))?.len();
+    let tail_len = len.min(64 * 1024);
+    file.seek(SeekFrom::Start(len - tail_len))
+        .map_err(|e| fail(e.to_string()))?;
+    let mut tail = Vec::with_capacity(tail_len as usize);
+    file.read_to_end(&mut tail)
+        .map_err(|e| fail(e.to_string()))?;
+    let mut end = tail.len();
+    while end > 0 && tail[end - 1] == 0x00 {
+        end -= 1;
+    }
+    if end >= 2 && tail[end - 2] == 0xFF && tail[end - 1] == 0xD9 {
+        Ok(())
+    } else {
+        Err(fail(
+            "truncated JPEG: no end-of-image marker (FF D9) at the end of the file".into(),
+        ))
+    }
 }
 
 fn fixed_point(weights: &[f64]) -> Vec<i64> {

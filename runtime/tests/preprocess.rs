@@ -127,6 +127,28 @@ fn a_decompression_bomb_is_refused_before_allocating() {
     );
 }
 
+/// A JPEG cut short is an error (as in Pillow), not an image with grey rows; the whole file reads.
+#[test]
+fn a_truncated_jpeg_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = load_rgb8(&folder().join("80x64_rgb.png")).unwrap();
+    let whole = dir.path().join("whole.jpg");
+    img.save(&whole).unwrap();
+    assert!(load_rgb8(&whole).is_ok());
+    let bytes = std::fs::read(&whole).unwrap();
+    let cut = dir.path().join("cut.jpg");
+    std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let err = load_rgb8(&cut).unwrap_err().to_string();
+    assert!(
+        err.contains("cut.jpg") && err.contains("truncated JPEG"),
+        "{err}"
+    );
+    let mut padded = bytes.clone();
+    padded.extend_from_slice(&[0, 0, 0]);
+    std::fs::write(&cut, padded).unwrap();
+    assert!(load_rgb8(&cut).is_ok(), "zero padding after EOI is fine");
+}
+
 #[test]
 fn an_unreadable_image_is_named() {
     let dir = std::env::temp_dir().join(format!("dlvp-pre-{}", std::process::id()));
