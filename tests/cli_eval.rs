@@ -399,3 +399,51 @@ fn detect_expands_quoted_globs_and_reports_empty_ones() {
     ]);
     assert_fails(&none, 1, "the pattern matches no image");
 }
+
+/// The same command twice gives byte-identical JSON lines, overlays and maps.
+#[rstest::rstest]
+#[case::tract("tract")]
+#[case::ort_cpu("ort-cpu")]
+fn detect_twice_gives_byte_identical_json_and_maps(#[case] backend: &str) {
+    if backend == "ort-cpu" && std::env::var_os("ORT_DYLIB_PATH").is_none() {
+        eprintln!("skipped ort-cpu: ORT_DYLIB_PATH is not set (scripts/test sets it)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = exported_golden(dir.path());
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/samples");
+    let out = dir.path().join("out");
+    let args = [
+        "detect",
+        samples.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--backend",
+        backend,
+    ];
+    let run = |extra: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(extra);
+        let r = dlvp(&all);
+        assert!(r.status.success(), "{}", stderr(&r));
+        (stdout(&r), files_under(&out))
+    };
+    let first = run(&[
+        "--json",
+        "--threshold",
+        "0.5",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let second = run(&[
+        "--json",
+        "--threshold",
+        "0.5",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(first.0.lines().count(), 10);
+    assert!(first.0 == second.0, "JSON differs between runs");
+    assert_eq!(first.1.len(), 30, "overlay, map and mask per image");
+    assert!(first.1 == second.1, "output files differ between runs");
+}

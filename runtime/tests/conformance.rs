@@ -224,3 +224,69 @@ fn a_graph_breaking_the_output_contract_is_an_error() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// One `Detector` shared by 8 threads over 100 images gives exactly (bit for bit) what one
+/// thread gives, on tract and, when the library is found, ONNX Runtime CPU.
+#[test]
+fn one_detector_from_8_threads_gives_exactly_the_sequential_results() {
+    use dlvp_runtime::detector::{BackendChoice, Detection, Detector, DetectorOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny.onnx");
+    std::fs::write(&model, exported(false)).unwrap();
+    let images: Vec<image::DynamicImage> = (0..100u32)
+        .map(|i| {
+            let (w, h) = (40 + i % 37, 30 + (i * 7) % 53);
+            image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(w, h, |x, y| {
+                image::Rgb([
+                    (x * 5 + i) as u8,
+                    (y * 3 + 2 * i) as u8,
+                    ((x ^ y) + i) as u8,
+                ])
+            }))
+        })
+        .collect();
+    let mut backends = vec![BackendChoice::Tract];
+    if std::env::var_os("ORT_DYLIB_PATH").is_some() {
+        backends.push(BackendChoice::OrtCpu);
+    }
+    for backend in backends {
+        let detector = Detector::load(
+            &model,
+            &DetectorOptions {
+                backend,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let sequential: Vec<Detection> = images
+            .iter()
+            .map(|img| detector.detect(img).unwrap())
+            .collect();
+        let mut threaded: Vec<Option<Detection>> = vec![None; images.len()];
+        std::thread::scope(|scope| {
+            for (t, chunk) in threaded.chunks_mut(images.len().div_ceil(8)).enumerate() {
+                let (detector, images) = (&detector, &images);
+                scope.spawn(move || {
+                    for (k, slot) in chunk.iter_mut().enumerate() {
+                        *slot = Some(
+                            detector
+                                .detect(&images[t * images.len().div_ceil(8) + k])
+                                .unwrap(),
+                        );
+                    }
+                });
+            }
+        });
+        for (i, (a, b)) in sequential
+            .iter()
+            .zip(threaded.iter().map(|d| d.as_ref().unwrap()))
+            .enumerate()
+        {
+            assert!(
+                a.score.to_bits() == b.score.to_bits() && a.topk == b.topk && a.map == b.map,
+                "{}: image {i} differs between sequential and threaded runs",
+                detector.backend()
+            );
+        }
+    }
+}
