@@ -152,14 +152,7 @@ fn eval_on_demo_data_writes_every_report_with_real_figures() {
         serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(metrics["backend"], "tract");
     for cat in metrics["categories"].as_array().unwrap() {
-        for key in [
-            "image_auroc",
-            "image_ap",
-            "image_f1_max",
-            "pixel_auroc",
-            "pixel_ap",
-            "aupro",
-        ] {
+        for (key, _) in dlvp_eval::report::COLUMNS {
             let v = cat["metrics"][key]
                 .as_f64()
                 .unwrap_or_else(|| panic!("{key} undefined: {cat}"));

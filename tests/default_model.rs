@@ -7,7 +7,7 @@ mod run;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use run::{dlvp, stderr, stdout};
+use run::{dlvp, export, stderr, stdout};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -27,14 +27,7 @@ fn re_exporting_the_committed_checkpoint_reproduces_the_committed_graph_byte_for
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("demo.onnx");
     let ckpt = repo().join("models/demo/checkpoint.safetensors");
-    let run = dlvp(&[
-        "export",
-        "--weights",
-        ckpt.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(run.status.success(), "{}", stderr(&run));
+    export(&ckpt, &out);
     let committed = std::fs::read(repo().join("models/demo/dlvp-clip-demo.onnx")).unwrap();
     assert!(
         std::fs::read(&out).unwrap() == committed,

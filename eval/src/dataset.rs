@@ -57,7 +57,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DatasetError + '_ {
     }
 }
 
-fn is_image(path: &Path) -> bool {
+/// Whether `path` has one of the image extensions dlvp reads (any case).
+pub fn is_image(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_lowercase().as_str()))

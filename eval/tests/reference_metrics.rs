@@ -5,17 +5,19 @@ use std::path::PathBuf;
 
 use dlvp_eval::metrics::Groups;
 use dlvp_eval::pixels::PixelAccumulator;
+use dlvp_eval::report::COLUMNS;
+
+/// The reference's metric names, in its order (metrics.NAMES = the report's columns).
+const NAMES: [&str; 6] = [
+    COLUMNS[0].0,
+    COLUMNS[1].0,
+    COLUMNS[2].0,
+    COLUMNS[3].0,
+    COLUMNS[4].0,
+    COLUMNS[5].0,
+];
 use rstest::rstest;
 use safetensors::SafeTensors;
-
-const NAMES: [&str; 6] = [
-    "image_auroc",
-    "image_ap",
-    "image_f1_max",
-    "pixel_auroc",
-    "pixel_ap",
-    "aupro",
-];
 
 fn fixture() -> Vec<u8> {
     let path =

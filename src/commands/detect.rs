@@ -11,14 +11,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use dlvp_eval::dataset::is_image;
 use dlvp_runtime::postprocess::{draw_topk, mask, overlay, resize_map};
 use dlvp_runtime::preprocess::load_rgb8_limited;
 use image::{ImageBuffer, Luma, RgbImage};
 
 use super::progress::Progress;
 use super::{load_detector, png_bytes, write_atomically, RunArgs};
-
-const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp"];
 
 #[derive(Args)]
 pub struct DetectArgs {
@@ -101,12 +100,6 @@ fn collect(paths: &[PathBuf], failed: &mut bool) -> Vec<PathBuf> {
         }
     }
     out
-}
-
-fn is_image(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_lowercase().as_str()))
 }
 
 /// A file stem unique within this run (`part`, `part-1`, ...).

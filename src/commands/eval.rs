@@ -71,6 +71,9 @@ fn load_mask(path: &Path, size: usize) -> anyhow::Result<Vec<bool>> {
         .with_context(|| format!("{}: cannot decode mask", path.display()))?
         .to_luma8();
     let (w, h) = (img.width() as usize, img.height() as usize);
+    if w == 0 || h == 0 {
+        anyhow::bail!("{}: the mask is empty ({w}×{h})", path.display());
+    }
     let mut out = vec![false; size * size];
     for y in 0..size {
         let sy = (((y as f64 + 0.5) * h as f64 / size as f64) as usize).min(h - 1);

@@ -8,7 +8,6 @@ pub struct Progress {
     done: usize,
     started: std::time::Instant,
     active: bool,
-    what: &'static str,
 }
 
 impl Progress {
@@ -18,7 +17,6 @@ impl Progress {
             done: 0,
             started: std::time::Instant::now(),
             active: total > 1 && std::io::stderr().is_terminal(),
-            what: "images",
         }
     }
 
@@ -29,8 +27,8 @@ impl Progress {
             let rate = self.done as f64 / secs;
             let eta = (self.total - self.done.min(self.total)) as f64 / rate.max(1e-9);
             eprint!(
-                "\r{}/{} {}, {rate:.1}/s, ETA {eta:.0} s   ",
-                self.done, self.total, self.what
+                "\r{}/{} images, {rate:.1}/s, ETA {eta:.0} s   ",
+                self.done, self.total
             );
         }
     }

@@ -36,16 +36,21 @@ pub fn golden_weights() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tiny/weights.safetensors")
 }
 
-/// The golden tiny checkpoint exported into `dir`.
-pub fn exported_golden(dir: &Path) -> PathBuf {
-    let model = dir.join("tiny.onnx");
+/// `dlvp export --weights WEIGHTS --out OUT`, which must succeed.
+pub fn export(weights: &Path, out: &Path) {
     let run = dlvp(&[
         "export",
         "--weights",
-        golden_weights().to_str().unwrap(),
+        weights.to_str().unwrap(),
         "--out",
-        model.to_str().unwrap(),
+        out.to_str().unwrap(),
     ]);
     assert!(run.status.success(), "{}", stderr(&run));
+}
+
+/// The golden tiny checkpoint exported into `dir`.
+pub fn exported_golden(dir: &Path) -> PathBuf {
+    let model = dir.join("tiny.onnx");
+    export(&golden_weights(), &model);
     model
 }
