@@ -37,10 +37,10 @@ pub struct Category {
 pub enum DatasetError {
     #[error("{path}: {message}")]
     Layout { path: PathBuf, message: String },
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path} line {line}: {message}")]
     Csv {
@@ -51,9 +51,9 @@ pub enum DatasetError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DatasetError + '_ {
-    move |source| DatasetError::Io {
+    move |error| DatasetError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 

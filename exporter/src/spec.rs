@@ -283,10 +283,10 @@ impl fmt::Display for FieldProblem {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    #[error("{}: cannot read spec: {source}", path.display())]
+    #[error("{}: cannot read spec: {error}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{}: {size} bytes is too large for a spec (limit {MAX_SPEC_BYTES})", path.display())]
     TooLarge { path: PathBuf, size: u64 },
@@ -312,9 +312,9 @@ fn join_problems(problems: &[FieldProblem]) -> String {
 impl Spec {
     /// Reads, parses and validates a spec file.
     pub fn load(path: &Path) -> Result<Spec, SpecError> {
-        let read_err = |source| SpecError::Read {
+        let read_err = |error| SpecError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         let size = std::fs::metadata(path).map_err(read_err)?.len();
         if size > MAX_SPEC_BYTES {

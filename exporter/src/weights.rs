@@ -96,10 +96,10 @@ impl TensorInfo {
 
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
-    #[error("{}: cannot read checkpoint: {source}", path.display())]
+    #[error("{}: cannot read checkpoint: {error}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{}: not a safetensors file: {len} bytes, fewer than the 8-byte header length", path.display())]
     TooShort { path: PathBuf, len: u64 },
@@ -179,8 +179,8 @@ pub enum WeightsError {
     },
     #[error("{}: metadata `{FORMAT_KEY}` is {found:?}; this version reads {FORMAT_TAG:?}", path.display())]
     Format { path: PathBuf, found: String },
-    #[error("{}: metadata `{SPEC_KEY}`: {source}", path.display())]
-    EmbeddedSpec { path: PathBuf, source: SpecError },
+    #[error("{}: metadata `{SPEC_KEY}`: {error}", path.display())]
+    EmbeddedSpec { path: PathBuf, error: SpecError },
 }
 
 /// An open, layout-checked safetensors checkpoint.
@@ -204,9 +204,9 @@ impl fmt::Debug for Checkpoint {
 impl Checkpoint {
     /// Maps `path` and checks its layout.
     pub fn open(path: &Path) -> Result<Checkpoint, WeightsError> {
-        let io = |source| WeightsError::Io {
+        let io = |error| WeightsError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         let file = File::open(path).map_err(io)?;
         let file_len = file.metadata().map_err(io)?.len();
@@ -281,9 +281,9 @@ impl Checkpoint {
         let origin = format!("{} (metadata `{SPEC_KEY}`)", self.path.display());
         Spec::from_yaml(text, &origin)
             .map(Some)
-            .map_err(|source| WeightsError::EmbeddedSpec {
+            .map_err(|error| WeightsError::EmbeddedSpec {
                 path: self.path.clone(),
-                source,
+                error,
             })
     }
 

@@ -97,10 +97,10 @@ def write_tokens(out: Path) -> None:
 
 # (width, height, mode) of the preprocessing test images: shrinking, enlarging, mixed, non-RGB modes.
 # Pillow orders its two passes by which shrinks more, so both orders are covered.
-# "I;16" and "RGB;16" are 16-bit PNGs (grayscale, and RGB written by ``_write_png16``).
+# "CMYK" is a JPEG (the only common CMYK format; Pillow writes Adobe-inverted CMYK). "I;16" and "RGB;16" are 16-bit PNGs (grayscale, and RGB written by ``_write_png16``).
 PREPROCESS_IMAGES = [(80, 64, "RGB"), (37, 53, "RGB"), (20, 30, "RGB"), (300, 41, "RGB"), (56, 56, "RGB"),
                      (64, 48, "L"), (45, 70, "RGBA"), (60, 150, "RGB"), (57, 60, "RGB"), (120, 120, "RGB"),
-                     (48, 40, "I;16"), (50, 44, "RGB;16")]
+                     (48, 40, "I;16"), (50, 44, "RGB;16"), (44, 36, "LA"), (40, 30, "CMYK")]
 
 
 def _write_png16(rgb16, path: Path) -> None:
@@ -120,7 +120,8 @@ def _write_png16(rgb16, path: Path) -> None:
 
 def write_preprocess(out: Path, seed: int = SEED) -> None:
     """Images of several sizes and modes, and what PIL makes of them (§1): ``preprocess/NAME.png``
-    and ``preprocess/expected.safetensors`` holding, per image, the RGB uint8 [56, 56, 3] results of
+    (or ``.jpg``) and ``preprocess/expected.safetensors`` holding, per image, the decoded RGB uint8 image
+    (``NAME.decoded``), the RGB uint8 [56, 56, 3] results of
     ``to_rgb(img).resize((56, 56), BICUBIC)`` and ``BILINEAR``, and the normalised tiny-spec
     input [3, 56, 56] f32 that the reference's ``load_image`` gives."""
     import numpy as np
@@ -139,17 +140,21 @@ def write_preprocess(out: Path, seed: int = SEED) -> None:
         noise = rng.integers(-40, 41, size=(h, w, 3))
         rgb = np.clip(base + noise, 0, 255).astype(np.uint8)
         name = f"{w}x{h}_{mode.lower().replace(';', '')}"
-        if mode == "I;16":
+        file = folder / f"{name}.{'jpg' if mode == 'CMYK' else 'png'}"
+        if mode == "CMYK":
+            Image.fromarray(rgb).convert(mode).save(file, quality=95)
+        elif mode == "I;16":
             Image.fromarray((rgb[..., 0].astype(np.uint16) * 257 + rng.integers(0, 257, size=(h, w))).astype(np.uint16)).save(folder / f"{name}.png")
         elif mode == "RGB;16":
             _write_png16(rgb.astype(np.uint16) * 257 + rng.integers(0, 257, size=(h, w, 3)).astype(np.uint16), folder / f"{name}.png")
         else:
             Image.fromarray(rgb).convert(mode).save(folder / f"{name}.png")
-        with Image.open(folder / f"{name}.png") as saved:
+        with Image.open(file) as saved:
             rgb_img = to_rgb(saved)
+            expected[f"{name}.decoded"] = torch.from_numpy(np.asarray(rgb_img).copy())
             for label, flt in (("bicubic", Image.BICUBIC), ("bilinear", Image.BILINEAR)):
                 expected[f"{name}.{label}"] = torch.from_numpy(np.asarray(rgb_img.resize((56, 56), flt)).copy())
-        expected[f"{name}.input"] = load_image(folder / f"{name}.png", spec)
+        expected[f"{name}.input"] = load_image(file, spec)
     checkpoint.write_safetensors(folder / "expected.safetensors", expected, {"spec": "tiny.yaml"})
 
 

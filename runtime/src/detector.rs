@@ -20,6 +20,7 @@ use image::RgbImage;
 use ndarray::{Array2, Array4, ArrayD, Axis};
 
 use crate::metadata::{self, ModelInfo};
+use crate::model_file;
 pub use crate::ort_backend::GpuOptions;
 use crate::ort_backend::{OrtModel, Provider};
 use crate::outputs::Outputs;
@@ -44,6 +45,8 @@ pub struct DetectorOptions {
     pub ort_lib: Option<PathBuf>,
     /// CUDA / TensorRT settings.
     pub gpu: GpuOptions,
+    /// Largest model (with its external data) to load; default [`model_file::DEFAULT_MAX_MODEL_BYTES`].
+    pub max_model_bytes: Option<u64>,
 }
 
 /// One image's result: the score, the map at the model's H×W, the selected patch indices.
@@ -56,11 +59,8 @@ pub struct Detection {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DetectError {
-    #[error("{}: cannot read model: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Read(#[from] model_file::ModelFileError),
     #[error(transparent)]
     Metadata(#[from] metadata::MetadataError),
     #[error("{}: {message}", path.display())]
@@ -90,10 +90,12 @@ pub struct Detector {
 
 impl Detector {
     pub fn load(path: &Path, options: &DetectorOptions) -> Result<Detector, DetectError> {
-        let bytes = std::fs::read(path).map_err(|source| DetectError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = model_file::read(
+            path,
+            options
+                .max_model_bytes
+                .unwrap_or(model_file::DEFAULT_MAX_MODEL_BYTES),
+        )?;
         let info = metadata::read(&bytes, path)?;
         if info.input != "image" {
             return Err(DetectError::Unsupported {

@@ -4,11 +4,13 @@
 //! - [`tract_backend`], [`ort_backend`]: run an exported graph on tract / ONNX Runtime (CPU);
 //! - [`outputs`]: the graph contract's outputs, compared across backends;
 //! - [`preprocess`]: image decoding and PIL-exact resizing to the graph input;
+//! - [`model_file`]: reading a model file within a size limit, external data checked and inlined;
 //! - [`metadata`]: what the exporter wrote into the graph; [`detector`]: the `Detector` API;
 //!   [`postprocess`]: maps back to image size, overlays and masks.
 
 pub mod detector;
 pub mod metadata;
+pub mod model_file;
 pub mod ort_backend;
 pub mod ort_lib;
 pub mod outputs;

@@ -61,10 +61,88 @@ pub fn read(bytes: &[u8], path: &Path) -> Result<ModelInfo, MetadataError> {
     )
     .map_err(|e| fail(e.to_string()))?;
     let input = get(META_INPUT).unwrap_or("image").to_string();
+    check_input(&model, &input, spec.image_size).map_err(fail)?;
     let precision = get("dlvp.precision").unwrap_or("fp32").to_string();
     Ok(ModelInfo {
         spec,
         input,
         precision,
     })
+}
+
+/// The graph's one input must be what its metadata promises: `image` f32 [B, 3, S, S] or
+/// `image_u8` uint8 [B, S, S, 3], S the spec's image size (B may be symbolic). A graph edited
+/// after export, or metadata copied onto another graph, fails here rather than inside a backend.
+fn check_input(model: &pb::ModelProto, name: &str, size: usize) -> Result<(), String> {
+    use pb::tensor_proto::DataType;
+    use pb::tensor_shape_proto::dimension::Value;
+    let graph = model.graph.as_ref().ok_or("the model has no graph")?;
+    let initializers: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let inputs: Vec<&pb::ValueInfoProto> = graph
+        .input
+        .iter()
+        .filter(|i| !initializers.contains(&i.name.as_str()))
+        .collect();
+    let names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
+    let [input] = inputs[..] else {
+        return Err(format!(
+            "the graph has inputs {names:?}; a dlvp graph has one, `{name}`"
+        ));
+    };
+    if input.name != name {
+        return Err(format!(
+            "the graph's input is `{}`, but its metadata says `{name}`",
+            input.name
+        ));
+    }
+    let (dtype, expected): (DataType, [Option<i64>; 4]) = match name {
+        "image_u8" => (DataType::Uint8, [None, Some(size as i64), Some(size as i64), Some(3)]),
+        _ => (DataType::Float, [None, Some(3), Some(size as i64), Some(size as i64)]),
+    };
+    let show = |dims: &[Option<i64>]| {
+        let parts: Vec<String> = dims
+            .iter()
+            .map(|d| d.map_or("B".to_string(), |n| n.to_string()))
+            .collect();
+        format!("[{}]", parts.join(", "))
+    };
+    let Some(pb::type_proto::Value::TensorType(tensor)) =
+        input.r#type.as_ref().and_then(|t| t.value.as_ref())
+    else {
+        return Err(format!("input `{name}` is not a tensor"));
+    };
+    if tensor.elem_type != dtype as i32 {
+        let found = DataType::try_from(tensor.elem_type)
+            .map(|d| format!("{d:?}"))
+            .unwrap_or_else(|_| tensor.elem_type.to_string());
+        return Err(format!(
+            "input `{name}` has element type {found}; a dlvp graph takes {dtype:?}"
+        ));
+    }
+    let dims: Vec<Option<i64>> = tensor
+        .shape
+        .as_ref()
+        .map(|s| {
+            s.dim
+                .iter()
+                .map(|d| match d.value {
+                    Some(Value::DimValue(n)) => Some(n),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let fits = dims.len() == 4
+        && dims
+            .iter()
+            .zip(&expected)
+            .all(|(found, want)| want.is_none() || found == want);
+    if !fits {
+        return Err(format!(
+            "input `{name}` has shape {}, but the spec in its metadata (image_size {size}) needs {}",
+            show(&dims),
+            show(&expected)
+        ));
+    }
+    Ok(())
 }

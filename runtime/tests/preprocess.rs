@@ -9,6 +9,9 @@ use dlvp_exporter::Checkpoint;
 use dlvp_runtime::preprocess::{load_rgb8, resize_rgb8, to_input};
 use rstest::rstest;
 
+#[path = "../../tests/support/png.rs"]
+mod png;
+
 fn folder() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/preprocess")
 }
@@ -31,6 +34,7 @@ fn expected_u8(name: &str) -> Vec<u8> {
 #[case("120x120_rgb")]
 #[case("48x40_i16")]
 #[case("50x44_rgb16")]
+#[case("44x36_la")]
 fn resize_matches_pil_byte_for_byte(#[case] name: &str) {
     let img = load_rgb8(&folder().join(format!("{name}.png"))).unwrap();
     for (label, filter) in [
@@ -52,6 +56,31 @@ fn resize_matches_pil_byte_for_byte(#[case] name: &str) {
             pil.len()
         );
     }
+}
+
+/// Decoding, before any resize: PNG of every mode byte for byte; a CMYK JPEG (Adobe-inverted, as
+/// Pillow and Photoshop write it) within the rounding two JPEG decoders may differ by.
+#[rstest]
+#[case("80x64_rgb.png", 0)]
+#[case("64x48_l.png", 0)]
+#[case("45x70_rgba.png", 0)]
+#[case("44x36_la.png", 0)]
+#[case("48x40_i16.png", 0)]
+#[case("50x44_rgb16.png", 0)]
+#[case("40x30_cmyk.jpg", 2)]
+fn decoding_matches_pil(#[case] file: &str, #[case] tolerance: u8) {
+    let ours = load_rgb8(&folder().join(file)).unwrap();
+    let name = file.rsplit_once('.').unwrap().0;
+    let pil = expected_u8(&format!("{name}.decoded"));
+    assert_eq!(ours.as_raw().len(), pil.len(), "{file}: size");
+    let worst = ours
+        .as_raw()
+        .iter()
+        .zip(&pil)
+        .map(|(a, b)| a.abs_diff(*b))
+        .max()
+        .unwrap();
+    assert!(worst <= tolerance, "{file}: a byte differs from PIL by {worst}");
 }
 
 #[rstest]
@@ -78,41 +107,9 @@ fn the_graph_input_equals_the_reference_transform(#[case] name: &str) {
 /// header, without trying to allocate 30 GB.
 #[test]
 fn a_decompression_bomb_is_refused_before_allocating() {
-    fn chunk(kind: &[u8], data: &[u8]) -> Vec<u8> {
-        let mut crc_input = kind.to_vec();
-        crc_input.extend_from_slice(data);
-        let mut out = (data.len() as u32).to_be_bytes().to_vec();
-        out.extend_from_slice(&crc_input);
-        out.extend_from_slice(&crc32(&crc_input).to_be_bytes());
-        out
-    }
-    fn crc32(bytes: &[u8]) -> u32 {
-        let mut crc = 0xFFFF_FFFFu32;
-        for &b in bytes {
-            crc ^= b as u32;
-            for _ in 0..8 {
-                crc = if crc & 1 != 0 {
-                    (crc >> 1) ^ 0xEDB8_8320
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        !crc
-    }
-    let mut header = 100_000u32.to_be_bytes().to_vec();
-    header.extend_from_slice(&100_000u32.to_be_bytes());
-    header.extend_from_slice(&[8, 2, 0, 0, 0]);
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    png.extend(chunk(b"IHDR", &header));
-    png.extend(chunk(
-        b"IDAT",
-        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
-    ));
-    png.extend(chunk(b"IEND", &[]));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bomb.png");
-    std::fs::write(&path, png).unwrap();
+    std::fs::write(&path, png::claiming(100_000, 100_000)).unwrap();
     let err = load_rgb8(&path).unwrap_err().to_string();
     assert!(
         err.contains("100000×100000 = 10000000000 pixels, more than the limit"),

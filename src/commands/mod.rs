@@ -1,5 +1,6 @@
 //! One module per `dlvp` subcommand, and what several of them share.
 
+pub mod atomic_write;
 pub mod bench;
 pub mod default_model;
 pub mod demo_data;
@@ -11,12 +12,12 @@ pub mod progress;
 pub mod spec;
 pub mod weights;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::ValueEnum;
 use dlvp_exporter::{Checkpoint, Spec};
+pub use atomic_write::write_atomically;
 use dlvp_runtime::detector::{BackendChoice, Detector, DetectorOptions, GpuOptions};
 
 /// The spec for a checkpoint, and a phrase saying where it came from. An explicit `--spec`
@@ -45,37 +46,6 @@ pub fn resolve_spec(
         ))
         .with_context(|| ckpt.path().display().to_string()),
     }
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, synced, then
-/// renamed over `path`, so a crash or a full disk never leaves a partial file behind. A missing
-/// parent folder is created.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("{}: cannot create folder", dir.display()))?;
-    let name = path
-        .file_name()
-        .with_context(|| format!("{}: not a file path", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("{}: cannot write", path.display()));
-    }
-    Ok(())
 }
 
 /// `--backend`: which runtime runs the graph (`auto` = the best that loads, and says why).
@@ -112,6 +82,10 @@ pub struct RunArgs {
     /// TensorRT: largest batch of the optimisation profile (default 8, or --batch if larger).
     #[arg(long)]
     pub max_batch: Option<u32>,
+    /// Refuse a model larger than this, external data included (a model is inlined into one
+    /// protobuf, whose limit is 2 GiB).
+    #[arg(long, default_value_t = 2048, value_name = "MIB")]
+    pub max_model_mib: u64,
 }
 
 /// Loads a graph for `detect`, `eval` and `bench`, printing the backend that runs it and why.
@@ -140,6 +114,7 @@ pub fn load_detector(model: &Path, run: &RunArgs, batch: u32) -> anyhow::Result<
             backend,
             ort_lib,
             gpu,
+            max_model_bytes: Some(run.max_model_mib << 20),
         },
     )?;
     for note in detector.notes() {

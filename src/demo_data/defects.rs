@@ -22,6 +22,13 @@ pub fn kinds_for(category: &str) -> &'static [&'static str] {
 
 type Point = (f32, f32);
 
+/// Euclidean RGB distance (components in [0, 1]) a contaminant keeps from the surface's mean colour.
+const MIN_CONTAMINANT_CONTRAST: f32 = 0.45;
+
+fn colour_distance(a: [f32; 3], b: [f32; 3]) -> f32 {
+    (0..3).map(|c| (a[c] - b[c]).powi(2)).sum::<f32>().sqrt()
+}
+
 fn dist_to_segment(p: Point, a: Point, b: Point) -> f32 {
     let (dx, dy) = (b.0 - a.0, b.1 - a.1);
     let len2 = dx * dx + dy * dy;
@@ -252,13 +259,29 @@ pub fn apply(kind: &str, canvas: &mut Canvas, rng: &mut Rng) -> Vec<u8> {
                 [0.2, 0.7, 0.25],
                 [0.85, 0.15, 0.1],
             ];
-            let colour = colours[rng.below(colours.len())];
+            // A contaminant the colour of the surface would be invisible (a red fibre on red
+            // fabric) yet still masked: only colours far from the surface's mean are drawn.
+            let surface = canvas.mean();
+            let visible: Vec<[f32; 3]> = colours
+                .iter()
+                .copied()
+                .filter(|c| colour_distance(*c, surface) >= MIN_CONTAMINANT_CONTRAST)
+                .collect();
+            let colour = if visible.is_empty() {
+                // No surface the generator paints is this close to every colour; stay total anyway.
+                *colours
+                    .iter()
+                    .max_by(|a, b| colour_distance(**a, surface).total_cmp(&colour_distance(**b, surface)))
+                    .unwrap_or(&colours[0])
+            } else {
+                visible[rng.below(visible.len())]
+            };
             if rng.chance(0.4) {
-                // A stray fibre.
+                // A stray fibre, 3 px wide at 256 px so it survives the model's resize.
                 let pts = curve(rng, n * 0.5);
                 let shift = random_centre(rng, n * 0.5);
                 let pts: Vec<Point> = pts.iter().map(|p| (p.0 + shift.0, p.1 + shift.1)).collect();
-                stroke(canvas, m, &pts, 2.0 * s, |_| colour);
+                stroke(canvas, m, &pts, 3.0 * s, |_| colour);
             } else {
                 let centre = random_centre(rng, n);
                 for _ in 0..1 + rng.below(3) {

@@ -45,6 +45,17 @@ impl Canvas {
         self.rgb[y * self.size + x] = c;
     }
 
+    /// The mean colour of the whole canvas.
+    pub fn mean(&self) -> [f32; 3] {
+        let mut sum = [0.0f64; 3];
+        for px in &self.rgb {
+            for c in 0..3 {
+                sum[c] += px[c] as f64;
+            }
+        }
+        sum.map(|v| (v / self.rgb.len().max(1) as f64) as f32)
+    }
+
     /// 8-bit RGB with a little sensor noise, as a camera would deliver it.
     pub fn to_rgb8(&self, rng: &mut Rng, noise_sigma: f32) -> image::RgbImage {
         let n = self.size as u32;

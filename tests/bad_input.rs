@@ -1,0 +1,510 @@
+//! The bad-input matrix: every kind of broken file a production line or another team can hand
+//! `dlvp` — images, specs, checkpoints, models — through the real binary. Each refused case
+//! exits 1 or 2 with an `error:` line naming the file and the problem, panics nowhere, and leaves
+//! no output file behind. Unusual but valid images (1×1, 16-bit, CMYK, grey+alpha, unicode
+//! names) are scored instead.
+
+#[path = "support/checkpoint.rs"]
+mod checkpoint;
+#[path = "support/png.rs"]
+mod png;
+#[path = "support/run.rs"]
+mod run;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::OnceLock;
+
+use checkpoint::{dlvp_metadata, tensors_for, tiny_spec, write, write_raw, Tensor};
+use prost::Message;
+use rstest::rstest;
+use run::{dlvp, export, golden_weights, stderr, stdout};
+use tract_onnx::pb;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The tiny golden checkpoint exported once for the whole file.
+fn tiny_model() -> &'static Path {
+    static MODEL: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, path) = MODEL.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.onnx");
+        export(&golden_weights(), &path);
+        (dir, path)
+    });
+    path
+}
+
+/// The refusal contract: exit 1 or 2, an `error:` line with the file's name and `problem`, no
+/// panic, and `out` (where outputs would go) holding nothing.
+fn assert_refused(run: &Output, file: &Path, problem: &str, out: &Path) {
+    let err = stderr(run);
+    assert!(
+        matches!(run.status.code(), Some(1 | 2)),
+        "exit {:?}\nstdout: {}\nstderr: {err}",
+        run.status.code(),
+        stdout(run)
+    );
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{err}");
+    let name = file.file_name().unwrap().to_string_lossy();
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error:") && l.contains(name.as_ref()))
+        .unwrap_or_else(|| panic!("no `error:` line names {name}:\n{err}"));
+    assert!(line.contains(problem), "expected {problem:?} in {line:?}");
+    let left: Vec<_> = std::fs::read_dir(out)
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "files left behind in {}: {left:?}", out.display());
+}
+
+// ---------------------------------------------------------------- images
+
+fn encoded(img: image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut bytes, format).unwrap();
+    bytes.into_inner()
+}
+
+fn gradient() -> image::RgbImage {
+    image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([(x * 4) as u8, (y * 5) as u8, 90]))
+}
+
+fn png_bytes() -> Vec<u8> {
+    encoded(gradient().into(), image::ImageFormat::Png)
+}
+
+fn jpeg_bytes() -> Vec<u8> {
+    encoded(gradient().into(), image::ImageFormat::Jpeg)
+}
+
+fn half(bytes: Vec<u8>) -> Vec<u8> {
+    bytes[..bytes.len() / 2].to_vec()
+}
+
+fn detect(image: &Path, model: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "detect",
+        image.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--backend",
+        "tract",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    dlvp(&args)
+}
+
+#[rstest]
+#[case::empty_file("empty.png", Vec::new(), "cannot read image")]
+#[case::truncated_png("cut.png", half(png_bytes()), "cannot read image")]
+#[case::truncated_jpeg("cut.jpg", half(jpeg_bytes()), "truncated JPEG")]
+#[case::text_named_png("notes.png", b"a text file, not a picture\n".to_vec(), "cannot read image")]
+#[case::decompression_bomb(
+    "bomb.png",
+    png::claiming(100_000, 100_000),
+    "100000×100000 = 10000000000 pixels, more than the limit"
+)]
+fn a_bad_image_is_refused_by_name(
+    #[case] name: &str,
+    #[case] bytes: Vec<u8>,
+    #[case] problem: &str,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join(name);
+    std::fs::write(&image, bytes).unwrap();
+    let out = dir.path().join("out");
+    let run = detect(&image, tiny_model(), &out, &[]);
+    assert_refused(&run, &image, problem, &out);
+}
+
+#[test]
+fn the_pixel_limit_is_configurable() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("big enough.png");
+    std::fs::write(&image, png_bytes()).unwrap();
+    let out = dir.path().join("out");
+    let run = detect(&image, tiny_model(), &out, &["--max-pixels", "1000"]);
+    assert_refused(&run, &image, "64×48 = 3072 pixels, more than the limit of 1000", &out);
+}
+
+#[test]
+fn a_missing_or_dangling_image_path_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let missing = dir.path().join("no such image.png");
+    assert_refused(
+        &detect(&missing, tiny_model(), &out, &[]),
+        &missing,
+        "no such file or folder",
+        &out,
+    );
+    let dangling = dir.path().join("dangling.png");
+    std::os::unix::fs::symlink(dir.path().join("gone.png"), &dangling).unwrap();
+    assert_refused(
+        &detect(&dangling, tiny_model(), &out, &[]),
+        &dangling,
+        "no such file or folder",
+        &out,
+    );
+}
+
+#[test]
+fn an_unreadable_image_is_named() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("locked.png");
+    std::fs::write(&image, png_bytes()).unwrap();
+    std::fs::set_permissions(&image, std::fs::Permissions::from_mode(0o000)).unwrap();
+    if std::fs::read(&image).is_ok() {
+        eprintln!("skipped: running as root, so a mode-000 file is still readable");
+        return;
+    }
+    let out = dir.path().join("out");
+    let run = detect(&image, tiny_model(), &out, &[]);
+    assert_refused(&run, &image, "Permission denied", &out);
+}
+
+/// Valid images of unusual kinds are scored like any other, outputs at their own size.
+#[rstest]
+#[case::one_pixel("1x1.png", image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(1, 1, image::Rgb([200, 10, 10]))), image::ImageFormat::Png)]
+#[case::sixteen_bit_rgb(
+    "rgb16.png",
+    image::DynamicImage::ImageRgb16(image::ImageBuffer::from_fn(40, 30, |x, y| image::Rgb([(x * 1500) as u16, (y * 2000) as u16, 40000]))),
+    image::ImageFormat::Png
+)]
+#[case::grey_alpha(
+    "grey alpha.png",
+    image::DynamicImage::ImageLumaA8(image::ImageBuffer::from_fn(40, 30, |x, _| image::LumaA([(x * 6) as u8, 128]))),
+    image::ImageFormat::Png
+)]
+#[case::unicode_and_spaces("Prüfteil Nr 7 — 検査.png", image::DynamicImage::ImageRgb8(gradient()), image::ImageFormat::Png)]
+// Decoded by content, as Pillow does, whatever the extension says.
+#[case::jpeg_named_png("photo.png", image::DynamicImage::ImageRgb8(gradient()), image::ImageFormat::Jpeg)]
+fn an_unusual_valid_image_is_scored(
+    #[case] name: &str,
+    #[case] img: image::DynamicImage,
+    #[case] format: image::ImageFormat,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("line 3 ✓");
+    std::fs::create_dir(&folder).unwrap();
+    let path = folder.join(name);
+    std::fs::write(&path, encoded(img.clone(), format)).unwrap();
+    assert_scored(&path, (img.width(), img.height()));
+}
+
+/// CMYK JPEGs come from print workflows; the image crate cannot write one, so this is the
+/// reference's fixture (written by Pillow, checked against Pillow's decoding in the runtime tests).
+#[test]
+fn a_cmyk_jpeg_is_scored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cmyk.jpg");
+    std::fs::copy(repo().join("fixtures/preprocess/40x30_cmyk.jpg"), &path).unwrap();
+    assert_scored(&path, (40, 30));
+}
+
+fn assert_scored(path: &Path, size: (u32, u32)) {
+    let out = path.parent().unwrap().join("out");
+    let run = detect(path, tiny_model(), &out, &["--json"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let line: serde_json::Value = serde_json::from_str(stdout(&run).trim()).unwrap();
+    let score = line["score"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&score), "{score}");
+    let overlay = image::open(line["overlay"].as_str().unwrap()).unwrap();
+    assert_eq!((overlay.width(), overlay.height()), size);
+}
+
+// ---------------------------------------------------------------- specs
+
+fn tiny_spec_text() -> String {
+    std::fs::read_to_string(repo().join("model-spec/tiny.yaml")).unwrap()
+}
+
+fn spec_edit(from: &str, to: &str) -> String {
+    let text = tiny_spec_text();
+    assert!(text.contains(from), "{from:?} not in tiny.yaml");
+    text.replacen(from, to, 1)
+}
+
+#[rstest]
+#[case::empty(String::new(), "the spec is empty")]
+#[case::yaml_syntax(spec_edit("name: dlvp-clip-tiny", "name: \"dlvp-clip-tiny"), "did not find expected key at line")]
+#[case::unknown_field(spec_edit("  heads: 4", "  heads: 4\n  head: 4"), "unknown field `head`")]
+#[case::wrong_type(spec_edit("image_size: 56", "image_size: fifty-six"), "image_size: invalid type: string \"fifty-six\", expected usize at line 5")]
+#[case::negative(spec_edit("image_size: 56", "image_size: -56"), "image_size: invalid type: integer `-56`, expected usize")]
+#[case::not_a_patch_multiple(spec_edit("image_size: 56", "image_size: 60"), "multiple of")]
+#[case::zero_top_k(spec_edit("top_k: 4", "top_k: 0"), "slfs.top_k: must be at least 1")]
+#[case::heads_do_not_divide(spec_edit("  heads: 4", "  heads: 5"), "vision.heads: 5 does not divide vision.width 64")]
+#[case::negative_sigma(spec_edit("gaussian_sigma: 1.5", "gaussian_sigma: -1"), "gaussian_sigma: must be 0 (off) or a positive number")]
+#[case::feature_layer_past_depth(spec_edit("feature_layers: [1, 2, 3, 4]", "feature_layers: [1, 2, 3, 9]"), "feature_layers: layer 9 is outside 1..=4")]
+fn a_bad_spec_is_refused_by_name(#[case] text: String, #[case] problem: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("line spec.yaml");
+    std::fs::write(&spec, text).unwrap();
+    let run = dlvp(&["spec", "validate", spec.to_str().unwrap()]);
+    assert_refused(&run, &spec, problem, &dir.path().join("out"));
+    // The same spec handed to export stops it before anything is written.
+    let out = dir.path().join("out");
+    let run = dlvp(&[
+        "export",
+        "--weights",
+        golden_weights().to_str().unwrap(),
+        "--spec",
+        spec.to_str().unwrap(),
+        "--out",
+        out.join("model.onnx").to_str().unwrap(),
+    ]);
+    assert_refused(&run, &spec, problem, &out);
+}
+
+#[test]
+fn a_folder_given_as_a_spec_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("specs.yaml");
+    std::fs::create_dir(&folder).unwrap();
+    let run = dlvp(&["spec", "validate", folder.to_str().unwrap()]);
+    assert_refused(&run, &folder, "cannot read spec", &dir.path().join("out"));
+}
+
+// ---------------------------------------------------------------- checkpoints
+
+/// A checkpoint: the tiny spec's tensors (edited), serialised by the `safetensors` crate.
+fn ckpt_bytes(edit: impl FnOnce(&mut std::collections::BTreeMap<String, Tensor>)) -> Vec<u8> {
+    let spec = tiny_spec();
+    let mut tensors = tensors_for(&spec);
+    edit(&mut tensors);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.safetensors");
+    write(&path, &tensors, Some(dlvp_metadata(&spec)));
+    std::fs::read(path).unwrap()
+}
+
+fn raw_ckpt(header: &str, data: &[u8]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.safetensors");
+    write_raw(&path, header, data);
+    std::fs::read(path).unwrap()
+}
+
+fn with_value(name: &'static str, value: f32) -> Vec<u8> {
+    ckpt_bytes(|t| {
+        let tensor = t.get_mut(name).unwrap();
+        tensor.bytes[4..8].copy_from_slice(&value.to_le_bytes());
+    })
+}
+
+#[rstest]
+#[case::empty(Vec::new(), "fewer than the 8-byte header length")]
+#[case::text(b"this is not a checkpoint at all".to_vec(), "not a safetensors file")]
+#[case::truncated({ let b = ckpt_bytes(|_| {}); b[..b.len() - 100].to_vec() }, "(truncated file?)")]
+#[case::header_length_past_end(
+    { let mut b = 1_000_000u64.to_le_bytes().to_vec(); b.extend_from_slice(b"{}"); b },
+    "header length 1000000 runs past the end of the 10-byte file"
+)]
+#[case::header_not_json(raw_ckpt("{not json", &[]), "header is not valid JSON")]
+#[case::overlapping(
+    raw_ckpt(r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"b":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#, &[0; 16]),
+    "overlap in the data section"
+)]
+#[case::offsets_past_end(
+    raw_ckpt(r#"{"a":{"dtype":"F32","shape":[16],"data_offsets":[0,64]}}"#, &[0; 16]),
+    "ends at byte 64 of a 16-byte data section"
+)]
+#[case::unsupported_dtype(
+    ckpt_bytes(|t| { let v = t.get_mut("visual.proj").unwrap(); v.dtype = safetensors::Dtype::I32; }),
+    "has dtype I32; only F32, F16 and BF16 are supported"
+)]
+#[case::missing_tensor(ckpt_bytes(|t| { t.remove("visual.proj"); }), "tensor `visual.proj` is missing")]
+#[case::extra_tensor(
+    ckpt_bytes(|t| { t.insert("visual.transformer.resblocks.4.ln_1.weight".into(), Tensor::seeded(&[64], 1)); }),
+    "the graph does not use: visual.transformer.resblocks.4.ln_1.weight"
+)]
+#[case::mis_shaped(
+    ckpt_bytes(|t| { t.insert("visual.proj".into(), Tensor::seeded(&[64, 31], 0)); }),
+    "tensor `visual.proj` has shape [64, 31], expected [64, 32]"
+)]
+#[case::nan(with_value("visual.proj", f32::NAN), "tensor `visual.proj` holds 1 NaN and 0 infinite values")]
+#[case::inf(with_value("visual.proj", f32::INFINITY), "tensor `visual.proj` holds 0 NaN and 1 infinite values")]
+fn a_bad_checkpoint_is_refused_by_name(#[case] bytes: Vec<u8>, #[case] problem: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("from other team.safetensors");
+    std::fs::write(&ckpt, bytes).unwrap();
+    let out = dir.path().join("out");
+    let run = dlvp(&[
+        "export",
+        "--weights",
+        ckpt.to_str().unwrap(),
+        "--out",
+        out.join("model.onnx").to_str().unwrap(),
+    ]);
+    assert_refused(&run, &ckpt, problem, &out);
+}
+
+#[test]
+fn a_folder_given_as_a_checkpoint_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("weights.safetensors");
+    std::fs::create_dir(&folder).unwrap();
+    let out = dir.path().join("out");
+    let run = dlvp(&["export", "--weights", folder.to_str().unwrap(), "--out", out.join("m.onnx").to_str().unwrap()]);
+    assert_refused(&run, &folder, "cannot read checkpoint", &out);
+}
+
+// ---------------------------------------------------------------- models
+
+fn tiny_proto() -> pb::ModelProto {
+    pb::ModelProto::decode(&std::fs::read(tiny_model()).unwrap()[..]).unwrap()
+}
+
+fn edited(edit: impl FnOnce(&mut pb::ModelProto)) -> Vec<u8> {
+    let mut model = tiny_proto();
+    edit(&mut model);
+    model.encode_to_vec()
+}
+
+fn input_dims(model: &mut pb::ModelProto) -> &mut Vec<pb::tensor_shape_proto::Dimension> {
+    let input = &mut model.graph.as_mut().unwrap().input[0];
+    let Some(pb::type_proto::Value::TensorType(t)) =
+        input.r#type.as_mut().and_then(|t| t.value.as_mut())
+    else {
+        panic!("tensor input");
+    };
+    &mut t.shape.as_mut().unwrap().dim
+}
+
+#[rstest]
+#[case::text(b"not a model".to_vec(), "not an ONNX model")]
+#[case::empty(Vec::new(), "not a dlvp graph")]
+#[case::truncated(half(std::fs::read(tiny_model()).unwrap()), "not an ONNX model")]
+#[case::no_metadata(edited(|m| m.metadata_props.clear()), "not a dlvp graph: no dlvp.format metadata")]
+#[case::wrong_input_size(
+    edited(|m| { input_dims(m)[2].value = Some(pb::tensor_shape_proto::dimension::Value::DimValue(64)); }),
+    "input `image` has shape [B, 3, 64, 56], but the spec in its metadata (image_size 56) needs [B, 3, 56, 56]"
+)]
+#[case::wrong_input_rank(
+    edited(|m| { input_dims(m).pop(); }),
+    "input `image` has shape [B, 3, 56]"
+)]
+#[case::renamed_input(
+    edited(|m| { m.graph.as_mut().unwrap().input[0].name = "pixels".into(); }),
+    "the graph's input is `pixels`, but its metadata says `image`"
+)]
+fn a_bad_model_is_refused_by_name(#[case] bytes: Vec<u8>, #[case] problem: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("line model.onnx");
+    std::fs::write(&model, bytes).unwrap();
+    let image = repo().join("fixtures/samples/fabric_hole.png");
+    let out = dir.path().join("out");
+    assert_refused(&detect(&image, &model, &out, &[]), &model, problem, &out);
+    assert_refused(
+        &dlvp(&["bench", "--model", model.to_str().unwrap(), "--backend", "tract", "--iters", "1", "--warmup", "0"]),
+        &model,
+        problem,
+        &out,
+    );
+}
+
+/// The tiny model exported with `--external-data` into `dir/models/`: (model, data file).
+fn external_model(dir: &Path) -> (PathBuf, PathBuf) {
+    let model = dir.join("models/m.onnx");
+    let run = dlvp(&[
+        "export",
+        "--weights",
+        golden_weights().to_str().unwrap(),
+        "--out",
+        model.to_str().unwrap(),
+        "--external-data",
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    (model.clone(), dir.join("models/m.onnx.data"))
+}
+
+/// Rewrites the first external initializer's `key` entry of the model at `path`.
+fn set_external(path: &Path, key: &str, value: &str) {
+    let mut model = pb::ModelProto::decode(&std::fs::read(path).unwrap()[..]).unwrap();
+    let tensor = model
+        .graph
+        .as_mut()
+        .unwrap()
+        .initializer
+        .iter_mut()
+        .find(|t| !t.external_data.is_empty())
+        .unwrap();
+    match tensor.external_data.iter_mut().find(|e| e.key == key) {
+        Some(entry) => entry.value = value.into(),
+        None => tensor.external_data.push(pb::StringStringEntryProto {
+            key: key.into(),
+            value: value.into(),
+        }),
+    }
+    std::fs::write(path, model.encode_to_vec()).unwrap();
+}
+
+#[test]
+fn a_model_with_external_data_runs_like_the_single_file_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _) = external_model(dir.path());
+    let image = repo().join("fixtures/samples/fabric_hole.png");
+    let score = |model: &Path| {
+        let run = detect(&image, model, &dir.path().join("out"), &["--json"]);
+        assert!(run.status.success(), "{}", stderr(&run));
+        let line: serde_json::Value = serde_json::from_str(stdout(&run).trim()).unwrap();
+        line["score"].as_f64().unwrap()
+    };
+    assert_eq!(score(&model), score(tiny_model()));
+}
+
+#[rstest]
+#[case::parent_folder("location", "../secrets.data", "is not a plain path inside the model's folder")]
+#[case::absolute_path("location", "/etc/passwd", "is not a plain path inside the model's folder")]
+#[case::missing_file("location", "elsewhere.data", "No such file")]
+#[case::past_the_end("offset", "99999999", "are past its end")]
+#[case::wrong_length("length", "12", "12 bytes, but shape")]
+#[case::not_a_number("offset", "-4", "not a byte count")]
+fn bad_external_data_is_refused_naming_the_initializer(
+    #[case] key: &str,
+    #[case] value: &str,
+    #[case] problem: &str,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _) = external_model(dir.path());
+    std::fs::write(dir.path().join("secrets.data"), vec![0u8; 1 << 20]).unwrap();
+    set_external(&model, key, value);
+    let image = repo().join("fixtures/samples/fabric_hole.png");
+    let out = dir.path().join("out");
+    let run = detect(&image, &model, &out, &[]);
+    assert_refused(&run, &model, problem, &out);
+    assert!(stderr(&run).contains("initializer `"), "{}", stderr(&run));
+}
+
+#[test]
+fn external_data_behind_a_symlink_out_of_the_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, data) = external_model(dir.path());
+    let outside = dir.path().join("outside.data");
+    std::fs::rename(&data, &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, &data).unwrap();
+    let image = repo().join("fixtures/samples/fabric_hole.png");
+    let out = dir.path().join("out");
+    let run = detect(&image, &model, &out, &[]);
+    assert_refused(&run, &model, "leads out of the model's folder", &out);
+}
+
+#[test]
+fn a_model_over_the_size_limit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = repo().join("fixtures/samples/fabric_hole.png");
+    let out = dir.path().join("out");
+    // The single-file model (1.4 MB) against a 1 MiB limit: refused from its size alone.
+    let run = detect(&image, tiny_model(), &out, &["--max-model-mib", "1"]);
+    assert_refused(&run, tiny_model(), "over the limit of 1048576 bytes", &out);
+    // Split into a 0.1 MB model and 1.3 MB of data, the two are counted together.
+    let (model, _) = external_model(dir.path());
+    let run = detect(&image, &model, &out, &["--max-model-mib", "1"]);
+    assert_refused(&run, &model, "the model with its external data is", &out);
+}
