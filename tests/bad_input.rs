@@ -238,6 +238,9 @@ fn spec_edit(from: &str, to: &str) -> String {
 #[case::wrong_type(spec_edit("image_size: 56", "image_size: fifty-six"), "image_size: invalid type: string \"fifty-six\", expected usize at line 5")]
 #[case::negative(spec_edit("image_size: 56", "image_size: -56"), "image_size: invalid type: integer `-56`, expected usize")]
 #[case::not_a_patch_multiple(spec_edit("image_size: 56", "image_size: 60"), "multiple of")]
+// Found by the spec fuzz target (exporter/tests/fuzz.rs): both overflowed in validation.
+#[case::huge_top_k(spec_edit("top_k: 4", "top_k: 18446744073709551615"), "slfs.top_k: 18446744073709551615 exceeds the 49 patch tokens")]
+#[case::huge_image_size(spec_edit("image_size: 56", "image_size: 8589934592"), "image_size: 8589934592 is above the largest supported, 8192")]
 #[case::zero_top_k(spec_edit("top_k: 4", "top_k: 0"), "slfs.top_k: must be at least 1")]
 #[case::heads_do_not_divide(spec_edit("  heads: 4", "  heads: 5"), "vision.heads: 5 does not divide vision.width 64")]
 #[case::negative_sigma(spec_edit("gaussian_sigma: 1.5", "gaussian_sigma: -1"), "gaussian_sigma: must be 0 (off) or a positive number")]

@@ -365,7 +365,7 @@ impl Spec {
 
     /// Patch tokens N = g².
     pub fn num_patches(&self) -> usize {
-        self.grid() * self.grid()
+        self.grid().saturating_mul(self.grid())
     }
 
     /// Every reason the spec cannot describe a model; empty when it can.
@@ -384,6 +384,7 @@ impl Spec {
         if self.image_size == 0 {
             bad("image_size", "must be at least 1".into());
         }
+        at_most("image_size", self.image_size, MAX_IMAGE_SIZE, &mut bad);
         let v = &self.vision;
         if v.patch_size == 0 {
             bad("vision.patch_size", "must be at least 1".into());
@@ -402,9 +403,12 @@ impl Spec {
         if t.vocab_size == 0 {
             bad("text.vocab_size", "must be at least 1".into());
         }
+        at_most("text.vocab_size", t.vocab_size, MAX_VOCAB, &mut bad);
+        at_most("text.context_length", t.context_length, MAX_CONTEXT, &mut bad);
         if self.embed_dim == 0 {
             bad("embed_dim", "must be at least 1".into());
         }
+        at_most("embed_dim", self.embed_dim, MAX_WIDTH, &mut bad);
 
         if self.feature_layers.is_empty() {
             bad("feature_layers", "must list at least one layer".into());
@@ -480,20 +484,20 @@ impl Spec {
                 let words = template.split_whitespace().count();
                 if words == 0 {
                     bad(class, "a template is empty".into());
-                } else if words + k + 2 > t.context_length {
+                } else if words.saturating_add(k).saturating_add(2) > t.context_length {
                     bad(
                         class,
                         format!(
                             "template {template:?} needs at least {} tokens (SOT + {k} prompts + {words} words + EOT) \
                              but text.context_length is {}",
-                            words + k + 2,
+                            words.saturating_add(k).saturating_add(2),
                             t.context_length
                         ),
                     );
                 }
             }
         }
-        if t.context_length < k + 2 {
+        if t.context_length < k.saturating_add(2) {
             bad(
                 "text.context_length",
                 format!(
@@ -576,6 +580,25 @@ fn mlp_width(width: usize, ratio: f64) -> usize {
     (width as f64 * ratio).round() as usize
 }
 
+// Upper bounds far above any CLIP (ViT-bigG: width 1664, 48 layers; 518 px inputs): a value past
+// them is a typo, and refusing it keeps every size computed from the spec far from overflow and
+// from allocations the machine cannot make.
+const MAX_IMAGE_SIZE: usize = 8192;
+const MAX_WIDTH: usize = 16384;
+const MAX_LAYERS: usize = 512;
+const MAX_MLP_RATIO: f64 = 64.0;
+const MAX_VOCAB: usize = 1 << 20;
+const MAX_CONTEXT: usize = 8192;
+
+fn at_most(field: &str, value: usize, max: usize, bad: &mut impl FnMut(&str, String)) {
+    if value > max {
+        bad(
+            field,
+            format!("{value} is above the largest supported, {max}"),
+        );
+    }
+}
+
 fn check_tower(
     tower: &str,
     width: usize,
@@ -587,9 +610,11 @@ fn check_tower(
     if width == 0 {
         bad(&format!("{tower}.width"), "must be at least 1".into());
     }
+    at_most(&format!("{tower}.width"), width, MAX_WIDTH, bad);
     if layers == 0 {
         bad(&format!("{tower}.layers"), "must be at least 1".into());
     }
+    at_most(&format!("{tower}.layers"), layers, MAX_LAYERS, bad);
     if heads == 0 {
         bad(&format!("{tower}.heads"), "must be at least 1".into());
     } else if width % heads != 0 {
@@ -603,6 +628,11 @@ fn check_tower(
         bad(
             &format!("{tower}.mlp_ratio"),
             format!("must be a positive number, found {mlp_ratio}"),
+        );
+    } else if mlp_ratio > MAX_MLP_RATIO {
+        bad(
+            &format!("{tower}.mlp_ratio"),
+            format!("{mlp_ratio} is above the largest supported, {MAX_MLP_RATIO}"),
         );
     } else if (hidden - hidden.round()).abs() > 1e-6 {
         bad(
