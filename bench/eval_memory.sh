@@ -19,7 +19,7 @@ for run in "60 256" "600 256" "60 512" "600 512"; do
     set -- $run
     count=$1 size=$2
     data="$scratch/data-$count-$size"
-    $dlvp demo-data --out "$data" --count "$count" --train-count 0 --size "$size" --seed 9 >/dev/null
+    $dlvp demo-data --out "$data" --count "$count" --train-count 0 --size "$size" --seed 9 >/dev/null 2>&1
     images=$(find "$data" -path '*/test/*' -name '*.png' | wc -l)
     start=$(date +%s.%N)
     /usr/bin/time -f '%M' -o "$scratch/rss" \

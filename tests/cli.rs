@@ -309,7 +309,11 @@ fn export_writes_a_deterministic_graph_that_inspect_describes() {
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(names.len(), 2, "no temporary files left: {names:?}");
+    assert_eq!(
+        names.len(),
+        4,
+        "two graphs and their sidecars, no temporary files: {names:?}"
+    );
 
     let run = dlvp(&["inspect", "--json", a.to_str().unwrap()]);
     assert!(run.status.success(), "{}", stderr(&run));
@@ -322,6 +326,30 @@ fn export_writes_a_deterministic_graph_that_inspect_describes() {
     assert_eq!(json["outputs"][2]["name"], "topk_indices");
     assert_eq!(json["outputs"][2]["dtype"], "int64");
     assert_eq!(json["metadata"]["dlvp.image_size"], "56");
+    // The sidecar says what the graph says: names, dtypes and shapes of every input and output.
+    let sidecar: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("a.onnx.json")).unwrap())
+            .unwrap();
+    assert_eq!(sidecar["model"], "a.onnx");
+    assert_eq!(sidecar["preprocess"]["image_size"], 56);
+    assert_eq!(sidecar["spec_sha256"].as_str().unwrap().len(), 64);
+    for kind in ["inputs", "outputs"] {
+        let graph = json[kind].as_array().unwrap();
+        let side = sidecar[kind].as_array().unwrap();
+        assert_eq!(graph.len(), side.len(), "{kind}");
+        for (g, s) in graph.iter().zip(side) {
+            assert_eq!(g["name"], s["name"]);
+            let dtype = s["dtype"].as_str().unwrap().replace("float32", "float");
+            assert_eq!(g["dtype"].as_str().unwrap(), dtype, "{}", s["name"]);
+            let dims: Vec<String> = s["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().map_or("B".to_string(), |n| n.to_string()))
+                .collect();
+            assert_eq!(g["shape"], serde_json::json!(dims), "{}", s["name"]);
+        }
+    }
     // The 49408-row token table is folded away: the graph is far smaller than the checkpoint's f32 size.
     assert!(
         json["parameters"].as_i64().unwrap() < 400_000,

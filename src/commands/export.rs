@@ -119,6 +119,20 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         write_atomically(&args.out, &bytes)?;
         bytes
     };
+    let model_file = args.out.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let data_file = format!("{model_file}.data");
+    let sidecar = super::sidecar::sidecar(&super::sidecar::SidecarInput {
+        spec: &spec,
+        model_file: &model_file,
+        external_data: external.then_some(data_file.as_str()),
+        embed_preprocess: args.embed_preprocess,
+        fp16: args.fp16,
+    });
+    let sidecar_path = args.out.with_file_name(format!("{model_file}.json"));
+    write_atomically(
+        &sidecar_path,
+        format!("{}\n", serde_json::to_string_pretty(&sidecar)?).as_bytes(),
+    )?;
     let g = &exported.graph;
     println!(
         "{}: {} nodes, {} initializers, {:.1} MB ({} from {}, spec {}), {:.1} s",

@@ -9,6 +9,7 @@ pub mod eval;
 pub mod export;
 pub mod inspect;
 pub mod progress;
+pub mod sidecar;
 pub mod spec;
 pub mod weights;
 

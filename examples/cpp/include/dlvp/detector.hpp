@@ -1,0 +1,296 @@
+// dlvp/detector.hpp — run a `dlvp export` graph from C++ through the ONNX Runtime C++ API.
+//
+// Header-only; needs onnxruntime_cxx_api.h and libonnxruntime (see ../README.md). The model's
+// metadata is the contract (model-spec/README.md, "Graph contract"): `dlvp.image_size`,
+// `dlvp.preprocess.mean` / `.std` / `.resize` and `dlvp.input` say how to feed it, so nothing is
+// hard-coded here. Input `image` f32 [B, 3, S, S] (normalised here) or, for graphs exported with
+// --embed-preprocess, `image_u8` uint8 [B, S, S, 3] RGB (normalised in the graph). Outputs
+// `anomaly_score` [B], `anomaly_map` [B, 1, S, S], `topk_indices` [B, K].
+//
+// Images come as pipelines hold them: 8-bit, 3 channels, RGB or BGR, rows `stride` bytes apart,
+// already S×S (resize with your own code; `dlvp detect` resizes exactly as Pillow does).
+#pragma once
+
+#include <onnxruntime_cxx_api.h>
+
+#include <array>
+#include <cstdint>
+#include <cstdlib>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace dlvp {
+
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+enum class Channels { RGB, BGR };
+
+struct ImageView {
+  const std::uint8_t* data;
+  int width;
+  int height;
+  std::size_t stride;  // bytes from one row to the next (>= 3 * width)
+  Channels channels;
+};
+
+struct Preprocess {
+  int image_size = 0;
+  std::array<float, 3> mean{};
+  std::array<float, 3> std{};
+  std::string resize;  // "bicubic" or "bilinear" (Pillow's filters)
+};
+
+struct ModelInfo {
+  std::string input;  // "image" or "image_u8"
+  Preprocess preprocess;
+  int top_k = 0;
+};
+
+struct Detection {
+  float score = 0;
+  int size = 0;                 // the map is size × size, row-major
+  std::vector<float> map;
+  std::vector<std::int64_t> topk;
+};
+
+enum class Provider { Cpu, Cuda, TensorRt, Auto };
+
+class Detector {
+ public:
+  // Loads `model_path`; throws dlvp::Error naming the file and the problem.
+  explicit Detector(const std::string& model_path, Provider provider = Provider::Cpu, int device = 0)
+      : path_(model_path), env_(ORT_LOGGING_LEVEL_ERROR, "dlvp") {
+    Ort::SessionOptions options;
+    options.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
+    provider_ = add_provider(options, provider, device);
+    try {
+      session_ = Ort::Session(env_, model_path.c_str(), options);
+    } catch (const Ort::Exception& e) {
+      fail(std::string("cannot load the model: ") + e.what());
+    }
+    read_metadata();
+    check_io();
+  }
+
+  const ModelInfo& info() const { return info_; }
+  // The execution provider that runs: "CPUExecutionProvider", "CUDAExecutionProvider", ...
+  const std::string& provider() const { return provider_; }
+  // Why `Provider::Auto` skipped a provider, one line each.
+  const std::vector<std::string>& notes() const { return notes_; }
+
+  std::vector<Detection> detect(const std::vector<ImageView>& images) {
+    const int s = info_.preprocess.image_size;
+    const std::size_t batch = images.size();
+    if (batch == 0) return {};
+    const std::size_t plane = static_cast<std::size_t>(s) * s;
+    Ort::MemoryInfo memory = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+    std::vector<float> f32;
+    std::vector<std::uint8_t> u8;
+    Ort::Value input{nullptr};
+    for (const ImageView& img : images) {
+      if (img.width != s || img.height != s) {
+        std::ostringstream m;
+        m << "an image is " << img.width << "x" << img.height << "; the model takes " << s << "x" << s
+          << " (resize it first)";
+        fail(m.str());
+      }
+      if (img.stride < static_cast<std::size_t>(3 * s)) fail("an image's stride is shorter than its row");
+    }
+    if (info_.input == "image_u8") {
+      u8.resize(batch * plane * 3);
+      for (std::size_t b = 0; b < batch; ++b) {
+        const ImageView& img = images[b];
+        for (int y = 0; y < s; ++y) {
+          const std::uint8_t* row = img.data + y * img.stride;
+          std::uint8_t* out = u8.data() + (b * plane + static_cast<std::size_t>(y) * s) * 3;
+          for (int x = 0; x < s; ++x)
+            for (int c = 0; c < 3; ++c) out[x * 3 + c] = row[x * 3 + channel(img, c)];
+        }
+      }
+      const std::array<std::int64_t, 4> shape{static_cast<std::int64_t>(batch), s, s, 3};
+      input = Ort::Value::CreateTensor<std::uint8_t>(memory, u8.data(), u8.size(), shape.data(), shape.size());
+    } else {
+      // §1 of the model spec: x/255, then (x − mean) / std, in f32 as the reference does.
+      f32.resize(batch * plane * 3);
+      const Preprocess& p = info_.preprocess;
+      for (std::size_t b = 0; b < batch; ++b) {
+        const ImageView& img = images[b];
+        for (int c = 0; c < 3; ++c) {
+          float* out = f32.data() + (b * 3 + c) * plane;
+          const int from = channel(img, c);
+          for (int y = 0; y < s; ++y) {
+            const std::uint8_t* row = img.data + y * img.stride;
+            for (int x = 0; x < s; ++x)
+              out[static_cast<std::size_t>(y) * s + x] =
+                  (static_cast<float>(row[x * 3 + from]) / 255.0f - p.mean[c]) / p.std[c];
+          }
+        }
+      }
+      const std::array<std::int64_t, 4> shape{static_cast<std::int64_t>(batch), 3, s, s};
+      input = Ort::Value::CreateTensor<float>(memory, f32.data(), f32.size(), shape.data(), shape.size());
+    }
+    const char* input_names[] = {info_.input.c_str()};
+    const char* output_names[] = {"anomaly_score", "anomaly_map", "topk_indices"};
+    std::vector<Ort::Value> out;
+    try {
+      out = session_.Run(Ort::RunOptions{nullptr}, input_names, &input, 1, output_names, 3);
+    } catch (const Ort::Exception& e) {
+      fail(std::string("inference failed: ") + e.what());
+    }
+    const float* scores = out[0].GetTensorData<float>();
+    const float* maps = out[1].GetTensorData<float>();
+    const std::int64_t* topk = out[2].GetTensorData<std::int64_t>();
+    std::vector<Detection> result(batch);
+    for (std::size_t b = 0; b < batch; ++b) {
+      result[b].score = scores[b];
+      result[b].size = s;
+      result[b].map.assign(maps + b * plane, maps + (b + 1) * plane);
+      result[b].topk.assign(topk + b * info_.top_k, topk + (b + 1) * info_.top_k);
+    }
+    return result;
+  }
+
+ private:
+  [[noreturn]] void fail(const std::string& message) const { throw Error(path_ + ": " + message); }
+
+  static int channel(const ImageView& img, int c) { return img.channels == Channels::BGR ? 2 - c : c; }
+
+  std::string add_provider(Ort::SessionOptions& options, Provider provider, int device) {
+    auto cuda = [&] {
+      const OrtApi& api = Ort::GetApi();
+      OrtCUDAProviderOptionsV2* cuda_options = nullptr;
+      Ort::ThrowOnError(api.CreateCUDAProviderOptions(&cuda_options));
+      const std::string id = std::to_string(device);
+      // TF32 off: it would cost the 1e-4 parity with the reference.
+      const char* keys[] = {"device_id", "use_tf32"};
+      const char* values[] = {id.c_str(), "0"};
+      OrtStatus* status = api.UpdateCUDAProviderOptions(cuda_options, keys, values, 2);
+      if (status == nullptr) status = api.SessionOptionsAppendExecutionProvider_CUDA_V2(options, cuda_options);
+      api.ReleaseCUDAProviderOptions(cuda_options);
+      Ort::ThrowOnError(status);
+    };
+    auto tensorrt = [&] {
+      const OrtApi& api = Ort::GetApi();
+      OrtTensorRTProviderOptionsV2* trt = nullptr;
+      Ort::ThrowOnError(api.CreateTensorRTProviderOptions(&trt));
+      const std::string id = std::to_string(device);
+      const char* keys[] = {"device_id"};
+      const char* values[] = {id.c_str()};
+      OrtStatus* status = api.UpdateTensorRTProviderOptions(trt, keys, values, 1);
+      if (status == nullptr) status = api.SessionOptionsAppendExecutionProvider_TensorRT_V2(options, trt);
+      api.ReleaseTensorRTProviderOptions(trt);
+      Ort::ThrowOnError(status);
+      cuda();  // for the nodes TensorRT declines
+    };
+    auto attempt = [&](const char* name, auto add) -> bool {
+      try {
+        add();
+        return true;
+      } catch (const Ort::Exception& e) {
+        if (provider != Provider::Auto) fail(std::string(name) + " is not available: " + e.what());
+        notes_.push_back(std::string(name) + " not used: " + e.what());
+        return false;
+      }
+    };
+    if ((provider == Provider::TensorRt || provider == Provider::Auto) && attempt("TensorrtExecutionProvider", tensorrt))
+      return "TensorrtExecutionProvider";
+    if ((provider == Provider::Cuda || provider == Provider::Auto) && attempt("CUDAExecutionProvider", cuda))
+      return "CUDAExecutionProvider";
+    return "CPUExecutionProvider";
+  }
+
+  std::string metadata(Ort::ModelMetadata& md, const char* key, bool required = true) {
+    Ort::AllocatorWithDefaultOptions allocator;
+    Ort::AllocatedStringPtr value = md.LookupCustomMetadataMapAllocated(key, allocator);
+    if (!value) {
+      if (required) fail(std::string("metadata ") + key + " is missing");
+      return "";
+    }
+    return value.get();
+  }
+
+  static std::array<float, 3> three_floats(const std::string& text, bool& ok) {
+    std::array<float, 3> v{};
+    std::istringstream in(text);
+    std::string part;
+    int n = 0;
+    while (std::getline(in, part, ',')) {
+      char* end = nullptr;
+      const double d = std::strtod(part.c_str(), &end);
+      if (n >= 3 || end == part.c_str() || *end != '\0') {
+        ok = false;
+        return v;
+      }
+      v[n++] = static_cast<float>(d);  // the spec holds f64; §1 computes in f32
+    }
+    ok = n == 3;
+    return v;
+  }
+
+  void read_metadata() {
+    Ort::ModelMetadata md = session_.GetModelMetadata();
+    const std::string format = metadata(md, "dlvp.format", false);
+    if (format.empty()) fail("not a dlvp graph: no dlvp.format metadata (export it with `dlvp export`)");
+    if (format != "dlvp-clip-onnx/1")
+      fail("metadata dlvp.format is \"" + format + "\"; this example reads \"dlvp-clip-onnx/1\"");
+    Preprocess& p = info_.preprocess;
+    const std::string size = metadata(md, "dlvp.image_size");
+    p.image_size = std::atoi(size.c_str());
+    if (p.image_size <= 0) fail("metadata dlvp.image_size is \"" + size + "\", not a positive integer");
+    bool ok_mean = true, ok_std = true;
+    p.mean = three_floats(metadata(md, "dlvp.preprocess.mean"), ok_mean);
+    p.std = three_floats(metadata(md, "dlvp.preprocess.std"), ok_std);
+    if (!ok_mean || !ok_std) fail("metadata dlvp.preprocess.mean/std must be three comma-separated numbers");
+    p.resize = metadata(md, "dlvp.preprocess.resize");
+    info_.input = metadata(md, "dlvp.input", false);
+    if (info_.input.empty()) info_.input = "image";
+  }
+
+  void check_io() {
+    const int s = info_.preprocess.image_size;
+    if (session_.GetInputCount() != 1) fail("a dlvp graph has one input");
+    Ort::AllocatorWithDefaultOptions allocator;
+    const std::string name = session_.GetInputNameAllocated(0, allocator).get();
+    if (name != info_.input) fail("the graph's input is `" + name + "`, but its metadata says `" + info_.input + "`");
+    Ort::TypeInfo type = session_.GetInputTypeInfo(0);
+    auto tensor = type.GetTensorTypeAndShapeInfo();
+    const std::vector<std::int64_t> shape = tensor.GetShape();
+    const bool u8 = info_.input == "image_u8";
+    const std::vector<std::int64_t> want = u8 ? std::vector<std::int64_t>{-1, s, s, 3}
+                                              : std::vector<std::int64_t>{-1, 3, s, s};
+    bool fits = shape.size() == 4;
+    for (std::size_t i = 1; fits && i < 4; ++i) fits = shape[i] == want[i];
+    const auto elem = tensor.GetElementType();
+    if (elem != (u8 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT))
+      fail("input `" + name + "` has the wrong element type");
+    if (!fits) {
+      std::ostringstream m;
+      m << "input `" << name << "` has shape [";
+      for (std::size_t i = 0; i < shape.size(); ++i) m << (i ? ", " : "") << (shape[i] < 0 ? std::string("B") : std::to_string(shape[i]));
+      m << "], but its metadata (image_size " << s << ") needs " << (u8 ? "[B, S, S, 3]" : "[B, 3, S, S]");
+      fail(m.str());
+    }
+    bool have_topk = false;
+    for (std::size_t i = 0; i < session_.GetOutputCount(); ++i) {
+      if (std::string(session_.GetOutputNameAllocated(i, allocator).get()) != "topk_indices") continue;
+      const auto topk_shape = session_.GetOutputTypeInfo(i).GetTensorTypeAndShapeInfo().GetShape();
+      if (topk_shape.size() == 2 && topk_shape[1] > 0) info_.top_k = static_cast<int>(topk_shape[1]);
+      have_topk = true;
+    }
+    if (!have_topk || info_.top_k <= 0) fail("output topk_indices [B, K] is missing or has no fixed K");
+  }
+
+  std::string path_;
+  Ort::Env env_;
+  Ort::Session session_{nullptr};
+  ModelInfo info_;
+  std::string provider_;
+  std::vector<std::string> notes_;
+};
+
+}  // namespace dlvp

@@ -1,0 +1,119 @@
+// dlvp_detect — score images with a `dlvp export` graph from C++ (ONNX Runtime + OpenCV).
+//
+//   dlvp_detect MODEL.onnx IMAGE... [--out DIR] [--provider cpu|cuda|tensorrt|auto] [--batch N] [--json]
+//
+// Loads each image with OpenCV (BGR, as C++ pipelines hold them), resizes it to the model's
+// S×S with OpenCV if it is not already that size (cubic or linear after the model's metadata;
+// OpenCV's kernels are not Pillow's, so only S×S inputs give `dlvp detect`'s exact numbers),
+// runs batches, prints one line per image and, with --out, writes NAME.map.png (16-bit, S×S)
+// and NAME.map.f32 (the raw float32 map, row-major). Exit 0, or 1 on any error, 2 on bad usage.
+#include <dlvp/detector.hpp>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <vector>
+
+namespace fs = std::filesystem;
+
+static int usage() {
+  std::cerr << "usage: dlvp_detect MODEL.onnx IMAGE... [--out DIR] [--provider cpu|cuda|tensorrt|auto] [--batch N] [--json]\n";
+  return 2;
+}
+
+// Written beside its destination and renamed into place, so a crash never leaves half a file.
+static void write_atomically(const fs::path& path, const void* data, std::size_t bytes) {
+  const fs::path tmp = path.parent_path() / ("." + path.filename().string() + ".tmp");
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    out.write(static_cast<const char*>(data), static_cast<std::streamsize>(bytes));
+    if (!out) throw dlvp::Error(path.string() + ": cannot write");
+  }
+  fs::rename(tmp, path);
+}
+
+int main(int argc, char** argv) {
+  std::vector<std::string> positional;
+  std::string out_dir, provider_name = "cpu";
+  std::size_t batch = 4;
+  bool json = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--out" && i + 1 < argc) out_dir = argv[++i];
+    else if (a == "--provider" && i + 1 < argc) provider_name = argv[++i];
+    else if (a == "--batch" && i + 1 < argc) batch = std::max(1, std::atoi(argv[++i]));
+    else if (a == "--json") json = true;
+    else if (a.rfind("--", 0) == 0) return usage();
+    else positional.push_back(a);
+  }
+  if (positional.size() < 2) return usage();
+  dlvp::Provider provider;
+  if (provider_name == "cpu") provider = dlvp::Provider::Cpu;
+  else if (provider_name == "cuda") provider = dlvp::Provider::Cuda;
+  else if (provider_name == "tensorrt") provider = dlvp::Provider::TensorRt;
+  else if (provider_name == "auto") provider = dlvp::Provider::Auto;
+  else return usage();
+
+  try {
+    dlvp::Detector detector(positional[0], provider);
+    for (const std::string& note : detector.notes()) std::cerr << "note: " << note << "\n";
+    const dlvp::ModelInfo& info = detector.info();
+    const int s = info.preprocess.image_size;
+    std::cerr << "provider: " << detector.provider() << ", input `" << info.input << "` " << s << "x" << s << "\n";
+    if (!out_dir.empty()) fs::create_directories(out_dir);
+    const int interpolation = info.preprocess.resize == "bilinear" ? cv::INTER_LINEAR : cv::INTER_CUBIC;
+
+    std::vector<std::string> names(positional.begin() + 1, positional.end());
+    for (std::size_t start = 0; start < names.size(); start += batch) {
+      const std::size_t end = std::min(names.size(), start + batch);
+      std::vector<cv::Mat> images;
+      std::vector<dlvp::ImageView> views;
+      for (std::size_t i = start; i < end; ++i) {
+        cv::Mat img = cv::imread(names[i], cv::IMREAD_COLOR);
+        if (img.empty()) throw dlvp::Error(names[i] + ": cannot read image");
+        if (img.cols != s || img.rows != s) {
+          cv::Mat resized;
+          cv::resize(img, resized, cv::Size(s, s), 0, 0, interpolation);
+          img = resized;
+        }
+        images.push_back(img);
+      }
+      for (const cv::Mat& img : images)
+        views.push_back({img.data, img.cols, img.rows, img.step[0], dlvp::Channels::BGR});
+      const std::vector<dlvp::Detection> results = detector.detect(views);
+      for (std::size_t k = 0; k < results.size(); ++k) {
+        const std::string& name = names[start + k];
+        const dlvp::Detection& r = results[k];
+        if (json) {
+          std::printf("{\"image\":\"%s\",\"score\":%.9g,\"topk\":[", name.c_str(), r.score);
+          for (std::size_t t = 0; t < r.topk.size(); ++t) std::printf("%s%lld", t ? "," : "", static_cast<long long>(r.topk[t]));
+          std::printf("]}\n");
+        } else {
+          std::printf("%s  score %.4f\n", name.c_str(), r.score);
+        }
+        if (!out_dir.empty()) {
+          const fs::path stem = fs::path(out_dir) / fs::path(name).stem();
+          write_atomically(stem.string() + ".map.f32", r.map.data(), r.map.size() * sizeof(float));
+          cv::Mat map16(s, s, CV_16UC1);
+          for (int y = 0; y < s; ++y)
+            for (int x = 0; x < s; ++x)
+              map16.at<std::uint16_t>(y, x) = static_cast<std::uint16_t>(
+                  std::lround(std::min(1.0f, std::max(0.0f, r.map[y * s + x])) * 65535.0f));
+          std::vector<unsigned char> png;
+          cv::imencode(".png", map16, png);
+          write_atomically(stem.string() + ".map.png", png.data(), png.size());
+        }
+      }
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
