@@ -72,7 +72,10 @@ fn export_killed_mid_write_leaves_the_previous_file_and_no_partial_one() {
             if path.file_name().is_some_and(|n| n == "model.onnx.json") {
                 // The sidecar, written after the model (or not yet): always whole JSON.
                 let text = std::fs::read_to_string(&path).unwrap();
-                assert!(serde_json::from_str::<serde_json::Value>(&text).is_ok(), "{text}");
+                assert!(
+                    serde_json::from_str::<serde_json::Value>(&text).is_ok(),
+                    "{text}"
+                );
                 continue;
             }
             if path != target {

@@ -47,7 +47,10 @@ fn assert_refused(run: &Output, file: &Path, problem: &str, out: &Path) {
         run.status.code(),
         stdout(run)
     );
-    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
     let name = file.file_name().unwrap().to_string_lossy();
     let line = err
         .lines()
@@ -57,7 +60,11 @@ fn assert_refused(run: &Output, file: &Path, problem: &str, out: &Path) {
     let left: Vec<_> = std::fs::read_dir(out)
         .map(|d| d.map(|e| e.unwrap().file_name()).collect())
         .unwrap_or_default();
-    assert!(left.is_empty(), "files left behind in {}: {left:?}", out.display());
+    assert!(
+        left.is_empty(),
+        "files left behind in {}: {left:?}",
+        out.display()
+    );
 }
 
 // ---------------------------------------------------------------- images
@@ -69,7 +76,9 @@ fn encoded(img: image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
 }
 
 fn gradient() -> image::RgbImage {
-    image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([(x * 4) as u8, (y * 5) as u8, 90]))
+    image::RgbImage::from_fn(64, 48, |x, y| {
+        image::Rgb([(x * 4) as u8, (y * 5) as u8, 90])
+    })
 }
 
 fn png_bytes() -> Vec<u8> {
@@ -129,7 +138,12 @@ fn the_pixel_limit_is_configurable() {
     std::fs::write(&image, png_bytes()).unwrap();
     let out = dir.path().join("out");
     let run = detect(&image, tiny_model(), &out, &["--max-pixels", "1000"]);
-    assert_refused(&run, &image, "64×48 = 3072 pixels, more than the limit of 1000", &out);
+    assert_refused(
+        &run,
+        &image,
+        "64×48 = 3072 pixels, more than the limit of 1000",
+        &out,
+    );
 }
 
 #[test]
@@ -182,9 +196,17 @@ fn an_unreadable_image_is_named() {
     image::DynamicImage::ImageLumaA8(image::ImageBuffer::from_fn(40, 30, |x, _| image::LumaA([(x * 6) as u8, 128]))),
     image::ImageFormat::Png
 )]
-#[case::unicode_and_spaces("Prüfteil Nr 7 — 検査.png", image::DynamicImage::ImageRgb8(gradient()), image::ImageFormat::Png)]
+#[case::unicode_and_spaces(
+    "Prüfteil Nr 7 — 検査.png",
+    image::DynamicImage::ImageRgb8(gradient()),
+    image::ImageFormat::Png
+)]
 // Decoded by content, as Pillow does, whatever the extension says.
-#[case::jpeg_named_png("photo.png", image::DynamicImage::ImageRgb8(gradient()), image::ImageFormat::Jpeg)]
+#[case::jpeg_named_png(
+    "photo.png",
+    image::DynamicImage::ImageRgb8(gradient()),
+    image::ImageFormat::Jpeg
+)]
 fn an_unusual_valid_image_is_scored(
     #[case] name: &str,
     #[case] img: image::DynamicImage,
@@ -233,18 +255,45 @@ fn spec_edit(from: &str, to: &str) -> String {
 
 #[rstest]
 #[case::empty(String::new(), "the spec is empty")]
-#[case::yaml_syntax(spec_edit("name: dlvp-clip-tiny", "name: \"dlvp-clip-tiny"), "did not find expected key at line")]
-#[case::unknown_field(spec_edit("  heads: 4", "  heads: 4\n  head: 4"), "unknown field `head`")]
-#[case::wrong_type(spec_edit("image_size: 56", "image_size: fifty-six"), "image_size: invalid type: string \"fifty-six\", expected usize at line 5")]
-#[case::negative(spec_edit("image_size: 56", "image_size: -56"), "image_size: invalid type: integer `-56`, expected usize")]
+#[case::yaml_syntax(
+    spec_edit("name: dlvp-clip-tiny", "name: \"dlvp-clip-tiny"),
+    "did not find expected key at line"
+)]
+#[case::unknown_field(
+    spec_edit("  heads: 4", "  heads: 4\n  head: 4"),
+    "unknown field `head`"
+)]
+#[case::wrong_type(
+    spec_edit("image_size: 56", "image_size: fifty-six"),
+    "image_size: invalid type: string \"fifty-six\", expected usize at line 5"
+)]
+#[case::negative(
+    spec_edit("image_size: 56", "image_size: -56"),
+    "image_size: invalid type: integer `-56`, expected usize"
+)]
 #[case::not_a_patch_multiple(spec_edit("image_size: 56", "image_size: 60"), "multiple of")]
 // Found by the spec fuzz target (exporter/tests/fuzz.rs): both overflowed in validation.
-#[case::huge_top_k(spec_edit("top_k: 4", "top_k: 18446744073709551615"), "slfs.top_k: 18446744073709551615 exceeds the 49 patch tokens")]
-#[case::huge_image_size(spec_edit("image_size: 56", "image_size: 8589934592"), "image_size: 8589934592 is above the largest supported, 8192")]
+#[case::huge_top_k(
+    spec_edit("top_k: 4", "top_k: 18446744073709551615"),
+    "slfs.top_k: 18446744073709551615 exceeds the 49 patch tokens"
+)]
+#[case::huge_image_size(
+    spec_edit("image_size: 56", "image_size: 8589934592"),
+    "image_size: 8589934592 is above the largest supported, 8192"
+)]
 #[case::zero_top_k(spec_edit("top_k: 4", "top_k: 0"), "slfs.top_k: must be at least 1")]
-#[case::heads_do_not_divide(spec_edit("  heads: 4", "  heads: 5"), "vision.heads: 5 does not divide vision.width 64")]
-#[case::negative_sigma(spec_edit("gaussian_sigma: 1.5", "gaussian_sigma: -1"), "gaussian_sigma: must be 0 (off) or a positive number")]
-#[case::feature_layer_past_depth(spec_edit("feature_layers: [1, 2, 3, 4]", "feature_layers: [1, 2, 3, 9]"), "feature_layers: layer 9 is outside 1..=4")]
+#[case::heads_do_not_divide(
+    spec_edit("  heads: 4", "  heads: 5"),
+    "vision.heads: 5 does not divide vision.width 64"
+)]
+#[case::negative_sigma(
+    spec_edit("gaussian_sigma: 1.5", "gaussian_sigma: -1"),
+    "gaussian_sigma: must be 0 (off) or a positive number"
+)]
+#[case::feature_layer_past_depth(
+    spec_edit("feature_layers: [1, 2, 3, 4]", "feature_layers: [1, 2, 3, 9]"),
+    "feature_layers: layer 9 is outside 1..=4"
+)]
 fn a_bad_spec_is_refused_by_name(#[case] text: String, #[case] problem: &str) {
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("line spec.yaml");
@@ -331,8 +380,14 @@ fn with_value(name: &'static str, value: f32) -> Vec<u8> {
     ckpt_bytes(|t| { t.insert("visual.proj".into(), Tensor::seeded(&[64, 31], 0)); }),
     "tensor `visual.proj` has shape [64, 31], expected [64, 32]"
 )]
-#[case::nan(with_value("visual.proj", f32::NAN), "tensor `visual.proj` holds 1 NaN and 0 infinite values")]
-#[case::inf(with_value("visual.proj", f32::INFINITY), "tensor `visual.proj` holds 0 NaN and 1 infinite values")]
+#[case::nan(
+    with_value("visual.proj", f32::NAN),
+    "tensor `visual.proj` holds 1 NaN and 0 infinite values"
+)]
+#[case::inf(
+    with_value("visual.proj", f32::INFINITY),
+    "tensor `visual.proj` holds 0 NaN and 1 infinite values"
+)]
 fn a_bad_checkpoint_is_refused_by_name(#[case] bytes: Vec<u8>, #[case] problem: &str) {
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("from other team.safetensors");
@@ -354,7 +409,13 @@ fn a_folder_given_as_a_checkpoint_is_named() {
     let folder = dir.path().join("weights.safetensors");
     std::fs::create_dir(&folder).unwrap();
     let out = dir.path().join("out");
-    let run = dlvp(&["export", "--weights", folder.to_str().unwrap(), "--out", out.join("m.onnx").to_str().unwrap()]);
+    let run = dlvp(&[
+        "export",
+        "--weights",
+        folder.to_str().unwrap(),
+        "--out",
+        out.join("m.onnx").to_str().unwrap(),
+    ]);
     assert_refused(&run, &folder, "cannot read checkpoint", &out);
 }
 
@@ -405,7 +466,17 @@ fn a_bad_model_is_refused_by_name(#[case] bytes: Vec<u8>, #[case] problem: &str)
     let out = dir.path().join("out");
     assert_refused(&detect(&image, &model, &out, &[]), &model, problem, &out);
     assert_refused(
-        &dlvp(&["bench", "--model", model.to_str().unwrap(), "--backend", "tract", "--iters", "1", "--warmup", "0"]),
+        &dlvp(&[
+            "bench",
+            "--model",
+            model.to_str().unwrap(),
+            "--backend",
+            "tract",
+            "--iters",
+            "1",
+            "--warmup",
+            "0",
+        ]),
         &model,
         problem,
         &out,
@@ -463,8 +534,16 @@ fn a_model_with_external_data_runs_like_the_single_file_one() {
 }
 
 #[rstest]
-#[case::parent_folder("location", "../secrets.data", "is not a plain path inside the model's folder")]
-#[case::absolute_path("location", "/etc/passwd", "is not a plain path inside the model's folder")]
+#[case::parent_folder(
+    "location",
+    "../secrets.data",
+    "is not a plain path inside the model's folder"
+)]
+#[case::absolute_path(
+    "location",
+    "/etc/passwd",
+    "is not a plain path inside the model's folder"
+)]
 #[case::missing_file("location", "elsewhere.data", "No such file")]
 #[case::past_the_end("offset", "99999999", "are past its end")]
 #[case::wrong_length("length", "12", "12 bytes, but shape")]

@@ -51,9 +51,11 @@ fn export(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
 fn images(dir: &Path) -> (Vec<PathBuf>, PathBuf) {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/preprocess");
     let gradient = dir.join("gradient.png");
-    image::RgbImage::from_fn(56, 56, |x, y| image::Rgb([(x * 4) as u8, (y * 3) as u8, ((x * y) % 256) as u8]))
-        .save(&gradient)
-        .unwrap();
+    image::RgbImage::from_fn(56, 56, |x, y| {
+        image::Rgb([(x * 4) as u8, (y * 3) as u8, ((x * y) % 256) as u8])
+    })
+    .save(&gradient)
+    .unwrap();
     (
         vec![fixtures.join("56x56_rgb.png"), gradient],
         fixtures.join("80x64_rgb.png"),
@@ -120,7 +122,10 @@ fn rust_detections(model: &Path, images: &[PathBuf]) -> Vec<Detection> {
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -136,7 +141,15 @@ fn at_the_model_size_the_cpp_example_equals_dlvp_detect() {
     let mut args: Vec<&str> = vec!["detect"];
     args.extend(at_size.iter().map(|p| p.to_str().unwrap()));
     let model_arg = float_model.to_str().unwrap();
-    args.extend(["--model", model_arg, "--backend", "ort-cpu", "--json", "--batch", "2"]);
+    args.extend([
+        "--model",
+        model_arg,
+        "--backend",
+        "ort-cpu",
+        "--json",
+        "--batch",
+        "2",
+    ]);
     let cli = dlvp(&args);
     assert!(cli.status.success(), "{}", stderr(&cli));
     for (line, r) in stdout(&cli).lines().zip(&reference) {
@@ -165,7 +178,12 @@ fn with_its_own_opencv_resize_the_difference_is_measured() {
     let model = export(dir.path(), "tiny.onnx", &[]);
     let (_, to_resize) = images(dir.path());
     let reference = rust_detections(&model, std::slice::from_ref(&to_resize));
-    let cpp = run_cpp(&bin, &model, std::slice::from_ref(&to_resize), &dir.path().join("out"));
+    let cpp = run_cpp(
+        &bin,
+        &model,
+        std::slice::from_ref(&to_resize),
+        &dir.path().join("out"),
+    );
     let (c, r) = (&cpp[0], &reference[0]);
     let map: Vec<f32> = r.map.iter().copied().collect();
     assert!((0.0..=1.0).contains(&c.score) && c.map.iter().all(|v| (0.0..=1.0).contains(v)));

@@ -404,7 +404,12 @@ impl Spec {
             bad("text.vocab_size", "must be at least 1".into());
         }
         at_most("text.vocab_size", t.vocab_size, MAX_VOCAB, &mut bad);
-        at_most("text.context_length", t.context_length, MAX_CONTEXT, &mut bad);
+        at_most(
+            "text.context_length",
+            t.context_length,
+            MAX_CONTEXT,
+            &mut bad,
+        );
         if self.embed_dim == 0 {
             bad("embed_dim", "must be at least 1".into());
         }

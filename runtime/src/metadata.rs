@@ -96,8 +96,14 @@ fn check_input(model: &pb::ModelProto, name: &str, size: usize) -> Result<(), St
         ));
     }
     let (dtype, expected): (DataType, [Option<i64>; 4]) = match name {
-        "image_u8" => (DataType::Uint8, [None, Some(size as i64), Some(size as i64), Some(3)]),
-        _ => (DataType::Float, [None, Some(3), Some(size as i64), Some(size as i64)]),
+        "image_u8" => (
+            DataType::Uint8,
+            [None, Some(size as i64), Some(size as i64), Some(3)],
+        ),
+        _ => (
+            DataType::Float,
+            [None, Some(3), Some(size as i64), Some(size as i64)],
+        ),
     };
     let show = |dims: &[Option<i64>]| {
         let parts: Vec<String> = dims

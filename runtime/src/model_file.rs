@@ -111,7 +111,8 @@ impl Place {
         f.seek(SeekFrom::Start(self.offset))
             .map_err(|e| format!("{name}: {e}"))?;
         let mut data = vec![0u8; self.length as usize];
-        f.read_exact(&mut data).map_err(|e| format!("{name}: {e}"))?;
+        f.read_exact(&mut data)
+            .map_err(|e| format!("{name}: {e}"))?;
         Ok(data)
     }
 }

@@ -39,7 +39,9 @@ fn tiny_spec() -> Spec {
 fn seeds() -> &'static [(&'static str, Vec<u8>)] {
     static SEEDS: OnceLock<Vec<(&'static str, Vec<u8>)>> = OnceLock::new();
     SEEDS.get_or_init(|| {
-        let rgb = image::RgbImage::from_fn(24, 18, |x, y| image::Rgb([(x * 10) as u8, (y * 14) as u8, 77]));
+        let rgb = image::RgbImage::from_fn(24, 18, |x, y| {
+            image::Rgb([(x * 10) as u8, (y * 14) as u8, 77])
+        });
         let encode = |img: image::DynamicImage, format| {
             let mut out = std::io::Cursor::new(Vec::new());
             img.write_to(&mut out, format).unwrap();

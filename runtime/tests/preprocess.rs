@@ -80,7 +80,10 @@ fn decoding_matches_pil(#[case] file: &str, #[case] tolerance: u8) {
         .map(|(a, b)| a.abs_diff(*b))
         .max()
         .unwrap();
-    assert!(worst <= tolerance, "{file}: a byte differs from PIL by {worst}");
+    assert!(
+        worst <= tolerance,
+        "{file}: a byte differs from PIL by {worst}"
+    );
 }
 
 #[rstest]

@@ -119,7 +119,12 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         write_atomically(&args.out, &bytes)?;
         bytes
     };
-    let model_file = args.out.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let model_file = args
+        .out
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
     let data_file = format!("{model_file}.data");
     let sidecar = super::sidecar::sidecar(&super::sidecar::SidecarInput {
         spec: &spec,

@@ -16,9 +16,9 @@ pub mod weights;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+pub use atomic_write::write_atomically;
 use clap::ValueEnum;
 use dlvp_exporter::{Checkpoint, Spec};
-pub use atomic_write::write_atomically;
 use dlvp_runtime::detector::{BackendChoice, Detector, DetectorOptions, GpuOptions};
 
 /// The spec for a checkpoint, and a phrase saying where it came from. An explicit `--spec`

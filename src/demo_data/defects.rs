@@ -271,7 +271,9 @@ pub fn apply(kind: &str, canvas: &mut Canvas, rng: &mut Rng) -> Vec<u8> {
                 // No surface the generator paints is this close to every colour; stay total anyway.
                 *colours
                     .iter()
-                    .max_by(|a, b| colour_distance(**a, surface).total_cmp(&colour_distance(**b, surface)))
+                    .max_by(|a, b| {
+                        colour_distance(**a, surface).total_cmp(&colour_distance(**b, surface))
+                    })
                     .unwrap_or(&colours[0])
             } else {
                 visible[rng.below(visible.len())]

@@ -75,7 +75,8 @@ pub fn mutation() -> impl Strategy<Value = Mutation> {
         (at(), 0u8..8).prop_map(|(a, bit)| Mutation::Flip(a, bit)),
         (at(), any::<u8>()).prop_map(|(a, b)| Mutation::Set(a, b)),
         (at(), interesting_word()).prop_map(|(a, w)| Mutation::Word(a, w)),
-        (at(), proptest::collection::vec(any::<u8>(), 1..16)).prop_map(|(a, b)| Mutation::Insert(a, b)),
+        (at(), proptest::collection::vec(any::<u8>(), 1..16))
+            .prop_map(|(a, b)| Mutation::Insert(a, b)),
         (at(), 1usize..64).prop_map(|(a, n)| Mutation::Remove(a, n)),
         at().prop_map(Mutation::Truncate),
     ]
@@ -95,7 +96,11 @@ pub fn apply(bytes: &[u8], mutations: &[Mutation]) -> Vec<u8> {
             Mutation::Set(a, b) if len > 0 => out[a.index(len)] = *b,
             Mutation::Word(a, w) if len > 0 => {
                 let i = a.index(len);
-                let bytes = if w & 1 == 0 { w.to_le_bytes() } else { w.to_be_bytes() };
+                let bytes = if w & 1 == 0 {
+                    w.to_le_bytes()
+                } else {
+                    w.to_be_bytes()
+                };
                 for (k, b) in bytes.iter().enumerate().take(len - i) {
                     out[i + k] = *b;
                 }
