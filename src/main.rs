@@ -4,6 +4,7 @@
 
 mod commands;
 mod demo_data;
+mod targets;
 
 use std::process::ExitCode;
 

@@ -10,12 +10,18 @@ use clap::Args;
 use prost::Message;
 use tract_onnx::pb;
 
+use crate::targets::{self, Target};
+
 #[derive(Args)]
 pub struct InspectArgs {
     model: PathBuf,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// Also check the graph against this target's parser: every node, attribute or dtype it
+    /// would reject (node, op, reason); exit 1 if any.
+    #[arg(long, value_enum)]
+    target: Option<Target>,
 }
 
 fn shape(v: &pb::ValueInfoProto) -> (String, Vec<String>) {
@@ -86,14 +92,25 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|p| (p.key.as_str(), p.value.as_str()))
         .collect();
+    let violations = args
+        .target
+        .map(|t| (t.rules().name, targets::check(&model, t.rules())));
+    let status = match &violations {
+        Some((_, v)) if !v.is_empty() => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
+    };
     if args.json {
-        let out = serde_json::json!({
+        let mut out = serde_json::json!({
             "model": args.model, "bytes": bytes.len(), "producer": format!("{} {}", model.producer_name, model.producer_version),
             "opset": opset, "inputs": io(&graph.input), "outputs": io(&graph.output), "metadata": metadata,
             "ops": ops, "nodes": graph.node.len(), "parameters": parameters, "parameter_bytes": init_bytes,
         });
+        if let Some((name, v)) = &violations {
+            out["target"] =
+                serde_json::json!({"name": name, "compatible": v.is_empty(), "violations": v});
+        }
         println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(status);
     }
     println!(
         "{}: {} bytes, producer {} {}",
@@ -137,5 +154,19 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         };
         println!("metadata {k}: {first}{more}");
     }
-    Ok(ExitCode::SUCCESS)
+    if let Some((name, v)) = &violations {
+        if v.is_empty() {
+            println!("target {name}: compatible");
+        } else {
+            for x in v {
+                println!("target {name}: {}  {}  {}", x.node, x.op, x.reason);
+            }
+            eprintln!(
+                "error: {}: {} construct(s) the {name} parser would reject",
+                args.model.display(),
+                v.len()
+            );
+        }
+    }
+    Ok(status)
 }

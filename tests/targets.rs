@@ -1,0 +1,222 @@
+//! `dlvp inspect --target`: the static compatibility check against each export target's parser
+//! (src/targets/rules.rs). The exported graphs pass where they should, and graphs deliberately
+//! built with a disallowed construct are flagged by node, op and reason.
+
+#[path = "support/run.rs"]
+mod run;
+
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+use rstest::rstest;
+use run::{dlvp, golden_weights, stderr, stdout};
+use tract_onnx::pb;
+
+fn export(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
+    let model = dir.join(name);
+    let weights = golden_weights();
+    let mut args = vec![
+        "export",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--out",
+        model.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let run = dlvp(&args);
+    assert!(run.status.success(), "{}", stderr(&run));
+    model
+}
+
+/// (exit code, violations as (node, op, reason)) of `dlvp inspect MODEL --target T --json`.
+fn check(model: &Path, target: &str) -> (i32, Vec<(String, String, String)>) {
+    let run = dlvp(&[
+        "inspect",
+        model.to_str().unwrap(),
+        "--target",
+        target,
+        "--json",
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&run.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&run), stderr(&run)));
+    let target_json = &json["target"];
+    assert_eq!(target_json["name"], target);
+    let violations: Vec<_> = target_json["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            let s = |k: &str| v[k].as_str().unwrap().to_string();
+            (s("node"), s("op"), s("reason"))
+        })
+        .collect();
+    assert_eq!(target_json["compatible"], violations.is_empty());
+    (run.status.code().unwrap(), violations)
+}
+
+#[rstest]
+#[case("generic")]
+#[case("tensorrt-8.6")]
+#[case("tensorrt-10")]
+fn the_exported_graphs_pass_where_their_ops_are_supported(#[case] target: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, extra) in [
+        ("tiny.onnx", &[][..]),
+        ("tiny_fp16.onnx", &["--fp16"][..]),
+        ("tiny_u8.onnx", &["--embed-preprocess"][..]),
+    ] {
+        let model = export(dir.path(), name, extra);
+        assert_eq!(check(&model, target), (0, vec![]), "{name} on {target}");
+    }
+}
+
+#[test]
+fn tensorrt_8_5_flags_layer_normalization_and_a_uint8_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = export(dir.path(), "tiny.onnx", &[]);
+    let (code, violations) = check(&model, "tensorrt-8.5");
+    assert_eq!(code, 1);
+    // 4 layers × 2 LayerNorms × 2 visual passes share weights but not nodes, plus ln_pre, ln_post and the text tower's.
+    assert!(violations.len() >= 8, "{violations:?}");
+    for (_, op, reason) in &violations {
+        assert_eq!(op, "LayerNormalization");
+        assert_eq!(
+            reason,
+            "tensorrt-8.5 has no importer for LayerNormalization"
+        );
+    }
+    let text = stdout(&dlvp(&[
+        "inspect",
+        model.to_str().unwrap(),
+        "--target",
+        "tensorrt-8.5",
+    ]));
+    assert!(text.contains("target tensorrt-8.5: visual/pass1/blocks.0/layernormalization  LayerNormalization  tensorrt-8.5 has no importer"), "{text}");
+
+    let u8_model = export(dir.path(), "tiny_u8.onnx", &["--embed-preprocess"]);
+    let (_, violations) = check(&u8_model, "tensorrt-8.5");
+    assert!(violations.contains(&(
+        "image_u8".into(),
+        "input".into(),
+        "input of type UINT8; tensorrt-8.5 takes FLOAT, FLOAT16, INT32, INT64, INT8, BOOL".into()
+    )));
+}
+
+fn edited(model: &Path, out: &Path, edit: impl FnOnce(&mut pb::ModelProto)) -> PathBuf {
+    let mut proto = pb::ModelProto::decode(&std::fs::read(model).unwrap()[..]).unwrap();
+    edit(&mut proto);
+    std::fs::write(out, proto.encode_to_vec()).unwrap();
+    out.to_path_buf()
+}
+
+fn topk(proto: &mut pb::ModelProto) -> &mut pb::NodeProto {
+    let graph = proto.graph.as_mut().unwrap();
+    graph.node.iter_mut().find(|n| n.op_type == "TopK").unwrap()
+}
+
+#[test]
+fn a_dynamic_k_a_large_k_a_cubic_resize_and_a_new_opset_are_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = export(dir.path(), "tiny.onnx", &[]);
+
+    // K computed at run time: an Identity between the initializer and TopK.
+    let dynamic_k = edited(&model, &dir.path().join("dynamic_k.onnx"), |m| {
+        let k = topk(m).input[1].clone();
+        topk(m).input[1] = "k_at_run_time".into();
+        m.graph.as_mut().unwrap().node.insert(
+            0,
+            pb::NodeProto {
+                op_type: "Identity".into(),
+                name: "make_k".into(),
+                input: vec![k],
+                output: vec!["k_at_run_time".into()],
+                ..Default::default()
+            },
+        );
+    });
+    let (code, v) = check(&dynamic_k, "tensorrt-8.5");
+    assert_eq!(code, 1);
+    assert!(
+        v.iter().any(|(_, op, reason)| op == "TopK"
+            && reason == "input 1 (K) `k_at_run_time` is computed at run time; tensorrt-8.5 needs an initializer"),
+        "{v:?}"
+    );
+    assert!(
+        check(&dynamic_k, "tensorrt-10").1.is_empty(),
+        "TensorRT 10 takes a run-time K"
+    );
+
+    // K of 4000: over TensorRT's limit everywhere, fine for ONNX Runtime.
+    let big_k = edited(&model, &dir.path().join("big_k.onnx"), |m| {
+        let k = topk(m).input[1].clone();
+        let init = m
+            .graph
+            .as_mut()
+            .unwrap()
+            .initializer
+            .iter_mut()
+            .find(|t| t.name == k)
+            .unwrap();
+        if init.int64_data.is_empty() {
+            init.raw_data = 4000i64.to_le_bytes().to_vec();
+        } else {
+            init.int64_data = vec![4000];
+        }
+    });
+    for target in ["tensorrt-8.5", "tensorrt-8.6", "tensorrt-10"] {
+        let (_, v) = check(&big_k, target);
+        assert!(
+            v.iter()
+                .any(|(_, op, reason)| op == "TopK" && reason.starts_with("K = 4000;")),
+            "{target}: {v:?}"
+        );
+    }
+    assert_eq!(check(&big_k, "generic").0, 0);
+
+    // A cubic Resize: TensorRT resizes nearest or linear only.
+    let cubic = edited(&model, &dir.path().join("cubic.onnx"), |m| {
+        let graph = m.graph.as_mut().unwrap();
+        let resize = graph
+            .node
+            .iter_mut()
+            .find(|n| n.op_type == "Resize")
+            .unwrap();
+        resize
+            .attribute
+            .iter_mut()
+            .find(|a| a.name == "mode")
+            .unwrap()
+            .s = b"cubic".to_vec();
+    });
+    let (_, v) = check(&cubic, "tensorrt-10");
+    assert!(
+        v.iter().any(|(_, op, r)| op == "Resize"
+            && r == "mode `cubic`; tensorrt-10 resizes with nearest, linear"),
+        "{v:?}"
+    );
+
+    // Opset 18: past TensorRT 8's parser, within TensorRT 10's.
+    let opset18 = edited(&model, &dir.path().join("opset18.onnx"), |m| {
+        m.opset_import.iter_mut().for_each(|o| o.version = 18);
+    });
+    let (_, v) = check(&opset18, "tensorrt-8.6");
+    assert!(
+        v.contains(&(
+            "model".into(),
+            "opset".into(),
+            "opset 18; tensorrt-8.6 parses opsets 1 to 17".into()
+        )),
+        "{v:?}"
+    );
+    assert!(!check(&opset18, "tensorrt-10")
+        .1
+        .iter()
+        .any(|(_, op, _)| op == "opset"));
+}
+
+#[test]
+fn an_unknown_target_is_bad_usage() {
+    let run = dlvp(&["inspect", "model.onnx", "--target", "tensorrt-7"]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(stderr(&run).contains("tensorrt-8.5"), "{}", stderr(&run));
+}
