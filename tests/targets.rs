@@ -220,3 +220,63 @@ fn an_unknown_target_is_bad_usage() {
     assert_eq!(run.status.code(), Some(2));
     assert!(stderr(&run).contains("tensorrt-8.5"), "{}", stderr(&run));
 }
+
+/// `dlvp export --target T` writes a graph that passes T's check; for TensorRT 8.5 LayerNorm is
+/// decomposed, and the decomposed graph matches the fused one within 1e-5 on tract and ONNX
+/// Runtime CPU (scores and maps; Top-K equal).
+#[test]
+fn export_for_each_target_passes_its_check_and_decomposed_layernorm_matches_fused() {
+    use dlvp_runtime::detector::{BackendChoice, Detector, DetectorOptions};
+    let dir = tempfile::tempdir().unwrap();
+    for target in ["generic", "tensorrt-8.5", "tensorrt-8.6", "tensorrt-10"] {
+        let model = export(dir.path(), &format!("{target}.onnx"), &["--target", target]);
+        assert_eq!(check(&model, target), (0, vec![]), "{target}");
+    }
+    let decomposed = dir.path().join("tensorrt-8.5.onnx");
+    let ops = stdout(&dlvp(&["inspect", decomposed.to_str().unwrap()]));
+    assert!(
+        !ops.contains("LayerNormalization") && ops.contains("Sqrt"),
+        "{ops}"
+    );
+    assert!(ops.contains("metadata dlvp.target: tensorrt-8.5"), "{ops}");
+
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/samples");
+    let images: Vec<_> = ["fabric_hole.png", "wood_crack.png", "metal_good.png"]
+        .iter()
+        .map(|n| dlvp_runtime::preprocess::load_rgb8(&samples.join(n)).unwrap())
+        .collect();
+    let mut backends = vec![BackendChoice::Tract];
+    if std::env::var_os("ORT_DYLIB_PATH").is_some() {
+        backends.push(BackendChoice::OrtCpu);
+    }
+    for backend in backends {
+        let run = |model: &Path| {
+            Detector::load(
+                model,
+                &DetectorOptions {
+                    backend,
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+            .detect_batch(&images)
+            .unwrap()
+        };
+        let (fused, split) = (run(&dir.path().join("generic.onnx")), run(&decomposed));
+        for (f, s) in fused.iter().zip(&split) {
+            let map = f
+                .map
+                .iter()
+                .zip(s.map.iter())
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(
+                (f.score - s.score).abs() <= 1e-5 && map <= 1e-5,
+                "{backend:?}: score {} vs {}, map {map}",
+                f.score,
+                s.score
+            );
+            assert_eq!(f.topk, s.topk, "{backend:?}");
+        }
+    }
+}

@@ -13,6 +13,7 @@ use dlvp_runtime::tract_backend::TractModel;
 use ndarray::{ArrayD, IxDyn};
 
 use super::{resolve_spec, write_atomically};
+use crate::targets::{self, Rules, Target};
 
 #[derive(Args)]
 pub struct ExportArgs {
@@ -46,6 +47,11 @@ pub struct ExportArgs {
     /// The ONNX Runtime library for --verify (default: ORT_DYLIB_PATH, then the project venv).
     #[arg(long)]
     ort_lib: Option<PathBuf>,
+    /// The parser the graph is for: `tensorrt-8.5` decomposes LayerNormalization (it has no
+    /// importer there). The graph is checked against the target (as `dlvp inspect --target`)
+    /// and not written if it would be rejected.
+    #[arg(long, value_enum, default_value = "generic")]
+    target: Target,
 }
 
 pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
@@ -59,6 +65,17 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("exporting {}", args.weights.display()))?;
     if args.fp16 {
         dlvp_exporter::graph::fp16::convert(&mut exported.graph);
+    }
+    if args.target == Target::Tensorrt85 {
+        dlvp_exporter::graph::decompose::layer_norm(&mut exported.graph);
+    }
+    let rules = args.target.rules();
+    if args.target != Target::Generic {
+        // Generic graphs carry no such key, so their bytes stay what they were.
+        exported
+            .graph
+            .metadata
+            .push(("dlvp.target".into(), rules.name.into()));
     }
     // logit_scale belongs to CLIP checkpoints but not to this graph.
     let unused: Vec<&String> = exported
@@ -99,6 +116,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             .into_owned();
         let data_name = format!("{name}.data");
         let (model_bytes, data) = onnx::to_bytes_external(&exported.graph, &spec.name, &data_name);
+        check_target(&model_bytes, rules, &args.out)?;
         // The data first: a model never points at a data file that is not complete.
         write_atomically(&args.out.with_file_name(&data_name), &data)?;
         write_atomically(&args.out, &model_bytes)?;
@@ -110,6 +128,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         model_bytes
     } else {
         let bytes = onnx::to_bytes(&exported.graph, &spec.name);
+        check_target(&bytes, rules, &args.out)?;
         if args.verify && !args.embed_preprocess {
             // Verified before it is written: a graph that fails leaves the previous file in place.
             // ARCHITECTURE.md's contract: fp32 backends agree within 1e-4, fp16 within 1e-2.
@@ -151,6 +170,27 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         started.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses a graph the target's parser would reject (a bug in a target's rewrite, not the
+/// user's), listing what it would reject.
+fn check_target(bytes: &[u8], rules: &Rules, out: &std::path::Path) -> anyhow::Result<()> {
+    use prost::Message;
+    let model = tract_onnx::pb::ModelProto::decode(bytes).context("re-reading the built graph")?;
+    let violations = targets::check(&model, rules);
+    if violations.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = violations
+        .iter()
+        .map(|v| format!("{} ({}): {}", v.node, v.op, v.reason))
+        .collect();
+    bail!(
+        "{}: the graph would be rejected by {}: {}",
+        out.display(),
+        rules.name,
+        list.join("; ")
+    )
 }
 
 /// Runs the graph on a seeded batch of 2 on tract and ONNX Runtime (when its library is found),

@@ -6,6 +6,7 @@
 //! one symbolic batch dimension. Identical constants are stored once. Node and value names
 //! derive from scopes and per-scope counters only, so the same inputs give the same graph.
 
+pub mod decompose;
 pub mod fp16;
 pub mod ops;
 
