@@ -118,6 +118,11 @@ def _write_png16(rgb16, path: Path) -> None:
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
 
 
+def preprocess_name(w: int, h: int, mode: str) -> str:
+    """The fixture's file name: ``80x64_rgb.png``; the CMYK one is a JPEG."""
+    return f"{w}x{h}_{mode.lower().replace(';', '')}.{'jpg' if mode == 'CMYK' else 'png'}"
+
+
 def write_preprocess(out: Path, seed: int = SEED) -> None:
     """Images of several sizes and modes, and what PIL makes of them (§1): ``preprocess/NAME.png``
     (or ``.jpg``) and ``preprocess/expected.safetensors`` holding, per image, the decoded RGB uint8 image
@@ -139,8 +144,8 @@ def write_preprocess(out: Path, seed: int = SEED) -> None:
         base = np.stack([xx * 255 / max(w - 1, 1), yy * 255 / max(h - 1, 1), (xx + yy) % 32 * 8], axis=-1)
         noise = rng.integers(-40, 41, size=(h, w, 3))
         rgb = np.clip(base + noise, 0, 255).astype(np.uint8)
-        name = f"{w}x{h}_{mode.lower().replace(';', '')}"
-        file = folder / f"{name}.{'jpg' if mode == 'CMYK' else 'png'}"
+        file = folder / preprocess_name(w, h, mode)
+        name = file.stem
         if mode == "CMYK":
             Image.fromarray(rgb).convert(mode).save(file, quality=95)
         elif mode == "I;16":

@@ -16,7 +16,7 @@ def test_regenerating_the_fixtures_reproduces_the_committed_files(tmp_path):
     fixtures = REPO / "fixtures"
     names = ["tiny/weights.safetensors", "tiny/golden.safetensors", "tokens.json", "preprocess/expected.safetensors",
              "metrics/cases.safetensors"]
-    names += [f"preprocess/{w}x{h}_{m.lower().replace(';', '')}.png" for w, h, m in golden.PREPROCESS_IMAGES]
+    names += [f"preprocess/{golden.preprocess_name(w, h, m)}" for w, h, m in golden.PREPROCESS_IMAGES]
     for name in names:
         committed = fixtures / name
         if not committed.exists():
