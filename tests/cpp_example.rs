@@ -15,7 +15,7 @@ use std::process::Command;
 
 use dlvp_runtime::detector::{BackendChoice, Detection, Detector, DetectorOptions};
 use prost::Message;
-use run::{dlvp, golden_weights, stderr, stdout};
+use run::{dlvp, export_with, golden_weights, stderr, stdout};
 use tract_onnx::pb;
 
 fn example() -> Option<PathBuf> {
@@ -33,17 +33,7 @@ fn example() -> Option<PathBuf> {
 
 fn export(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
     let model = dir.join(name);
-    let weights = golden_weights();
-    let mut args = vec![
-        "export",
-        "--weights",
-        weights.to_str().unwrap(),
-        "--out",
-        model.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let run = dlvp(&args);
-    assert!(run.status.success(), "{}", stderr(&run));
+    export_with(&golden_weights(), &model, extra);
     model
 }
 

@@ -9,22 +9,12 @@ use std::path::{Path, PathBuf};
 
 use prost::Message;
 use rstest::rstest;
-use run::{dlvp, golden_weights, stderr, stdout};
+use run::{dlvp, export_with, golden_weights, stderr, stdout};
 use tract_onnx::pb;
 
 fn export(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
     let model = dir.join(name);
-    let weights = golden_weights();
-    let mut args = vec![
-        "export",
-        "--weights",
-        weights.to_str().unwrap(),
-        "--out",
-        model.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let run = dlvp(&args);
-    assert!(run.status.success(), "{}", stderr(&run));
+    export_with(&golden_weights(), &model, extra);
     model
 }
 

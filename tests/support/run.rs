@@ -38,13 +38,20 @@ pub fn golden_weights() -> PathBuf {
 
 /// `dlvp export --weights WEIGHTS --out OUT`, which must succeed.
 pub fn export(weights: &Path, out: &Path) {
-    let run = dlvp(&[
+    export_with(weights, out, &[]);
+}
+
+/// `dlvp export --weights WEIGHTS --out OUT EXTRA...`, which must succeed.
+pub fn export_with(weights: &Path, out: &Path, extra: &[&str]) {
+    let mut args = vec![
         "export",
         "--weights",
         weights.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let run = dlvp(&args);
     assert!(run.status.success(), "{}", stderr(&run));
 }
 
