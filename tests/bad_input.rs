@@ -6,6 +6,8 @@
 
 #[path = "support/checkpoint.rs"]
 mod checkpoint;
+#[path = "support/onnx_edit.rs"]
+mod onnx_edit;
 #[path = "support/png.rs"]
 mod png;
 #[path = "support/run.rs"]
@@ -16,6 +18,7 @@ use std::process::Output;
 use std::sync::OnceLock;
 
 use checkpoint::{dlvp_metadata, tensors_for, tiny_spec, write, write_raw, Tensor};
+use onnx_edit::{dim, input_dims};
 use prost::Message;
 use rstest::rstest;
 use run::{dlvp, export, golden_weights, stderr, stdout};
@@ -421,24 +424,8 @@ fn a_folder_given_as_a_checkpoint_is_named() {
 
 // ---------------------------------------------------------------- models
 
-fn tiny_proto() -> pb::ModelProto {
-    pb::ModelProto::decode(&std::fs::read(tiny_model()).unwrap()[..]).unwrap()
-}
-
 fn edited(edit: impl FnOnce(&mut pb::ModelProto)) -> Vec<u8> {
-    let mut model = tiny_proto();
-    edit(&mut model);
-    model.encode_to_vec()
-}
-
-fn input_dims(model: &mut pb::ModelProto) -> &mut Vec<pb::tensor_shape_proto::Dimension> {
-    let input = &mut model.graph.as_mut().unwrap().input[0];
-    let Some(pb::type_proto::Value::TensorType(t)) =
-        input.r#type.as_mut().and_then(|t| t.value.as_mut())
-    else {
-        panic!("tensor input");
-    };
-    &mut t.shape.as_mut().unwrap().dim
+    onnx_edit::edited(tiny_model(), edit)
 }
 
 #[rstest]
@@ -447,7 +434,7 @@ fn input_dims(model: &mut pb::ModelProto) -> &mut Vec<pb::tensor_shape_proto::Di
 #[case::truncated(half(std::fs::read(tiny_model()).unwrap()), "not an ONNX model")]
 #[case::no_metadata(edited(|m| m.metadata_props.clear()), "not a dlvp graph: no dlvp.format metadata")]
 #[case::wrong_input_size(
-    edited(|m| { input_dims(m)[2].value = Some(pb::tensor_shape_proto::dimension::Value::DimValue(64)); }),
+    edited(|m| { input_dims(m)[2].value = dim(64); }),
     "input `image` has shape [B, 3, 64, 56], but the spec in its metadata (image_size 56) needs [B, 3, 56, 56]"
 )]
 #[case::wrong_input_rank(

@@ -7,6 +7,8 @@
 //! examples/cpp/build.sh and sets this; without it these tests skip and say so, unless
 //! `DLVP_REQUIRE_CPP_EXAMPLE=1`, which CI sets when it could build the example).
 
+#[path = "support/onnx_edit.rs"]
+mod onnx_edit;
 #[path = "support/run.rs"]
 mod run;
 
@@ -14,9 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use dlvp_runtime::detector::{BackendChoice, Detection, Detector, DetectorOptions};
-use prost::Message;
+use onnx_edit::{dim, edited, input_dims};
 use run::{dlvp, export_with, golden_weights, stderr, stdout};
-use tract_onnx::pb;
 
 fn example() -> Option<PathBuf> {
     match std::env::var_os("DLVP_CPP_EXAMPLE") {
@@ -188,12 +189,6 @@ fn with_its_own_opencv_resize_the_difference_is_measured() {
     );
 }
 
-fn edited(model: &Path, edit: impl FnOnce(&mut pb::ModelProto)) -> Vec<u8> {
-    let mut proto = pb::ModelProto::decode(&std::fs::read(model).unwrap()[..]).unwrap();
-    edit(&mut proto);
-    proto.encode_to_vec()
-}
-
 #[test]
 fn bad_models_fail_by_name() {
     let Some(bin) = example() else { return };
@@ -205,15 +200,7 @@ fn bad_models_fail_by_name() {
     let wrong_size = dir.path().join("wrong size.onnx");
     std::fs::write(
         &wrong_size,
-        edited(&model, |m| {
-            let input = &mut m.graph.as_mut().unwrap().input[0];
-            if let Some(pb::type_proto::Value::TensorType(t)) =
-                input.r#type.as_mut().and_then(|t| t.value.as_mut())
-            {
-                t.shape.as_mut().unwrap().dim[3].value =
-                    Some(pb::tensor_shape_proto::dimension::Value::DimValue(64));
-            }
-        }),
+        edited(&model, |m| input_dims(m)[3].value = dim(64)),
     )
     .unwrap();
     let missing = dir.path().join("missing.onnx");

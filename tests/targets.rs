@@ -2,12 +2,13 @@
 //! (src/targets/rules.rs). The exported graphs pass where they should, and graphs deliberately
 //! built with a disallowed construct are flagged by node, op and reason.
 
+#[path = "support/onnx_edit.rs"]
+mod onnx_edit;
 #[path = "support/run.rs"]
 mod run;
 
 use std::path::{Path, PathBuf};
 
-use prost::Message;
 use rstest::rstest;
 use run::{dlvp, export_with, golden_weights, stderr, stdout};
 use tract_onnx::pb;
@@ -93,9 +94,7 @@ fn tensorrt_8_5_flags_layer_normalization_and_a_uint8_input() {
 }
 
 fn edited(model: &Path, out: &Path, edit: impl FnOnce(&mut pb::ModelProto)) -> PathBuf {
-    let mut proto = pb::ModelProto::decode(&std::fs::read(model).unwrap()[..]).unwrap();
-    edit(&mut proto);
-    std::fs::write(out, proto.encode_to_vec()).unwrap();
+    std::fs::write(out, onnx_edit::edited(model, edit)).unwrap();
     out.to_path_buf()
 }
 

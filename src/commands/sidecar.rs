@@ -3,6 +3,10 @@
 //! the preprocessing contract (model-spec/README.md §1 and "Graph contract"), and a hash of the
 //! spec. It says what the graph's own metadata says; the graph stays the source of truth.
 
+use dlvp_exporter::model::{
+    GRAPH_FORMAT, META_FORMAT, META_IMAGE_SIZE, META_INPUT, META_MEAN, META_RESIZE, META_SPEC,
+    META_STD,
+};
 use dlvp_exporter::Spec;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -31,7 +35,7 @@ pub fn sidecar(s: &SidecarInput) -> Value {
     };
     let spec_yaml = spec.to_yaml();
     json!({
-        "format": dlvp_exporter::model::GRAPH_FORMAT,
+        "format": GRAPH_FORMAT,
         "model": s.model_file,
         "external_data": s.external_data,
         "name": spec.name,
@@ -55,7 +59,6 @@ pub fn sidecar(s: &SidecarInput) -> Value {
             "std": spec.preprocess.std,
             "in_graph": s.embed_preprocess,
         },
-        "metadata_keys": ["dlvp.format", "dlvp.spec", "dlvp.image_size", "dlvp.preprocess.mean",
-                          "dlvp.preprocess.std", "dlvp.preprocess.resize", "dlvp.input"],
+        "metadata_keys": [META_FORMAT, META_SPEC, META_IMAGE_SIZE, META_MEAN, META_STD, META_RESIZE, META_INPUT],
     })
 }
