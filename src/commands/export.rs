@@ -1,4 +1,5 @@
-//! `dlvp export --weights CKPT [--spec S] --out MODEL.onnx [--allow-unused] [--verify]`.
+//! `dlvp export --weights CKPT [--spec S] --out MODEL.onnx [--allow-unused] [--verify]`, and/or
+//! `--triton-repo DIR` for a Triton Inference Server model repository (`triton.rs`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,7 +13,7 @@ use dlvp_runtime::ort_backend::OrtModel;
 use dlvp_runtime::tract_backend::TractModel;
 use ndarray::{ArrayD, IxDyn};
 
-use super::{resolve_spec, write_atomically};
+use super::{resolve_spec, triton, write_atomically};
 use crate::targets::{self, Rules, Target};
 
 #[derive(Args)]
@@ -23,9 +24,9 @@ pub struct ExportArgs {
     /// The model spec; defaults to the spec stored in the checkpoint.
     #[arg(long)]
     spec: Option<PathBuf>,
-    /// Where to write the ONNX graph (written atomically).
-    #[arg(long)]
-    out: PathBuf,
+    /// Where to write the ONNX graph (written atomically); may be left out with --triton-repo.
+    #[arg(long, required_unless_present = "triton_repo")]
+    out: Option<PathBuf>,
     /// Accept checkpoint tensors the graph does not use (listed as a warning instead).
     #[arg(long)]
     allow_unused: bool,
@@ -52,6 +53,41 @@ pub struct ExportArgs {
     /// and not written if it would be rejected.
     #[arg(long, value_enum, default_value = "generic")]
     target: Target,
+    #[command(flatten)]
+    triton: TritonArgs,
+}
+
+/// The Triton model repository options.
+#[derive(Args)]
+struct TritonArgs {
+    /// Also write a Triton Inference Server model repository: DIR/NAME/config.pbtxt and
+    /// DIR/NAME/1/model.onnx (ONNX Runtime backend, dynamic batching, TensorRT on GPU instances).
+    #[arg(long, value_name = "DIR")]
+    triton_repo: Option<PathBuf>,
+    /// The model's name in the repository (default: the spec's name, made URL-safe).
+    #[arg(long, requires = "triton_repo")]
+    triton_name: Option<String>,
+    /// Triton: the largest batch the dynamic batcher forms (also the TensorRT profile's maximum).
+    #[arg(long, requires = "triton_repo", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    max_batch: u32,
+    /// Triton: model instances (each a session) per device.
+    #[arg(long, requires = "triton_repo", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    instances: u32,
+    /// Triton: where the instances run; `cpu` configures no accelerator.
+    #[arg(long, requires = "triton_repo", value_enum, default_value = "gpu")]
+    triton_kind: triton::InstanceKind,
+    /// Triton: how long the dynamic batcher may hold a request to fill a batch, microseconds.
+    #[arg(long, requires = "triton_repo", default_value_t = 0)]
+    queue_delay_us: u64,
+    /// Triton (GPU): the folder on the server for TensorRT engines and timing caches
+    /// (default /tmp/dlvp-trt-cache/NAME; it must be writable by the server).
+    #[arg(long, requires = "triton_repo", value_name = "SERVER_DIR")]
+    triton_trt_cache: Option<String>,
+    /// Triton (GPU): TensorRT builder workspace, MiB.
+    #[arg(long, requires = "triton_repo", default_value_t = 2048)]
+    triton_workspace_mib: u64,
 }
 
 pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
@@ -107,63 +143,116 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     if args.verify && (external || args.embed_preprocess) {
         eprintln!("note: --verify runs single-file float `image` graphs only; verify a plain export of the same checkpoint");
     }
-    let bytes = if external {
-        let name = args
-            .out
-            .file_name()
-            .context("--out names no file")?
-            .to_string_lossy()
-            .into_owned();
-        let data_name = format!("{name}.data");
-        let (model_bytes, data) = onnx::to_bytes_external(&exported.graph, &spec.name, &data_name);
-        check_target(&model_bytes, rules, &args.out)?;
-        // The data first: a model never points at a data file that is not complete.
-        write_atomically(&args.out.with_file_name(&data_name), &data)?;
-        write_atomically(&args.out, &model_bytes)?;
-        println!(
-            "{}: external weights, {:.1} MB",
-            args.out.with_file_name(&data_name).display(),
-            data.len() as f64 / 1e6
-        );
-        model_bytes
-    } else {
-        let bytes = onnx::to_bytes(&exported.graph, &spec.name);
-        check_target(&bytes, rules, &args.out)?;
+    // The Triton model's name is checked before anything is written.
+    let triton_model = match &args.triton.triton_repo {
+        Some(dir) => {
+            let name = match &args.triton.triton_name {
+                Some(name) => name.clone(),
+                None => triton::default_model_name(&spec),
+            };
+            triton::check_model_name(&name).map_err(|e| anyhow::anyhow!("--triton-name: {e}"))?;
+            Some((dir.join(&name), name))
+        }
+        None => None,
+    };
+    let mut destinations: Vec<PathBuf> = args.out.iter().cloned().collect();
+    if let Some((model_dir, _)) = &triton_model {
+        destinations.push(model_dir.join("1").join("model.onnx"));
+    }
+    let single_file = (!external).then(|| onnx::to_bytes(&exported.graph, &spec.name));
+    if let Some(bytes) = &single_file {
+        check_target(bytes, rules, &destinations[0])?;
         if args.verify && !args.embed_preprocess {
             // Verified before it is written: a graph that fails leaves the previous file in place.
             // ARCHITECTURE.md's contract: fp32 backends agree within 1e-4, fp16 within 1e-2.
             let tolerance = if args.fp16 { 1e-2 } else { 1e-4 };
-            verify(&bytes, spec.image_size, args.ort_lib.as_deref(), tolerance)?;
+            verify(bytes, spec.image_size, args.ort_lib.as_deref(), tolerance)?;
         }
-        write_atomically(&args.out, &bytes)?;
-        bytes
-    };
-    let model_file = args
-        .out
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned();
-    let data_file = format!("{model_file}.data");
-    let sidecar = super::sidecar::sidecar(&super::sidecar::SidecarInput {
-        spec: &spec,
-        model_file: &model_file,
-        external_data: external.then_some(data_file.as_str()),
-        embed_preprocess: args.embed_preprocess,
-        fp16: args.fp16,
-    });
-    let sidecar_path = args.out.with_file_name(format!("{model_file}.json"));
-    write_atomically(
-        &sidecar_path,
-        format!("{}\n", serde_json::to_string_pretty(&sidecar)?).as_bytes(),
-    )?;
+    }
+    let mut written_bytes = 0;
+    for path in &destinations {
+        let model_file = path
+            .file_name()
+            .with_context(|| format!("{}: names no file", path.display()))?
+            .to_string_lossy()
+            .into_owned();
+        let data_file = format!("{model_file}.data");
+        written_bytes = match &single_file {
+            Some(bytes) => {
+                write_atomically(path, bytes)?;
+                bytes.len()
+            }
+            None => {
+                // The data file's name is recorded in the graph, so each destination gets its own.
+                let (model_bytes, data) =
+                    onnx::to_bytes_external(&exported.graph, &spec.name, &data_file);
+                check_target(&model_bytes, rules, path)?;
+                // The data first: a model never points at a data file that is not complete.
+                write_atomically(&path.with_file_name(&data_file), &data)?;
+                write_atomically(path, &model_bytes)?;
+                println!(
+                    "{}: external weights, {:.1} MB",
+                    path.with_file_name(&data_file).display(),
+                    data.len() as f64 / 1e6
+                );
+                model_bytes.len()
+            }
+        };
+        let sidecar = super::sidecar::sidecar(&super::sidecar::SidecarInput {
+            spec: &spec,
+            model_file: &model_file,
+            external_data: external.then_some(data_file.as_str()),
+            embed_preprocess: args.embed_preprocess,
+            fp16: args.fp16,
+        });
+        write_atomically(
+            &path.with_file_name(format!("{model_file}.json")),
+            format!("{}\n", serde_json::to_string_pretty(&sidecar)?).as_bytes(),
+        )?;
+    }
+    if let Some((model_dir, name)) = &triton_model {
+        let t = &args.triton;
+        let trt_cache = t
+            .triton_trt_cache
+            .clone()
+            .unwrap_or_else(|| format!("/tmp/dlvp-trt-cache/{name}"));
+        let config = triton::config_pbtxt(&triton::TritonConfig {
+            name,
+            spec: &spec,
+            embed_preprocess: args.embed_preprocess,
+            fp16: args.fp16,
+            max_batch: t.max_batch,
+            instances: t.instances,
+            kind: t.triton_kind,
+            trt_cache: &trt_cache,
+            workspace_bytes: t.triton_workspace_mib << 20,
+            queue_delay_us: t.queue_delay_us,
+        });
+        // Written last: a server polling the repository sees a config only once its model is there.
+        let config_path = model_dir.join("config.pbtxt");
+        write_atomically(&config_path, config.as_bytes())?;
+        println!(
+            "{}: Triton model `{name}` (max batch {}, {} {} instance(s))",
+            config_path.display(),
+            t.max_batch,
+            t.instances,
+            match t.triton_kind {
+                triton::InstanceKind::Gpu => "GPU",
+                triton::InstanceKind::Cpu => "CPU",
+            }
+        );
+    }
     let g = &exported.graph;
     println!(
         "{}: {} nodes, {} initializers, {:.1} MB ({} from {}, spec {}), {:.1} s",
-        args.out.display(),
+        destinations
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         g.nodes.len(),
         g.initializers.len(),
-        bytes.len() as f64 / 1e6,
+        written_bytes as f64 / 1e6,
         spec.name,
         args.weights.display(),
         origin,

@@ -11,6 +11,7 @@ pub mod inspect;
 pub mod progress;
 pub mod sidecar;
 pub mod spec;
+pub mod triton;
 pub mod weights;
 
 use std::path::{Path, PathBuf};
