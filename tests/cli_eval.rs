@@ -393,6 +393,100 @@ fn detect_expands_quoted_globs_and_reports_empty_ones() {
     assert_fails(&none, 1, "the pattern matches no image");
 }
 
+/// `bench --input` times the graph on a given tensor and `--save-outputs` writes what it
+/// returned: on the golden input, the golden outputs of the PyTorch reference (1e-4, Top-K exact).
+#[rstest::rstest]
+#[case::tract("tract")]
+#[case::ort_cpu("ort-cpu")]
+fn bench_on_a_given_input_saves_the_reference_outputs(#[case] backend: &str) {
+    if backend == "ort-cpu" && std::env::var_os("ORT_DYLIB_PATH").is_none() {
+        eprintln!("skipped ort-cpu: ORT_DYLIB_PATH is not set (scripts/test sets it)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = exported_golden(dir.path());
+    let golden_path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tiny/golden.safetensors");
+    let saved = dir.path().join("outputs.safetensors");
+    let run = dlvp(&[
+        "bench",
+        "--model",
+        model.to_str().unwrap(),
+        "--backend",
+        backend,
+        "--input",
+        golden_path.to_str().unwrap(),
+        "--save-outputs",
+        saved.to_str().unwrap(),
+        "--iters",
+        "2",
+        "--warmup",
+        "0",
+        "--json",
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let r: serde_json::Value = serde_json::from_str(stdout(&run).trim()).unwrap();
+    let golden_bytes = std::fs::read(&golden_path).unwrap();
+    let golden = safetensors::SafeTensors::deserialize(&golden_bytes).unwrap();
+    let batch = golden.tensor("image").unwrap().shape()[0] as u64;
+    assert_eq!(r["batch"].as_u64(), Some(batch), "the batch is the input's");
+    let saved_bytes = std::fs::read(&saved).unwrap();
+    let out = safetensors::SafeTensors::deserialize(&saved_bytes).unwrap();
+    let f32s = |t: safetensors::tensor::TensorView| -> Vec<f32> {
+        t.data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect()
+    };
+    for name in ["anomaly_score", "anomaly_map"] {
+        let (a, b) = (out.tensor(name).unwrap(), golden.tensor(name).unwrap());
+        assert_eq!(a.shape(), b.shape(), "{name}");
+        let worst = f32s(a)
+            .iter()
+            .zip(f32s(b))
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(worst <= 1e-4, "{name}: {worst:e} from the reference");
+    }
+    let (a, b) = (
+        out.tensor("topk_indices").unwrap(),
+        golden.tensor("topk_indices").unwrap(),
+    );
+    assert_eq!(
+        (a.dtype(), a.shape(), a.data()),
+        (b.dtype(), b.shape(), b.data())
+    );
+
+    // A tensor of the wrong size is refused by name, and nothing is saved.
+    let wrong = dir.path().join("wrong.safetensors");
+    let zeros = vec![0u8; 4 * 3 * 8 * 8];
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![1, 3, 8, 8], &zeros)
+            .unwrap();
+    std::fs::write(
+        &wrong,
+        safetensors::serialize(vec![("image", view)], None).unwrap(),
+    )
+    .unwrap();
+    let refused = dlvp(&[
+        "bench",
+        "--model",
+        model.to_str().unwrap(),
+        "--backend",
+        "tract",
+        "--input",
+        wrong.to_str().unwrap(),
+        "--save-outputs",
+        dir.path().join("no.safetensors").to_str().unwrap(),
+    ]);
+    assert_fails(
+        &refused,
+        1,
+        "wrong.safetensors: `image` [1, 3, 8, 8] does not fit",
+    );
+    assert!(!dir.path().join("no.safetensors").exists());
+}
+
 /// The same command twice gives byte-identical JSON lines, overlays and maps.
 #[rstest::rstest]
 #[case::tract("tract")]

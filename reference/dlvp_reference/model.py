@@ -184,7 +184,11 @@ class DLVPCLIP(nn.Module):
         x, probs = self.pass1(z0)
         a_cls = probs[:, 0, 1:]
         # Stable descending sort: ties go to the lower index, as ONNX TopK specifies.
-        topk = torch.sort(a_cls, dim=-1, descending=True, stable=True).indices[:, : self.spec.slfs.top_k]
+        if torch.onnx.is_in_onnx_export():
+            # torch.onnx.export (bench/compare) has no stable Sort; ONNX TopK breaks ties the same way.
+            topk = torch.topk(a_cls, self.spec.slfs.top_k, dim=-1, largest=True, sorted=True).indices
+        else:
+            topk = torch.sort(a_cls, dim=-1, descending=True, stable=True).indices[:, : self.spec.slfs.top_k]
         v = x[:, 1:]
         p = torch.gather(v, 1, topk.unsqueeze(-1).expand(-1, -1, v.shape[-1]))
         return a_cls, topk, p

@@ -22,7 +22,7 @@ use ndarray::{Array2, Array4, ArrayD, Axis};
 use crate::metadata::{self, ModelInfo};
 use crate::model_file;
 pub use crate::ort_backend::GpuOptions;
-use crate::ort_backend::{OrtModel, Provider};
+use crate::ort_backend::{ModelSource, OrtModel, Provider};
 use crate::outputs::Outputs;
 use crate::preprocess::to_input;
 use crate::tract_backend::TractModel;
@@ -107,9 +107,22 @@ impl Detector {
             });
         }
         let ort_lib = options.ort_lib.as_deref();
+        let max_bytes = options
+            .max_model_bytes
+            .unwrap_or(model_file::DEFAULT_MAX_MODEL_BYTES);
+        // A self-contained file is handed to ONNX Runtime by path and our copy dropped, so the
+        // two never coexist (peak memory is one model less); tract rereads it if it comes to that.
+        let by_path = options.backend != BackendChoice::Tract
+            && !crate::onnx_head::ModelHead::decode_from(&bytes)
+                .is_ok_and(|h| h.has_external_data());
+        let bytes = (!by_path).then_some(bytes);
         let ort = |provider| {
-            OrtModel::load_with(
-                &bytes,
+            let source = match &bytes {
+                Some(b) => ModelSource::Memory(b),
+                None => ModelSource::File(path),
+            };
+            OrtModel::load_from(
+                source,
                 ort_lib,
                 provider,
                 &options.gpu,
@@ -117,16 +130,22 @@ impl Detector {
             )
             .map(|m| Engine::Ort(Mutex::new(m)))
         };
-        let tract = |bytes: Vec<u8>| Engine::Tract {
-            bytes,
-            plans: Mutex::new(HashMap::new()),
+        let tract = |bytes: Option<Vec<u8>>| -> Result<Engine, DetectError> {
+            let bytes = match bytes {
+                Some(b) => b,
+                None => model_file::read(path, max_bytes)?,
+            };
+            Ok(Engine::Tract {
+                bytes,
+                plans: Mutex::new(HashMap::new()),
+            })
         };
         let mut notes = Vec::new();
         let (engine, backend) = match options.backend {
             BackendChoice::OrtTensorrt => (ort(Provider::TensorRt)?, "ort-tensorrt"),
             BackendChoice::OrtCuda => (ort(Provider::Cuda)?, "ort-cuda"),
             BackendChoice::OrtCpu => (ort(Provider::Cpu)?, "ort-cpu"),
-            BackendChoice::Tract => (tract(bytes), "tract"),
+            BackendChoice::Tract => (tract(bytes)?, "tract"),
             BackendChoice::Auto => {
                 let mut chosen = None;
                 for (provider, name) in [
@@ -142,7 +161,10 @@ impl Detector {
                         Err(e) => notes.push(format!("{name} not used: {e}")),
                     }
                 }
-                chosen.unwrap_or_else(|| (tract(bytes), "tract"))
+                match chosen {
+                    Some(c) => c,
+                    None => (tract(bytes)?, "tract"),
+                }
             }
         };
         Ok(Detector {

@@ -5,7 +5,6 @@ use std::path::Path;
 
 use dlvp_exporter::model::{GRAPH_FORMAT, META_FORMAT, META_INPUT, META_SPEC};
 use dlvp_exporter::Spec;
-use prost::Message;
 use tract_onnx::pb;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,8 +30,10 @@ pub fn read(bytes: &[u8], path: &Path) -> Result<ModelInfo, MetadataError> {
         path: path.to_path_buf(),
         message,
     };
-    let model =
-        pb::ModelProto::decode(bytes).map_err(|e| fail(format!("not an ONNX model: {e}")))?;
+    // The structure only: a full decode would copy every weight.
+    let model = crate::onnx_head::ModelHead::decode_from(bytes)
+        .map_err(|e| fail(format!("not an ONNX model: {e}")))?
+        .to_model_proto();
     let get = |key: &str| {
         model
             .metadata_props

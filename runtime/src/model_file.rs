@@ -41,6 +41,11 @@ pub fn read(path: &Path, max_bytes: u64) -> Result<Vec<u8>, ModelFileError> {
         return Err(too_big("the model is", size));
     }
     let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read model: {e}")))?;
+    // Most models are self-contained: find out without a full decode (a copy of every weight).
+    match crate::onnx_head::ModelHead::decode_from(&bytes) {
+        Ok(head) if !head.has_external_data() => return Ok(bytes),
+        _ => {}
+    }
     let Ok(mut model) = pb::ModelProto::decode(&bytes[..]) else {
         // Not ONNX: the metadata reader says so in its own words.
         return Ok(bytes);

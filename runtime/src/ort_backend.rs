@@ -62,6 +62,14 @@ pub struct GpuOptions {
     pub max_batch: Option<u32>,
 }
 
+/// Where ONNX Runtime reads a model from.
+#[derive(Clone, Copy)]
+pub enum ModelSource<'a> {
+    Memory(&'a [u8]),
+    /// A file with no external data, already checked by `model_file::read`.
+    File(&'a Path),
+}
+
 pub struct OrtModel {
     session: Session,
     provider: Provider,
@@ -120,6 +128,25 @@ impl OrtModel {
         gpu: &GpuOptions,
         image_size: usize,
     ) -> Result<OrtModel, OrtError> {
+        OrtModel::load_from(
+            ModelSource::Memory(bytes),
+            ort_lib_path,
+            provider,
+            gpu,
+            image_size,
+        )
+    }
+
+    /// As [`OrtModel::load_with`], from memory or from a self-contained model file — the latter
+    /// lets ONNX Runtime parse the file itself, so the caller need not hold the model's bytes
+    /// while ONNX Runtime holds its own copy (a ViT-B/16 graph is 0.5 GB).
+    pub fn load_from(
+        source: ModelSource,
+        ort_lib_path: Option<&Path>,
+        provider: Provider,
+        gpu: &GpuOptions,
+        image_size: usize,
+    ) -> Result<OrtModel, OrtError> {
         use ort::ep::ExecutionProvider;
         let loaded = ort_lib::load(ort_lib_path)?;
         let mut builder = Session::builder(&loaded.environment).map_err(err("session options"))?;
@@ -157,7 +184,11 @@ impl OrtModel {
                     message: format!("{} failed to initialise: {e}", provider.ort_name()),
                 })?;
         }
-        let session = builder.commit_from_memory(bytes).map_err(err("load"))?;
+        let session = match source {
+            ModelSource::Memory(bytes) => builder.commit_from_memory(bytes),
+            ModelSource::File(path) => builder.commit_from_file(path),
+        }
+        .map_err(err("load"))?;
         Ok(OrtModel { session, provider })
     }
 

@@ -1,10 +1,32 @@
 //! Running an exported graph on tract (CPU, pure Rust), optimised for one batch size (the
-//! detector caches one plan per batch size it sees).
+//! detector caches one plan per batch size it sees). Runs use one thread per CPU for matrix
+//! products and the larger element-wise ops (tract's `multithread-mm` executor), as ONNX
+//! Runtime does; `DLVP_TRACT_THREADS=N` sets another count (1: tract's single-thread default).
 
 use ndarray::ArrayD;
 use tract_onnx::prelude::*;
 
 pub use crate::outputs::Outputs;
+use std::sync::OnceLock;
+use tract_linalg::multithread::{multithread_tract_scope, Executor};
+
+/// The thread pool every tract run shares (built on first use).
+fn executor() -> Executor {
+    static POOL: OnceLock<Executor> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let threads = std::env::var("DLVP_TRACT_THREADS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if threads == 1 {
+            Executor::SingleThread
+        } else {
+            Executor::multithread(threads)
+        }
+    })
+    .clone()
+}
 
 /// A tract failure, with the stage it happened in (tract's own error type is `anyhow`-based).
 #[derive(Debug, thiserror::Error)]
@@ -42,10 +64,10 @@ impl TractModel {
     }
 
     pub fn run(&self, image: ArrayD<f32>) -> Result<Outputs, TractError> {
-        let out = self
-            .plan
-            .run(tvec!(Tensor::from(image).into()))
-            .map_err(err("run"))?;
+        let out = multithread_tract_scope(executor(), || {
+            self.plan.run(tvec!(Tensor::from(image).into()))
+        })
+        .map_err(err("run"))?;
         if out.len() != 3 {
             return Err(TractError {
                 stage: "outputs",

@@ -4,12 +4,16 @@
 //! execution provider that really ran.
 //!
 //! Each timed call is `Detector::detect_batch` on decoded RGB images already at the model's
-//! H×W: preprocessing (normalisation) and the graph, not image decoding or file output.
+//! H×W: preprocessing (normalisation) and the graph, not image decoding or file output. With
+//! `--input FILE.safetensors` (like trtexec's `--loadInputs`) each call is the graph alone on that
+//! tensor, and `--save-outputs` writes what the last call returned (trtexec's `--exportOutput`),
+//! so other runtimes can be compared on the same numbers (`bench/compare`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use anyhow::{bail, Context};
 use clap::Args;
 use image::RgbImage;
 
@@ -34,6 +38,84 @@ pub struct BenchArgs {
     /// One JSON object on stdout instead of the table.
     #[arg(long)]
     json: bool,
+    /// Time the graph alone on this input instead of test images: a safetensors file holding an
+    /// f32 tensor `image` [B, 3, S, S], already normalised (the batch is its B).
+    #[arg(long, value_name = "FILE.safetensors", conflicts_with = "batch")]
+    input: Option<PathBuf>,
+    /// Write the last timed run's outputs (anomaly_score, anomaly_map, topk_indices) to this
+    /// safetensors file.
+    #[arg(long, value_name = "FILE.safetensors", requires = "input")]
+    save_outputs: Option<PathBuf>,
+}
+
+/// The `image` tensor of a `--input` file, checked against the model's input size.
+fn read_input(path: &std::path::Path) -> anyhow::Result<ndarray::ArrayD<f32>> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let tensors = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: not a safetensors file: {e}", path.display()))?;
+    let t = tensors
+        .tensor("image")
+        .map_err(|_| anyhow::anyhow!("{}: no tensor `image`", path.display()))?;
+    if t.dtype() != safetensors::Dtype::F32 || t.shape().len() != 4 || t.shape()[1] != 3 {
+        bail!(
+            "{}: `image` is {:?} {:?}; expected F32 [B, 3, S, S]",
+            path.display(),
+            t.dtype(),
+            t.shape()
+        );
+    }
+    let values: Vec<f32> = t
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    Ok(ndarray::ArrayD::from_shape_vec(
+        ndarray::IxDyn(t.shape()),
+        values,
+    )?)
+}
+
+/// The graph's outputs as a safetensors file (written atomically).
+fn save_outputs(
+    path: &std::path::Path,
+    out: &dlvp_runtime::outputs::Outputs,
+) -> anyhow::Result<()> {
+    fn le<T: Copy>(values: impl Iterator<Item = T>, to: fn(T) -> Vec<u8>) -> Vec<u8> {
+        values.flat_map(to).collect()
+    }
+    let score = le(out.anomaly_score.iter().copied(), |v: f32| {
+        v.to_le_bytes().to_vec()
+    });
+    let map = le(out.anomaly_map.iter().copied(), |v: f32| {
+        v.to_le_bytes().to_vec()
+    });
+    let topk = le(out.topk_indices.iter().copied(), |v: i64| {
+        v.to_le_bytes().to_vec()
+    });
+    fn view<'a>(
+        dtype: safetensors::Dtype,
+        shape: &[usize],
+        data: &'a [u8],
+    ) -> anyhow::Result<safetensors::tensor::TensorView<'a>> {
+        safetensors::tensor::TensorView::new(dtype, shape.to_vec(), data)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+    let tensors = vec![
+        (
+            "anomaly_score",
+            view(safetensors::Dtype::F32, out.anomaly_score.shape(), &score)?,
+        ),
+        (
+            "anomaly_map",
+            view(safetensors::Dtype::F32, out.anomaly_map.shape(), &map)?,
+        ),
+        (
+            "topk_indices",
+            view(safetensors::Dtype::I64, out.topk_indices.shape(), &topk)?,
+        ),
+    ];
+    let bytes = safetensors::serialize(tensors, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    super::write_atomically(path, &bytes)
 }
 
 /// Peak resident memory of this process in bytes (Linux `VmHWM`), if the system reports it.
@@ -61,23 +143,50 @@ fn test_image(size: u32, seed: u32) -> RgbImage {
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let model = super::resolve_model(args.model.as_deref())?;
+    let input = args.input.as_deref().map(read_input).transpose()?;
+    let batch_size = input.as_ref().map_or(args.batch, |x| x.shape()[0] as u32);
     let t = Instant::now();
-    let detector = load_detector(&model, &args.run, args.batch)?;
+    let detector = load_detector(&model, &args.run, batch_size)?;
     let load_s = t.elapsed().as_secs_f64();
     let size = detector.info().spec.image_size as u32;
-    let batch: Vec<RgbImage> = (0..args.batch).map(|i| test_image(size, i)).collect();
+    if let (Some(x), Some(path)) = (&input, &args.input) {
+        if detector.info().input != "image" || x.shape()[2..] != [size as usize, size as usize] {
+            bail!(
+                "{}: `image` {:?} does not fit {} (input `{}`, {size}×{size}); --input feeds float `image` graphs",
+                path.display(),
+                x.shape(),
+                model.display(),
+                detector.info().input
+            );
+        }
+    }
+    let batch: Vec<RgbImage> = (0..batch_size).map(|i| test_image(size, i)).collect();
+    // One call: the graph alone on --input, or preprocessing + graph on the test images.
+    let call = || -> anyhow::Result<Option<dlvp_runtime::outputs::Outputs>> {
+        Ok(match &input {
+            Some(x) => Some(detector.run(x.clone())?),
+            None => {
+                detector.detect_batch(&batch)?;
+                None
+            }
+        })
+    };
 
     let t = Instant::now();
-    detector.detect_batch(&batch)?;
+    call()?;
     let first_s = t.elapsed().as_secs_f64();
     for _ in 0..args.warmup {
-        detector.detect_batch(&batch)?;
+        call()?;
     }
     let mut times = Vec::with_capacity(args.iters as usize);
+    let mut last = None;
     for _ in 0..args.iters {
         let t = Instant::now();
-        detector.detect_batch(&batch)?;
+        last = call()?;
         times.push(t.elapsed().as_secs_f64());
+    }
+    if let (Some(path), Some(out)) = (&args.save_outputs, &last) {
+        save_outputs(path, out)?;
     }
     let mut sorted = times.clone();
     sorted.sort_by(f64::total_cmp);
@@ -87,7 +196,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         quantile(&sorted, 0.9),
         quantile(&sorted, 0.99),
     );
-    let images_per_s = args.batch as f64 / mean;
+    let images_per_s = batch_size as f64 / mean;
     let rss = peak_rss_bytes();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if args.json {
@@ -98,7 +207,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             "precision": detector.info().precision,
             "backend": detector.backend(),
             "provider": detector.provider(),
-            "batch": args.batch,
+            "batch": batch_size,
+            "input": if input.is_some() { "tensor (graph only)" } else { "test images (normalisation + graph)" },
             "iters": args.iters,
             "warmup": args.warmup,
             "load_s": load_s,
@@ -129,21 +239,21 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         println!(
             "first run    {:.1} ms (batch {})",
             first_s * 1e3,
-            args.batch
+            batch_size
         );
         println!(
             "latency      p50 {:.1} ms   p90 {:.1} ms   p99 {:.1} ms   (per batch of {}, {} runs after {} warm-up)",
             p50 * 1e3,
             p90 * 1e3,
             p99 * 1e3,
-            args.batch,
+            batch_size,
             args.iters,
             args.warmup
         );
         println!(
             "throughput   {:.1} images/s   ({:.1} ms per image)",
             images_per_s,
-            mean * 1e3 / args.batch as f64
+            mean * 1e3 / batch_size as f64
         );
         if let Some(rss) = rss {
             println!("peak RSS     {:.1} MiB", rss as f64 / (1024.0 * 1024.0));

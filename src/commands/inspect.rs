@@ -1,5 +1,6 @@
-//! `dlvp inspect MODEL.onnx [--json]`: opset, inputs and outputs with shapes, metadata, op
-//! histogram, parameter count and bytes.
+//! `dlvp inspect MODEL.onnx [--json] [--target T] [--flops [--batch N]]`: opset, inputs and
+//! outputs with shapes, metadata, op histogram, parameter count and bytes; a target's static
+//! check; the multiply-adds of its contractions for one batch (`dlvp_runtime::cost`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -22,6 +23,36 @@ pub struct InspectArgs {
     /// would reject (node, op, reason); exit 1 if any.
     #[arg(long, value_enum)]
     target: Option<Target>,
+    /// Also count the FLOPs of the graph's contractions (MatMul, Gemm, Conv: 2 × multiply-adds)
+    /// for one run at --batch, the image size taken from the graph's metadata.
+    #[arg(long)]
+    flops: bool,
+    /// The batch --flops counts for.
+    #[arg(long, default_value_t = 1, requires = "flops",
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    batch: u32,
+}
+
+/// The contractions' cost of a DLVP graph, sized from its own metadata.
+fn flops(
+    bytes: &[u8],
+    metadata: &BTreeMap<&str, &str>,
+    batch: usize,
+    path: &std::path::Path,
+) -> anyhow::Result<dlvp_runtime::cost::GraphCost> {
+    use dlvp_exporter::model::{META_IMAGE_SIZE, META_INPUT};
+    let size: usize = metadata
+        .get(META_IMAGE_SIZE)
+        .and_then(|v| v.parse().ok())
+        .with_context(|| {
+            format!(
+                "{}: --flops needs the `{META_IMAGE_SIZE}` metadata of a dlvp export",
+                path.display()
+            )
+        })?;
+    let u8_input = metadata.get(META_INPUT).is_some_and(|v| *v == "image_u8");
+    dlvp_runtime::cost::graph_cost(bytes, batch, size, u8_input)
+        .with_context(|| format!("{}: counting FLOPs", path.display()))
 }
 
 fn shape(v: &pb::ValueInfoProto) -> (String, Vec<String>) {
@@ -95,6 +126,11 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let violations = args
         .target
         .map(|t| (t.rules().name, targets::check(&model, t.rules())));
+    let cost = if args.flops {
+        Some(flops(&bytes, &metadata, args.batch as usize, &args.model)?)
+    } else {
+        None
+    };
     let status = match &violations {
         Some((_, v)) if !v.is_empty() => ExitCode::from(1),
         _ => ExitCode::SUCCESS,
@@ -108,6 +144,10 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         if let Some((name, v)) = &violations {
             out["target"] =
                 serde_json::json!({"name": name, "compatible": v.is_empty(), "violations": v});
+        }
+        if let Some(c) = &cost {
+            out["flops"] = serde_json::json!({"batch": c.batch, "flops": c.flops(),
+                "per_image": c.flops() / c.batch as u64, "fma_by_op": c.fma_by_op});
         }
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(status);
@@ -153,6 +193,19 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
             String::new()
         };
         println!("metadata {k}: {first}{more}");
+    }
+    if let Some(c) = &cost {
+        println!(
+            "flops: {:.3} GFLOP per image in contractions (batch {}: {:.3} GFLOP; multiply-adds by tract op: {})",
+            c.flops() as f64 / c.batch as f64 / 1e9,
+            c.batch,
+            c.flops() as f64 / 1e9,
+            c.fma_by_op
+                .iter()
+                .map(|(k, v)| format!("{k} {:.3} G", *v as f64 / 1e9))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     if let Some((name, v)) = &violations {
         if v.is_empty() {

@@ -156,14 +156,77 @@ pub fn residual_block(
         attention(g, &w.pp("attn"), &y, tower, mask, want_probs)
     })?;
     let x = g.add(x, &a)?;
-    let y = layer_norm(g, &w.pp("ln_2"), &x, c)?;
+    Ok((mlp_residual(g, w, &x, tower)?, probs))
+}
+
+/// A block's second half, `x + MLP(LN_2(x))`, for any rows `x` [.., M, W].
+pub fn mlp_residual(
+    g: &mut Graph,
+    w: &Weights,
+    x: &Wire,
+    tower: Tower,
+) -> Result<Wire, BlockError> {
+    let c = tower.width;
+    let y = layer_norm(g, &w.pp("ln_2"), x, c)?;
     let y = g.scoped("mlp", |g| -> Result<Wire, BlockError> {
         let mlp = w.pp("mlp");
         let y = linear(g, &mlp.pp("c_fc"), &y, tower.mlp_width, c)?;
         let y = activation(g, &y, tower.act)?;
         linear(g, &mlp.pp("c_proj"), &y, c, tower.mlp_width)
     })?;
-    Ok((g.add(&x, &y)?, probs))
+    Ok(g.add(x, &y)?)
+}
+
+/// One of the query / key / value projections of `in_proj_{weight,bias}` (part 0, 1, 2): the
+/// rows of the packed [3W, W] weight sliced at export, so no runtime Split is needed.
+fn projection(
+    g: &mut Graph,
+    w: &Weights,
+    x: &Wire,
+    width: usize,
+    part: usize,
+) -> Result<Wire, BlockError> {
+    use ndarray::{s, Axis};
+    let weight = w.get("in_proj_weight", &[3 * width, width])?;
+    let bias = w.get("in_proj_bias", &[3 * width])?;
+    let rows = part * width..(part + 1) * width;
+    let weight = weight.slice_axis(Axis(0), rows.clone().into()).to_owned();
+    let bias = bias.slice(s![rows]).to_owned().into_dyn();
+    Ok(g.linear(x, &weight, Some(&bias))?)
+}
+
+/// Attention of some query rows over all rows, for rows whose outputs are the only ones needed:
+/// `queries` [B, M, W] (already through `ln_1`), `rows` [B, S, W] (likewise). Returns the
+/// attention output after `out_proj` [B, M, W] and the head-averaged probabilities [B, M, S].
+/// Row for row the same arithmetic as [`residual_block`]'s attention over all S queries.
+pub fn attention_of_rows(
+    g: &mut Graph,
+    w: &Weights,
+    queries: &Wire,
+    rows: &Wire,
+    tower: Tower,
+) -> Result<(Wire, Wire), BlockError> {
+    let (c, h) = (tower.width, tower.heads);
+    let dh = c / h;
+    let heads = |g: &mut Graph, x: &Wire, perm: &[usize]| -> Result<Wire, BlockError> {
+        let y = g.reshape(x, &[Dim::Batch, x.dim(1), Dim::Fixed(h), Dim::Fixed(dh)])?;
+        Ok(g.transpose(&y, perm)?)
+    };
+    let q = projection(g, w, queries, c, 0)?;
+    let q = g.scale(&q, 1.0 / (dh as f32).sqrt())?;
+    let q = heads(g, &q, &[0, 2, 1, 3])?; // [B, H, M, dh]
+    let k = projection(g, w, rows, c, 1)?;
+    let k = heads(g, &k, &[0, 2, 3, 1])?; // [B, H, dh, S]
+    let v = projection(g, w, rows, c, 2)?;
+    let v = heads(g, &v, &[0, 2, 1, 3])?; // [B, H, S, dh]
+    let scores = g.matmul(&q, &k)?;
+    let probs = g.softmax(&scores, -1)?;
+    let out = g.matmul(&probs, &v)?; // [B, H, M, dh]
+    let out = g.transpose(&out, &[0, 2, 1, 3])?;
+    let out = g.reshape(&out, &[Dim::Batch, queries.dim(1), Dim::Fixed(c)])?;
+    let out = linear(g, &w.pp("out_proj"), &out, c, c)?;
+    let mean = g.reduce_mean(&probs, &[1], false)?;
+    Ok((out, mean))
 }
 
 /// §2: `image` [B, 3, H, W] → `Z⁰ = ln_pre([cls; patches] + pos)` [B, 1+N, C].

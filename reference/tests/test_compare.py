@@ -1,0 +1,60 @@
+"""bench/compare end to end on the tiny spec (one timed run each: the numbers are not the point,
+the plumbing is): both torch.onnx exporters work on the reference, every subject's outputs match
+the PyTorch reference within 1e-4 with exact Top-K, and the JSON holds what the table shows. And
+`dlvp inspect --flops` against PyTorch's own FLOP counter on the demo model."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from conftest import REPO
+from dlvp_reference.model import from_checkpoint
+
+
+def test_compare_runs_every_subject_on_the_tiny_spec(dlvp_bin, tmp_path):
+    env = dict(os.environ, DLVP_BIN=str(dlvp_bin))
+    run = subprocess.run(
+        [sys.executable, REPO / "bench/compare.py", "--spec", "tiny", "--batch", "1,2", "--iters", "1",
+         "--warmup", "0", "--work", tmp_path / "work", "--results", tmp_path / "results"],
+        capture_output=True, text=True, env=env,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr[-3000:]
+    result = json.loads((tmp_path / "results" / "tiny.json").read_text())
+    assert [r["batch"] for r in result["rows"]] == [1, 2]
+    for row in result["rows"]:
+        subjects = row["subjects"]
+        assert set(subjects) == {"a torch eager", "b torch.onnx classic", "b torch.onnx dynamo", "c dlvp ort-cpu", "d dlvp tract"}
+        for name, r in subjects.items():
+            assert "error" not in r, (name, r)
+            assert r["median_s"] > 0 and r["peak_rss_mib"] > 10 and r["bytes"] > 0, name
+            if r["err"] is not None:
+                assert r["err"]["score"] <= 1e-4 and r["err"]["map"] <= 1e-4 and r["err"]["topk_exact"], (name, r["err"])
+        assert row["flops"] > 0 and row["reference_flops"] > row["flops"]
+    assert "c is" in run.stdout and "floor % spec" in run.stdout and "| 2 | d dlvp tract |" in run.stdout
+
+
+def test_graph_flops_agree_with_pytorch_flop_counter(dlvp_bin):
+    """The demo graph's contractions against torch's count of the reference: the graph may do less
+    (its text tower stops at the last EOT) but not more, and nearly all of the visual work is
+    shared, so the two are within 10%. And FLOPs scale with the batch."""
+    model = REPO / "models/demo/dlvp-clip-demo.onnx"
+    counted = {}
+    for batch in (1, 3):
+        out = subprocess.run([dlvp_bin, "inspect", model, "--flops", "--batch", str(batch), "--json"],
+                             capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        counted[batch] = json.loads(out.stdout)["flops"]["flops"]
+    assert counted[3] == 3 * counted[1]
+    reference = from_checkpoint(REPO / "models/demo/checkpoint.safetensors").eval()
+    torch.backends.mha.set_fastpath_enabled(False)  # the fused fast path hides its matmuls from the counter
+    try:
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            reference(torch.randn(1, 3, 224, 224))
+    finally:
+        torch.backends.mha.set_fastpath_enabled(True)
+    ratio = counted[1] / counter.get_total_flops()
+    assert 0.9 <= ratio <= 1.0, ratio
