@@ -39,8 +39,10 @@ def test_compare_runs_every_subject_on_the_tiny_spec(dlvp_bin, tmp_path):
 
 def test_graph_flops_agree_with_pytorch_flop_counter(dlvp_bin):
     """The demo graph's contractions against torch's count of the reference: the graph may do less
-    (its text tower stops at the last EOT) but not more, and nearly all of the visual work is
-    shared, so the two are within 10%. And FLOPs scale with the batch."""
+    (its text tower stops at the last EOT; pass 1's last block runs for the class row and the K
+    selected rows only: 1/12 of this 6-layer model's visual work) but never more, and the rest is
+    the same work, so the graph's count is 80–100% of the reference's (measured: 90%). And FLOPs
+    scale with the batch."""
     model = REPO / "models/demo/dlvp-clip-demo.onnx"
     counted = {}
     for batch in (1, 3):
@@ -57,4 +59,4 @@ def test_graph_flops_agree_with_pytorch_flop_counter(dlvp_bin):
     finally:
         torch.backends.mha.set_fastpath_enabled(True)
     ratio = counted[1] / counter.get_total_flops()
-    assert 0.9 <= ratio <= 1.0, ratio
+    assert 0.8 <= ratio <= 1.0, ratio
