@@ -92,23 +92,20 @@ def worker_torch(a) -> dict:
     return {"load_s": load_s, "times_s": times, "peak_rss_mib": peak_rss_mib(), "reference_flops": flops}
 
 
-class Wrapped:
+def contract_module(model):
     """The reference with only the graph contract's three outputs (for torch.onnx.export)."""
+    import torch
 
-    @staticmethod
-    def make(model):
-        import torch
+    class Contract(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
 
-        class Contract(torch.nn.Module):
-            def __init__(self, inner):
-                super().__init__()
-                self.inner = inner
+        def forward(self, image):
+            out = self.inner(image)
+            return tuple(out[k] for k in OUTPUTS)
 
-            def forward(self, image):
-                out = self.inner(image)
-                return tuple(out[k] for k in OUTPUTS)
-
-        return Contract(model).eval()
+    return Contract(model).eval()
 
 
 def worker_torch_export(a) -> dict:
@@ -117,7 +114,7 @@ def worker_torch_export(a) -> dict:
     torch.set_num_threads(a.threads)
     from dlvp_reference.model import from_checkpoint
 
-    model = Wrapped.make(from_checkpoint(a.weights))
+    model = contract_module(from_checkpoint(a.weights))
     size = model.inner.spec.image_size
     # A batch-2 example keeps the batch dimension symbolic for the dynamo exporter.
     example = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))

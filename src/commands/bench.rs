@@ -80,40 +80,39 @@ fn save_outputs(
     path: &std::path::Path,
     out: &dlvp_runtime::outputs::Outputs,
 ) -> anyhow::Result<()> {
-    fn le<T: Copy>(values: impl Iterator<Item = T>, to: fn(T) -> Vec<u8>) -> Vec<u8> {
-        values.flat_map(to).collect()
-    }
-    let score = le(out.anomaly_score.iter().copied(), |v: f32| {
-        v.to_le_bytes().to_vec()
-    });
-    let map = le(out.anomaly_map.iter().copied(), |v: f32| {
-        v.to_le_bytes().to_vec()
-    });
-    let topk = le(out.topk_indices.iter().copied(), |v: i64| {
-        v.to_le_bytes().to_vec()
-    });
-    fn view<'a>(
-        dtype: safetensors::Dtype,
-        shape: &[usize],
-        data: &'a [u8],
-    ) -> anyhow::Result<safetensors::tensor::TensorView<'a>> {
-        safetensors::tensor::TensorView::new(dtype, shape.to_vec(), data)
-            .map_err(|e| anyhow::anyhow!("{e}"))
-    }
-    let tensors = vec![
+    use safetensors::{tensor::TensorView, Dtype};
+    let score: Vec<u8> = out
+        .anomaly_score
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let map: Vec<u8> = out
+        .anomaly_map
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let topk: Vec<u8> = out
+        .topk_indices
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let tensors = [
         (
             "anomaly_score",
-            view(safetensors::Dtype::F32, out.anomaly_score.shape(), &score)?,
+            Dtype::F32,
+            out.anomaly_score.shape(),
+            &score,
         ),
-        (
-            "anomaly_map",
-            view(safetensors::Dtype::F32, out.anomaly_map.shape(), &map)?,
-        ),
-        (
-            "topk_indices",
-            view(safetensors::Dtype::I64, out.topk_indices.shape(), &topk)?,
-        ),
-    ];
+        ("anomaly_map", Dtype::F32, out.anomaly_map.shape(), &map),
+        ("topk_indices", Dtype::I64, out.topk_indices.shape(), &topk),
+    ]
+    .into_iter()
+    .map(|(name, dtype, shape, data)| {
+        TensorView::new(dtype, shape.to_vec(), data)
+            .map(|view| (name, view))
+            .map_err(|e| anyhow::anyhow!("{name}: {e}"))
+    })
+    .collect::<anyhow::Result<Vec<_>>>()?;
     let bytes = safetensors::serialize(tensors, None).map_err(|e| anyhow::anyhow!("{e}"))?;
     super::write_atomically(path, &bytes)
 }

@@ -133,31 +133,44 @@ pub fn config_pbtxt(c: &TritonConfig) -> String {
     let _ = writeln!(w, "backend: \"onnxruntime\"");
     let _ = writeln!(w, "default_model_filename: \"model.onnx\"");
     let _ = writeln!(w, "max_batch_size: {}", c.max_batch);
-    let _ = writeln!(w, "input [");
-    let _ = writeln!(w, "  {{");
-    let _ = writeln!(w, "    name: {}", quoted(input));
-    let _ = writeln!(w, "    data_type: {input_type}");
-    let _ = writeln!(w, "    dims: {}", dims(&input_dims));
-    let _ = writeln!(w, "  }}");
-    let _ = writeln!(w, "]");
-    let _ = writeln!(w, "output [");
-    let _ = writeln!(w, "  {{");
-    let _ = writeln!(w, "    name: \"anomaly_score\"");
-    let _ = writeln!(w, "    data_type: TYPE_FP32");
-    let _ = writeln!(w, "    dims: [ 1 ]");
-    let _ = writeln!(w, "    reshape {{ shape: [ ] }}");
-    let _ = writeln!(w, "  }},");
-    let _ = writeln!(w, "  {{");
-    let _ = writeln!(w, "    name: \"anomaly_map\"");
-    let _ = writeln!(w, "    data_type: TYPE_FP32");
-    let _ = writeln!(w, "    dims: {}", dims(&[1, size, size]));
-    let _ = writeln!(w, "  }},");
-    let _ = writeln!(w, "  {{");
-    let _ = writeln!(w, "    name: \"topk_indices\"");
-    let _ = writeln!(w, "    data_type: TYPE_INT64");
-    let _ = writeln!(w, "    dims: {}", dims(&[c.spec.slfs.top_k]));
-    let _ = writeln!(w, "  }}");
-    let _ = writeln!(w, "]");
+    let io = [
+        ("input", input, input_type, input_dims.to_vec(), false),
+        // The graph's [B] score: per request a scalar, which `dims` cannot state.
+        ("output", "anomaly_score", "TYPE_FP32", vec![1], true),
+        (
+            "output",
+            "anomaly_map",
+            "TYPE_FP32",
+            vec![1, size, size],
+            false,
+        ),
+        (
+            "output",
+            "topk_indices",
+            "TYPE_INT64",
+            vec![c.spec.slfs.top_k],
+            false,
+        ),
+    ];
+    for section in ["input", "output"] {
+        let entries: Vec<String> = io
+            .iter()
+            .filter(|e| e.0 == section)
+            .map(|(_, name, dtype, d, scalar)| {
+                let reshape = if *scalar {
+                    "\n    reshape { shape: [ ] }"
+                } else {
+                    ""
+                };
+                format!(
+                    "  {{\n    name: {}\n    data_type: {dtype}\n    dims: {}{reshape}\n  }}",
+                    quoted(name),
+                    dims(d)
+                )
+            })
+            .collect();
+        let _ = writeln!(w, "{section} [\n{}\n]", entries.join(",\n"));
+    }
     let _ = writeln!(w, "dynamic_batching {{");
     let _ = writeln!(w, "  max_queue_delay_microseconds: {}", c.queue_delay_us);
     let _ = writeln!(w, "}}");
