@@ -246,20 +246,7 @@ fn eval_reports_undefined_metrics_and_names_what_is_missing() {
 /// table and plots (not a blank page).
 #[test]
 fn the_report_renders_in_headless_chromium() {
-    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find(|c| {
-            std::process::Command::new(c)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-    else {
-        assert!(
-            std::env::var_os("DLVP_REQUIRE_CHROMIUM").is_none(),
-            "DLVP_REQUIRE_CHROMIUM is set but no chromium is installed"
-        );
-        eprintln!("skipped: no chromium (Debian package `chromium`; scripts/test installs it when it can)");
+    let Some(chromium) = dlvp_test_support::gate::chromium() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -399,8 +386,7 @@ fn detect_expands_quoted_globs_and_reports_empty_ones() {
 #[case::tract("tract")]
 #[case::ort_cpu("ort-cpu")]
 fn bench_on_a_given_input_saves_the_reference_outputs(#[case] backend: &str) {
-    if backend == "ort-cpu" && std::env::var_os("ORT_DYLIB_PATH").is_none() {
-        eprintln!("skipped ort-cpu: ORT_DYLIB_PATH is not set (scripts/test sets it)");
+    if backend == "ort-cpu" && dlvp_test_support::gate::onnxruntime().is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -492,8 +478,7 @@ fn bench_on_a_given_input_saves_the_reference_outputs(#[case] backend: &str) {
 #[case::tract("tract")]
 #[case::ort_cpu("ort-cpu")]
 fn detect_twice_gives_byte_identical_json_and_maps(#[case] backend: &str) {
-    if backend == "ort-cpu" && std::env::var_os("ORT_DYLIB_PATH").is_none() {
-        eprintln!("skipped ort-cpu: ORT_DYLIB_PATH is not set (scripts/test sets it)");
+    if backend == "ort-cpu" && dlvp_test_support::gate::onnxruntime().is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -5,7 +5,8 @@
 //!
 //! Needs the built example: `DLVP_CPP_EXAMPLE=path/to/dlvp_detect` (scripts/test builds it with
 //! examples/cpp/build.sh and sets this; without it these tests skip and say so, unless
-//! `DLVP_REQUIRE_CPP_EXAMPLE=1`, which CI sets when it could build the example).
+//! `DLVP_REQUIRE_CPP_EXAMPLE=1`, which scripts/test sets wherever it can install the toolchain,
+//! and always in CI: then they fail).
 
 #[path = "support/onnx_edit.rs"]
 mod onnx_edit;
@@ -20,16 +21,7 @@ use onnx_edit::{dim, edited, input_dims};
 use run::{dlvp, export_with, golden_weights, stderr, stdout};
 
 fn example() -> Option<PathBuf> {
-    match std::env::var_os("DLVP_CPP_EXAMPLE") {
-        Some(path) => Some(PathBuf::from(path)),
-        None if std::env::var_os("DLVP_REQUIRE_CPP_EXAMPLE").is_some() => {
-            panic!("DLVP_REQUIRE_CPP_EXAMPLE is set but DLVP_CPP_EXAMPLE is not")
-        }
-        None => {
-            eprintln!("skipped: set DLVP_CPP_EXAMPLE to examples/cpp's dlvp_detect (scripts/test builds it when cmake and OpenCV are installed)");
-            None
-        }
-    }
+    dlvp_test_support::gate::cpp_example()
 }
 
 fn export(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {

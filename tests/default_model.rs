@@ -22,6 +22,11 @@ fn dlvp_cached(cache: &Path, args: &[&str]) -> std::process::Output {
         .expect("run dlvp")
 }
 
+/// Bytes, on any CPU: export computes no float result with BLAS or threads. It copies and
+/// converts the checkpoint's tensors (exact), tokenizes (integers), and what it does compute —
+/// the blur kernel, a positional-embedding resize — it computes in f64 and stores as f32: a
+/// last-bit difference of libm or of a matrix kernel shows only if it straddles an f32 rounding
+/// boundary (odds near 2^-29 per value).
 #[test]
 fn re_exporting_the_committed_checkpoint_reproduces_the_committed_graph_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
@@ -122,6 +127,11 @@ fn detect_without_model_uses_the_embedded_model_and_marks_the_sample_defects() {
 
 /// fixtures/samples and fixtures/sample-masks are `dlvp demo-data --seed 3` output (a seed the
 /// demo model was not trained on), copied under descriptive names.
+///
+/// Compared by pixels, not bytes: demo-data draws its textures with libm's `sinf` and `powf`,
+/// which glibc dispatches to other code (FMA or not) on other CPUs, so a pixel may round to the
+/// next level. Every pixel stays within one level and at most 0.1% differ at all; a mask pixel
+/// (a threshold of the same floats) may flip only within that budget.
 #[test]
 fn the_sample_images_are_demo_data_of_a_held_out_seed() {
     let dir = tempfile::tempdir().unwrap();
@@ -142,17 +152,8 @@ fn the_sample_images_are_demo_data_of_a_held_out_seed() {
     for entry in std::fs::read_dir(&samples).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
         let (category, kind) = name.trim_end_matches(".png").split_once('_').unwrap();
-        let generated = dir
-            .path()
-            .join(category)
-            .join("test")
-            .join(kind)
-            .join("000.png");
-        assert!(
-            std::fs::read(samples.join(&name)).unwrap() == std::fs::read(&generated).unwrap(),
-            "{name} differs from {}",
-            generated.display()
-        );
+        let test = dir.path().join(category).join("test");
+        assert_same_pixels(&samples.join(&name), &test.join(kind).join("000.png"), 1);
         if kind != "good" {
             let mask = dir
                 .path()
@@ -163,12 +164,33 @@ fn the_sample_images_are_demo_data_of_a_held_out_seed() {
             let committed = repo()
                 .join("fixtures/sample-masks")
                 .join(format!("{category}_{kind}_mask.png"));
-            assert!(
-                std::fs::read(committed).unwrap() == std::fs::read(mask).unwrap(),
-                "{name}: mask differs"
-            );
+            assert_same_pixels(&committed, &mask, 255);
         }
         checked += 1;
     }
     assert_eq!(checked, 10);
+}
+
+/// `committed` and `generated` decode to images of one size whose channels differ by at most
+/// `max_step`, in at most 0.1% of the values.
+fn assert_same_pixels(committed: &Path, generated: &Path, max_step: u8) {
+    let a = image::open(committed).unwrap().into_rgb8();
+    let b = image::open(generated).unwrap().into_rgb8();
+    assert_eq!(
+        a.dimensions(),
+        b.dimensions(),
+        "{} vs {}",
+        committed.display(),
+        generated.display()
+    );
+    let steps: Vec<u8> = a.iter().zip(b.iter()).map(|(x, y)| x.abs_diff(*y)).collect();
+    let largest = steps.iter().copied().max().unwrap_or(0);
+    let differing = steps.iter().filter(|&&d| d > 0).count();
+    assert!(
+        largest <= max_step && differing * 1000 <= steps.len(),
+        "{} differs from {}: {differing} of {} values differ, by up to {largest}",
+        committed.display(),
+        generated.display(),
+        steps.len()
+    );
 }

@@ -235,7 +235,7 @@ fn export_for_each_target_passes_its_check_and_decomposed_layernorm_matches_fuse
         .map(|n| dlvp_runtime::preprocess::load_rgb8(&samples.join(n)).unwrap())
         .collect();
     let mut backends = vec![BackendChoice::Tract];
-    if std::env::var_os("ORT_DYLIB_PATH").is_some() {
+    if dlvp_test_support::gate::onnxruntime().is_some() {
         backends.push(BackendChoice::OrtCpu);
     }
     for backend in backends {

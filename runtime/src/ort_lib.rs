@@ -114,8 +114,7 @@ mod tests {
 
     #[test]
     fn loads_the_library_the_test_command_provides() {
-        if std::env::var_os("ORT_DYLIB_PATH").is_none() {
-            eprintln!("skipped: ORT_DYLIB_PATH is not set (scripts/test sets it to the venv's onnxruntime)");
+        if dlvp_test_support::gate::onnxruntime().is_none() {
             return;
         }
         // ort itself refuses a library older than its API floor (1.17) at this point.

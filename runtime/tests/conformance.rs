@@ -67,11 +67,9 @@ fn available_backends(
     let tract = TractModel::load(bytes, batch, size).unwrap();
     let mut backends: Vec<(&'static str, Box<dyn FnMut(ArrayD<f32>) -> Outputs>)> =
         vec![("tract", Box::new(move |x| tract.run(x).unwrap()))];
-    if std::env::var_os("ORT_DYLIB_PATH").is_some() {
+    if dlvp_test_support::gate::onnxruntime().is_some() {
         let mut ort = OrtModel::load(bytes, None).unwrap();
         backends.push(("onnxruntime-cpu", Box::new(move |x| ort.run(x).unwrap())));
-    } else {
-        eprintln!("skipped onnxruntime-cpu: ORT_DYLIB_PATH is not set (scripts/test sets it to the venv's onnxruntime)");
     }
     // GPU providers only where asked (bench/gpu-check.sh sets these with a GPU build of ONNX
     // Runtime); asked for and missing is a failure, not a skip.
@@ -115,7 +113,7 @@ fn every_backend_reproduces_the_reference() {
     }
 }
 
-/// fp16 graphs: within 1e-2 of the f32 reference on every backend (ARCHITECTURE.md's contract).
+/// fp16 graphs: within 1e-2 of the f32 reference on every backend (the numerical contract, README "Measured").
 #[test]
 fn every_backend_runs_the_fp16_graph_within_1e_2() {
     let (image, expected) = golden();
@@ -203,7 +201,7 @@ fn a_graph_breaking_the_output_contract_is_an_error() {
     std::fs::write(&path, onnx::to_bytes(&g, "broken")).unwrap();
     let img = image::RgbImage::new(20, 20);
     let mut backends = vec![BackendChoice::Tract];
-    if std::env::var_os("ORT_DYLIB_PATH").is_some() {
+    if dlvp_test_support::gate::onnxruntime().is_some() {
         backends.push(BackendChoice::OrtCpu);
     }
     for backend in backends {
@@ -246,7 +244,7 @@ fn one_detector_from_8_threads_gives_exactly_the_sequential_results() {
         })
         .collect();
     let mut backends = vec![BackendChoice::Tract];
-    if std::env::var_os("ORT_DYLIB_PATH").is_some() {
+    if dlvp_test_support::gate::onnxruntime().is_some() {
         backends.push(BackendChoice::OrtCpu);
     }
     for backend in backends {
