@@ -2,7 +2,7 @@
 # Opt-in benchmark (not CI): export DLVP-CLIP ViT-L/14 @ 518 with random weights at real shapes.
 # Writes a random checkpoint with the PyTorch reference (open_clip init + random dlvp.* tensors),
 # exports it with the release `dlvp`, and reports export time, peak RSS, graph bytes and the
-# checkpoint bytes the graph uses (MODEL.md §9 tensors minus the folded token table and
+# checkpoint bytes the graph uses (model-spec/README.md "Checkpoint format" tensors minus the folded token table and
 # logit_scale), then runs the graph on ONNX Runtime and PyTorch once and compares them. Needs
 # ~8 GB of disk under $WORK (default /tmp/dlvp-l14) and the venv of scripts/test.
 set -euo pipefail

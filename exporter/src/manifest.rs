@@ -1,5 +1,5 @@
-//! The tensors a DLVP-CLIP checkpoint holds for a given spec (MODEL.md §9,
-//! model-spec/README.md "Checkpoint format"): OpenCLIP names for the CLIP towers plus the
+//! The tensors a DLVP-CLIP checkpoint holds for a given spec (model-spec/README.md
+//! "Checkpoint format"): OpenCLIP names for the CLIP towers plus the
 //! `dlvp.*` tensors, each with the shape the spec implies (PyTorch Linear layout, [out, in]).
 //!
 //! The manifest is the single list that `dlvp weights check` compares a checkpoint against.
@@ -13,7 +13,7 @@ use crate::spec::Spec;
 pub enum ExpectedShape {
     Exact(Vec<usize>),
     /// `[s² + 1, width]` for any grid side s ≥ 1: a visual positional embedding, which the
-    /// exporter resizes to the spec's grid `native_grid` when s differs (MODEL.md §2).
+    /// exporter resizes to the spec's grid `native_grid` when s differs (model-spec/README.md §2).
     PositionalGrid {
         width: usize,
         native_grid: usize,

@@ -1,6 +1,6 @@
 //! The model spec: the YAML file that fixes every open choice of DLVP-CLIP.
 //!
-//! Every field documented in `model-spec/README.md` (the user-facing copy of MODEL.md) is a field
+//! Every field documented in `model-spec/README.md` is a field
 //! here, with the paper configuration (OpenCLIP ViT-L/14 at 518 px) as its default, so a spec
 //! file only needs the fields that differ. Unknown fields are rejected, so a typo never silently
 //! falls back to a default. [`Spec::validate`] rejects combinations that cannot describe a model
@@ -20,26 +20,26 @@ const MAX_SPEC_BYTES: u64 = 1 << 20;
 pub struct Spec {
     /// Free-form model name, written into the exported graph's metadata.
     pub name: String,
-    /// Input side H = W in pixels (MODEL.md §1).
+    /// Input side H = W in pixels (model-spec/README.md §1).
     pub image_size: usize,
     pub vision: VisionSpec,
     pub text: TextSpec,
     /// Joint embedding width D (`visual.proj` is [C, D], `text_projection` is [C_t, D]).
     pub embed_dim: usize,
-    /// Feature layers 𝓛, 1-based block indices, strictly increasing (MODEL.md §4–§6).
+    /// Feature layers 𝓛, 1-based block indices, strictly increasing (model-spec/README.md §4–§6).
     pub feature_layers: Vec<usize>,
     pub slfs: SlfsSpec,
     pub mlop: MlopSpec,
     pub hfd: HfdSpec,
     pub prompts: PromptsSpec,
-    /// Softmax temperature; the similarity scale is τ = 1/temperature (MODEL.md §6, §7).
+    /// Softmax temperature; the similarity scale is τ = 1/temperature (model-spec/README.md §6, §7).
     pub temperature: f64,
     pub score: ScoreSpec,
     pub postprocess: PostprocessSpec,
     pub preprocess: PreprocessSpec,
 }
 
-/// The CLIP image tower (MODEL.md §2, notation table).
+/// The CLIP image tower (model-spec/README.md §2, notation table).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VisionSpec {
@@ -55,7 +55,7 @@ pub struct VisionSpec {
     pub act: Activation,
 }
 
-/// The CLIP text tower (MODEL.md §4, text side).
+/// The CLIP text tower (model-spec/README.md §4, text side).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TextSpec {
@@ -81,7 +81,7 @@ pub enum Activation {
     QuickGelu,
 }
 
-/// SLFS: selection of the K key patches by CLS attention (MODEL.md §3).
+/// SLFS: selection of the K key patches by CLS attention (model-spec/README.md §3).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SlfsSpec {
@@ -89,7 +89,7 @@ pub struct SlfsSpec {
     pub top_k: usize,
 }
 
-/// MLoP: where the local prompts are injected (MODEL.md §4).
+/// MLoP: where the local prompts are injected (model-spec/README.md §4).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MlopSpec {
@@ -99,7 +99,7 @@ pub struct MlopSpec {
     pub text_depth: usize,
 }
 
-/// HFD: the wavelet decomposition of the feature maps (MODEL.md §5).
+/// HFD: the wavelet decomposition of the feature maps (model-spec/README.md §5).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HfdSpec {
@@ -113,7 +113,7 @@ pub enum Wavelet {
     Haar,
 }
 
-/// Text templates per class; each is tokenized after M placeholder tokens (MODEL.md §4).
+/// Text templates per class; each is tokenized after M placeholder tokens (model-spec/README.md §4).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PromptsSpec {
@@ -121,7 +121,7 @@ pub struct PromptsSpec {
     pub anomaly: Vec<String>,
 }
 
-/// Image score (MODEL.md §7).
+/// Image score (model-spec/README.md §7).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScoreSpec {
@@ -129,7 +129,7 @@ pub struct ScoreSpec {
     pub map_max_weight: f64,
 }
 
-/// Map post-processing inside the graph (MODEL.md §6).
+/// Map post-processing inside the graph (model-spec/README.md §6).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PostprocessSpec {
@@ -137,7 +137,7 @@ pub struct PostprocessSpec {
     pub gaussian_sigma: f64,
 }
 
-/// Image preprocessing, done by the runtime before the graph (MODEL.md §1).
+/// Image preprocessing, done by the runtime before the graph (model-spec/README.md §1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PreprocessSpec {

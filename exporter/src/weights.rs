@@ -1,4 +1,4 @@
-//! Checkpoint reader: memory-mapped safetensors (MODEL.md §9, model-spec/README.md
+//! Checkpoint reader: memory-mapped safetensors (model-spec/README.md
 //! "Checkpoint format").
 //!
 //! [`Checkpoint::open`] checks the whole layout up front — header length, JSON, every tensor's

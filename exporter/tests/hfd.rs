@@ -1,4 +1,4 @@
-//! The HFD block's ONNX graph, run by tract, against MODEL.md §5 computed directly from its
+//! The HFD block's ONNX graph, run by tract, against model-spec/README.md §5 computed directly from its
 //! window formulas, and the law IDWT∘DWT = identity (identity weights double the features).
 
 #[path = "../../tests/support/checkpoint.rs"]

@@ -1,6 +1,6 @@
 """Train DLVP-CLIP: ``python -m dlvp_reference.train --data ROOT --out DIR [options]``.
 
-MODEL.md §8 losses, Adam (lr 1.5e-4), CLIP frozen and only ``dlvp.*`` trained unless
+model-spec/README.md §8 losses, Adam (lr 1.5e-4), CLIP frozen and only ``dlvp.*`` trained unless
 ``--train-backbone`` (needed for a model without CLIP pretraining, such as the tiny demo model).
 The model starts from ``--init`` (a DLVP checkpoint, or a plain OpenCLIP safetensors state dict
 plus the documented DLVP init) or, without it, from a randomly initialised CLIP of ``--spec``.

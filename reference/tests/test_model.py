@@ -1,4 +1,4 @@
-"""The reference model against MODEL.md's laws and against open_clip itself."""
+"""The reference model against the laws of model-spec/README.md and against open_clip itself."""
 
 import pytest
 import torch

@@ -18,7 +18,7 @@ use crate::targets::{self, Rules, Target};
 
 #[derive(Args)]
 pub struct ExportArgs {
-    /// The DLVP checkpoint (safetensors, MODEL.md §9).
+    /// The DLVP checkpoint (safetensors, model-spec/README.md "Checkpoint format").
     #[arg(long)]
     weights: PathBuf,
     /// The model spec; defaults to the spec stored in the checkpoint.
@@ -164,7 +164,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         check_target(bytes, rules, &destinations[0])?;
         if args.verify && !args.embed_preprocess {
             // Verified before it is written: a graph that fails leaves the previous file in place.
-            // ARCHITECTURE.md's contract: fp32 backends agree within 1e-4, fp16 within 1e-2.
+            // The numerical contract (README "Measured"): fp32 backends agree within 1e-4, fp16 within 1e-2.
             let tolerance = if args.fp16 { 1e-2 } else { 1e-4 };
             verify(bytes, spec.image_size, args.ort_lib.as_deref(), tolerance)?;
         }

@@ -13,7 +13,7 @@ use super::resolve_spec;
 pub enum WeightsCommand {
     /// List missing, unused, mis-shaped and non-finite tensors; exit 1 if there are any.
     Check {
-        /// A safetensors checkpoint (MODEL.md §9).
+        /// A safetensors checkpoint (model-spec/README.md, "Checkpoint format").
         checkpoint: PathBuf,
         /// The spec to check against; defaults to the spec stored in the checkpoint's metadata.
         #[arg(long)]

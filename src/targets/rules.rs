@@ -50,7 +50,7 @@ pub const TENSORRT_8_5: Rules = Rules {
 };
 
 // operators.md@8.6-GA: up to Opset 17; LayerNormalization "Y"; TopK without the initializer
-// note (kept below: the K < 3840 limit is TensorRT's, ARCHITECTURE.md); Cast lists UINT8, so
+// note (kept below: the K < 3840 limit is TensorRT's own, see docs/jetson.md); Cast lists UINT8, so
 // an `image_u8` input cast to float imports.
 pub const TENSORRT_8_6: Rules = Rules {
     name: "tensorrt-8.6",
