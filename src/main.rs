@@ -4,7 +4,6 @@
 
 mod commands;
 mod demo_data;
-mod targets;
 
 use std::process::ExitCode;
 

@@ -5,8 +5,7 @@
 //! one of them lies in the output folder — that is, mid-write, deterministically, without a test
 //! hook in the binary. Linux only (procfs), like the rest of the suite.
 
-#[path = "support/run.rs"]
-mod run;
+use dlvp_test_support::run;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -4,14 +4,10 @@
 //! no output file behind. Unusual but valid images (1×1, 16-bit, CMYK, grey+alpha, unicode
 //! names) are scored instead.
 
-#[path = "support/checkpoint.rs"]
-mod checkpoint;
-#[path = "support/onnx_edit.rs"]
-mod onnx_edit;
-#[path = "support/png.rs"]
-mod png;
-#[path = "support/run.rs"]
-mod run;
+use dlvp_test_support::checkpoint;
+use dlvp_test_support::onnx_edit;
+use dlvp_test_support::png;
+use dlvp_test_support::run;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -194,7 +190,12 @@ fn an_unreadable_image_is_named() {
         std::fs::copy(tiny_model(), &model).unwrap();
         mode(&model, 0o644);
         std::process::Command::new(&bin)
-            .args(["detect", image.to_str().unwrap(), "--model", model.to_str().unwrap()])
+            .args([
+                "detect",
+                image.to_str().unwrap(),
+                "--model",
+                model.to_str().unwrap(),
+            ])
             .args(["--backend", "tract", "--out", out.to_str().unwrap()])
             .env("HOME", dir.path())
             .uid(65534)

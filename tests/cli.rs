@@ -1,10 +1,8 @@
 //! The `dlvp` binary end to end: exit codes, one-line errors, and the acceptance cases of
 //! `dlvp spec` and `dlvp weights check`.
 
-#[path = "support/checkpoint.rs"]
-mod checkpoint;
-#[path = "support/run.rs"]
-mod run;
+use dlvp_test_support::checkpoint;
+use dlvp_test_support::run;
 
 use std::path::{Path, PathBuf};
 

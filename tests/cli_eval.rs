@@ -1,8 +1,7 @@
 //! `dlvp demo-data`, `dlvp eval` and `dlvp bench` end to end through the binary, with the golden
 //! tiny model (random weights: the figures are not good, but they must be real and well-formed).
 
-#[path = "support/run.rs"]
-mod run;
+use dlvp_test_support::run;
 
 use std::path::{Path, PathBuf};
 

@@ -8,10 +8,8 @@
 //! `DLVP_REQUIRE_CPP_EXAMPLE=1`, which scripts/test sets wherever it can install the toolchain,
 //! and always in CI: then they fail).
 
-#[path = "support/onnx_edit.rs"]
-mod onnx_edit;
-#[path = "support/run.rs"]
-mod run;
+use dlvp_test_support::onnx_edit;
+use dlvp_test_support::run;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,8 +1,7 @@
 //! The embedded default model (models/demo/): its provenance, and that it finds the defects in the
 //! sample images (held out from training: another demo-data seed) out of the box.
 
-#[path = "support/run.rs"]
-mod run;
+use dlvp_test_support::run;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -183,7 +182,11 @@ fn assert_same_pixels(committed: &Path, generated: &Path, max_step: u8) {
         committed.display(),
         generated.display()
     );
-    let steps: Vec<u8> = a.iter().zip(b.iter()).map(|(x, y)| x.abs_diff(*y)).collect();
+    let steps: Vec<u8> = a
+        .iter()
+        .zip(b.iter())
+        .map(|(x, y)| x.abs_diff(*y))
+        .collect();
     let largest = steps.iter().copied().max().unwrap_or(0);
     let differing = steps.iter().filter(|&&d| d > 0).count();
     assert!(

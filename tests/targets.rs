@@ -1,11 +1,9 @@
 //! `dlvp inspect --target`: the static compatibility check against each export target's parser
-//! (src/targets/rules.rs). The exported graphs pass where they should, and graphs deliberately
+//! (exporter/src/targets/rules.rs). The exported graphs pass where they should, and graphs deliberately
 //! built with a disallowed construct are flagged by node, op and reason.
 
-#[path = "support/onnx_edit.rs"]
-mod onnx_edit;
-#[path = "support/run.rs"]
-mod run;
+use dlvp_test_support::onnx_edit;
+use dlvp_test_support::run;
 
 use std::path::{Path, PathBuf};
 

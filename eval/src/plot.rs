@@ -111,16 +111,6 @@ pub fn curves(series: &[(&Curve, [u8; 3])], size: u32, diagonal: bool) -> RgbIma
     img
 }
 
-pub fn png_bytes(img: &RgbImage) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    img.write_to(
-        &mut std::io::Cursor::new(&mut bytes),
-        image::ImageFormat::Png,
-    )
-    .expect("PNG encoding into memory cannot fail");
-    bytes
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

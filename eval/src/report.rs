@@ -114,8 +114,9 @@ fn fmt(v: Option<f64>) -> String {
     v.map_or_else(|| "n/a".to_string(), |v| format!("{:.4}", v))
 }
 
+/// RFC 4180: a field holding a comma, a quote or a line break (LF or CR) is quoted.
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
+    if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
@@ -327,6 +328,15 @@ pub fn to_html(report: &Report, figures: &[Figure], worst: &[Worst]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_fields_with_separators_or_line_breaks_are_quoted() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+        assert_eq!(csv_field("cr\rhere"), "\"cr\rhere\"");
+    }
 
     fn report() -> Report {
         let m = Metrics {

@@ -1,6 +1,9 @@
 //! dlvp-exporter: everything between a trained DLVP-CLIP checkpoint and an ONNX graph.
 //!
-//! - [`spec`]: the model spec (YAML) that fixes every open choice of the model;
+//! - [`export`] ([`pipeline`]): the whole export — graph, precision pass, target rewrites, the
+//!   unused-tensor account, ONNX bytes checked against the target;
+//! - [`targets`]: export targets and their parsers' rule tables (the check behind
+//!   `dlvp inspect --target`);
 //! - [`manifest`]: the tensors a checkpoint must hold for a spec;
 //! - [`weights`]: the memory-mapped safetensors reader with prefix scopes and a ledger;
 //! - [`check`]: a checkpoint compared with a spec, every problem reported by tensor name;
@@ -14,12 +17,17 @@ pub mod graph;
 pub mod manifest;
 pub mod model;
 pub mod onnx;
+pub mod pipeline;
 pub mod pos_embed;
-pub mod resample;
-pub mod spec;
+pub mod targets;
 pub mod tokenize;
 pub mod weights;
 
+// The contract crate's modules under their old paths inside this crate.
+use dlvp_contract::{resample, spec};
+
 pub use check::{check_checkpoint, CheckReport, Problem};
-pub use spec::{Spec, SpecError};
+pub use dlvp_contract::{InputKind, Precision, Spec, SpecError};
+pub use pipeline::{export, Export, ExportError, ExportOptions};
+pub use targets::Target;
 pub use weights::{Checkpoint, Weights, WeightsError};

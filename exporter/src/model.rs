@@ -1,10 +1,14 @@
 //! The whole DLVP-CLIP graph: the global wiring of the blocks (model-spec/README.md §1–§7,
-//! "Graph contract"). Input `image` [B, 3, H, W] f32 (or, with `embed_preprocess`, `image_u8`
-//! [B, H, W, 3] uint8); outputs `anomaly_score` [B],
-//! `anomaly_map` [B, 1, H, W], `topk_indices` [B, K] int64. The metadata carries the spec and
-//! the preprocessing, so a runtime needs nothing else.
+//! "Graph contract", written down in [`dlvp_contract::graph`]). Input `image` [B, 3, H, W] f32
+//! (or `image_u8` [B, H, W, 3] uint8); outputs `anomaly_score` [B], `anomaly_map`
+//! [B, 1, H, W], `topk_indices` [B, K] int64. The metadata carries the spec and the
+//! preprocessing, so a runtime needs nothing else.
 
 use std::sync::Arc;
+
+use dlvp_contract::graph::{
+    self as contract, ElemType, InputKind, OUTPUT_MAP, OUTPUT_SCORE, OUTPUT_TOPK,
+};
 
 use crate::blocks::{head, hfd, mlop, slfs, text, vit, BlockError};
 use crate::graph::{DType, Dim, Graph, Wire};
@@ -12,19 +16,8 @@ use crate::spec::Spec;
 use crate::tokenize::{tokenize_prompts, TokenizeError};
 use crate::weights::{Checkpoint, LedgerReport, Weights};
 
-/// metadata_props keys.
-pub const META_FORMAT: &str = "dlvp.format";
-pub const META_SPEC: &str = "dlvp.spec";
-pub const META_IMAGE_SIZE: &str = "dlvp.image_size";
-pub const META_MEAN: &str = "dlvp.preprocess.mean";
-pub const META_STD: &str = "dlvp.preprocess.std";
-pub const META_RESIZE: &str = "dlvp.preprocess.resize";
-/// `image` (normalised f32 [B,3,H,W]) or `image_u8` (RGB uint8 [B,H,W,3], normalised in the graph).
-pub const META_INPUT: &str = "dlvp.input";
-pub const GRAPH_FORMAT: &str = "dlvp-clip-onnx/1";
-
 #[derive(Debug, thiserror::Error)]
-pub enum ExportError {
+pub enum BuildError {
     #[error(transparent)]
     Block(#[from] BlockError),
     #[error(transparent)]
@@ -37,27 +30,17 @@ pub struct Exported {
     pub ledger: LedgerReport,
 }
 
-/// Variants of the exported graph.
+/// Variants of the graph.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ExportOptions {
-    /// Take `image_u8` [B, H, W, 3] uint8 (RGB, already resized) and do §1's cast, scaling and
+pub struct GraphOptions {
+    /// `image_u8` [B, H, W, 3] uint8 (RGB, already resized) does §1's cast, scaling and
     /// normalisation inside the graph.
-    pub embed_preprocess: bool,
+    pub input: InputKind,
 }
 
 /// `image_u8` [B, H, W, 3] → `(x/255 − mean)/std` as [B, 3, H, W], folded into one scale and shift.
-fn embedded_preprocess(g: &mut Graph, spec: &Spec) -> Result<(Wire, Wire), ExportError> {
-    let size = spec.image_size;
-    let raw = g.input(
-        "image_u8",
-        DType::U8,
-        vec![
-            Dim::Batch,
-            Dim::Fixed(size),
-            Dim::Fixed(size),
-            Dim::Fixed(3),
-        ],
-    );
+fn embedded_preprocess(g: &mut Graph, spec: &Spec) -> Result<(Wire, Wire), BuildError> {
+    let raw = graph_input(g, InputKind::ImageU8, spec.image_size);
     let x = g.cast(&raw, DType::F32).map_err(BlockError::from)?;
     let x = g.transpose(&x, &[0, 3, 1, 2]).map_err(BlockError::from)?;
     let (mean, std) = (&spec.preprocess.mean, &spec.preprocess.std);
@@ -70,36 +53,44 @@ fn embedded_preprocess(g: &mut Graph, spec: &Spec) -> Result<(Wire, Wire), Expor
     Ok((raw, x))
 }
 
+/// The graph input the contract prescribes for `kind` at side `size`.
+fn graph_input(g: &mut Graph, kind: InputKind, size: usize) -> Wire {
+    let desc = kind.desc(size);
+    let dtype = match desc.elem {
+        ElemType::F32 => DType::F32,
+        ElemType::U8 => DType::U8,
+        ElemType::I64 => DType::I64,
+    };
+    let dims = desc
+        .dims
+        .iter()
+        .map(|d| match d {
+            contract::Dim::Batch => Dim::Batch,
+            contract::Dim::Fixed(n) => Dim::Fixed(*n),
+        })
+        .collect();
+    g.input(desc.name, dtype, dims)
+}
+
 /// Builds the graph of `spec` with the weights of `ckpt`.
-pub fn build(ckpt: Arc<Checkpoint>, spec: &Spec) -> Result<Exported, ExportError> {
-    build_with(ckpt, spec, ExportOptions::default())
+pub fn build(ckpt: Arc<Checkpoint>, spec: &Spec) -> Result<Exported, BuildError> {
+    build_with(ckpt, spec, GraphOptions::default())
 }
 
 /// Builds the graph of `spec` with the weights of `ckpt` and the given variant options.
 pub fn build_with(
     ckpt: Arc<Checkpoint>,
     spec: &Spec,
-    options: ExportOptions,
-) -> Result<Exported, ExportError> {
+    options: GraphOptions,
+) -> Result<Exported, BuildError> {
     let tokens = tokenize_prompts(spec)?;
     let root: Weights = ckpt.root();
     let visual = root.pp("visual");
     let blocks = visual.pp("transformer").pp("resblocks");
-    let size = spec.image_size;
     let mut g = Graph::new();
-    let image = if options.embed_preprocess {
-        g.scoped("preprocess", |g| embedded_preprocess(g, spec))?.1
-    } else {
-        g.input(
-            "image",
-            DType::F32,
-            vec![
-                Dim::Batch,
-                Dim::Fixed(3),
-                Dim::Fixed(size),
-                Dim::Fixed(size),
-            ],
-        )
+    let image = match options.input {
+        InputKind::ImageU8 => g.scoped("preprocess", |g| embedded_preprocess(g, spec))?.1,
+        InputKind::Image => graph_input(&mut g, InputKind::Image, spec.image_size),
     };
 
     let z0 = g.scoped("visual/embed", |g| {
@@ -125,38 +116,10 @@ pub fn build_with(
         head::build(g, &root, &refined, &pass2.cls, &text, spec)
     })?;
 
-    g.output("anomaly_score", &head.anomaly_score);
-    g.output("anomaly_map", &head.anomaly_map);
-    g.output("topk_indices", &selection.topk_indices);
-    let list = |v: &[f64; 3]| {
-        v.iter()
-            .map(|x| x.to_string())
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    g.metadata = vec![
-        (META_FORMAT.into(), GRAPH_FORMAT.into()),
-        (META_SPEC.into(), spec.to_yaml()),
-        (META_IMAGE_SIZE.into(), size.to_string()),
-        (META_MEAN.into(), list(&spec.preprocess.mean)),
-        (META_STD.into(), list(&spec.preprocess.std)),
-        (
-            META_RESIZE.into(),
-            serde_yaml::to_string(&spec.preprocess.resize)
-                .unwrap_or_default()
-                .trim()
-                .to_string(),
-        ),
-        (
-            META_INPUT.into(),
-            if options.embed_preprocess {
-                "image_u8"
-            } else {
-                "image"
-            }
-            .into(),
-        ),
-    ];
+    g.output(OUTPUT_SCORE, &head.anomaly_score);
+    g.output(OUTPUT_MAP, &head.anomaly_map);
+    g.output(OUTPUT_TOPK, &selection.topk_indices);
+    g.metadata = contract::metadata(spec, options.input);
     Ok(Exported {
         ledger: root.ledger(),
         graph: g,

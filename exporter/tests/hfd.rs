@@ -1,8 +1,7 @@
 //! The HFD block's ONNX graph, run by tract, against model-spec/README.md §5 computed directly from its
 //! window formulas, and the law IDWT∘DWT = identity (identity weights double the features).
 
-#[path = "../../tests/support/checkpoint.rs"]
-mod checkpoint;
+use dlvp_test_support::checkpoint;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,7 +1,6 @@
 //! The safetensors reader: dtypes, scopes, the ledger, and every damaged layout it must refuse.
 
-#[path = "../../tests/support/checkpoint.rs"]
-mod checkpoint;
+use dlvp_test_support::checkpoint;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -439,6 +438,10 @@ proptest! {
         let len = (header.len() as i64 + len_delta).max(0) as u64;
         bytes[..8].copy_from_slice(&len.to_le_bytes());
         std::fs::write(&path, bytes).unwrap();
-        let _ = Checkpoint::open(&path).map(|c| c.tensors().keys().map(|k| c.read_f32(k).is_ok()).count());
+        if let Ok(c) = Checkpoint::open(&path) {
+            for k in c.tensors().keys() {
+                let _ = c.read_f32(k);
+            }
+        }
     }
 }

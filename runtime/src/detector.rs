@@ -28,7 +28,7 @@ use crate::preprocess::to_input;
 use crate::tract_backend::TractModel;
 
 /// Which backend runs the graph.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub enum BackendChoice {
     #[default]
     Auto,
@@ -36,6 +36,47 @@ pub enum BackendChoice {
     OrtCuda,
     OrtCpu,
     Tract,
+}
+
+impl BackendChoice {
+    pub const ALL: [BackendChoice; 5] = [
+        BackendChoice::Auto,
+        BackendChoice::OrtTensorrt,
+        BackendChoice::OrtCuda,
+        BackendChoice::OrtCpu,
+        BackendChoice::Tract,
+    ];
+
+    /// `auto`, `ort-tensorrt`, `ort-cuda`, `ort-cpu`, `tract`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendChoice::Auto => "auto",
+            BackendChoice::OrtTensorrt => "ort-tensorrt",
+            BackendChoice::OrtCuda => "ort-cuda",
+            BackendChoice::OrtCpu => "ort-cpu",
+            BackendChoice::Tract => "tract",
+        }
+    }
+}
+
+impl std::fmt::Display for BackendChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for BackendChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        BackendChoice::ALL
+            .into_iter()
+            .find(|b| b.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = BackendChoice::ALL.iter().map(|b| b.name()).collect();
+                format!("unknown backend `{s}`; one of {}", names.join(", "))
+            })
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -97,7 +138,7 @@ impl Detector {
                 .unwrap_or(model_file::DEFAULT_MAX_MODEL_BYTES),
         )?;
         let info = metadata::read(&bytes, path)?;
-        if info.input != "image" {
+        if info.input != dlvp_contract::InputKind::Image {
             return Err(DetectError::Unsupported {
                 path: path.to_path_buf(),
                 message: format!(
@@ -148,11 +189,19 @@ impl Detector {
             BackendChoice::Tract => (tract(bytes)?, "tract"),
             BackendChoice::Auto => {
                 let mut chosen = None;
-                for (provider, name) in [
-                    (Provider::TensorRt, "ort-tensorrt"),
-                    (Provider::Cuda, "ort-cuda"),
-                    (Provider::Cpu, "ort-cpu"),
-                ] {
+                // Without the library no provider can load: one note says so, not one each.
+                let providers = match crate::ort_lib::load(ort_lib) {
+                    Ok(_) => vec![
+                        (Provider::TensorRt, "ort-tensorrt"),
+                        (Provider::Cuda, "ort-cuda"),
+                        (Provider::Cpu, "ort-cpu"),
+                    ],
+                    Err(e) => {
+                        notes.push(format!("onnxruntime not used: {e}"));
+                        Vec::new()
+                    }
+                };
+                for (provider, name) in providers {
                     match ort(provider) {
                         Ok(engine) => {
                             chosen = Some((engine, name));

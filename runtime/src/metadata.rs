@@ -1,10 +1,14 @@
 //! What the exporter wrote into a graph's `metadata_props` (the keys of
-//! `dlvp_exporter::model`): the spec, hence the input size and preprocessing, and the input kind.
+//! [`dlvp_contract::graph`]): the spec, hence the input size and preprocessing, the input kind
+//! and the precision.
 
 use std::path::Path;
 
-use dlvp_exporter::model::{GRAPH_FORMAT, META_FORMAT, META_INPUT, META_SPEC};
-use dlvp_exporter::Spec;
+use dlvp_contract::graph::{
+    self as contract, ElemType, InputKind, Precision, GRAPH_FORMAT, META_FORMAT, META_INPUT,
+    META_PRECISION, META_SPEC,
+};
+use dlvp_contract::Spec;
 use tract_onnx::pb;
 
 #[derive(Debug, thiserror::Error)]
@@ -19,9 +23,9 @@ pub struct MetadataError {
 pub struct ModelInfo {
     pub spec: Spec,
     /// `image` (normalised f32) or `image_u8`.
-    pub input: String,
-    /// `dlvp.precision`: `fp32` unless the graph says `fp16`.
-    pub precision: String,
+    pub input: InputKind,
+    /// `dlvp.precision`: fp32 unless the graph says fp16.
+    pub precision: Precision,
 }
 
 /// Reads the metadata of ONNX `bytes` that came from `path`.
@@ -61,9 +65,23 @@ pub fn read(bytes: &[u8], path: &Path) -> Result<ModelInfo, MetadataError> {
         &format!("{} (metadata {META_SPEC})", path.display()),
     )
     .map_err(|e| fail(e.to_string()))?;
-    let input = get(META_INPUT).unwrap_or("image").to_string();
-    check_input(&model, &input, spec.image_size).map_err(fail)?;
-    let precision = get("dlvp.precision").unwrap_or("fp32").to_string();
+    let input = match get(META_INPUT) {
+        None => InputKind::Image,
+        Some(name) => InputKind::from_name(name).ok_or_else(|| {
+            fail(format!(
+                "metadata {META_INPUT} is {name:?}; expected \"image\" or \"image_u8\""
+            ))
+        })?,
+    };
+    check_input(&model, input, spec.image_size).map_err(fail)?;
+    let precision = match get(META_PRECISION) {
+        None => Precision::Fp32,
+        Some(name) => Precision::from_name(name).ok_or_else(|| {
+            fail(format!(
+                "metadata {META_PRECISION} is {name:?}; expected \"fp32\" or \"fp16\""
+            ))
+        })?,
+    };
     Ok(ModelInfo {
         spec,
         input,
@@ -74,9 +92,10 @@ pub fn read(bytes: &[u8], path: &Path) -> Result<ModelInfo, MetadataError> {
 /// The graph's one input must be what its metadata promises: `image` f32 [B, 3, S, S] or
 /// `image_u8` uint8 [B, S, S, 3], S the spec's image size (B may be symbolic). A graph edited
 /// after export, or metadata copied onto another graph, fails here rather than inside a backend.
-fn check_input(model: &pb::ModelProto, name: &str, size: usize) -> Result<(), String> {
+fn check_input(model: &pb::ModelProto, kind: InputKind, size: usize) -> Result<(), String> {
     use pb::tensor_proto::DataType;
     use pb::tensor_shape_proto::dimension::Value;
+    let name = kind.name();
     let graph = model.graph.as_ref().ok_or("the model has no graph")?;
     let initializers: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
     let inputs: Vec<&pb::ValueInfoProto> = graph
@@ -96,16 +115,20 @@ fn check_input(model: &pb::ModelProto, name: &str, size: usize) -> Result<(), St
             input.name
         ));
     }
-    let (dtype, expected): (DataType, [Option<i64>; 4]) = match name {
-        "image_u8" => (
-            DataType::Uint8,
-            [None, Some(size as i64), Some(size as i64), Some(3)],
-        ),
-        _ => (
-            DataType::Float,
-            [None, Some(3), Some(size as i64), Some(size as i64)],
-        ),
+    let desc = kind.desc(size);
+    let dtype = match desc.elem {
+        ElemType::F32 => DataType::Float,
+        ElemType::U8 => DataType::Uint8,
+        ElemType::I64 => DataType::Int64,
     };
+    let expected: Vec<Option<i64>> = desc
+        .dims
+        .iter()
+        .map(|d| match d {
+            contract::Dim::Batch => None,
+            contract::Dim::Fixed(n) => Some(*n as i64),
+        })
+        .collect();
     let show = |dims: &[Option<i64>]| {
         let parts: Vec<String> = dims
             .iter()

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use dlvp_contract::graph::{InputKind, OUTPUT_MAP, OUTPUT_SCORE, OUTPUT_TOPK};
 use ndarray::ArrayD;
 use ort::session::Session;
 use ort::value::Tensor;
@@ -200,7 +201,7 @@ impl OrtModel {
         let input = Tensor::from_array(image).map_err(err("input"))?;
         let out = self
             .session
-            .run(ort::inputs!["image" => input])
+            .run(ort::inputs![InputKind::Image.name() => input])
             .map_err(err("run"))?;
         let get = |name: &str| {
             out.get(name).ok_or_else(|| OrtError::Run {
@@ -215,9 +216,9 @@ impl OrtModel {
                 .to_owned())
         };
         Ok(Outputs {
-            anomaly_score: f32_out("anomaly_score")?,
-            anomaly_map: f32_out("anomaly_map")?,
-            topk_indices: get("topk_indices")?
+            anomaly_score: f32_out(OUTPUT_SCORE)?,
+            anomaly_map: f32_out(OUTPUT_MAP)?,
+            topk_indices: get(OUTPUT_TOPK)?
                 .try_extract_array::<i64>()
                 .map_err(err("outputs"))?
                 .to_owned(),

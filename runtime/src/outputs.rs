@@ -1,5 +1,6 @@
 //! The outputs of the graph contract (model-spec/README.md "Graph contract"), whichever backend ran.
 
+use dlvp_contract::graph::{OUTPUT_MAP, OUTPUT_SCORE, OUTPUT_TOPK};
 use ndarray::ArrayD;
 
 #[derive(Debug, Clone)]
@@ -17,13 +18,13 @@ impl Outputs {
     /// so a graph that merely carries our metadata cannot make a caller index out of bounds.
     pub fn check_shapes(&self, batch: usize, size: usize, k: usize) -> Result<(), String> {
         let expect = [
-            ("anomaly_score", self.anomaly_score.shape(), vec![batch]),
+            (OUTPUT_SCORE, self.anomaly_score.shape(), vec![batch]),
             (
-                "anomaly_map",
+                OUTPUT_MAP,
                 self.anomaly_map.shape(),
                 vec![batch, 1, size, size],
             ),
-            ("topk_indices", self.topk_indices.shape(), vec![batch, k]),
+            (OUTPUT_TOPK, self.topk_indices.shape(), vec![batch, k]),
         ];
         for (name, found, wanted) in expect {
             if found != wanted.as_slice() {

@@ -35,7 +35,7 @@ pub fn overlay(image: &RgbImage, map: &Array2<f32>) -> RgbImage {
     RgbImage::from_fn(image.width(), image.height(), |x, y| {
         let c = jet(map[[y as usize, x as usize]]);
         let p = image.get_pixel(x, y);
-        Rgb([0, 1, 2].map(|i| ((p[i] as u16 + c[i] as u16 + 1) / 2) as u8))
+        Rgb([0, 1, 2].map(|i| (p[i] as u16 + c[i] as u16).div_ceil(2) as u8))
     })
 }
 

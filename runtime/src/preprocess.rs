@@ -3,15 +3,15 @@
 //! [3, H, W] f32.
 //!
 //! The resize reproduces Pillow's 8-bit path bit for bit: the weights of
-//! [`dlvp_exporter::resample`] are rounded to 22-bit fixed point; one pass, rounded and clipped to
+//! [`dlvp_contract::resample`] are rounded to 22-bit fixed point; one pass, rounded and clipped to
 //! u8, then the other (horizontal first unless the vertical pass shrinks more, as Pillow 13
 //! orders them). A dimension whose size does not change is not resampled. `fixtures/preprocess/` (written by the reference with PIL)
 //! holds the expected bytes.
 
 use std::path::Path;
 
-use dlvp_exporter::resample::{windows, Kernel};
-use dlvp_exporter::spec::{PreprocessSpec, ResizeFilter};
+use dlvp_contract::resample::{windows, Kernel};
+use dlvp_contract::spec::{PreprocessSpec, ResizeFilter};
 use image::RgbImage;
 use ndarray::Array3;
 

@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use dlvp_exporter::{model, onnx, Checkpoint};
+use dlvp_contract::graph as contract;
+use dlvp_exporter::{onnx, Checkpoint, ExportOptions, Precision};
 use dlvp_runtime::ort_backend::{GpuOptions, OrtModel, Provider};
 use dlvp_runtime::outputs::Outputs;
 use dlvp_runtime::tract_backend::TractModel;
@@ -37,11 +38,19 @@ fn golden() -> (ArrayD<f32>, Outputs) {
 fn exported(fp16: bool) -> Vec<u8> {
     let ckpt = Arc::new(Checkpoint::open(&fixtures().join("weights.safetensors")).unwrap());
     let spec = ckpt.embedded_spec().unwrap().unwrap();
-    let mut graph = model::build(ckpt, &spec).unwrap().graph;
-    if fp16 {
-        dlvp_exporter::graph::fp16::convert(&mut graph);
-    }
-    onnx::to_bytes(&graph, &spec.name)
+    let precision = if fp16 {
+        Precision::Fp16
+    } else {
+        Precision::Fp32
+    };
+    let options = ExportOptions {
+        precision,
+        ..Default::default()
+    };
+    dlvp_exporter::export(ckpt, &spec, options)
+        .unwrap()
+        .to_bytes()
+        .unwrap()
 }
 
 fn check(backend: &str, got: &Outputs, expected: &Outputs, tolerance: f32, exact_topk: bool) {
@@ -59,14 +68,12 @@ fn check(backend: &str, got: &Outputs, expected: &Outputs, tolerance: f32, exact
     );
 }
 
-fn available_backends(
-    bytes: &[u8],
-    batch: usize,
-    size: usize,
-) -> Vec<(&'static str, Box<dyn FnMut(ArrayD<f32>) -> Outputs>)> {
+/// A backend by name, as a function from the input batch to the outputs.
+type Runner = (&'static str, Box<dyn FnMut(ArrayD<f32>) -> Outputs>);
+
+fn available_backends(bytes: &[u8], batch: usize, size: usize) -> Vec<Runner> {
     let tract = TractModel::load(bytes, batch, size).unwrap();
-    let mut backends: Vec<(&'static str, Box<dyn FnMut(ArrayD<f32>) -> Outputs>)> =
-        vec![("tract", Box::new(move |x| tract.run(x).unwrap()))];
+    let mut backends: Vec<Runner> = vec![("tract", Box::new(move |x| tract.run(x).unwrap()))];
     if dlvp_test_support::gate::onnxruntime().is_some() {
         let mut ort = OrtModel::load(bytes, None).unwrap();
         backends.push(("onnxruntime-cpu", Box::new(move |x| ort.run(x).unwrap())));
@@ -192,8 +199,8 @@ fn a_graph_breaking_the_output_contract_is_an_error() {
     );
     g.output("anomaly_map", &image); // wrong shape, and the other two outputs are missing
     g.metadata = vec![
-        (model::META_FORMAT.into(), model::GRAPH_FORMAT.into()),
-        (model::META_SPEC.into(), spec.to_yaml()),
+        (contract::META_FORMAT.into(), contract::GRAPH_FORMAT.into()),
+        (contract::META_SPEC.into(), spec.to_yaml()),
     ];
     let dir = std::env::temp_dir().join(format!("dlvp-contract-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -6,8 +6,7 @@
 //! -p dlvp-runtime --test fuzz` runs longer. Failures shrink to a short mutation list and become
 //! cases of the CLI's bad-input matrix (`tests/bad_input.rs`).
 
-#[path = "../../tests/support/mutate.rs"]
-mod mutate;
+use dlvp_test_support::mutate;
 
 use std::path::Path;
 use std::sync::OnceLock;

@@ -4,13 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use dlvp_exporter::spec::{ResizeFilter, Spec};
+use dlvp_contract::spec::{ResizeFilter, Spec};
 use dlvp_exporter::Checkpoint;
 use dlvp_runtime::preprocess::{load_rgb8, resize_rgb8, to_input};
 use rstest::rstest;
 
-#[path = "../../tests/support/png.rs"]
-mod png;
+use dlvp_test_support::png;
 
 fn folder() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/preprocess")

@@ -149,7 +149,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let load_s = t.elapsed().as_secs_f64();
     let size = detector.info().spec.image_size as u32;
     if let (Some(x), Some(path)) = (&input, &args.input) {
-        if detector.info().input != "image" || x.shape()[2..] != [size as usize, size as usize] {
+        if detector.info().input != dlvp_contract::InputKind::Image
+            || x.shape()[2..] != [size as usize, size as usize]
+        {
             bail!(
                 "{}: `image` {:?} does not fit {} (input `{}`, {size}×{size}); --input feeds float `image` graphs",
                 path.display(),
@@ -203,7 +205,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             "model": model.display().to_string(),
             "spec": detector.info().spec.name,
             "image_size": size,
-            "precision": detector.info().precision,
+            "precision": detector.info().precision.name(),
             "backend": detector.backend(),
             "provider": detector.provider(),
             "batch": batch_size,

@@ -11,15 +11,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use super::write_atomically;
+use crate::demo_data::rng::fnv1a64;
 
 pub const NAME: &str = "dlvp-clip-demo";
 pub const BYTES: &[u8] = include_bytes!("../../models/demo/dlvp-clip-demo.onnx");
-
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xCBF2_9CE4_8422_2325, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01B3)
-    })
-}
 
 fn cache_dir() -> PathBuf {
     let home_cache = || {

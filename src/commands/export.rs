@@ -8,13 +8,12 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use dlvp_exporter::{model, onnx, Checkpoint};
+use dlvp_exporter::{Checkpoint, ExportError, ExportOptions, InputKind, Precision, Target};
 use dlvp_runtime::ort_backend::OrtModel;
 use dlvp_runtime::tract_backend::TractModel;
 use ndarray::{ArrayD, IxDyn};
 
 use super::{resolve_spec, triton, write_atomically};
-use crate::targets::{self, Rules, Target};
 
 #[derive(Args)]
 pub struct ExportArgs {
@@ -51,7 +50,7 @@ pub struct ExportArgs {
     /// The parser the graph is for: `tensorrt-8.5` decomposes LayerNormalization (it has no
     /// importer there). The graph is checked against the target (as `dlvp inspect --target`)
     /// and not written if it would be rejected.
-    #[arg(long, value_enum, default_value = "generic")]
+    #[arg(long, value_parser = super::target_parser(), default_value = "generic")]
     target: Target,
     #[command(flatten)]
     triton: TritonArgs,
@@ -94,52 +93,36 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let ckpt = Arc::new(Checkpoint::open(&args.weights)?);
     let (spec, origin) = resolve_spec(&ckpt, args.spec.clone())?;
-    let options = model::ExportOptions {
-        embed_preprocess: args.embed_preprocess,
+    let options = ExportOptions {
+        input: if args.embed_preprocess {
+            InputKind::ImageU8
+        } else {
+            InputKind::Image
+        },
+        precision: if args.fp16 {
+            Precision::Fp16
+        } else {
+            Precision::Fp32
+        },
+        target: args.target,
+        allow_unused: args.allow_unused,
     };
-    let mut exported = model::build_with(Arc::clone(&ckpt), &spec, options)
-        .with_context(|| format!("exporting {}", args.weights.display()))?;
-    if args.fp16 {
-        dlvp_exporter::graph::fp16::convert(&mut exported.graph);
-    }
-    if args.target == Target::Tensorrt85 {
-        dlvp_exporter::graph::decompose::layer_norm(&mut exported.graph);
-    }
-    let rules = args.target.rules();
-    if args.target != Target::Generic {
-        // Generic graphs carry no such key, so their bytes stay what they were.
-        exported
-            .graph
-            .metadata
-            .push(("dlvp.target".into(), rules.name.into()));
-    }
-    // logit_scale belongs to CLIP checkpoints but not to this graph.
-    let unused: Vec<&String> = exported
-        .ledger
-        .unused
-        .iter()
-        .filter(|n| n.as_str() != "logit_scale")
-        .collect();
-    if !unused.is_empty() {
-        let names = unused
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join(", ");
-        if !args.allow_unused {
-            bail!(
-                "{}: {} tensor(s) the graph does not use: {names} (wrong spec? pass --allow-unused to export anyway)",
-                args.weights.display(),
-                unused.len()
-            );
-        }
-        eprintln!(
-            "warning: {}: unused tensor(s): {names}",
+    let exported = match dlvp_exporter::export(Arc::clone(&ckpt), &spec, options) {
+        Ok(exported) => exported,
+        Err(e @ ExportError::Unused { .. }) => bail!(
+            "{}: {e} (wrong spec? pass --allow-unused to export anyway)",
             args.weights.display()
+        ),
+        Err(e) => return Err(e).with_context(|| format!("exporting {}", args.weights.display())),
+    };
+    if !exported.unused.is_empty() {
+        eprintln!(
+            "warning: {}: unused tensor(s): {}",
+            args.weights.display(),
+            exported.unused.join(", ")
         );
     }
-    let external =
-        args.external_data || exported.graph.initializer_bytes() > onnx::EXTERNAL_DATA_THRESHOLD;
+    let external = args.external_data || exported.needs_external_data();
     if args.verify && (external || args.embed_preprocess) {
         eprintln!("note: --verify runs single-file float `image` graphs only; verify a plain export of the same checkpoint");
     }
@@ -159,9 +142,16 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     if let Some((model_dir, _)) = &triton_model {
         destinations.push(model_dir.join("1").join("model.onnx"));
     }
-    let single_file = (!external).then(|| onnx::to_bytes(&exported.graph, &spec.name));
+    let single_file = if external {
+        None
+    } else {
+        Some(
+            exported
+                .to_bytes()
+                .with_context(|| destinations[0].display().to_string())?,
+        )
+    };
     if let Some(bytes) = &single_file {
-        check_target(bytes, rules, &destinations[0])?;
         if args.verify && !args.embed_preprocess {
             // Verified before it is written: a graph that fails leaves the previous file in place.
             // The numerical contract (README "Measured"): fp32 backends agree within 1e-4, fp16 within 1e-2.
@@ -184,9 +174,9 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             }
             None => {
                 // The data file's name is recorded in the graph, so each destination gets its own.
-                let (model_bytes, data) =
-                    onnx::to_bytes_external(&exported.graph, &spec.name, &data_file);
-                check_target(&model_bytes, rules, path)?;
+                let (model_bytes, data) = exported
+                    .to_bytes_external(&data_file)
+                    .with_context(|| path.display().to_string())?;
                 // The data first: a model never points at a data file that is not complete.
                 write_atomically(&path.with_file_name(&data_file), &data)?;
                 write_atomically(path, &model_bytes)?;
@@ -202,8 +192,8 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             spec: &spec,
             model_file: &model_file,
             external_data: external.then_some(data_file.as_str()),
-            embed_preprocess: args.embed_preprocess,
-            fp16: args.fp16,
+            input: options.input,
+            precision: options.precision,
         });
         write_atomically(
             &path.with_file_name(format!("{model_file}.json")),
@@ -219,8 +209,8 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         let config = triton::config_pbtxt(&triton::TritonConfig {
             name,
             spec: &spec,
-            embed_preprocess: args.embed_preprocess,
-            fp16: args.fp16,
+            input: options.input,
+            precision: options.precision,
             max_batch: t.max_batch,
             instances: t.instances,
             kind: t.triton_kind,
@@ -261,27 +251,6 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Refuses a graph the target's parser would reject (a bug in a target's rewrite, not the
-/// user's), listing what it would reject.
-fn check_target(bytes: &[u8], rules: &Rules, out: &std::path::Path) -> anyhow::Result<()> {
-    use prost::Message;
-    let model = tract_onnx::pb::ModelProto::decode(bytes).context("re-reading the built graph")?;
-    let violations = targets::check(&model, rules);
-    if violations.is_empty() {
-        return Ok(());
-    }
-    let list: Vec<String> = violations
-        .iter()
-        .map(|v| format!("{} ({}): {}", v.node, v.op, v.reason))
-        .collect();
-    bail!(
-        "{}: the graph would be rejected by {}: {}",
-        out.display(),
-        rules.name,
-        list.join("; ")
-    )
-}
-
 /// Runs the graph on a seeded batch of 2 on tract and ONNX Runtime (when its library is found),
 /// checks the outputs obey the contract and that the two backends agree within `tolerance`.
 fn verify(
@@ -290,14 +259,9 @@ fn verify(
     ort_lib: Option<&std::path::Path>,
     tolerance: f32,
 ) -> anyhow::Result<()> {
-    let mut state = 0x2545F4914F6CDD1Du64;
+    let mut rng = crate::demo_data::rng::Rng::new(0x2545_F491_4F6C_DD1D);
     let values: Vec<f32> = (0..2 * 3 * size * size)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
+        .map(|_| rng.range(-1.0, 1.0))
         .collect();
     let image = ArrayD::from_shape_vec(IxDyn(&[2, 3, size, size]), values).expect("sized above");
     let started = Instant::now();

@@ -11,7 +11,7 @@ use clap::Args;
 use prost::Message;
 use tract_onnx::pb;
 
-use crate::targets::{self, Target};
+use dlvp_exporter::targets::{self, Target};
 
 #[derive(Args)]
 pub struct InspectArgs {
@@ -21,7 +21,7 @@ pub struct InspectArgs {
     json: bool,
     /// Also check the graph against this target's parser: every node, attribute or dtype it
     /// would reject (node, op, reason); exit 1 if any.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = super::target_parser())]
     target: Option<Target>,
     /// Also count the FLOPs of the graph's contractions (MatMul, Gemm, Conv: 2 × multiply-adds)
     /// for one run at --batch, the image size taken from the graph's metadata.
@@ -40,7 +40,7 @@ fn flops(
     batch: usize,
     path: &std::path::Path,
 ) -> anyhow::Result<dlvp_runtime::cost::GraphCost> {
-    use dlvp_exporter::model::{META_IMAGE_SIZE, META_INPUT};
+    use dlvp_contract::graph::{InputKind, META_IMAGE_SIZE, META_INPUT};
     let size: usize = metadata
         .get(META_IMAGE_SIZE)
         .and_then(|v| v.parse().ok())
@@ -50,7 +50,9 @@ fn flops(
                 path.display()
             )
         })?;
-    let u8_input = metadata.get(META_INPUT).is_some_and(|v| *v == "image_u8");
+    let u8_input = metadata
+        .get(META_INPUT)
+        .is_some_and(|v| InputKind::from_name(v) == Some(InputKind::ImageU8));
     dlvp_runtime::cost::graph_cost(bytes, batch, size, u8_input)
         .with_context(|| format!("{}: counting FLOPs", path.display()))
 }

@@ -18,9 +18,18 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 pub use atomic_write::write_atomically;
-use clap::ValueEnum;
-use dlvp_exporter::{Checkpoint, Spec};
+use dlvp_exporter::{Checkpoint, Spec, Target};
 use dlvp_runtime::detector::{BackendChoice, Detector, DetectorOptions, GpuOptions};
+
+/// `--target`'s parser: the exporter's target names, each with its one-line help.
+pub fn target_parser() -> impl clap::builder::TypedValueParser<Value = Target> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new(Target::ALL.map(|t| PossibleValue::new(t.name()).help(t.about())))
+        .map(|name| {
+            name.parse::<Target>()
+                .expect("clap accepts only the listed names")
+        })
+}
 
 /// The spec for a checkpoint, and a phrase saying where it came from. An explicit `--spec`
 /// wins; a differing embedded spec is reported so the user knows the two disagree.
@@ -50,22 +59,21 @@ pub fn resolve_spec(
     }
 }
 
-/// `--backend`: which runtime runs the graph (`auto` = the best that loads, and says why).
-#[derive(Clone, Copy, ValueEnum)]
-pub enum Backend {
-    Auto,
-    OrtTensorrt,
-    OrtCuda,
-    OrtCpu,
-    Tract,
+/// `--backend`'s parser: the runtime's backend names.
+fn backend_parser() -> impl clap::builder::TypedValueParser<Value = BackendChoice> {
+    use clap::builder::{PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new(BackendChoice::ALL.map(|b| b.name())).map(|name| {
+        name.parse::<BackendChoice>()
+            .expect("clap accepts only the listed names")
+    })
 }
 
 /// How `detect`, `eval` and `bench` run a graph: backend, ONNX Runtime library, GPU settings.
 #[derive(clap::Args, Clone)]
 pub struct RunArgs {
     /// auto = TensorRT, then CUDA, then ONNX Runtime CPU, then tract: the first that loads.
-    #[arg(long, value_enum, default_value_t = Backend::Auto)]
-    pub backend: Backend,
+    #[arg(long, value_parser = backend_parser(), default_value = "auto")]
+    pub backend: BackendChoice,
     /// The ONNX Runtime library (default: ORT_DYLIB_PATH, then the project venv).
     #[arg(long)]
     pub ort_lib: Option<PathBuf>,
@@ -96,13 +104,6 @@ pub fn load_detector(model: &Path, run: &RunArgs, batch: u32) -> anyhow::Result<
     let RunArgs {
         backend, ort_lib, ..
     } = run.clone();
-    let backend = match backend {
-        Backend::Auto => BackendChoice::Auto,
-        Backend::OrtTensorrt => BackendChoice::OrtTensorrt,
-        Backend::OrtCuda => BackendChoice::OrtCuda,
-        Backend::OrtCpu => BackendChoice::OrtCpu,
-        Backend::Tract => BackendChoice::Tract,
-    };
     let gpu = GpuOptions {
         device_id: run.device,
         fp16: run.trt_fp16,

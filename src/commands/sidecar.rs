@@ -3,11 +3,11 @@
 //! the preprocessing contract (model-spec/README.md §1 and "Graph contract"), and a hash of the
 //! spec. It says what the graph's own metadata says; the graph stays the source of truth.
 
-use dlvp_exporter::model::{
-    GRAPH_FORMAT, META_FORMAT, META_IMAGE_SIZE, META_INPUT, META_MEAN, META_RESIZE, META_SPEC,
-    META_STD,
+use dlvp_contract::graph::{
+    self as contract, InputKind, Precision, TensorDesc, GRAPH_FORMAT, META_FORMAT, META_IMAGE_SIZE,
+    META_INPUT, META_MEAN, META_PRECISION, META_RESIZE, META_SPEC, META_STD, META_TARGET,
 };
-use dlvp_exporter::Spec;
+use dlvp_contract::Spec;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -15,24 +15,31 @@ pub struct SidecarInput<'a> {
     pub spec: &'a Spec,
     pub model_file: &'a str,
     pub external_data: Option<&'a str>,
-    pub embed_preprocess: bool,
-    pub fp16: bool,
+    pub input: InputKind,
+    pub precision: Precision,
+}
+
+/// A tensor of the contract as the sidecar lists it: the batch dimension is `"batch"`.
+fn tensor(desc: &TensorDesc) -> Value {
+    let shape: Vec<Value> = desc
+        .dims
+        .iter()
+        .map(|d| match d {
+            contract::Dim::Batch => json!("batch"),
+            contract::Dim::Fixed(n) => json!(n),
+        })
+        .collect();
+    let mut entry = json!({"name": desc.name, "dtype": desc.elem.name(), "shape": shape});
+    if let Some(layout) = desc.layout {
+        entry["layout"] = json!(layout);
+    }
+    entry["meaning"] = json!(desc.meaning);
+    entry
 }
 
 pub fn sidecar(s: &SidecarInput) -> Value {
     let spec = s.spec;
     let size = spec.image_size;
-    let input = if s.embed_preprocess {
-        json!({
-            "name": "image_u8", "dtype": "uint8", "shape": ["batch", size, size, 3], "layout": "NHWC",
-            "meaning": "RGB pixels already resized to image_size × image_size; the graph normalises them",
-        })
-    } else {
-        json!({
-            "name": "image", "dtype": "float32", "shape": ["batch", 3, size, size], "layout": "NCHW",
-            "meaning": "RGB resized to image_size × image_size, then (x / 255 − mean) / std per channel",
-        })
-    };
     let spec_yaml = spec.to_yaml();
     json!({
         "format": GRAPH_FORMAT,
@@ -40,16 +47,9 @@ pub fn sidecar(s: &SidecarInput) -> Value {
         "external_data": s.external_data,
         "name": spec.name,
         "spec_sha256": format!("{:x}", Sha256::digest(spec_yaml.as_bytes())),
-        "precision": if s.fp16 { "fp16" } else { "fp32" },
-        "inputs": [input],
-        "outputs": [
-            {"name": "anomaly_score", "dtype": "float32", "shape": ["batch"],
-             "meaning": "image anomaly probability in [0, 1]"},
-            {"name": "anomaly_map", "dtype": "float32", "shape": ["batch", 1, size, size],
-             "meaning": "per-pixel anomaly probability in [0, 1] at the input's size; resize it to the original image"},
-            {"name": "topk_indices", "dtype": "int64", "shape": ["batch", spec.slfs.top_k],
-             "meaning": format!("patch indices (row-major in the {g}×{g} grid) SLFS selected, highest first", g = spec.grid())},
-        ],
+        "precision": s.precision.name(),
+        "inputs": [tensor(&s.input.desc(size))],
+        "outputs": contract::outputs(spec).iter().map(tensor).collect::<Vec<_>>(),
         "preprocess": {
             "image_size": size,
             "color": "RGB (grayscale replicated, alpha dropped, 16-bit reduced to the high byte)",
@@ -57,8 +57,9 @@ pub fn sidecar(s: &SidecarInput) -> Value {
             "resize_note": "Pillow's filter (antialiased when shrinking); other libraries' kernels differ slightly",
             "mean": spec.preprocess.mean,
             "std": spec.preprocess.std,
-            "in_graph": s.embed_preprocess,
+            "in_graph": s.input == InputKind::ImageU8,
         },
-        "metadata_keys": [META_FORMAT, META_SPEC, META_IMAGE_SIZE, META_MEAN, META_STD, META_RESIZE, META_INPUT],
+        "metadata_keys": [META_FORMAT, META_SPEC, META_IMAGE_SIZE, META_MEAN, META_STD, META_RESIZE, META_INPUT,
+                          META_PRECISION, META_TARGET],
     })
 }

@@ -12,7 +12,8 @@
 
 use std::fmt::Write as _;
 
-use dlvp_exporter::Spec;
+use dlvp_contract::graph::{self as contract, ElemType, InputKind, Precision, TensorDesc};
+use dlvp_contract::Spec;
 
 /// Where Triton runs the model's instances.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
@@ -27,8 +28,8 @@ pub enum InstanceKind {
 pub struct TritonConfig<'a> {
     pub name: &'a str,
     pub spec: &'a Spec,
-    pub embed_preprocess: bool,
-    pub fp16: bool,
+    pub input: InputKind,
+    pub precision: Precision,
     pub max_batch: u32,
     pub instances: u32,
     pub kind: InstanceKind,
@@ -99,24 +100,36 @@ fn dims(d: &[usize]) -> String {
     format!("[ {} ]", list.join(", "))
 }
 
+/// One `input`/`output` entry: Triton prepends the batch, so `dims` leave it out; the [B] score
+/// is per request a scalar, which `dims` cannot state: `dims: [1]` reshaped to `[]`.
+fn entry(t: &TensorDesc) -> String {
+    let dtype = match t.elem {
+        ElemType::F32 => "TYPE_FP32",
+        ElemType::U8 => "TYPE_UINT8",
+        ElemType::I64 => "TYPE_INT64",
+    };
+    let per_item = t.per_item_dims();
+    let (d, reshape) = if per_item.is_empty() {
+        (vec![1], "\n    reshape { shape: [ ] }")
+    } else {
+        (per_item, "")
+    };
+    format!(
+        "  {{\n    name: {}\n    data_type: {dtype}\n    dims: {}{reshape}\n  }}",
+        quoted(t.name),
+        dims(&d)
+    )
+}
+
 /// `config.pbtxt` for the repository (protobuf text format of Triton's `ModelConfig`).
 pub fn config_pbtxt(c: &TritonConfig) -> String {
-    let size = c.spec.image_size;
-    let (input, input_type, input_dims, input_shape) = if c.embed_preprocess {
-        (
-            "image_u8",
-            "TYPE_UINT8",
-            [size, size, 3],
-            format!("{size}x{size}x3"),
-        )
-    } else {
-        (
-            "image",
-            "TYPE_FP32",
-            [3, size, size],
-            format!("3x{size}x{size}"),
-        )
-    };
+    let input = c.input.desc(c.spec.image_size);
+    let input_shape: Vec<String> = input
+        .per_item_dims()
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    let input_shape = input_shape.join("x");
     let mut s = String::new();
     let w = &mut s;
     // Comments are part of protobuf's text format; Triton reads past them.
@@ -133,42 +146,12 @@ pub fn config_pbtxt(c: &TritonConfig) -> String {
     let _ = writeln!(w, "backend: \"onnxruntime\"");
     let _ = writeln!(w, "default_model_filename: \"model.onnx\"");
     let _ = writeln!(w, "max_batch_size: {}", c.max_batch);
-    let io = [
-        ("input", input, input_type, input_dims.to_vec(), false),
-        // The graph's [B] score: per request a scalar, which `dims` cannot state.
-        ("output", "anomaly_score", "TYPE_FP32", vec![1], true),
-        (
-            "output",
-            "anomaly_map",
-            "TYPE_FP32",
-            vec![1, size, size],
-            false,
-        ),
-        (
-            "output",
-            "topk_indices",
-            "TYPE_INT64",
-            vec![c.spec.slfs.top_k],
-            false,
-        ),
+    let sections = [
+        ("input", vec![input.clone()]),
+        ("output", contract::outputs(c.spec).to_vec()),
     ];
-    for section in ["input", "output"] {
-        let entries: Vec<String> = io
-            .iter()
-            .filter(|e| e.0 == section)
-            .map(|(_, name, dtype, d, scalar)| {
-                let reshape = if *scalar {
-                    "\n    reshape { shape: [ ] }"
-                } else {
-                    ""
-                };
-                format!(
-                    "  {{\n    name: {}\n    data_type: {dtype}\n    dims: {}{reshape}\n  }}",
-                    quoted(name),
-                    dims(d)
-                )
-            })
-            .collect();
+    for (section, tensors) in sections {
+        let entries: Vec<String> = tensors.iter().map(entry).collect();
         let _ = writeln!(w, "{section} [\n{}\n]", entries.join(",\n"));
     }
     let _ = writeln!(w, "dynamic_batching {{");
@@ -185,13 +168,16 @@ pub fn config_pbtxt(c: &TritonConfig) -> String {
     let _ = writeln!(w, "  }}");
     let _ = writeln!(w, "]");
     if c.kind == InstanceKind::Gpu {
-        let profile = |batch: u32| quoted(&format!("{input}:{batch}x{input_shape}"));
+        let profile = |batch: u32| quoted(&format!("{}:{batch}x{input_shape}", input.name));
         let params: Vec<(&str, String)> = vec![
             // An fp16 export already computes in fp16; TensorRT must be allowed fp16 kernels to
             // run it. For an fp32 export TensorRT stays fp32, the precision it was checked at.
             (
                 "precision_mode",
-                quoted(if c.fp16 { "FP16" } else { "FP32" }),
+                quoted(match c.precision {
+                    Precision::Fp16 => "FP16",
+                    Precision::Fp32 => "FP32",
+                }),
             ),
             (
                 "max_workspace_size_bytes",
@@ -244,8 +230,10 @@ mod tests {
 
     #[test]
     fn default_name_is_made_safe() {
-        let mut spec = Spec::default();
-        spec.name = "My model/v2 (fabric)".into();
+        let mut spec = Spec {
+            name: "My model/v2 (fabric)".into(),
+            ..Default::default()
+        };
         assert_eq!(default_model_name(&spec), "My_model_v2__fabric_");
         spec.name = "..".into();
         assert_eq!(default_model_name(&spec), "dlvp");
@@ -261,8 +249,12 @@ mod tests {
         config_pbtxt(&TritonConfig {
             name: "m",
             spec: &spec,
-            embed_preprocess: embed,
-            fp16: false,
+            input: if embed {
+                InputKind::ImageU8
+            } else {
+                InputKind::Image
+            },
+            precision: Precision::Fp32,
             max_batch: 16,
             instances: 2,
             kind,

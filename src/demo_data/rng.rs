@@ -11,18 +11,22 @@ pub fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Stable 64-bit FNV-1a of a string, to derive independent streams from names.
-pub fn hash_str(s: &str) -> u64 {
-    s.bytes().fold(0xCBF2_9CE4_8422_2325, |h, b| {
+/// Stable 64-bit FNV-1a of bytes (also the embedded model's cache key).
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xCBF2_9CE4_8422_2325, |h, &b| {
         (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01B3)
     })
+}
+
+/// FNV-1a of a name, to derive independent streams from names.
+pub fn hash_str(s: &str) -> u64 {
+    fnv1a64(s.as_bytes())
 }
 
 #[derive(Clone, Debug)]
 pub struct Rng(u64);
 
 impl Rng {
-    #[cfg(test)]
     pub fn new(seed: u64) -> Self {
         Rng(mix(seed))
     }

@@ -95,9 +95,9 @@ pub fn build(
     let tower = Tower::text(spec);
     let blocks = root.pp("transformer").pp("resblocks");
     for j in 0..t.layers {
-        if (1..depth).contains(&j) {
+        if let Some(prompt) = layer_prompt.get(j).filter(|_| (1..depth).contains(&j)) {
             let kept = g.mul(&x, &keep)?;
-            x = g.add(&kept, &layer_prompt[j])?;
+            x = g.add(&kept, prompt)?;
         }
         x = g
             .scoped(format!("blocks.{j}"), |g| {

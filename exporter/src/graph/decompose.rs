@@ -1,9 +1,17 @@
 //! LayerNormalization rewritten into primitive ops, for parsers without its importer (TensorRT
-//! 8.5, see src/targets/rules.rs): over the last axis,
+//! 8.5, see the rule tables of `crate::targets`): over the last axis,
 //! `d = x − mean(x)`, `y = d / sqrt(mean(d²) + ε) · γ + β` — the function body ONNX gives the
 //! op (opset 17), in f32. Applied after the fp16 rewrite, where LayerNorm stays in f32.
 
 use super::{Attr, DType, Graph, Initializer, Node};
+
+/// One primitive node of the decomposition: (op, output suffix, inputs, attributes).
+type Step = (
+    &'static str,
+    &'static str,
+    Vec<String>,
+    Vec<(&'static str, Attr)>,
+);
 
 /// Replaces every LayerNormalization node of `graph` (all normalise the last axis) in place.
 pub fn layer_norm(graph: &mut Graph) {
@@ -39,7 +47,7 @@ pub fn layer_norm(graph: &mut Graph) {
             node.inputs[2].clone(),
         );
         let y = node.outputs[0].clone();
-        let steps: [(&'static str, &str, Vec<String>, Vec<(&'static str, Attr)>); 9] = [
+        let steps: [Step; 9] = [
             ("ReduceMean", "mean", vec![x.clone()], mean_last()),
             ("Sub", "centered", vec![x, wire("mean")], vec![]),
             (

@@ -4,6 +4,7 @@
 //! f32 scores and maps). Casts are inserted where a value crosses between the two; each value is
 //! cast at most once per target type, and an f32 constant needed in f16 gets an f16 copy instead.
 
+use dlvp_contract::graph::{Precision, META_PRECISION};
 use std::collections::{HashMap, HashSet};
 
 use super::{Attr, DType, Graph, Initializer, Node};
@@ -171,5 +172,5 @@ pub fn convert(graph: &mut Graph) {
     graph.initializers.retain(|_| keep.next().unwrap_or(true));
     graph
         .metadata
-        .push(("dlvp.precision".into(), "fp16".into()));
+        .push((META_PRECISION.into(), Precision::Fp16.name().into()));
 }

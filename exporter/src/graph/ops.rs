@@ -631,7 +631,7 @@ impl Graph {
     /// Bilinear upsampling of [B, C, h, w] by integer factors, PyTorch's `align_corners=False`.
     pub fn resize_bilinear(&mut self, x: &Wire, out_h: usize, out_w: usize) -> Result<Wire> {
         let (h, w) = (fixed(x.dim(2)).unwrap_or(0), fixed(x.dim(3)).unwrap_or(0));
-        if x.rank() != 4 || h == 0 || out_h % h != 0 || out_w % w != 0 {
+        if x.rank() != 4 || h == 0 || !out_h.is_multiple_of(h) || !out_w.is_multiple_of(w) {
             return Err(self.error(
                 "Resize",
                 format!(

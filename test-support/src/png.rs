@@ -1,6 +1,4 @@
 //! Hand-built PNG files for layouts no encoder writes (a header claiming 100000×100000 pixels).
-//! Shared by the runtime's tests and the CLI's (`#[path]`-included).
-#![allow(dead_code)]
 
 fn crc32(bytes: &[u8]) -> u32 {
     let mut crc = 0xFFFF_FFFFu32;

@@ -1,7 +1,6 @@
 //! Byte-level mutations of valid files for the fuzz harnesses (proptest strategies; shrinking
-//! reduces a failing list of mutations to the few that matter). Shared by the crates' `fuzz`
-//! tests (`#[path]`-included). `DLVP_FUZZ_CASES` sets the number of cases per target.
-#![allow(dead_code)]
+//! reduces a failing list of mutations to the few that matter). `DLVP_FUZZ_CASES` sets the
+//! number of cases per target.
 
 use proptest::prelude::*;
 

@@ -1,11 +1,34 @@
-//! Running the `dlvp` binary from tests, and the checks every failure must pass.
-#![allow(dead_code)] // each test file uses its own subset
+//! Running the `dlvp` binary from the root package's tests, and the checks every failure must
+//! pass.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The repository's root.
+pub fn repo() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// The `dlvp` binary beside the running test (`target/<profile>/deps/TEST` →
+/// `target/<profile>/dlvp`): cargo builds it before the root package's integration tests, the
+/// only ones that run it.
+pub fn dlvp_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("a test binary lives in target/<profile>/deps")
+        .join(format!("dlvp{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "{}: no dlvp binary (it is built for the root package's tests: cargo test --workspace)",
+        bin.display()
+    );
+    bin
+}
+
 pub fn dlvp(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dlvp"))
+    Command::new(dlvp_bin())
         .args(args)
         .output()
         .expect("run dlvp")
@@ -33,7 +56,7 @@ pub fn assert_fails(out: &Output, code: i32, expected: &str) {
 }
 
 pub fn golden_weights() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tiny/weights.safetensors")
+    repo().join("fixtures/tiny/weights.safetensors")
 }
 
 /// `dlvp export --weights WEIGHTS --out OUT`, which must succeed.

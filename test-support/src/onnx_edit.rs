@@ -1,7 +1,5 @@
 //! Editing an exported ONNX graph in tests, to build the broken or disallowed graphs no exporter
-//! writes (no metadata, a wrong input shape, a run-time TopK K, ...). Shared by the CLI tests
-//! (`#[path]`-included).
-#![allow(dead_code)]
+//! writes (no metadata, a wrong input shape, a run-time TopK K, ...).
 
 use std::path::Path;
 

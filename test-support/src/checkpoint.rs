@@ -1,14 +1,13 @@
 //! Test-built safetensors checkpoints, written with the `safetensors` crate — an implementation
-//! independent of our reader — from the spec's manifest. Shared by the exporter's tests and the
-//! CLI tests (`#[path]`-included), so both build checkpoints the same way.
-#![allow(dead_code)]
+//! independent of our reader — from the spec's manifest. The exporter's tests and the CLI's
+//! build checkpoints the same way.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+use dlvp_contract::Spec;
 use dlvp_exporter::manifest::expected_tensors;
 use dlvp_exporter::weights::{FORMAT_KEY, FORMAT_TAG, SPEC_KEY};
-use dlvp_exporter::Spec;
 use safetensors::tensor::{Dtype, TensorView};
 
 pub struct Tensor {
@@ -113,11 +112,6 @@ pub fn write_raw(path: &Path, header: &str, data: &[u8]) {
 }
 
 pub fn tiny_spec() -> Spec {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model-spec/tiny.yaml");
-    let path = if path.exists() {
-        path
-    } else {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("model-spec/tiny.yaml")
-    };
-    Spec::load(&path).expect("shipped tiny spec is valid")
+    Spec::load(&crate::run::repo().join("model-spec/tiny.yaml"))
+        .expect("shipped tiny spec is valid")
 }

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use dlvp_exporter::spec::{Activation, Spec, SpecError};
+use dlvp_contract::spec::{Activation, ResizeFilter, Spec, SpecError};
 use rstest::rstest;
 
 fn spec_dir() -> PathBuf {
@@ -274,5 +274,16 @@ fn a_missing_file_is_named() {
         err.to_string()
             .starts_with("/nonexistent/spec.yaml: cannot read spec"),
         "{err}"
+    );
+}
+
+/// The resize filter's name (written into the graph's metadata) is its spelling in the spec.
+#[rstest]
+#[case(ResizeFilter::Bicubic)]
+#[case(ResizeFilter::Bilinear)]
+fn resize_filter_names_are_their_yaml_spelling(#[case] filter: ResizeFilter) {
+    assert_eq!(
+        serde_yaml::to_string(&filter).unwrap().trim(),
+        filter.name()
     );
 }

@@ -7,27 +7,32 @@ mod rules;
 
 use std::collections::HashSet;
 
-use clap::ValueEnum;
 use tract_onnx::pb;
 
 pub use rules::Rules;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+/// The parser a graph is exported for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Target {
     /// ONNX Runtime, tract, anything that reads standard opset-17 ONNX.
+    #[default]
     Generic,
     /// TensorRT 8.5 (JetPack 5.1).
-    #[value(name = "tensorrt-8.5")]
     Tensorrt85,
     /// TensorRT 8.6 (JetPack 6.0 DP; x86 TensorRT 8.6).
-    #[value(name = "tensorrt-8.6")]
     Tensorrt86,
     /// TensorRT 10 (JetPack 6.1 / 6.2 ship 10.3).
-    #[value(name = "tensorrt-10")]
     Tensorrt10,
 }
 
 impl Target {
+    pub const ALL: [Target; 4] = [
+        Target::Generic,
+        Target::Tensorrt85,
+        Target::Tensorrt86,
+        Target::Tensorrt10,
+    ];
+
     pub fn rules(self) -> &'static Rules {
         match self {
             Target::Generic => &rules::GENERIC,
@@ -35,6 +40,41 @@ impl Target {
             Target::Tensorrt86 => &rules::TENSORRT_8_6,
             Target::Tensorrt10 => &rules::TENSORRT_10,
         }
+    }
+
+    /// `generic`, `tensorrt-8.5`, ...: the name on the command line and in `dlvp.target`.
+    pub fn name(self) -> &'static str {
+        self.rules().name
+    }
+
+    /// One line on what the target is, for `--help`.
+    pub fn about(self) -> &'static str {
+        match self {
+            Target::Generic => "ONNX Runtime, tract, anything that reads standard opset-17 ONNX",
+            Target::Tensorrt85 => "TensorRT 8.5 (JetPack 5.1)",
+            Target::Tensorrt86 => "TensorRT 8.6 (JetPack 6.0 DP; x86 TensorRT 8.6)",
+            Target::Tensorrt10 => "TensorRT 10 (JetPack 6.1 / 6.2 ship 10.3)",
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Target::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Target::ALL.iter().map(|t| t.name()).collect();
+                format!("unknown target `{s}`; one of {}", names.join(", "))
+            })
     }
 }
 

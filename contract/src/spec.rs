@@ -156,6 +156,16 @@ pub enum ResizeFilter {
     Bilinear,
 }
 
+impl ResizeFilter {
+    /// The name in the spec's YAML and in the graph's `dlvp.preprocess.resize` metadata.
+    pub fn name(self) -> &'static str {
+        match self {
+            ResizeFilter::Bicubic => "bicubic",
+            ResizeFilter::Bilinear => "bilinear",
+        }
+    }
+}
+
 /// CLIP's normalisation constants (OpenAI/OpenCLIP `OPENAI_DATASET_MEAN/STD`).
 pub const CLIP_MEAN: [f64; 3] = [0.48145466, 0.4578275, 0.40821073];
 pub const CLIP_STD: [f64; 3] = [0.26862954, 0.26130258, 0.27577711];
@@ -388,7 +398,7 @@ impl Spec {
         let v = &self.vision;
         if v.patch_size == 0 {
             bad("vision.patch_size", "must be at least 1".into());
-        } else if self.image_size % v.patch_size != 0 {
+        } else if !self.image_size.is_multiple_of(v.patch_size) {
             bad(
                 "image_size",
                 format!(
@@ -447,7 +457,7 @@ impl Spec {
         };
         if k == 0 {
             bad("slfs.top_k", "must be at least 1".into());
-        } else if v.patch_size > 0 && self.image_size % v.patch_size == 0 && k > patches {
+        } else if v.patch_size > 0 && self.image_size.is_multiple_of(v.patch_size) && k > patches {
             bad(
                 "slfs.top_k",
                 format!(
@@ -622,7 +632,7 @@ fn check_tower(
     at_most(&format!("{tower}.layers"), layers, MAX_LAYERS, bad);
     if heads == 0 {
         bad(&format!("{tower}.heads"), "must be at least 1".into());
-    } else if width % heads != 0 {
+    } else if !width.is_multiple_of(heads) {
         bad(
             &format!("{tower}.heads"),
             format!("{heads} does not divide {tower}.width {width}"),

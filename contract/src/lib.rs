@@ -1,0 +1,16 @@
+//! dlvp-contract: what the exporter, the runtime and every tool around them agree on, written
+//! once.
+//!
+//! - [`spec`]: the model spec (YAML) that fixes every open choice of DLVP-CLIP, and its
+//!   validation (model-spec/README.md, "Fields");
+//! - [`graph`]: the graph contract — input kinds, output names and shapes, metadata keys,
+//!   precision (model-spec/README.md, "Graph contract");
+//! - [`resample`]: Pillow's resampling weights, shared by the export-time positional-embedding
+//!   resize (§2) and the runtime's image resize (§1).
+
+pub mod graph;
+pub mod resample;
+pub mod spec;
+
+pub use graph::{InputKind, Precision};
+pub use spec::{Spec, SpecError};

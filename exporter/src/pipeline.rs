@@ -1,0 +1,148 @@
+//! The whole export, as `dlvp export` runs it: checkpoint + spec → graph ([`crate::model`]) →
+//! the precision pass (fp16) → the target's rewrites (LayerNormalization decomposed for TensorRT
+//! 8.5) and its metadata → the ledger's unused tensors → ONNX bytes, checked against the target's
+//! parser rules before anyone writes them (model-spec/README.md, "Graph contract").
+
+use std::sync::Arc;
+
+use dlvp_contract::graph::{InputKind, Precision, META_TARGET};
+use dlvp_contract::Spec;
+
+use crate::graph::Graph;
+use crate::manifest::{expected_tensors, Usage};
+use crate::model::{self, BuildError, GraphOptions};
+use crate::onnx;
+use crate::targets::{self, Target, Violation};
+use crate::weights::{Checkpoint, LedgerReport};
+
+/// What to export.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExportOptions {
+    /// `image` (the caller normalises) or `image_u8` (normalised in the graph).
+    pub input: InputKind,
+    /// fp16 stores weights and computes in f16, keeping LayerNorm, Softmax, reductions, TopK and
+    /// Resize in f32; inputs and outputs stay f32.
+    pub precision: Precision,
+    /// The parser the graph is for.
+    pub target: Target,
+    /// Accept checkpoint tensors the graph does not read (they are listed in [`Export::unused`]).
+    pub allow_unused: bool,
+}
+
+/// Why an export failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// The checkpoint holds tensors the graph does not read (a wrong spec, most often).
+    #[error("{} tensor(s) the graph does not use: {}", names.len(), names.join(", "))]
+    Unused { names: Vec<String> },
+    /// The built graph breaks the target's parser rules: a bug in a target's rewrite.
+    #[error("the graph would be rejected by {target}: {}", violations.iter().map(|v| format!("{} ({}): {}", v.node, v.op, v.reason)).collect::<Vec<_>>().join("; "))]
+    Target {
+        target: &'static str,
+        violations: Vec<Violation>,
+    },
+    #[error("re-reading the built graph: {0}")]
+    Decode(#[from] prost::DecodeError),
+}
+
+/// An exported graph, ready to serialise.
+pub struct Export {
+    pub graph: Graph,
+    /// The account of the checkpoint's tensors.
+    pub ledger: LedgerReport,
+    /// Checkpoint tensors the graph does not read (empty unless `allow_unused`).
+    pub unused: Vec<String>,
+    pub options: ExportOptions,
+    /// The graph's name in the ONNX model (the spec's name).
+    pub name: String,
+}
+
+/// Exports `spec` with the weights of `ckpt`.
+pub fn export(
+    ckpt: Arc<Checkpoint>,
+    spec: &Spec,
+    options: ExportOptions,
+) -> Result<Export, ExportError> {
+    let built = model::build_with(
+        ckpt,
+        spec,
+        GraphOptions {
+            input: options.input,
+        },
+    )?;
+    let mut graph = built.graph;
+    if options.precision == Precision::Fp16 {
+        crate::graph::fp16::convert(&mut graph);
+    }
+    if options.target == Target::Tensorrt85 {
+        crate::graph::decompose::layer_norm(&mut graph);
+    }
+    if options.target != Target::Generic {
+        // Generic graphs carry no such key, so their bytes stay what they were.
+        graph
+            .metadata
+            .push((META_TARGET.into(), options.target.name().into()));
+    }
+    // Tensors a valid checkpoint holds but no graph reads (`logit_scale`) are not "unused".
+    let ignored: Vec<String> = expected_tensors(spec)
+        .into_iter()
+        .filter(|t| t.usage == Usage::Ignored)
+        .map(|t| t.name)
+        .collect();
+    let unused: Vec<String> = built
+        .ledger
+        .unused
+        .iter()
+        .filter(|n| !ignored.contains(n))
+        .cloned()
+        .collect();
+    if !unused.is_empty() && !options.allow_unused {
+        return Err(ExportError::Unused { names: unused });
+    }
+    Ok(Export {
+        graph,
+        ledger: built.ledger,
+        unused,
+        options,
+        name: spec.name.clone(),
+    })
+}
+
+impl Export {
+    /// Whether the weights must go to an external data file (protobuf holds < 2 GiB).
+    pub fn needs_external_data(&self) -> bool {
+        self.graph.initializer_bytes() > onnx::EXTERNAL_DATA_THRESHOLD
+    }
+
+    /// The model as one ONNX file, checked against the target.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, ExportError> {
+        let bytes = onnx::to_bytes(&self.graph, &self.name);
+        self.check(&bytes)?;
+        Ok(bytes)
+    }
+
+    /// The model with its large constants in `data_file` (a name relative to the model's
+    /// folder): (model bytes, data bytes), the model checked against the target.
+    pub fn to_bytes_external(&self, data_file: &str) -> Result<(Vec<u8>, Vec<u8>), ExportError> {
+        let (model, data) = onnx::to_bytes_external(&self.graph, &self.name, data_file);
+        self.check(&model)?;
+        Ok((model, data))
+    }
+
+    fn check(&self, bytes: &[u8]) -> Result<(), ExportError> {
+        use prost::Message;
+        let rules = self.options.target.rules();
+        let model = tract_onnx::pb::ModelProto::decode(bytes)?;
+        let violations = targets::check(&model, rules);
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(ExportError::Target {
+                target: rules.name,
+                violations,
+            })
+        }
+    }
+}
