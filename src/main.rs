@@ -50,6 +50,14 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    // tract's thread count for the whole process (README, Backends); unset: one per CPU.
+    if let Some(n) = std::env::var("DLVP_TRACT_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+    {
+        dlvp_runtime::tract_backend::set_threads(n);
+    }
     let outcome = match cli.command {
         Command::Spec(cmd) => commands::spec::run(cmd),
         Command::Weights(cmd) => commands::weights::run(cmd),

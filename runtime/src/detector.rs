@@ -1,17 +1,14 @@
 //! The detector: a dlvp graph on the best backend available, scoring RGB images.
 //!
-//! ```no_run
-//! use dlvp_runtime::detector::{Detector, DetectorOptions};
-//! let detector = Detector::load("model.onnx".as_ref(), &DetectorOptions::default())?;
-//! let found = detector.detect(&image::open("part.png")?)?;
-//! println!("score {:.3} on {}, top-k patches {:?}", found.score, detector.backend(), found.topk);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+//! A model is loaded from a file ([`Detector::load`], external data resolved beside it) or from
+//! bytes in memory ([`Detector::from_bytes`], self-contained models). The crate's front page has
+//! a worked example.
 //!
 //! `auto` tries ONNX Runtime with TensorRT, then CUDA, then CPU, then tract, and says why each
 //! skipped one was skipped; naming a backend that cannot run is an error, never a fall back.
 //! The detector is `Send + Sync`: tract plans are shared, the ONNX Runtime session is locked.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -21,7 +18,7 @@ use ndarray::{Array2, Array4, ArrayD, Axis};
 
 use crate::metadata::{self, ModelInfo};
 use crate::model_file;
-pub use crate::ort_backend::GpuOptions;
+use crate::ort_backend::GpuOptions;
 use crate::ort_backend::{ModelSource, OrtModel, Provider};
 use crate::outputs::Outputs;
 use crate::preprocess::to_input;
@@ -125,11 +122,22 @@ enum Engine {
 pub struct Detector {
     info: ModelInfo,
     engine: Engine,
-    backend: &'static str,
+    backend: BackendChoice,
     notes: Vec<String>,
 }
 
+/// The model as the detector holds it while choosing a backend.
+enum Held<'a> {
+    Bytes(Vec<u8>),
+    /// A self-contained file, handed to ONNX Runtime by path.
+    File(&'a Path),
+}
+
+/// What names a model in messages when it came as bytes.
+const IN_MEMORY: &str = "<model bytes>";
+
 impl Detector {
+    /// Loads the model file at `path`, with its external data if it has any.
     pub fn load(path: &Path, options: &DetectorOptions) -> Result<Detector, DetectError> {
         let bytes = model_file::read(
             path,
@@ -137,6 +145,41 @@ impl Detector {
                 .max_model_bytes
                 .unwrap_or(model_file::DEFAULT_MAX_MODEL_BYTES),
         )?;
+        Self::build(bytes, Some(path), options)
+    }
+
+    /// Loads a self-contained model from memory (a model with external data must come from its
+    /// file, where the data lives: [`Detector::load`]).
+    pub fn from_bytes(bytes: Vec<u8>, options: &DetectorOptions) -> Result<Detector, DetectError> {
+        let label = Path::new(IN_MEMORY);
+        let limit = options
+            .max_model_bytes
+            .unwrap_or(model_file::DEFAULT_MAX_MODEL_BYTES);
+        let unsupported = |message: String| DetectError::Unsupported {
+            path: label.to_path_buf(),
+            message,
+        };
+        if bytes.len() as u64 > limit {
+            return Err(unsupported(format!(
+                "{} bytes, more than the limit of {limit}",
+                bytes.len()
+            )));
+        }
+        if crate::onnx_head::ModelHead::decode_from(&bytes).is_ok_and(|h| h.has_external_data()) {
+            return Err(unsupported(
+                "the model keeps its weights in external data; load it from its file".into(),
+            ));
+        }
+        Self::build(bytes, None, options)
+    }
+
+    /// The detector for model `bytes`, read from `file` when it came from one.
+    fn build(
+        bytes: Vec<u8>,
+        file: Option<&Path>,
+        options: &DetectorOptions,
+    ) -> Result<Detector, DetectError> {
+        let path = file.unwrap_or(Path::new(IN_MEMORY));
         let info = metadata::read(&bytes, path)?;
         if info.input != dlvp_contract::InputKind::Image {
             return Err(DetectError::Unsupported {
@@ -153,14 +196,19 @@ impl Detector {
             .unwrap_or(model_file::DEFAULT_MAX_MODEL_BYTES);
         // A self-contained file is handed to ONNX Runtime by path and our copy dropped, so the
         // two never coexist (peak memory is one model less); tract rereads it if it comes to that.
-        let by_path = options.backend != BackendChoice::Tract
-            && !crate::onnx_head::ModelHead::decode_from(&bytes)
-                .is_ok_and(|h| h.has_external_data());
-        let bytes = (!by_path).then_some(bytes);
+        let by_path = file.filter(|_| {
+            options.backend != BackendChoice::Tract
+                && !crate::onnx_head::ModelHead::decode_from(&bytes)
+                    .is_ok_and(|h| h.has_external_data())
+        });
+        let held = match by_path {
+            Some(file) => Held::File(file),
+            None => Held::Bytes(bytes),
+        };
         let ort = |provider| {
-            let source = match &bytes {
-                Some(b) => ModelSource::Memory(b),
-                None => ModelSource::File(path),
+            let source = match &held {
+                Held::Bytes(b) => ModelSource::Memory(b),
+                Held::File(file) => ModelSource::File(file),
             };
             OrtModel::load_from(
                 source,
@@ -171,10 +219,10 @@ impl Detector {
             )
             .map(|m| Engine::Ort(Mutex::new(m)))
         };
-        let tract = |bytes: Option<Vec<u8>>| -> Result<Engine, DetectError> {
-            let bytes = match bytes {
-                Some(b) => b,
-                None => model_file::read(path, max_bytes)?,
+        let tract = |held: Held| -> Result<Engine, DetectError> {
+            let bytes = match held {
+                Held::Bytes(b) => b,
+                Held::File(file) => model_file::read(file, max_bytes)?,
             };
             Ok(Engine::Tract {
                 bytes,
@@ -183,18 +231,18 @@ impl Detector {
         };
         let mut notes = Vec::new();
         let (engine, backend) = match options.backend {
-            BackendChoice::OrtTensorrt => (ort(Provider::TensorRt)?, "ort-tensorrt"),
-            BackendChoice::OrtCuda => (ort(Provider::Cuda)?, "ort-cuda"),
-            BackendChoice::OrtCpu => (ort(Provider::Cpu)?, "ort-cpu"),
-            BackendChoice::Tract => (tract(bytes)?, "tract"),
+            BackendChoice::OrtTensorrt => (ort(Provider::TensorRt)?, options.backend),
+            BackendChoice::OrtCuda => (ort(Provider::Cuda)?, options.backend),
+            BackendChoice::OrtCpu => (ort(Provider::Cpu)?, options.backend),
+            BackendChoice::Tract => (tract(held)?, options.backend),
             BackendChoice::Auto => {
                 let mut chosen = None;
                 // Without the library no provider can load: one note says so, not one each.
                 let providers = match crate::ort_lib::load(ort_lib) {
                     Ok(_) => vec![
-                        (Provider::TensorRt, "ort-tensorrt"),
-                        (Provider::Cuda, "ort-cuda"),
-                        (Provider::Cpu, "ort-cpu"),
+                        (Provider::TensorRt, BackendChoice::OrtTensorrt),
+                        (Provider::Cuda, BackendChoice::OrtCuda),
+                        (Provider::Cpu, BackendChoice::OrtCpu),
                     ],
                     Err(e) => {
                         notes.push(format!("onnxruntime not used: {e}"));
@@ -212,7 +260,7 @@ impl Detector {
                 }
                 match chosen {
                     Some(c) => c,
-                    None => (tract(bytes)?, "tract"),
+                    None => (tract(held)?, BackendChoice::Tract),
                 }
             }
         };
@@ -228,20 +276,16 @@ impl Detector {
         &self.info
     }
 
-    /// The backend that runs: `ort-tensorrt`, `ort-cuda`, `ort-cpu` or `tract`.
-    pub fn backend(&self) -> &'static str {
+    /// The backend that runs (never `Auto`: what `Auto` chose).
+    pub fn backend(&self) -> BackendChoice {
         self.backend
     }
 
-    /// The execution provider that really runs (`CPUExecutionProvider`, ..., or `tract`).
-    pub fn provider(&self) -> &'static str {
+    /// ONNX Runtime's execution provider that really runs; `None` on tract.
+    pub fn provider(&self) -> Option<Provider> {
         match &self.engine {
-            Engine::Ort(model) => model
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .provider()
-                .ort_name(),
-            Engine::Tract { .. } => "tract",
+            Engine::Ort(model) => Some(model.lock().unwrap_or_else(|p| p.into_inner()).provider()),
+            Engine::Tract { .. } => None,
         }
     }
 
@@ -255,13 +299,17 @@ impl Detector {
         Ok(self.detect_batch(&[image.to_rgb8()])?.remove(0))
     }
 
-    /// Scores a batch of RGB images of any size (each is resized as §1 says).
-    pub fn detect_batch(&self, images: &[RgbImage]) -> Result<Vec<Detection>, DetectError> {
+    /// Scores a batch of RGB images of any size (each is resized as §1 says), owned
+    /// (`&[RgbImage]`) or borrowed (`&[&RgbImage]`).
+    pub fn detect_batch<I: Borrow<RgbImage>>(
+        &self,
+        images: &[I],
+    ) -> Result<Vec<Detection>, DetectError> {
         let size = self.info.spec.image_size;
         let mut batch = Array4::<f32>::zeros((images.len(), 3, size, size));
         for (i, img) in images.iter().enumerate() {
             batch.index_axis_mut(Axis(0), i).assign(&to_input(
-                img,
+                img.borrow(),
                 size,
                 &self.info.spec.preprocess,
             ));

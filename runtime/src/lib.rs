@@ -1,14 +1,42 @@
-//! dlvp-runtime: runs exported DLVP-CLIP graphs.
+//! dlvp-runtime: runs exported DLVP-CLIP graphs — anomaly scores, maps and the selected patches
+//! for images — on ONNX Runtime (CPU, CUDA, TensorRT) or tract (pure Rust, CPU).
 //!
+//! ```
+//! use dlvp_runtime::{BackendChoice, Detector, DetectorOptions};
+//!
+//! // Any exported graph: from memory (here the embedded demo model) or with Detector::load.
+//! let model = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../models/demo/dlvp-clip-demo.onnx"));
+//! let options = DetectorOptions { backend: BackendChoice::Tract, ..Default::default() };
+//! let detector = Detector::from_bytes(model.to_vec(), &options)?;
+//!
+//! let part = image::open(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/samples/fabric_hole.png"))?;
+//! let found = detector.detect(&part)?;
+//! let size = detector.info().spec.image_size;
+//! assert!((0.0..=1.0).contains(&found.score));
+//! assert_eq!(found.map.dim(), (size, size)); // the map at the model's side; resize it to the image
+//! println!("score {:.3} on {}, patches {:?}", found.score, detector.backend(), found.topk);
+//!
+//! // Batches take owned or borrowed images, of any size.
+//! let (a, b) = (part.to_rgb8(), image::RgbImage::new(40, 30));
+//! assert_eq!(detector.detect_batch(&[&a, &b])?.len(), 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! [`BackendChoice::Auto`] tries ONNX Runtime with TensorRT, then CUDA, then CPU, then tract
+//! ([`Detector::notes`] says why it skipped what it skipped); ONNX Runtime's library comes from
+//! [`DetectorOptions::ort_lib`] or `ORT_DYLIB_PATH`.
+//!
+//! Modules:
+//! - [`detector`]: the `Detector` API;
 //! - [`ort_lib`]: finds and loads the ONNX Runtime shared library (`ort` with `load-dynamic`);
-//! - [`tract_backend`], [`ort_backend`]: run an exported graph on tract / ONNX Runtime (CPU);
+//! - [`tract_backend`], [`ort_backend`]: run an exported graph on tract / ONNX Runtime;
 //! - [`cost`]: the multiply-adds a graph does for one input shape (tract's cost model);
 //! - [`outputs`]: the graph contract's outputs, compared across backends;
 //! - [`preprocess`]: image decoding and PIL-exact resizing to the graph input;
 //! - [`onnx_head`]: a model's structure decoded without copying its weights;
 //! - [`model_file`]: reading a model file within a size limit, external data checked and inlined;
-//! - [`metadata`]: what the exporter wrote into the graph; [`detector`]: the `Detector` API;
-//!   [`postprocess`]: maps back to image size, overlays and masks.
+//! - [`metadata`]: what the exporter wrote into the graph; [`postprocess`]: maps back to image
+//!   size, overlays and masks.
 
 pub mod cost;
 pub mod detector;
@@ -21,3 +49,9 @@ pub mod outputs;
 pub mod postprocess;
 pub mod preprocess;
 pub mod tract_backend;
+
+pub use detector::{BackendChoice, DetectError, Detection, Detector, DetectorOptions};
+pub use dlvp_contract::{InputKind, Precision, Spec};
+pub use metadata::ModelInfo;
+pub use ort_backend::{GpuOptions, Provider};
+pub use outputs::Outputs;

@@ -10,7 +10,7 @@ use ort::session::Session;
 use ort::value::Tensor;
 
 use crate::ort_lib;
-pub use crate::outputs::Outputs;
+use crate::outputs::Outputs;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrtError {
@@ -36,6 +36,12 @@ pub enum Provider {
     Cpu,
     Cuda,
     TensorRt,
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.ort_name())
+    }
 }
 
 impl Provider {

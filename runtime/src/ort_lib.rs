@@ -1,9 +1,9 @@
 //! Locating and loading the ONNX Runtime shared library.
 //!
 //! `ort` is built with `load-dynamic` (nothing is downloaded at build time), so the library is
-//! found at run time, in this order: an explicit path (`--ort-lib`), the `ORT_DYLIB_PATH`
-//! environment variable, then the project's own Python venv (`reference/.venv`, created by
-//! `scripts/test`), whose PyPI `onnxruntime` wheel ships `onnxruntime/capi/libonnxruntime.so.*`.
+//! found at run time: the path the caller gives, else the `ORT_DYLIB_PATH` environment variable
+//! (ort's own convention). Where a program looks beyond that (the `dlvp` binary also tries the
+//! project's Python venv) is the program's business, not this library's.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -12,58 +12,26 @@ use std::sync::OnceLock;
 pub enum OrtLibError {
     #[error("ONNX Runtime library {}: no such file", path.display())]
     NotFound { path: PathBuf },
-    #[error(
-        "no ONNX Runtime library found: pass --ort-lib, set ORT_DYLIB_PATH, or create the project venv \
-         (scripts/test does) so that reference/.venv holds the onnxruntime wheel"
-    )]
+    #[error("no ONNX Runtime library: none was given and ORT_DYLIB_PATH is not set")]
     NotLocated,
     #[error("cannot load ONNX Runtime from {}: {message}", path.display())]
     Load { path: PathBuf, message: String },
 }
 
-/// Finds the library without loading it.
+/// Finds the library without loading it: `explicit`, else `ORT_DYLIB_PATH`.
 pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, OrtLibError> {
-    let existing = |path: PathBuf| {
-        if path.is_file() {
-            Ok(path)
-        } else {
-            Err(OrtLibError::NotFound { path })
-        }
+    let path = match explicit {
+        Some(path) => path.to_path_buf(),
+        None => std::env::var_os("ORT_DYLIB_PATH")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .ok_or(OrtLibError::NotLocated)?,
     };
-    if let Some(path) = explicit {
-        return existing(path.to_path_buf());
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(OrtLibError::NotFound { path })
     }
-    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
-        return existing(PathBuf::from(path));
-    }
-    let starts = [std::env::current_dir().ok(), std::env::current_exe().ok()];
-    for start in starts.into_iter().flatten() {
-        for dir in start.ancestors() {
-            if let Some(lib) = venv_library(&dir.join("reference/.venv")) {
-                return Ok(lib);
-            }
-        }
-    }
-    Err(OrtLibError::NotLocated)
-}
-
-/// `libonnxruntime.so.<version>` inside a venv's `onnxruntime` wheel, if present.
-fn venv_library(venv: &Path) -> Option<PathBuf> {
-    let lib = venv.join("lib");
-    let mut found: Vec<PathBuf> = std::fs::read_dir(&lib)
-        .ok()?
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("python3"))
-        .filter_map(|e| std::fs::read_dir(e.path().join("site-packages/onnxruntime/capi")).ok())
-        .flat_map(|entries| entries.flatten().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so"))
-        })
-        .collect();
-    // The versioned name sorts after the bare `.so` link; prefer it, it is the real file.
-    found.sort();
-    found.pop()
 }
 
 /// The loaded library and the process-wide ONNX Runtime environment sessions are made in.

@@ -1,31 +1,36 @@
 //! Running an exported graph on tract (CPU, pure Rust), optimised for one batch size (the
 //! detector caches one plan per batch size it sees). Runs use one thread per CPU for matrix
 //! products and the larger element-wise ops (tract's `multithread-mm` executor), as ONNX
-//! Runtime does; `DLVP_TRACT_THREADS=N` sets another count (1: tract's single-thread default).
+//! Runtime does; [`set_threads`] picks another count (1: tract's single-thread default) for the
+//! whole process, before the first run.
 
 use ndarray::ArrayD;
 use tract_onnx::prelude::*;
 
-pub use crate::outputs::Outputs;
+use crate::outputs::Outputs;
 use std::sync::OnceLock;
 use tract_linalg::multithread::{multithread_tract_scope, Executor};
 
-/// The thread pool every tract run shares (built on first use).
+static POOL: OnceLock<Executor> = OnceLock::new();
+
+fn pool(threads: usize) -> Executor {
+    if threads <= 1 {
+        Executor::SingleThread
+    } else {
+        Executor::multithread(threads)
+    }
+}
+
+/// Sets the number of threads every tract run of this process shares. It takes effect only
+/// before the first tract run (the pool is built once); afterwards it returns `false`.
+pub fn set_threads(threads: usize) -> bool {
+    POOL.set(pool(threads)).is_ok()
+}
+
+/// The thread pool every tract run shares (built on first use: one thread per CPU).
 fn executor() -> Executor {
-    static POOL: OnceLock<Executor> = OnceLock::new();
-    POOL.get_or_init(|| {
-        let threads = std::env::var("DLVP_TRACT_THREADS")
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok())
-            .filter(|&n| n > 0)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        if threads == 1 {
-            Executor::SingleThread
-        } else {
-            Executor::multithread(threads)
-        }
-    })
-    .clone()
+    POOL.get_or_init(|| pool(std::thread::available_parallelism().map_or(1, |n| n.get())))
+        .clone()
 }
 
 /// A tract failure, with the stage it happened in (tract's own error type is `anyhow`-based).

@@ -155,7 +155,7 @@ fn the_detector_is_shareable_and_batches_like_single_images() {
         },
     )
     .unwrap();
-    assert_eq!(detector.backend(), "tract");
+    assert_eq!(detector.backend(), BackendChoice::Tract);
     let pre = fixtures().join("../preprocess");
     let images: Vec<_> = ["37x53_rgb", "80x64_rgb", "64x48_l"]
         .iter()
@@ -294,4 +294,56 @@ fn one_detector_from_8_threads_gives_exactly_the_sequential_results() {
             );
         }
     }
+}
+
+/// A model from memory scores exactly as the same model from its file; bytes over the size limit,
+/// or a model whose weights live in external data, are refused by name.
+#[test]
+fn a_model_from_bytes_equals_the_model_from_its_file() {
+    use dlvp_runtime::{BackendChoice, Detector, DetectorOptions};
+    let bytes = exported(false);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.onnx");
+    std::fs::write(&path, &bytes).unwrap();
+    let options = DetectorOptions {
+        backend: BackendChoice::Tract,
+        ..Default::default()
+    };
+    let from_file = Detector::load(&path, &options).unwrap();
+    let from_bytes = Detector::from_bytes(bytes.clone(), &options).unwrap();
+    let img = dlvp_runtime::preprocess::load_rgb8(&fixtures().join("../preprocess/80x64_rgb.png"))
+        .unwrap();
+    let a = from_file.detect_batch(&[&img]).unwrap();
+    let b = from_bytes.detect_batch(std::slice::from_ref(&img)).unwrap();
+    assert_eq!(a[0].score, b[0].score);
+    assert_eq!(a[0].map, b[0].map);
+    assert_eq!(a[0].topk, b[0].topk);
+
+    let small = DetectorOptions {
+        max_model_bytes: Some(1000),
+        ..options.clone()
+    };
+    let err = Detector::from_bytes(bytes, &small)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.starts_with("<model bytes>: ") && err.contains("more than the limit of 1000"),
+        "{err}"
+    );
+
+    let ckpt = Arc::new(Checkpoint::open(&fixtures().join("weights.safetensors")).unwrap());
+    let spec = ckpt.embedded_spec().unwrap().unwrap();
+    let (model, _data) = dlvp_exporter::export(ckpt, &spec, ExportOptions::default())
+        .unwrap()
+        .to_bytes_external("tiny.onnx.data")
+        .unwrap();
+    let err = Detector::from_bytes(model, &options)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("external data; load it from its file"),
+        "{err}"
+    );
 }

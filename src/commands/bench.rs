@@ -141,7 +141,7 @@ fn test_image(size: u32, seed: u32) -> RgbImage {
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let model = super::resolve_model(args.model.as_deref())?;
+    let model = super::resolve_model(args.model.as_deref());
     let input = args.input.as_deref().map(read_input).transpose()?;
     let batch_size = input.as_ref().map_or(args.batch, |x| x.shape()[0] as u32);
     let t = Instant::now();
@@ -156,7 +156,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 "{}: `image` {:?} does not fit {} (input `{}`, {size}×{size}); --input feeds float `image` graphs",
                 path.display(),
                 x.shape(),
-                model.display(),
+                model.label(),
                 detector.info().input
             );
         }
@@ -202,12 +202,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if args.json {
         let line = serde_json::json!({
-            "model": model.display().to_string(),
+            "model": model.label(),
             "spec": detector.info().spec.name,
             "image_size": size,
             "precision": detector.info().precision.name(),
-            "backend": detector.backend(),
-            "provider": detector.provider(),
+            "backend": detector.backend().name(),
+            "provider": super::provider_name(&detector),
             "batch": batch_size,
             "input": if input.is_some() { "tensor (graph only)" } else { "test images (normalisation + graph)" },
             "iters": args.iters,
@@ -224,7 +224,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     } else {
         println!(
             "model        {} ({}, {}×{} px, {})",
-            model.display(),
+            model.label(),
             detector.info().spec.name,
             size,
             size,
@@ -233,7 +233,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         println!(
             "backend      {} [{}], {} CPU threads",
             detector.backend(),
-            detector.provider(),
+            super::provider_name(&detector),
             threads
         );
         println!("load         {:.3} s", load_s);

@@ -123,9 +123,9 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
     if files.is_empty() {
         anyhow::bail!("no images to score");
     }
-    let model = super::resolve_model(args.model.as_deref())?;
+    let model = super::resolve_model(args.model.as_deref());
     let detector = load_detector(&model, &args.run, args.batch)?;
-    let provider = detector.provider();
+    let provider = super::provider_name(&detector);
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out)
             .with_context(|| format!("{}: cannot create folder", out.display()))?;
@@ -213,7 +213,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
                     "image": path.display().to_string(),
                     "score": det.score,
                     "topk": det.topk,
-                    "backend": detector.backend(),
+                    "backend": detector.backend().name(),
                     "provider": provider,
                 });
                 let obj = line.as_object_mut().expect("an object");

@@ -99,7 +99,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         LayoutArg::Visa => Layout::Visa,
     };
     let categories = dataset::load(&args.data, layout, &args.categories)?;
-    let model = super::resolve_model(args.model.as_deref())?;
+    let model = super::resolve_model(args.model.as_deref());
     let detector = load_detector(&model, &args.run, args.batch)?;
     let size = detector.info().spec.image_size;
     std::fs::create_dir_all(&args.out)
@@ -255,9 +255,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
 
     let (mean, mean_over) = Metrics::mean(&reports.iter().map(|r| &r.metrics).collect::<Vec<_>>());
     let report = Report {
-        model: model.display().to_string(),
+        model: model.label(),
         backend: detector.backend().to_string(),
-        provider: detector.provider().to_string(),
+        provider: super::provider_name(&detector).to_string(),
         data: args.data.display().to_string(),
         layout: match layout {
             Layout::Mvtec => "mvtec",

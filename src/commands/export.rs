@@ -288,13 +288,13 @@ fn verify(
     if !finite || lo < -tolerance || hi > 1.0 + tolerance {
         bail!("verify: outputs break the contract (finite: {finite}, map range [{lo}, {hi}])");
     }
-    match dlvp_runtime::ort_lib::locate(ort_lib) {
-        // A library the user named must exist; one we only looked for may be absent.
-        Err(e) if ort_lib.is_some() => return Err(e.into()),
-        Err(e) => println!("verify onnxruntime: skipped ({e})"),
-        Ok(_) => {
+    // A library the user named must exist; one we only looked for may be absent.
+    match super::ort_library::find(ort_lib) {
+        None => println!("verify onnxruntime: skipped ({})", super::ort_library::HINT),
+        Some(path) => {
+            dlvp_runtime::ort_lib::locate(Some(&path))?;
             let started = Instant::now();
-            let ort = OrtModel::load(bytes, ort_lib)?.run(image)?;
+            let ort = OrtModel::load(bytes, Some(&path))?.run(image)?;
             let (score, map, topk) = ort.compare(&tract);
             println!(
                 "verify onnxruntime-cpu ({:.1} s): vs tract max abs difference score {score:.2e}, map {map:.2e}, topk {}",

@@ -8,6 +8,7 @@ pub mod detect;
 pub mod eval;
 pub mod export;
 pub mod inspect;
+pub mod ort_library;
 pub mod progress;
 pub mod sidecar;
 pub mod spec;
@@ -19,7 +20,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 pub use atomic_write::write_atomically;
 use dlvp_exporter::{Checkpoint, Spec, Target};
-use dlvp_runtime::detector::{BackendChoice, Detector, DetectorOptions, GpuOptions};
+use dlvp_runtime::{BackendChoice, Detector, DetectorOptions, GpuOptions};
 
 /// `--target`'s parser: the exporter's target names, each with its one-line help.
 pub fn target_parser() -> impl clap::builder::TypedValueParser<Value = Target> {
@@ -100,10 +101,19 @@ pub struct RunArgs {
 
 /// Loads a graph for `detect`, `eval` and `bench`, printing the backend that runs it and why.
 /// `batch` is the largest batch the caller will run (it widens TensorRT's profile).
-pub fn load_detector(model: &Path, run: &RunArgs, batch: u32) -> anyhow::Result<Detector> {
-    let RunArgs {
-        backend, ort_lib, ..
-    } = run.clone();
+pub fn load_detector(model: &Model, run: &RunArgs, batch: u32) -> anyhow::Result<Detector> {
+    let mut backend = run.backend;
+    let ort_lib = ort_library::find(run.ort_lib.as_deref());
+    if ort_lib.is_none() {
+        match backend {
+            BackendChoice::Auto => {
+                eprintln!("note: onnxruntime not used: {}", ort_library::HINT);
+                backend = BackendChoice::Tract;
+            }
+            BackendChoice::Tract => {}
+            _ => anyhow::bail!("--backend {backend}: {}", ort_library::HINT),
+        }
+    }
     let gpu = GpuOptions {
         device_id: run.device,
         fp16: run.trt_fp16,
@@ -111,22 +121,23 @@ pub fn load_detector(model: &Path, run: &RunArgs, batch: u32) -> anyhow::Result<
         workspace_bytes: run.trt_workspace_mib.map(|m| m << 20),
         max_batch: Some(run.max_batch.unwrap_or(8).max(batch)),
     };
-    let detector = Detector::load(
-        model,
-        &DetectorOptions {
-            backend,
-            ort_lib,
-            gpu,
-            max_model_bytes: Some(run.max_model_mib << 20),
-        },
-    )?;
+    let options = DetectorOptions {
+        backend,
+        ort_lib,
+        gpu,
+        max_model_bytes: Some(run.max_model_mib << 20),
+    };
+    let detector = match model {
+        Model::File(path) => Detector::load(path, &options)?,
+        Model::Embedded => Detector::from_bytes(default_model::BYTES.to_vec(), &options)?,
+    };
     for note in detector.notes() {
         eprintln!("note: {note}");
     }
     eprintln!(
         "backend: {} [{}] ({})",
         detector.backend(),
-        detector.provider(),
+        provider_name(&detector),
         detector.info().spec.name
     );
     Ok(detector)
@@ -142,17 +153,38 @@ pub fn png_bytes(img: impl Into<image::DynamicImage>) -> anyhow::Result<Vec<u8>>
     Ok(bytes)
 }
 
+/// The graph a command runs.
+pub enum Model {
+    File(PathBuf),
+    /// The embedded default model ([`default_model`]).
+    Embedded,
+}
+
+impl Model {
+    /// How reports name it: the file's path, or the embedded model's name.
+    pub fn label(&self) -> String {
+        match self {
+            Model::File(path) => path.display().to_string(),
+            Model::Embedded => format!("{} (embedded)", default_model::NAME),
+        }
+    }
+}
+
 /// The graph to run: `--model`, or else the embedded default model (said on stderr).
-pub fn resolve_model(model: Option<&Path>) -> anyhow::Result<PathBuf> {
+pub fn resolve_model(model: Option<&Path>) -> Model {
     match model {
-        Some(m) => Ok(m.to_path_buf()),
+        Some(m) => Model::File(m.to_path_buf()),
         None => {
-            let path = default_model::path()?;
             eprintln!(
                 "model: the embedded demo model {} (a small model trained on synthetic surfaces; pass --model for yours)",
                 default_model::NAME
             );
-            Ok(path)
+            Model::Embedded
         }
     }
+}
+
+/// The provider that runs, as reports name it (`tract` when tract runs).
+pub fn provider_name(detector: &Detector) -> &'static str {
+    detector.provider().map_or("tract", |p| p.ort_name())
 }
