@@ -47,7 +47,7 @@ impl ExpectedShape {
 /// The side s with s² = n, if n is a perfect square.
 pub fn square_side(n: usize) -> Option<usize> {
     let s = (n as f64).sqrt().round() as usize;
-    (s * s == n).then_some(s)
+    (s.checked_mul(s) == Some(n)).then_some(s)
 }
 
 impl fmt::Display for ExpectedShape {

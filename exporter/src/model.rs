@@ -18,6 +18,9 @@ use crate::weights::{Checkpoint, LedgerReport, Weights};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    /// The spec cannot describe a model (a `Spec` built in code skips the parser's validation).
+    #[error(transparent)]
+    Spec(#[from] crate::spec::SpecError),
     #[error(transparent)]
     Block(#[from] BlockError),
     #[error(transparent)]
@@ -83,6 +86,11 @@ pub fn build_with(
     spec: &Spec,
     options: GraphOptions,
 ) -> Result<Exported, BuildError> {
+    spec.validate()
+        .map_err(|problems| crate::spec::SpecError::Invalid {
+            origin: format!("spec {:?}", spec.name),
+            problems,
+        })?;
     let tokens = tokenize_prompts(spec)?;
     let root: Weights = ckpt.root();
     let visual = root.pp("visual");

@@ -23,12 +23,21 @@ pub fn resample_matrix(input: usize, output: usize) -> Array2<f64> {
     m
 }
 
-/// `[g₀²+1, C]` → `[g²+1, C]`; the class row (row 0) is kept.
-pub fn resize_positional_embedding(pos: &ArrayD<f32>, old_grid: usize, grid: usize) -> ArrayD<f32> {
-    let pos = pos
-        .view()
-        .into_dimensionality::<Ix2>()
-        .expect("a [rows, C] positional embedding");
+/// `[g₀²+1, C]` → `[g²+1, C]`; the class row (row 0) is kept. Any other shape is an error
+/// saying what was found.
+pub fn resize_positional_embedding(
+    pos: &ArrayD<f32>,
+    old_grid: usize,
+    grid: usize,
+) -> Result<ArrayD<f32>, String> {
+    let expected = format!(
+        "[{}, C] for a {old_grid}×{old_grid} grid",
+        old_grid * old_grid + 1
+    );
+    let pos = match pos.view().into_dimensionality::<Ix2>() {
+        Ok(p) if p.nrows() == old_grid * old_grid + 1 => p,
+        _ => return Err(format!("shape {:?}, expected {expected}", pos.shape())),
+    };
     let c = pos.ncols();
     let r = resample_matrix(old_grid, grid);
     let mut out = Array2::<f32>::zeros((grid * grid + 1, c));
@@ -40,18 +49,32 @@ pub fn resize_positional_embedding(pos: &ArrayD<f32>, old_grid: usize, grid: usi
             .index_axis(Axis(1), ch)
             .to_owned()
             .into_shape_with_order((old_grid, old_grid))
-            .expect("square");
+            .map_err(|e| format!("{e}: expected {expected}"))?;
         let resized = r.dot(&plane).dot(&r.t());
         for (k, v) in resized.iter().enumerate() {
             out[[k + 1, ch]] = *v as f32;
         }
     }
-    out.into_dyn()
+    Ok(out.into_dyn())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wrong_shape_is_an_error_saying_what_was_expected() {
+        let three_d = ArrayD::<f32>::zeros(ndarray::IxDyn(&[10, 4, 1]));
+        let err = resize_positional_embedding(&three_d, 3, 5).unwrap_err();
+        assert_eq!(err, "shape [10, 4, 1], expected [10, C] for a 3×3 grid");
+        let rows = ArrayD::<f32>::zeros(ndarray::IxDyn(&[9, 4]));
+        assert!(resize_positional_embedding(&rows, 3, 5).is_err());
+        let ok = ArrayD::<f32>::zeros(ndarray::IxDyn(&[10, 4]));
+        assert_eq!(
+            resize_positional_embedding(&ok, 3, 5).unwrap().shape(),
+            [26, 4]
+        );
+    }
 
     #[test]
     fn same_size_is_the_identity_and_rows_sum_to_one() {

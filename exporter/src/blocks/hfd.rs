@@ -33,8 +33,8 @@ fn haar_weight(g: &mut Graph, channels: usize) -> Wire {
 /// Builds HFD for a `grid`×`grid` patch grid.
 pub fn build(g: &mut Graph, w: &Weights, f: &Wire, grid: usize) -> Result<Wire, BlockError> {
     let c = match f.dim(-1) {
-        Dim::Fixed(c) => c,
-        Dim::Batch => return Err(g.error("HFD", "channel axis is the batch").into()),
+        Some(Dim::Fixed(c)) => c,
+        _ => return Err(g.error("HFD", "the channel axis must be fixed").into()),
     };
     let n = grid * grid;
     let even = grid + grid % 2;

@@ -40,7 +40,7 @@ pub fn build(
         .iter()
         .map(|tk| tk.eot + 1)
         .max()
-        .expect("validated: at least one template per class");
+        .ok_or_else(|| g.error("text", "no prompt templates"))?;
 
     // Constant input: token embeddings (zero at the prompt positions) + positional embedding.
     let table = root.get("token_embedding.weight", &[t.vocab_size, ct])?;

@@ -8,7 +8,7 @@
 //! positional_embedding, ln_pre}` and gives `Z⁰` [B, 1+N, C]; a positional embedding of another
 //! grid is resized at export ([`crate::pos_embed`]).
 
-use crate::graph::{Dim, Graph, Wire};
+use crate::graph::{shape_str, Dim, Graph, Wire};
 use crate::manifest::ExpectedShape;
 use crate::spec::{Activation, Spec};
 use crate::weights::Weights;
@@ -101,8 +101,16 @@ fn attention(
         &w.get("in_proj_weight", &[3 * c, c])?,
         Some(&w.get("in_proj_bias", &[3 * c])?),
     )?;
+    if x.rank() < 2 {
+        return Err(g
+            .error(
+                "Attention",
+                format!("input {} has no token axis", shape_str(&x.shape)),
+            )
+            .into());
+    }
     let p = x.rank() - 2; // axes before S
-    let s = x.dim(-2);
+    let s = x.shape[p];
     let prefix = x.shape[..p].to_vec();
     let split = |g: &mut Graph, part: usize| -> Result<Wire, BlockError> {
         let y = g.slice(&qkv, p + 1, part * c, (part + 1) * c)?;
@@ -209,7 +217,10 @@ pub fn attention_of_rows(
     let (c, h) = (tower.width, tower.heads);
     let dh = c / h;
     let heads = |g: &mut Graph, x: &Wire, perm: &[usize]| -> Result<Wire, BlockError> {
-        let y = g.reshape(x, &[Dim::Batch, x.dim(1), Dim::Fixed(h), Dim::Fixed(dh)])?;
+        let rows = x
+            .dim(1)
+            .ok_or_else(|| g.error("Attention", "expected [B, S, C]"))?;
+        let y = g.reshape(x, &[Dim::Batch, rows, Dim::Fixed(h), Dim::Fixed(dh)])?;
         Ok(g.transpose(&y, perm)?)
     };
     let q = projection(g, w, queries, c, 0)?;
@@ -223,7 +234,10 @@ pub fn attention_of_rows(
     let probs = g.softmax(&scores, -1)?;
     let out = g.matmul(&probs, &v)?; // [B, H, M, dh]
     let out = g.transpose(&out, &[0, 2, 1, 3])?;
-    let out = g.reshape(&out, &[Dim::Batch, queries.dim(1), Dim::Fixed(c)])?;
+    let rows = queries
+        .dim(1)
+        .ok_or_else(|| g.error("Attention", "expected queries [B, M, C]"))?;
+    let out = g.reshape(&out, &[Dim::Batch, rows, Dim::Fixed(c)])?;
     let out = linear(g, &w.pp("out_proj"), &out, c, c)?;
     let mean = g.reduce_mean(&probs, &[1], false)?;
     Ok((out, mean))
@@ -253,12 +267,16 @@ pub fn patch_embedding(
             native_grid: grid,
         },
     )?;
-    let old_grid =
-        crate::manifest::square_side(pos.shape()[0] - 1).expect("checked by the expected shape");
+    let old_grid = pos
+        .shape()
+        .first()
+        .and_then(|rows| crate::manifest::square_side(rows.checked_sub(1)?))
+        .ok_or_else(|| g.error("PositionalEmbedding", "not [s²+1, C]"))?;
     let pos = if old_grid == grid {
         pos
     } else {
         crate::pos_embed::resize_positional_embedding(&pos, old_grid, grid)
+            .map_err(|e| g.error("PositionalEmbedding", e))?
     };
     let cls = visual.get("class_embedding", &[c])?;
     let mut folded = pos.clone();

@@ -63,14 +63,16 @@ impl Wire {
         self.shape.len()
     }
 
-    /// The fixed size of axis `axis` (negative counts from the end), if it is fixed.
-    pub fn dim(&self, axis: isize) -> Dim {
+    /// Axis `axis` (negative counts from the end); `None` outside the shape.
+    pub fn dim(&self, axis: isize) -> Option<Dim> {
         let axis = if axis < 0 {
-            self.shape.len() as isize + axis
+            axis.checked_add(self.shape.len() as isize)?
         } else {
             axis
-        } as usize;
-        self.shape[axis]
+        };
+        usize::try_from(axis)
+            .ok()
+            .and_then(|a| self.shape.get(a).copied())
     }
 }
 

@@ -7,10 +7,11 @@ use super::{shape_str, Attr, DType, Dim, Graph, GraphError, Wire};
 
 type Result<T> = std::result::Result<T, GraphError>;
 
-fn fixed(dim: Dim) -> Option<usize> {
-    match dim {
-        Dim::Fixed(n) => Some(n),
-        Dim::Batch => None,
+/// The size of a fixed axis; `None` for the batch or an axis the shape does not have.
+fn fixed(dim: impl Into<Option<Dim>>) -> Option<usize> {
+    match dim.into() {
+        Some(Dim::Fixed(n)) => Some(n),
+        _ => None,
     }
 }
 
@@ -85,8 +86,9 @@ impl Graph {
                 ),
             ));
         }
-        let (m, k1) = (a.dim(-2), a.dim(-1));
-        let (k2, n) = (b.dim(-2), b.dim(-1));
+        let dim = |w: &Wire, axis: usize| w.shape[w.rank() - axis];
+        let (m, k1) = (dim(a, 2), dim(a, 1));
+        let (k2, n) = (dim(b, 2), dim(b, 1));
         if k1 != k2 {
             return Err(self.error(
                 "MatMul",
@@ -123,7 +125,7 @@ impl Graph {
             ));
         }
         let (out, inp) = (weight.shape()[0], weight.shape()[1]);
-        if x.dim(-1) != Dim::Fixed(inp) {
+        if x.dim(-1) != Some(Dim::Fixed(inp)) {
             return Err(self.error(
                 "Linear",
                 format!(
@@ -144,7 +146,8 @@ impl Graph {
                         format!("bias has shape {:?}, expected [{out}]", b.shape()),
                     ));
                 }
-                let b = self.constant_f32("bias", &[out], b.as_slice().expect("standard layout"));
+                let b: Vec<f32> = b.iter().copied().collect();
+                let b = self.constant_f32("bias", &[out], &b);
                 self.add(&y, &b)
             }
         }
@@ -225,7 +228,12 @@ impl Graph {
         if bottom == 0 && right == 0 {
             return Ok(x.clone());
         }
-        let (h, w) = (fixed(x.dim(2)).unwrap_or(0), fixed(x.dim(3)).unwrap_or(0));
+        let (Some(h), Some(w)) = (fixed(x.dim(2)), fixed(x.dim(3))) else {
+            return Err(self.error(
+                "Pad",
+                format!("spatial axes of {} must be fixed", shape_str(&x.shape)),
+            ));
+        };
         let pads = self.constant_i64(
             "pads",
             &[8],
@@ -249,8 +257,13 @@ impl Graph {
 
     /// Elements `start..end` of fixed axis `axis`.
     pub fn slice(&mut self, x: &Wire, axis: usize, start: usize, end: usize) -> Result<Wire> {
-        let len = fixed(x.shape[axis])
-            .ok_or_else(|| self.error("Slice", "cannot slice the batch axis"))?;
+        let Some(&dim) = x.shape.get(axis) else {
+            return Err(self.error(
+                "Slice",
+                format!("axis {axis} outside a rank-{} tensor", x.rank()),
+            ));
+        };
+        let len = fixed(dim).ok_or_else(|| self.error("Slice", "cannot slice the batch axis"))?;
         if start >= end || end > len {
             return Err(self.error(
                 "Slice",
@@ -293,12 +306,33 @@ impl Graph {
                 ),
             ));
         }
+        if stride == 0 || group == 0 {
+            return Err(self.error(
+                op,
+                format!("stride {stride} and group {group} must be at least 1"),
+            ));
+        }
         let dims: Vec<usize> = weight
             .shape
             .iter()
             .map(|&d| fixed(d).unwrap_or(0))
             .collect();
-        let (h, w) = (fixed(x.dim(2)).unwrap_or(0), fixed(x.dim(3)).unwrap_or(0));
+        let (Some(h), Some(w)) = (fixed(x.dim(2)), fixed(x.dim(3))) else {
+            return Err(self.error(
+                op,
+                format!("spatial axes of {} must be fixed", shape_str(&x.shape)),
+            ));
+        };
+        if h == 0 || w == 0 || dims.contains(&0) {
+            return Err(self.error(
+                op,
+                format!(
+                    "empty input {} or weight {}",
+                    shape_str(&x.shape),
+                    shape_str(&weight.shape)
+                ),
+            ));
+        }
         let c_in =
             fixed(x.dim(1)).ok_or_else(|| self.error(op, "the channel axis must be fixed"))?;
         let (c_out, kh, kw) = match op {
@@ -374,6 +408,12 @@ impl Graph {
         let first = parts
             .first()
             .ok_or_else(|| self.error("Concat", "nothing to concatenate"))?;
+        if axis >= first.rank() {
+            return Err(self.error(
+                "Concat",
+                format!("axis {axis} outside a rank-{} tensor", first.rank()),
+            ));
+        }
         let mut total = 0;
         for p in parts {
             same_dtype(self, "Concat", first, p)?;
@@ -461,7 +501,7 @@ impl Graph {
         bias: &ArrayD<f32>,
     ) -> Result<Wire> {
         let c = fixed(x.dim(-1))
-            .ok_or_else(|| self.error("LayerNormalization", "last axis is the batch"))?;
+            .ok_or_else(|| self.error("LayerNormalization", "the last axis must be fixed"))?;
         if weight.shape() != [c] || bias.shape() != [c] {
             return Err(self.error(
                 "LayerNormalization",
@@ -472,12 +512,12 @@ impl Graph {
                 ),
             ));
         }
-        let w = self.constant_f32(
-            "ln_weight",
-            &[c],
-            weight.as_slice().expect("standard layout"),
+        let (weight, bias): (Vec<f32>, Vec<f32>) = (
+            weight.iter().copied().collect(),
+            bias.iter().copied().collect(),
         );
-        let b = self.constant_f32("ln_bias", &[c], bias.as_slice().expect("standard layout"));
+        let w = self.constant_f32("ln_weight", &[c], &weight);
+        let b = self.constant_f32("ln_bias", &[c], &bias);
         let attrs = vec![("axis", Attr::Int(-1)), ("epsilon", Attr::Float(1e-5))];
         Ok(self
             .node(
@@ -531,13 +571,14 @@ impl Graph {
 
     /// TopK along the last axis, largest first; K is an initializer. Returns (values, int64 indices).
     pub fn topk(&mut self, x: &Wire, k: usize) -> Result<(Wire, Wire)> {
-        let n = fixed(x.dim(-1)).ok_or_else(|| self.error("TopK", "last axis is the batch"))?;
+        let n =
+            fixed(x.dim(-1)).ok_or_else(|| self.error("TopK", "the last axis must be fixed"))?;
         if k == 0 || k > n {
             return Err(self.error("TopK", format!("K = {k} outside 1..={n}")));
         }
         let kc = self.constant_i64("k", &[1], &[k as i64]);
         let mut shape = x.shape.clone();
-        *shape.last_mut().expect("rank ≥ 1") = Dim::Fixed(k);
+        shape[x.rank() - 1] = Dim::Fixed(k); // rank ≥ 1: the last axis is fixed
         let attrs = vec![
             ("axis", Attr::Int(-1)),
             ("largest", Attr::Int(1)),
@@ -549,8 +590,8 @@ impl Graph {
             attrs,
             vec![(x.dtype, shape.clone()), (DType::I64, shape)],
         );
-        let indices = outs.pop().expect("two outputs");
-        Ok((outs.pop().expect("two outputs"), indices))
+        let values = outs.remove(0);
+        Ok((values, outs.remove(0)))
     }
 
     pub fn equal(&mut self, a: &Wire, b: &Wire) -> Result<Wire> {
@@ -580,6 +621,16 @@ impl Graph {
     }
 
     pub fn unsqueeze(&mut self, x: &Wire, axis: usize) -> Result<Wire> {
+        if axis > x.rank() {
+            return Err(self.error(
+                "Unsqueeze",
+                format!(
+                    "axis {axis} outside 0..={} of a rank-{} tensor",
+                    x.rank(),
+                    x.rank()
+                ),
+            ));
+        }
         let axes = self.constant_i64("axes", &[1], &[axis as i64]);
         let mut shape = x.shape.clone();
         shape.insert(axis, Dim::Fixed(1));
@@ -631,7 +682,8 @@ impl Graph {
     /// Bilinear upsampling of [B, C, h, w] by integer factors, PyTorch's `align_corners=False`.
     pub fn resize_bilinear(&mut self, x: &Wire, out_h: usize, out_w: usize) -> Result<Wire> {
         let (h, w) = (fixed(x.dim(2)).unwrap_or(0), fixed(x.dim(3)).unwrap_or(0));
-        if x.rank() != 4 || h == 0 || !out_h.is_multiple_of(h) || !out_w.is_multiple_of(w) {
+        if x.rank() != 4 || h == 0 || w == 0 || !out_h.is_multiple_of(h) || !out_w.is_multiple_of(w)
+        {
             return Err(self.error(
                 "Resize",
                 format!(
