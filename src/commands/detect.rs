@@ -171,7 +171,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
             progress.advance(count);
             continue;
         }
-        let rgb: Vec<RgbImage> = images.iter().map(|(_, img)| img.clone()).collect();
+        let rgb: Vec<&RgbImage> = images.iter().map(|(_, img)| img).collect();
         let detections = detector.detect_batch(&rgb)?;
         for ((path, img), det) in images.iter().zip(detections) {
             let label = args.threshold.map(|t| {

@@ -133,7 +133,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
-            let images: Vec<RgbImage> = batch.iter().map(|(_, img)| img.clone()).collect();
+            let images: Vec<&RgbImage> = batch.iter().map(|(_, img)| img).collect();
             let detections = if images.is_empty() {
                 Vec::new()
             } else {
