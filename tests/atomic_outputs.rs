@@ -5,11 +5,10 @@
 //! one of them lies in the output folder — that is, mid-write, deterministically, without a test
 //! hook in the binary. Linux only (procfs), like the rest of the suite.
 
-use dlvp_test_support::run;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use dlvp_test_support::run;
 use run::{export, golden_weights};
 
 /// Whether process `pid` has a file open inside `folder` (an unnamed O_TMPFILE shows as

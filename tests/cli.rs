@@ -1,12 +1,10 @@
 //! The `dlvp` binary end to end: exit codes, one-line errors, and the acceptance cases of
 //! `dlvp spec` and `dlvp weights check`.
 
-use dlvp_test_support::checkpoint;
-use dlvp_test_support::run;
-
 use std::path::{Path, PathBuf};
 
 use checkpoint::{dlvp_metadata, tensors_for, tiny_spec, write, Tensor};
+use dlvp_test_support::{checkpoint, run};
 use rstest::rstest;
 use run::{assert_fails, dlvp, exported_golden, golden_weights, stderr, stdout};
 

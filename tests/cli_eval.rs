@@ -1,10 +1,9 @@
 //! `dlvp demo-data`, `dlvp eval` and `dlvp bench` end to end through the binary, with the golden
 //! tiny model (random weights: the figures are not good, but they must be real and well-formed).
 
-use dlvp_test_support::run;
-
 use std::path::{Path, PathBuf};
 
+use dlvp_test_support::run;
 use run::{assert_fails, dlvp, exported_golden, stderr, stdout};
 
 fn files_under(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {

@@ -8,13 +8,11 @@
 //! `DLVP_REQUIRE_CPP_EXAMPLE=1`, which scripts/test sets wherever it can install the toolchain,
 //! and always in CI: then they fail).
 
-use dlvp_test_support::onnx_edit;
-use dlvp_test_support::run;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use dlvp_runtime::detector::{BackendChoice, Detection, Detector, DetectorOptions};
+use dlvp_test_support::{onnx_edit, run};
 use onnx_edit::{dim, edited, input_dims};
 use run::{dlvp, export_with, golden_weights, stderr, stdout};
 

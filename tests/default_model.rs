@@ -1,11 +1,10 @@
 //! The embedded default model (models/demo/): its provenance, and that it finds the defects in the
 //! sample images (held out from training: another demo-data seed) out of the box.
 
-use dlvp_test_support::run;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use dlvp_test_support::run;
 use run::{dlvp, export, stderr, stdout};
 
 fn repo() -> PathBuf {

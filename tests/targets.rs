@@ -2,11 +2,9 @@
 //! (exporter/src/targets/rules.rs). The exported graphs pass where they should, and graphs deliberately
 //! built with a disallowed construct are flagged by node, op and reason.
 
-use dlvp_test_support::onnx_edit;
-use dlvp_test_support::run;
-
 use std::path::{Path, PathBuf};
 
+use dlvp_test_support::{onnx_edit, run};
 use rstest::rstest;
 use run::{dlvp, export_with, golden_weights, stderr, stdout};
 use tract_onnx::pb;

@@ -161,6 +161,17 @@ fn resolved_yaml_round_trips(#[case] file: &str) {
     "preprocess.std: channel 1 is 0, expected a positive number"
 )]
 #[case::zero_embed_dim("embed_dim: 32", "embed_dim: 0", "embed_dim: must be at least 1")]
+// Found by the spec fuzz target (tests/fuzz.rs): both overflowed in validation.
+#[case::huge_top_k(
+    "top_k: 4",
+    "top_k: 18446744073709551615",
+    "slfs.top_k: 18446744073709551615 exceeds the 49 patch tokens"
+)]
+#[case::huge_image_size(
+    "image_size: 56",
+    "image_size: 8589934592",
+    "image_size: 8589934592 is above the largest supported, 8192"
+)]
 #[case::empty_name("name: dlvp-clip-tiny", "name: \"\"", "name: must not be empty")]
 fn invalid_combinations_name_the_field(
     #[case] from: &str,

@@ -8,13 +8,12 @@
 //! proptest records its seed in `proptest-regressions/`; each becomes a case of the CLI's
 //! bad-input matrix (`tests/bad_input.rs`).
 
-use dlvp_test_support::mutate;
-
 use std::path::Path;
 use std::sync::Arc;
 
 use dlvp_exporter::check::check_checkpoint;
 use dlvp_exporter::Checkpoint;
+use dlvp_test_support::mutate;
 use proptest::prelude::*;
 
 fn repo() -> &'static Path {

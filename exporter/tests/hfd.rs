@@ -1,8 +1,6 @@
 //! The HFD block's ONNX graph, run by tract, against model-spec/README.md §5 computed directly from its
 //! window formulas, and the law IDWT∘DWT = identity (identity weights double the features).
 
-use dlvp_test_support::checkpoint;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -10,6 +8,7 @@ use checkpoint::{write, Tensor as CkTensor};
 use dlvp_exporter::blocks::hfd;
 use dlvp_exporter::graph::{DType, Dim, Graph};
 use dlvp_exporter::{onnx, Checkpoint, Weights};
+use dlvp_test_support::checkpoint;
 use ndarray::{Array2, Array3, ArrayD, Axis, IxDyn};
 use rstest::rstest;
 use tract_onnx::prelude::*;

@@ -1,7 +1,5 @@
 //! The safetensors reader: dtypes, scopes, the ledger, and every damaged layout it must refuse.
 
-use dlvp_test_support::checkpoint;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -9,6 +7,7 @@ use checkpoint::{dlvp_metadata, tensors_for, tiny_spec, write, write_raw, Tensor
 use dlvp_exporter::manifest::ExpectedShape;
 use dlvp_exporter::weights::{Checkpoint, WeightsError};
 use dlvp_exporter::{check_checkpoint, Problem};
+use dlvp_test_support::checkpoint;
 use proptest::prelude::*;
 use rstest::rstest;
 

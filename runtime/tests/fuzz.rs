@@ -6,13 +6,12 @@
 //! -p dlvp-runtime --test fuzz` runs longer. Failures shrink to a short mutation list and become
 //! cases of the CLI's bad-input matrix (`tests/bad_input.rs`).
 
-use dlvp_test_support::mutate;
-
 use std::path::Path;
 use std::sync::OnceLock;
 
 use dlvp_exporter::{Checkpoint, Spec};
 use dlvp_runtime::{metadata, preprocess};
+use dlvp_test_support::mutate;
 use proptest::prelude::*;
 
 fn repo() -> &'static Path {

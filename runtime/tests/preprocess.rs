@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 use dlvp_contract::spec::{ResizeFilter, Spec};
 use dlvp_exporter::Checkpoint;
 use dlvp_runtime::preprocess::{load_rgb8, resize_rgb8, to_input};
-use rstest::rstest;
-
 use dlvp_test_support::png;
+use rstest::rstest;
 
 fn folder() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/preprocess")
