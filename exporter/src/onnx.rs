@@ -131,6 +131,16 @@ const EXTERNAL_ALIGN: usize = 4096;
 /// The model with its large constants in a separate file named `data_file` (relative to the
 /// model's folder, as the ONNX external-data convention reads it): (model bytes, data bytes).
 pub fn to_bytes_external(graph: &Graph, name: &str, data_file: &str) -> (Vec<u8>, Vec<u8>) {
+    let (model, data) = to_model_proto_external(graph, name, data_file);
+    (model.encode_to_vec(), data)
+}
+
+/// [`to_bytes_external`] before encoding: the model without its large constants, and the data.
+pub fn to_model_proto_external(
+    graph: &Graph,
+    name: &str,
+    data_file: &str,
+) -> (pb::ModelProto, Vec<u8>) {
     let mut model = to_model_proto(graph, name);
     let mut data = Vec::new();
     for t in model
@@ -156,5 +166,5 @@ pub fn to_bytes_external(graph: &Graph, name: &str, data_file: &str) -> (Vec<u8>
         t.data_location = Some(pb::tensor_proto::DataLocation::External as i32);
         data.extend_from_slice(&std::mem::take(&mut t.raw_data));
     }
-    (model.encode_to_vec(), data)
+    (model, data)
 }

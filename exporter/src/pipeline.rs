@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use dlvp_contract::graph::{InputKind, Precision, META_TARGET};
 use dlvp_contract::Spec;
+use prost::Message;
 
 use crate::graph::Graph;
 use crate::manifest::{expected_tensors, Usage};
@@ -43,8 +44,6 @@ pub enum ExportError {
         target: &'static str,
         violations: Vec<Violation>,
     },
-    #[error("re-reading the built graph: {0}")]
-    Decode(#[from] prost::DecodeError),
 }
 
 /// An exported graph, ready to serialise.
@@ -118,24 +117,24 @@ impl Export {
 
     /// The model as one ONNX file, checked against the target.
     pub fn to_bytes(&self) -> Result<Vec<u8>, ExportError> {
-        let bytes = onnx::to_bytes(&self.graph, &self.name);
-        self.check(&bytes)?;
-        Ok(bytes)
+        let model = onnx::to_model_proto(&self.graph, &self.name);
+        self.check(&model)?;
+        Ok(model.encode_to_vec())
     }
 
     /// The model with its large constants in `data_file` (a name relative to the model's
     /// folder): (model bytes, data bytes), the model checked against the target.
     pub fn to_bytes_external(&self, data_file: &str) -> Result<(Vec<u8>, Vec<u8>), ExportError> {
-        let (model, data) = onnx::to_bytes_external(&self.graph, &self.name, data_file);
+        let (model, data) = onnx::to_model_proto_external(&self.graph, &self.name, data_file);
         self.check(&model)?;
-        Ok((model, data))
+        Ok((model.encode_to_vec(), data))
     }
 
-    fn check(&self, bytes: &[u8]) -> Result<(), ExportError> {
-        use prost::Message;
+    /// The model against the target's rules — on the message itself, before it is encoded, so
+    /// no second copy of the weights is ever decoded.
+    fn check(&self, model: &tract_onnx::pb::ModelProto) -> Result<(), ExportError> {
         let rules = self.options.target.rules();
-        let model = tract_onnx::pb::ModelProto::decode(bytes)?;
-        let violations = targets::check(&model, rules);
+        let violations = targets::check(model, rules);
         if violations.is_empty() {
             Ok(())
         } else {
