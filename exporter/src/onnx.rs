@@ -115,6 +115,23 @@ pub fn to_model_proto(graph: &Graph, name: &str) -> pb::ModelProto {
     }
 }
 
+/// [`to_model_proto`] taking the graph: each initializer's bytes move into the message instead of
+/// being copied, so the weights are held once, not twice.
+pub fn into_model_proto(mut graph: Graph, name: &str) -> pb::ModelProto {
+    let raws: Vec<Vec<u8>> = graph
+        .initializers
+        .iter_mut()
+        .map(|t| std::mem::take(&mut t.raw))
+        .collect();
+    let mut model = to_model_proto(&graph, name);
+    if let Some(g) = model.graph.as_mut() {
+        for (t, raw) in g.initializer.iter_mut().zip(raws) {
+            t.raw_data = raw;
+        }
+    }
+    model
+}
+
 /// The serialized model.
 pub fn to_bytes(graph: &Graph, name: &str) -> Vec<u8> {
     to_model_proto(graph, name).encode_to_vec()

@@ -115,10 +115,18 @@ impl Export {
         self.graph.initializer_bytes() > onnx::EXTERNAL_DATA_THRESHOLD
     }
 
+    /// [`Export::to_bytes`], consuming the export: the weights move into the message rather than
+    /// being copied, so they are held twice (message and bytes) at the peak, not three times.
+    pub fn into_bytes(self) -> Result<Vec<u8>, ExportError> {
+        let model = onnx::into_model_proto(self.graph, &self.name);
+        check(self.options.target, &model)?;
+        Ok(model.encode_to_vec())
+    }
+
     /// The model as one ONNX file, checked against the target.
     pub fn to_bytes(&self) -> Result<Vec<u8>, ExportError> {
         let model = onnx::to_model_proto(&self.graph, &self.name);
-        self.check(&model)?;
+        check(self.options.target, &model)?;
         Ok(model.encode_to_vec())
     }
 
@@ -126,22 +134,22 @@ impl Export {
     /// folder): (model bytes, data bytes), the model checked against the target.
     pub fn to_bytes_external(&self, data_file: &str) -> Result<(Vec<u8>, Vec<u8>), ExportError> {
         let (model, data) = onnx::to_model_proto_external(&self.graph, &self.name, data_file);
-        self.check(&model)?;
+        check(self.options.target, &model)?;
         Ok((model.encode_to_vec(), data))
     }
+}
 
-    /// The model against the target's rules — on the message itself, before it is encoded, so
-    /// no second copy of the weights is ever decoded.
-    fn check(&self, model: &tract_onnx::pb::ModelProto) -> Result<(), ExportError> {
-        let rules = self.options.target.rules();
-        let violations = targets::check(model, rules);
-        if violations.is_empty() {
-            Ok(())
-        } else {
-            Err(ExportError::Target {
-                target: rules.name,
-                violations,
-            })
-        }
+/// The model against the target's rules — on the message itself, before it is encoded, so
+/// no second copy of the weights is ever decoded.
+fn check(target: Target, model: &tract_onnx::pb::ModelProto) -> Result<(), ExportError> {
+    let rules = target.rules();
+    let violations = targets::check(model, rules);
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(ExportError::Target {
+            target: rules.name,
+            violations,
+        })
     }
 }

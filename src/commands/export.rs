@@ -89,6 +89,13 @@ struct TritonArgs {
     triton_workspace_mib: u64,
 }
 
+/// The graph as it is written: one self-contained file, or a model per destination with its
+/// weights in a data file beside it.
+enum Serialized {
+    Single(Vec<u8>),
+    External(dlvp_exporter::Export),
+}
+
 pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let ckpt = Arc::new(Checkpoint::open(&args.weights)?);
@@ -107,7 +114,8 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         target: args.target,
         allow_unused: args.allow_unused,
     };
-    let exported = match dlvp_exporter::export(Arc::clone(&ckpt), &spec, options) {
+    // The checkpoint moves in: its mapping is released once the graph holds the weights.
+    let exported = match dlvp_exporter::export(ckpt, &spec, options) {
         Ok(exported) => exported,
         Err(e @ ExportError::Unused { .. }) => bail!(
             "{}: {e} (wrong spec? pass --allow-unused to export anyway)",
@@ -142,16 +150,22 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     if let Some((model_dir, _)) = &triton_model {
         destinations.push(model_dir.join("1").join("model.onnx"));
     }
-    let single_file = if external {
-        None
+    let (nodes, initializers) = (
+        exported.graph.nodes.len(),
+        exported.graph.initializers.len(),
+    );
+    // A single file takes the export (its weights move into the message); external data keeps it,
+    // since each destination records its own data file's name.
+    let serialized = if external {
+        Serialized::External(exported)
     } else {
-        Some(
+        Serialized::Single(
             exported
-                .to_bytes()
+                .into_bytes()
                 .with_context(|| destinations[0].display().to_string())?,
         )
     };
-    if let Some(bytes) = &single_file {
+    if let Serialized::Single(bytes) = &serialized {
         if args.verify && !args.embed_preprocess {
             // Verified before it is written: a graph that fails leaves the previous file in place.
             // The numerical contract (README "Measured"): fp32 backends agree within 1e-4, fp16 within 1e-2.
@@ -167,12 +181,12 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             .to_string_lossy()
             .into_owned();
         let data_file = format!("{model_file}.data");
-        written_bytes = match &single_file {
-            Some(bytes) => {
+        written_bytes = match &serialized {
+            Serialized::Single(bytes) => {
                 write_atomically(path, bytes)?;
                 bytes.len()
             }
-            None => {
+            Serialized::External(exported) => {
                 // The data file's name is recorded in the graph, so each destination gets its own.
                 let (model_bytes, data) = exported
                     .to_bytes_external(&data_file)
@@ -232,7 +246,6 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             }
         );
     }
-    let g = &exported.graph;
     println!(
         "{}: {} nodes, {} initializers, {:.1} MB ({} from {}, spec {}), {:.1} s",
         destinations
@@ -240,8 +253,8 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
             .join(", "),
-        g.nodes.len(),
-        g.initializers.len(),
+        nodes,
+        initializers,
         written_bytes as f64 / 1e6,
         spec.name,
         args.weights.display(),
