@@ -93,7 +93,7 @@ struct TritonArgs {
 /// weights in a data file beside it.
 enum Serialized {
     Single(Vec<u8>),
-    External(dlvp_exporter::Export),
+    External(Box<dlvp_exporter::Export>),
 }
 
 pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
@@ -157,7 +157,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     // A single file takes the export (its weights move into the message); external data keeps it,
     // since each destination records its own data file's name.
     let serialized = if external {
-        Serialized::External(exported)
+        Serialized::External(Box::new(exported))
     } else {
         Serialized::Single(
             exported
