@@ -408,6 +408,10 @@ fn edited(edit: impl FnOnce(&mut pb::ModelProto)) -> Vec<u8> {
     edited(|m| { input_dims(m).pop(); }),
     "input `image` has shape [B, 3, 56]"
 )]
+#[case::unknown_precision(
+    edited(|m| m.metadata_props.push(pb::StringStringEntryProto { key: "dlvp.precision".into(), value: "int4".into() })),
+    "metadata dlvp.precision is \"int4\"; expected \"fp32\" or \"fp16\""
+)]
 #[case::renamed_input(
     edited(|m| { m.graph.as_mut().unwrap().input[0].name = "pixels".into(); }),
     "the graph's input is `pixels`, but its metadata says `image`"

@@ -65,28 +65,40 @@ pub fn read(bytes: &[u8], path: &Path) -> Result<ModelInfo, MetadataError> {
         &format!("{} (metadata {META_SPEC})", path.display()),
     )
     .map_err(|e| fail(e.to_string()))?;
-    let input = match get(META_INPUT) {
-        None => InputKind::Image,
-        Some(name) => InputKind::from_name(name).ok_or_else(|| {
-            fail(format!(
-                "metadata {META_INPUT} is {name:?}; expected \"image\" or \"image_u8\""
-            ))
-        })?,
-    };
+    let input = optional(
+        get(META_INPUT),
+        META_INPUT,
+        InputKind::from_name,
+        "\"image\" or \"image_u8\"",
+    )
+    .map_err(fail)?;
     check_input(&model, input, spec.image_size).map_err(fail)?;
-    let precision = match get(META_PRECISION) {
-        None => Precision::Fp32,
-        Some(name) => Precision::from_name(name).ok_or_else(|| {
-            fail(format!(
-                "metadata {META_PRECISION} is {name:?}; expected \"fp32\" or \"fp16\""
-            ))
-        })?,
-    };
+    let precision = optional(
+        get(META_PRECISION),
+        META_PRECISION,
+        Precision::from_name,
+        "\"fp32\" or \"fp16\"",
+    )
+    .map_err(fail)?;
     Ok(ModelInfo {
         spec,
         input,
         precision,
     })
+}
+
+/// An optional metadata `value` of `key`: the default when absent, an error naming the value when
+/// `parse` does not know it.
+fn optional<T: Default>(
+    value: Option<&str>,
+    key: &str,
+    parse: fn(&str) -> Option<T>,
+    expected: &str,
+) -> Result<T, String> {
+    match value {
+        None => Ok(T::default()),
+        Some(v) => parse(v).ok_or_else(|| format!("metadata {key} is {v:?}; expected {expected}")),
+    }
 }
 
 /// The graph's one input must be what its metadata promises: `image` f32 [B, 3, S, S] or
