@@ -10,12 +10,12 @@ use std::process::Output;
 use std::sync::OnceLock;
 
 use checkpoint::{dlvp_metadata, tensors_for, tiny_spec, write, write_raw, Tensor};
+use dlvp_onnx_proto as pb;
 use dlvp_test_support::{checkpoint, onnx_edit, png, run};
 use onnx_edit::{dim, input_dims};
 use prost::Message;
 use rstest::rstest;
 use run::{dlvp, export, golden_weights, stderr, stdout};
-use tract_onnx::pb;
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -4,10 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
+use dlvp_onnx_proto as pb;
 use dlvp_test_support::{onnx_edit, run};
 use rstest::rstest;
 use run::{dlvp, export_with, golden_weights, stderr, stdout};
-use tract_onnx::pb;
 
 fn export(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
     let model = dir.join(name);

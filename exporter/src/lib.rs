@@ -1,7 +1,7 @@
 //! dlvp-exporter: everything between a trained DLVP-CLIP checkpoint and an ONNX graph.
 //!
 //! - [`export`] ([`pipeline`]): the whole export — graph, precision pass, target rewrites, the
-//!   unused-tensor account, ONNX bytes checked against the target;
+//!   unused-tensor account, an ONNX model checked against the target and streamed to a file;
 //! - [`targets`]: export targets and their parsers' rule tables (the check behind
 //!   `dlvp inspect --target`);
 //! - [`manifest`]: the tensors a checkpoint must hold for a spec;
@@ -28,6 +28,6 @@ use dlvp_contract::{resample, spec};
 
 pub use check::{check_checkpoint, CheckReport, Problem};
 pub use dlvp_contract::{InputKind, Precision, Spec, SpecError};
-pub use pipeline::{export, Export, ExportError, ExportOptions};
+pub use pipeline::{export, Export, ExportError, ExportOptions, OnnxModel};
 pub use targets::Target;
 pub use weights::{Checkpoint, Weights, WeightsError};

@@ -1,10 +1,10 @@
 //! [`Graph`] → ONNX `ModelProto` bytes (opset 17, IR 8), through tract's prost types of
 //! onnx.proto3: no protoc, no second proto definition. The only module that knows protobuf.
 
+use dlvp_onnx_proto as pb;
 use prost::Message;
-use tract_onnx::pb;
 
-use crate::graph::{Attr, DType, Dim, Graph, Wire};
+use crate::graph::{Attr, DType, Dim, Graph, Initializer, Wire};
 
 pub const OPSET: i64 = 17;
 const IR_VERSION: i64 = 8;
@@ -64,6 +64,15 @@ fn attribute(name: &str, value: &Attr) -> pb::AttributeProto {
 
 /// The model as a `ModelProto`.
 pub fn to_model_proto(graph: &Graph, name: &str) -> pb::ModelProto {
+    model_proto(graph, name, |t| t.raw.clone())
+}
+
+/// The message with each initializer's data given by `raw`.
+fn model_proto(
+    graph: &Graph,
+    name: &str,
+    mut raw: impl FnMut(&Initializer) -> Vec<u8>,
+) -> pb::ModelProto {
     let node = graph
         .nodes
         .iter()
@@ -83,7 +92,7 @@ pub fn to_model_proto(graph: &Graph, name: &str) -> pb::ModelProto {
             name: i.name.clone(),
             dims: i.dims.iter().map(|&d| d as i64).collect(),
             data_type: elem_type(i.dtype),
-            raw_data: i.raw.clone(),
+            raw_data: raw(i),
             ..Default::default()
         })
         .collect();
@@ -115,21 +124,28 @@ pub fn to_model_proto(graph: &Graph, name: &str) -> pb::ModelProto {
     }
 }
 
+/// The message with only the constants that stay inside an external-data model (the small
+/// ones): its structure, for checks that must not wait for the data to be written.
+pub fn model_proto_structure(graph: &Graph, name: &str) -> pb::ModelProto {
+    model_proto(graph, name, |t| {
+        if t.raw.len() < EXTERNAL_MIN_BYTES {
+            t.raw.clone()
+        } else {
+            Vec::new()
+        }
+    })
+}
+
 /// [`to_model_proto`] taking the graph: each initializer's bytes move into the message instead of
 /// being copied, so the weights are held once, not twice.
 pub fn into_model_proto(mut graph: Graph, name: &str) -> pb::ModelProto {
-    let raws: Vec<Vec<u8>> = graph
+    let mut raws = graph
         .initializers
         .iter_mut()
         .map(|t| std::mem::take(&mut t.raw))
-        .collect();
-    let mut model = to_model_proto(&graph, name);
-    if let Some(g) = model.graph.as_mut() {
-        for (t, raw) in g.initializer.iter_mut().zip(raws) {
-            t.raw_data = raw;
-        }
-    }
-    model
+        .collect::<Vec<_>>()
+        .into_iter();
+    model_proto(&graph, name, |_| raws.next().unwrap_or_default())
 }
 
 /// The serialized model.
@@ -148,40 +164,47 @@ const EXTERNAL_ALIGN: usize = 4096;
 /// The model with its large constants in a separate file named `data_file` (relative to the
 /// model's folder, as the ONNX external-data convention reads it): (model bytes, data bytes).
 pub fn to_bytes_external(graph: &Graph, name: &str, data_file: &str) -> (Vec<u8>, Vec<u8>) {
-    let (model, data) = to_model_proto_external(graph, name, data_file);
+    let mut data = Vec::new();
+    let model = to_model_proto_external(graph, name, data_file, &mut data)
+        .expect("writing to memory cannot fail");
     (model.encode_to_vec(), data)
 }
 
-/// [`to_bytes_external`] before encoding: the model without its large constants, and the data.
+/// [`to_bytes_external`] streaming: the large constants are written to `data` straight from the
+/// graph (no copy), and the model that points at them is returned.
 pub fn to_model_proto_external(
     graph: &Graph,
     name: &str,
     data_file: &str,
-) -> (pb::ModelProto, Vec<u8>) {
-    let mut model = to_model_proto(graph, name);
-    let mut data = Vec::new();
-    for t in model
+    mut data: impl std::io::Write,
+) -> std::io::Result<pb::ModelProto> {
+    let external = |t: &Initializer| t.raw.len() >= EXTERNAL_MIN_BYTES;
+    let mut model = model_proto_structure(graph, name);
+    let entry = |k: &str, v: String| pb::StringStringEntryProto {
+        key: k.to_string(),
+        value: v,
+    };
+    let protos = &mut model
         .graph
         .as_mut()
         .expect("built with a graph")
-        .initializer
-        .iter_mut()
-    {
-        if t.raw_data.len() < EXTERNAL_MIN_BYTES {
+        .initializer;
+    let mut offset = 0usize;
+    for (t, proto) in graph.initializers.iter().zip(protos.iter_mut()) {
+        if !external(t) {
             continue;
         }
-        data.resize(data.len().div_ceil(EXTERNAL_ALIGN) * EXTERNAL_ALIGN, 0);
-        let entry = |k: &str, v: String| pb::StringStringEntryProto {
-            key: k.to_string(),
-            value: v,
-        };
-        t.external_data = vec![
+        let aligned = offset.div_ceil(EXTERNAL_ALIGN) * EXTERNAL_ALIGN;
+        data.write_all(&vec![0; aligned - offset])?;
+        data.write_all(&t.raw)?;
+        proto.external_data = vec![
             entry("location", data_file.to_string()),
-            entry("offset", data.len().to_string()),
-            entry("length", t.raw_data.len().to_string()),
+            entry("offset", aligned.to_string()),
+            entry("length", t.raw.len().to_string()),
         ];
-        t.data_location = Some(pb::tensor_proto::DataLocation::External as i32);
-        data.extend_from_slice(&std::mem::take(&mut t.raw_data));
+        proto.data_location = Some(pb::tensor_proto::DataLocation::External as i32);
+        offset = aligned + t.raw.len();
     }
-    (model, data)
+    data.flush()?;
+    Ok(model)
 }

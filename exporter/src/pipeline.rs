@@ -44,6 +44,12 @@ pub enum ExportError {
         target: &'static str,
         violations: Vec<Violation>,
     },
+    /// The external data could not be written.
+    #[error("writing the external data: {source}")]
+    Write {
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// An exported graph, ready to serialise.
@@ -115,12 +121,19 @@ impl Export {
         self.graph.initializer_bytes() > onnx::EXTERNAL_DATA_THRESHOLD
     }
 
-    /// [`Export::to_bytes`], consuming the export: the weights move into the message rather than
-    /// being copied, so they are held twice (message and bytes) at the peak, not three times.
+    /// The model as one ONNX message, checked against the target, consuming the export: the
+    /// weights move into the message rather than being copied. Write it with
+    /// [`OnnxModel::write_to`] and they are never held twice.
+    pub fn into_model(self) -> Result<OnnxModel, ExportError> {
+        let proto = onnx::into_model_proto(self.graph, &self.name);
+        check(self.options.target, &proto)?;
+        Ok(OnnxModel { proto })
+    }
+
+    /// [`Export::to_bytes`], consuming the export (the weights are held twice at the peak:
+    /// message and bytes; [`Export::into_model`] and a writer avoid that).
     pub fn into_bytes(self) -> Result<Vec<u8>, ExportError> {
-        let model = onnx::into_model_proto(self.graph, &self.name);
-        check(self.options.target, &model)?;
-        Ok(model.encode_to_vec())
+        Ok(self.into_model()?.to_bytes())
     }
 
     /// The model as one ONNX file, checked against the target.
@@ -133,15 +146,32 @@ impl Export {
     /// The model with its large constants in `data_file` (a name relative to the model's
     /// folder): (model bytes, data bytes), the model checked against the target.
     pub fn to_bytes_external(&self, data_file: &str) -> Result<(Vec<u8>, Vec<u8>), ExportError> {
-        let (model, data) = onnx::to_model_proto_external(&self.graph, &self.name, data_file);
-        check(self.options.target, &model)?;
-        Ok((model.encode_to_vec(), data))
+        let mut data = Vec::new();
+        let model = self.write_external(data_file, &mut data)?;
+        Ok((model.to_bytes(), data))
+    }
+
+    /// The model with its large constants written to `data` (the file the model will know as
+    /// `data_file`, relative to its folder) straight from the graph; the model itself, small,
+    /// checked against the target before anything is written.
+    pub fn write_external(
+        &self,
+        data_file: &str,
+        data: impl std::io::Write,
+    ) -> Result<OnnxModel, ExportError> {
+        // The rules read structure and small constants only, so the model without its large
+        // constants is checked before any data is written.
+        let structure = onnx::model_proto_structure(&self.graph, &self.name);
+        check(self.options.target, &structure)?;
+        let proto = onnx::to_model_proto_external(&self.graph, &self.name, data_file, data)
+            .map_err(|source| ExportError::Write { source })?;
+        Ok(OnnxModel { proto })
     }
 }
 
 /// The model against the target's rules — on the message itself, before it is encoded, so
 /// no second copy of the weights is ever decoded.
-fn check(target: Target, model: &tract_onnx::pb::ModelProto) -> Result<(), ExportError> {
+fn check(target: Target, model: &dlvp_onnx_proto::ModelProto) -> Result<(), ExportError> {
     let rules = target.rules();
     let violations = targets::check(model, rules);
     if violations.is_empty() {
@@ -151,5 +181,29 @@ fn check(target: Target, model: &tract_onnx::pb::ModelProto) -> Result<(), Expor
             target: rules.name,
             violations,
         })
+    }
+}
+
+/// A checked, self-contained ONNX model, not yet encoded.
+pub struct OnnxModel {
+    proto: dlvp_onnx_proto::ModelProto,
+}
+
+impl OnnxModel {
+    /// Encodes the model into `out` as it goes, through a 1 MiB buffer: the weights are not
+    /// copied into a second buffer. The bytes are those of [`OnnxModel::to_bytes`]. Returns how
+    /// many were written.
+    pub fn write_to(&self, out: impl std::io::Write) -> std::io::Result<u64> {
+        dlvp_onnx_proto::encode_to_writer(&self.proto, out)
+    }
+
+    /// The encoded model.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.proto.encode_to_vec()
+    }
+
+    /// The size of the encoding in bytes.
+    pub fn encoded_len(&self) -> usize {
+        self.proto.encoded_len()
     }
 }

@@ -322,7 +322,8 @@ impl Checkpoint {
                 expected: ExpectedShape::Exact(vec![]),
             })?;
         let (begin, end) = info.data_offsets;
-        let bytes = &self.map[self.data_start + begin..self.data_start + end];
+        let range = self.data_start + begin..self.data_start + end;
+        let bytes = &self.map[range.clone()];
         let values: Vec<f32> = match &info.dtype {
             Dtype::F32 => bytes
                 .chunks_exact(4)
@@ -344,6 +345,7 @@ impl Checkpoint {
                 })
             }
         };
+        self.release(range);
         let (nan, inf) = values.iter().fold((0, 0), |(n, i), v| {
             (n + v.is_nan() as usize, i + v.is_infinite() as usize)
         });
@@ -358,6 +360,28 @@ impl Checkpoint {
             });
         }
         Ok(values)
+    }
+
+    /// Lets go of the pages of a byte range once it has been converted. A mapped file's pages
+    /// count in the process's resident memory until they are released, and an export converts
+    /// every tensor once: without this the weights would be resident twice at the end of the
+    /// build (mapped and converted), 3.4 GB for ViT-L/14's 1.65 GB graph. A later read of the
+    /// range faults the pages in again from the page cache.
+    fn release(&self, range: std::ops::Range<usize>) {
+        #[cfg(unix)]
+        // SAFETY: the map is a shared, read-only mapping of the file (`Mmap::map`), so dropping
+        // its pages changes no byte a later read sees: it is read from the file again. No
+        // reference into the range outlives this call's caller's conversion.
+        unsafe {
+            // Advice only: if the kernel declines, the pages stay and nothing else changes.
+            let _ = self.map.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                range.start,
+                range.len(),
+            );
+        }
+        #[cfg(not(unix))]
+        let _ = range;
     }
 
     /// The root scope of this checkpoint, with a fresh ledger.

@@ -15,6 +15,16 @@ use anyhow::Context;
 
 /// Writes `bytes` to `path` atomically; a missing parent folder is created.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    write_atomically_with(path, |file| file.write_all(bytes))
+}
+
+/// Writes what `fill` writes into the file to `path` atomically: [`write_atomically`] for
+/// contents produced as they are written (an ONNX model encoded straight into the file). `fill`
+/// may be called a second time, on a fresh file, when the first route fails on this system.
+pub fn write_atomically_with(
+    path: &Path,
+    mut fill: impl FnMut(&mut File) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -31,8 +41,8 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         unique()
     ));
     let result = match unnamed_file(&dir) {
-        Some(file) => write_unnamed(file, bytes, &tmp, path),
-        None => write_named(bytes, &tmp, path),
+        Some(file) => write_unnamed(file, &mut fill, &tmp, path),
+        None => write_named(&mut fill, &tmp, path),
     };
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
@@ -48,9 +58,11 @@ fn unique() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-fn write_named(bytes: &[u8], tmp: &Path, path: &Path) -> std::io::Result<()> {
+type Fill<'a> = dyn FnMut(&mut File) -> std::io::Result<()> + 'a;
+
+fn write_named(fill: &mut Fill, tmp: &Path, path: &Path) -> std::io::Result<()> {
     let mut file = File::create(tmp)?;
-    file.write_all(bytes)?;
+    fill(&mut file)?;
     file.sync_all()?;
     std::fs::rename(tmp, path)
 }
@@ -72,11 +84,11 @@ fn unnamed_file(_dir: &Path) -> Option<File> {
 }
 
 #[cfg(target_os = "linux")]
-fn write_unnamed(mut file: File, bytes: &[u8], tmp: &Path, path: &Path) -> std::io::Result<()> {
+fn write_unnamed(mut file: File, fill: &mut Fill, tmp: &Path, path: &Path) -> std::io::Result<()> {
     use std::ffi::CString;
     use std::os::fd::AsRawFd;
     use std::os::unix::ffi::OsStrExt;
-    file.write_all(bytes)?;
+    fill(&mut file)?;
     file.sync_all()?;
     // linkat through /proc/self/fd needs no privilege (AT_EMPTY_PATH on the fd would).
     let from = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
@@ -95,7 +107,7 @@ fn write_unnamed(mut file: File, bytes: &[u8], tmp: &Path, path: &Path) -> std::
         let linked = std::io::Error::last_os_error();
         // No /proc (some containers): fall back to a named file, written afresh.
         return if linked.raw_os_error() == Some(libc::ENOENT) {
-            write_named(bytes, tmp, path)
+            write_named(fill, tmp, path)
         } else {
             Err(linked)
         };
@@ -104,8 +116,8 @@ fn write_unnamed(mut file: File, bytes: &[u8], tmp: &Path, path: &Path) -> std::
 }
 
 #[cfg(not(target_os = "linux"))]
-fn write_unnamed(_file: File, bytes: &[u8], tmp: &Path, path: &Path) -> std::io::Result<()> {
-    write_named(bytes, tmp, path)
+fn write_unnamed(_file: File, fill: &mut Fill, tmp: &Path, path: &Path) -> std::io::Result<()> {
+    write_named(fill, tmp, path)
 }
 
 #[cfg(test)]

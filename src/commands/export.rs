@@ -13,7 +13,7 @@ use dlvp_runtime::ort_backend::OrtModel;
 use dlvp_runtime::tract_backend::TractModel;
 use ndarray::{ArrayD, IxDyn};
 
-use super::{resolve_spec, triton, write_atomically};
+use super::{resolve_spec, triton, write_atomically, write_atomically_with};
 
 #[derive(Args)]
 pub struct ExportArgs {
@@ -92,7 +92,8 @@ struct TritonArgs {
 /// The graph as it is written: one self-contained file, or a model per destination with its
 /// weights in a data file beside it.
 enum Serialized {
-    Single(Vec<u8>),
+    /// Encoded into each destination file as it is written.
+    Single(Box<dlvp_exporter::OnnxModel>),
     External(Box<dlvp_exporter::Export>),
 }
 
@@ -159,18 +160,24 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let serialized = if external {
         Serialized::External(Box::new(exported))
     } else {
-        Serialized::Single(
+        Serialized::Single(Box::new(
             exported
-                .into_bytes()
+                .into_model()
                 .with_context(|| destinations[0].display().to_string())?,
-        )
+        ))
     };
-    if let Serialized::Single(bytes) = &serialized {
+    if let Serialized::Single(model) = &serialized {
         if args.verify && !args.embed_preprocess {
             // Verified before it is written: a graph that fails leaves the previous file in place.
             // The numerical contract (README "Measured"): fp32 backends agree within 1e-4, fp16 within 1e-2.
+            // The backends load from bytes, a second copy of the weights for as long as this runs.
             let tolerance = if args.fp16 { 1e-2 } else { 1e-4 };
-            verify(bytes, spec.image_size, args.ort_lib.as_deref(), tolerance)?;
+            verify(
+                &model.to_bytes(),
+                spec.image_size,
+                args.ort_lib.as_deref(),
+                tolerance,
+            )?;
         }
     }
     let mut written_bytes = 0;
@@ -182,24 +189,35 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             .into_owned();
         let data_file = format!("{model_file}.data");
         written_bytes = match &serialized {
-            Serialized::Single(bytes) => {
-                write_atomically(path, bytes)?;
-                bytes.len()
+            Serialized::Single(model) => {
+                write_atomically_with(path, |file| model.write_to(file).map(drop))?;
+                model.encoded_len()
             }
             Serialized::External(exported) => {
                 // The data file's name is recorded in the graph, so each destination gets its own.
-                let (model_bytes, data) = exported
-                    .to_bytes_external(&data_file)
-                    .with_context(|| path.display().to_string())?;
-                // The data first: a model never points at a data file that is not complete.
-                write_atomically(&path.with_file_name(&data_file), &data)?;
-                write_atomically(path, &model_bytes)?;
+                // The data first, streamed from the graph: a model never points at a data file
+                // that is not complete.
+                let data_path = path.with_file_name(&data_file);
+                let mut model = None;
+                let mut data_bytes = 0u64;
+                write_atomically_with(&data_path, |file| {
+                    let mut counted = CountingWriter::new(file);
+                    model = Some(
+                        exported
+                            .write_external(&data_file, &mut counted)
+                            .map_err(std::io::Error::other)?,
+                    );
+                    data_bytes = counted.written;
+                    Ok(())
+                })?;
+                let model = model.expect("set by the writer");
+                write_atomically_with(path, |file| model.write_to(file).map(drop))?;
                 println!(
                     "{}: external weights, {:.1} MB",
-                    path.with_file_name(&data_file).display(),
-                    data.len() as f64 / 1e6
+                    data_path.display(),
+                    data_bytes as f64 / 1e6
                 );
-                model_bytes.len()
+                model.encoded_len()
             }
         };
         let sidecar = super::sidecar::sidecar(&super::sidecar::SidecarInput {
@@ -320,4 +338,28 @@ fn verify(
         }
     }
     Ok(())
+}
+
+/// A writer that counts what passes through it.
+struct CountingWriter<W> {
+    inner: W,
+    written: u64,
+}
+
+impl<W> CountingWriter<W> {
+    fn new(inner: W) -> Self {
+        CountingWriter { inner, written: 0 }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }

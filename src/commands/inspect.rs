@@ -8,8 +8,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use dlvp_onnx_proto as pb;
 use prost::Message;
-use tract_onnx::pb;
 
 use dlvp_exporter::targets::{self, Target};
 

@@ -18,7 +18,7 @@ pub mod weights;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-pub use atomic_write::write_atomically;
+pub use atomic_write::{write_atomically, write_atomically_with};
 use dlvp_exporter::{Checkpoint, Spec, Target};
 use dlvp_runtime::{BackendChoice, Detector, DetectorOptions, GpuOptions};
 

@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
+use dlvp_onnx_proto as pb;
 use prost::Message;
-use tract_onnx::pb;
 
 /// The bytes of the model at `model` after `edit`.
 pub fn edited(model: &Path, edit: impl FnOnce(&mut pb::ModelProto)) -> Vec<u8> {

@@ -7,7 +7,7 @@ mod rules;
 
 use std::collections::HashSet;
 
-use tract_onnx::pb;
+use dlvp_onnx_proto as pb;
 
 pub use rules::Rules;
 
