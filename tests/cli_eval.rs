@@ -469,6 +469,24 @@ fn bench_on_a_given_input_saves_the_reference_outputs(#[case] backend: &str) {
         "wrong.safetensors: `image` [1, 3, 8, 8] does not fit",
     );
     assert!(!dir.path().join("no.safetensors").exists());
+
+    // A damaged file gets the checkpoint reader's message, naming the file.
+    let damaged = dir.path().join("damaged.safetensors");
+    std::fs::write(&damaged, b"this is not a tensor file").unwrap();
+    let refused = dlvp(&[
+        "bench",
+        "--model",
+        model.to_str().unwrap(),
+        "--backend",
+        "tract",
+        "--input",
+        damaged.to_str().unwrap(),
+    ]);
+    assert_fails(
+        &refused,
+        1,
+        "damaged.safetensors: safetensors header length",
+    );
 }
 
 /// The same command twice gives byte-identical JSON lines, overlays and maps.

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use tract_onnx::prelude::*;
 
-use crate::tract_backend::TractError;
+use crate::tract_backend::{err, TractError};
 
 /// tract's names of the contraction ops (MatMul/Gemm → EinSum, Conv, ConvTranspose → Deconv).
 const CONTRACTIONS: [&str; 3] = ["EinSum", "Conv", "Deconv"];
@@ -36,13 +36,6 @@ impl GraphCost {
     /// 2 × the contractions' multiply-adds, for the whole batch.
     pub fn flops(&self) -> u64 {
         2 * self.contraction_fma()
-    }
-}
-
-fn err(stage: &'static str) -> impl Fn(tract_onnx::prelude::TractError) -> TractError {
-    move |e| TractError {
-        stage,
-        message: format!("{e:#}"),
     }
 }
 
@@ -76,9 +69,8 @@ pub fn graph_cost(
         let inputs = model.node_input_facts(node.id).map_err(err("cost"))?;
         for (kind, count) in node.op.cost(&inputs).map_err(err("cost"))? {
             if let tract_onnx::tract_core::ops::Cost::FMA(_) = kind {
-                let n = count.to_i64().map_err(|e| TractError {
-                    stage: "cost",
-                    message: format!("{}: symbolic cost {count}: {e}", node.name),
+                let n = count.to_i64().map_err(|e| {
+                    TractError::ours("cost", format!("{}: symbolic cost {count}: {e}", node.name))
                 })?;
                 *cost
                     .fma_by_op

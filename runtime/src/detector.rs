@@ -9,20 +9,30 @@
 //! The detector is `Send + Sync`: tract plans are shared, the ONNX Runtime session is locked.
 
 use std::borrow::Borrow;
+#[cfg(feature = "tract")]
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+#[cfg(feature = "tract")]
+use std::sync::Arc;
+use std::sync::Mutex;
 
 use image::RgbImage;
 use ndarray::{Array2, Array4, ArrayD, Axis};
 
 use crate::metadata::{self, ModelInfo};
 use crate::model_file;
-use crate::ort_backend::GpuOptions;
-use crate::ort_backend::{ModelSource, OrtModel, Provider};
+#[cfg(feature = "ort")]
+use crate::ort_backend::{ModelSource, OrtModel};
 use crate::outputs::Outputs;
 use crate::preprocess::to_input;
+use crate::provider::{GpuOptions, Provider};
+#[cfg(feature = "tract")]
 use crate::tract_backend::TractModel;
+
+#[cfg(not(any(feature = "ort", feature = "tract")))]
+compile_error!(
+    "dlvp-runtime needs a backend: enable the `ort` feature, the `tract` feature, or both"
+);
 
 /// Which backend runs the graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
@@ -52,6 +62,35 @@ impl BackendChoice {
             BackendChoice::OrtCuda => "ort-cuda",
             BackendChoice::OrtCpu => "ort-cpu",
             BackendChoice::Tract => "tract",
+        }
+    }
+
+    /// The ONNX Runtime backend of an execution provider.
+    pub fn for_provider(provider: Provider) -> BackendChoice {
+        match provider {
+            Provider::Cpu => BackendChoice::OrtCpu,
+            Provider::Cuda => BackendChoice::OrtCuda,
+            Provider::TensorRt => BackendChoice::OrtTensorrt,
+        }
+    }
+
+    /// The cargo feature that builds this backend in (`None` for `auto`, which is always there).
+    pub fn feature(self) -> Option<&'static str> {
+        match self {
+            BackendChoice::Auto => None,
+            BackendChoice::OrtTensorrt | BackendChoice::OrtCuda | BackendChoice::OrtCpu => {
+                Some("ort")
+            }
+            BackendChoice::Tract => Some("tract"),
+        }
+    }
+
+    /// Whether this build of the crate has the backend (see [`BackendChoice::feature`]).
+    pub fn is_built(self) -> bool {
+        match self.feature() {
+            None => true,
+            Some("ort") => cfg!(feature = "ort"),
+            Some(_) => cfg!(feature = "tract"),
         }
     }
 }
@@ -103,19 +142,32 @@ pub enum DetectError {
     Metadata(#[from] metadata::MetadataError),
     #[error("{}: {message}", path.display())]
     Unsupported { path: PathBuf, message: String },
+    #[cfg(feature = "ort")]
     #[error(transparent)]
     Ort(#[from] crate::ort_backend::OrtError),
+    #[cfg(feature = "tract")]
     #[error(transparent)]
     Tract(#[from] crate::tract_backend::TractError),
+    /// The backend asked for was left out of this build.
+    #[error("backend `{backend}` is not in this build of dlvp-runtime (enable its cargo feature `{feature}`)")]
+    NotBuilt {
+        backend: BackendChoice,
+        feature: &'static str,
+    },
+    /// `auto` found no backend that could run the model: why each was not used.
+    #[error("no backend could run the model: {}", reasons.join("; "))]
+    NoBackend { reasons: Vec<String> },
     #[error("the model broke the graph contract: {0}")]
     Contract(String),
 }
 
 enum Engine {
+    #[cfg(feature = "tract")]
     Tract {
         bytes: Vec<u8>,
         plans: Mutex<HashMap<usize, Arc<TractModel>>>,
     },
+    #[cfg(feature = "ort")]
     Ort(Mutex<OrtModel>),
 }
 
@@ -127,6 +179,7 @@ pub struct Detector {
 }
 
 /// The model as the detector holds it while choosing a backend.
+#[cfg_attr(not(feature = "ort"), allow(dead_code))]
 enum Held<'a> {
     Bytes(Vec<u8>),
     /// A self-contained file, handed to ONNX Runtime by path.
@@ -190,14 +243,20 @@ impl Detector {
                 ),
             });
         }
-        let ort_lib = options.ort_lib.as_deref();
+        if let (false, Some(feature)) = (options.backend.is_built(), options.backend.feature()) {
+            return Err(DetectError::NotBuilt {
+                backend: options.backend,
+                feature,
+            });
+        }
         let max_bytes = options
             .max_model_bytes
             .unwrap_or(model_file::DEFAULT_MAX_MODEL_BYTES);
         // A self-contained file is handed to ONNX Runtime by path and our copy dropped, so the
         // two never coexist (peak memory is one model less); tract rereads it if it comes to that.
         let by_path = file.filter(|_| {
-            options.backend != BackendChoice::Tract
+            cfg!(feature = "ort")
+                && options.backend != BackendChoice::Tract
                 && !crate::onnx_head::ModelHead::decode_from(&bytes)
                     .is_ok_and(|h| h.has_external_data())
         });
@@ -205,6 +264,9 @@ impl Detector {
             Some(file) => Held::File(file),
             None => Held::Bytes(bytes),
         };
+        #[cfg(feature = "ort")]
+        let ort_lib = options.ort_lib.as_deref();
+        #[cfg(feature = "ort")]
         let ort = |provider| {
             let source = match &held {
                 Held::Bytes(b) => ModelSource::Memory(b),
@@ -218,7 +280,16 @@ impl Detector {
                 info.spec.image_size,
             )
             .map(|m| Engine::Ort(Mutex::new(m)))
+            .map_err(DetectError::from)
         };
+        #[cfg(not(feature = "ort"))]
+        let ort = |provider: Provider| -> Result<Engine, DetectError> {
+            Err(DetectError::NotBuilt {
+                backend: BackendChoice::for_provider(provider),
+                feature: "ort",
+            })
+        };
+        #[cfg(feature = "tract")]
         let tract = |held: Held| -> Result<Engine, DetectError> {
             let bytes = match held {
                 Held::Bytes(b) => b,
@@ -227,6 +298,14 @@ impl Detector {
             Ok(Engine::Tract {
                 bytes,
                 plans: Mutex::new(HashMap::new()),
+            })
+        };
+        #[cfg(not(feature = "tract"))]
+        let tract = |_: Held| -> Result<Engine, DetectError> {
+            let _ = max_bytes;
+            Err(DetectError::NotBuilt {
+                backend: BackendChoice::Tract,
+                feature: "tract",
             })
         };
         let mut notes = Vec::new();
@@ -238,8 +317,15 @@ impl Detector {
             BackendChoice::Auto => {
                 let mut chosen = None;
                 // Without the library no provider can load: one note says so, not one each.
-                let providers = match crate::ort_lib::load(ort_lib) {
-                    Ok(_) => vec![
+                #[cfg(feature = "ort")]
+                let library = crate::ort_lib::load(ort_lib)
+                    .map(drop)
+                    .map_err(|e| e.to_string());
+                #[cfg(not(feature = "ort"))]
+                let library: Result<(), String> =
+                    Err("not in this build of dlvp-runtime (cargo feature `ort`)".into());
+                let providers = match library {
+                    Ok(()) => vec![
                         (Provider::TensorRt, BackendChoice::OrtTensorrt),
                         (Provider::Cuda, BackendChoice::OrtCuda),
                         (Provider::Cpu, BackendChoice::OrtCpu),
@@ -255,12 +341,13 @@ impl Detector {
                             chosen = Some((engine, name));
                             break;
                         }
-                        Err(e) => notes.push(format!("{name} not used: {e}")),
+                        Err(e) => notes.push(format!("{name} not used: {}", chain(&e))),
                     }
                 }
                 match chosen {
                     Some(c) => c,
-                    None => (tract(held)?, BackendChoice::Tract),
+                    None if BackendChoice::Tract.is_built() => (tract(held)?, BackendChoice::Tract),
+                    None => return Err(DetectError::NoBackend { reasons: notes }),
                 }
             }
         };
@@ -284,7 +371,9 @@ impl Detector {
     /// ONNX Runtime's execution provider that really runs; `None` on tract.
     pub fn provider(&self) -> Option<Provider> {
         match &self.engine {
+            #[cfg(feature = "ort")]
             Engine::Ort(model) => Some(model.lock().unwrap_or_else(|p| p.into_inner()).provider()),
+            #[cfg(feature = "tract")]
             Engine::Tract { .. } => None,
         }
     }
@@ -341,7 +430,9 @@ impl Detector {
     /// Runs the graph on a preprocessed batch [B, 3, H, W].
     pub fn run(&self, batch: ArrayD<f32>) -> Result<Outputs, DetectError> {
         match &self.engine {
+            #[cfg(feature = "ort")]
             Engine::Ort(model) => Ok(model.lock().unwrap_or_else(|p| p.into_inner()).run(batch)?),
+            #[cfg(feature = "tract")]
             Engine::Tract { bytes, plans } => {
                 let n = batch.shape()[0];
                 let plan = {
@@ -360,4 +451,16 @@ impl Detector {
             }
         }
     }
+}
+
+/// An error and its sources on one line ("a: b: c"), for the notes kept as text.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

@@ -6,7 +6,9 @@
 //!
 //! // Any exported graph: from memory (here the embedded demo model) or with Detector::load.
 //! let model = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../models/demo/dlvp-clip-demo.onnx"));
-//! let options = DetectorOptions { backend: BackendChoice::Tract, ..Default::default() };
+//! // tract needs nothing installed; an ONNX Runtime-only build finds its library by ORT_DYLIB_PATH.
+//! let backend = if cfg!(feature = "tract") { BackendChoice::Tract } else { BackendChoice::OrtCpu };
+//! let options = DetectorOptions { backend, ..Default::default() };
 //! let detector = Detector::from_bytes(model.to_vec(), &options)?;
 //!
 //! let part = image::open(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/samples/fabric_hole.png"))?;
@@ -26,10 +28,15 @@
 //! ([`Detector::notes`] says why it skipped what it skipped); ONNX Runtime's library comes from
 //! [`DetectorOptions::ort_lib`] or `ORT_DYLIB_PATH`.
 //!
+//! Cargo features `ort` (ONNX Runtime, loaded at run time) and `tract` (pure Rust) choose the
+//! backends built in; both are on by default and either builds alone. A backend left out is
+//! reported by name ([`DetectError::NotBuilt`]), and `auto` skips it.
+//!
 //! Modules:
 //! - [`detector`]: the `Detector` API;
 //! - [`ort_lib`]: finds and loads the ONNX Runtime shared library (`ort` with `load-dynamic`);
-//! - [`tract_backend`], [`ort_backend`]: run an exported graph on tract / ONNX Runtime;
+//! - [`tract_backend`], [`ort_backend`]: run an exported graph on tract / ONNX Runtime (each
+//!   behind its feature); [`provider`]: ONNX Runtime's providers and GPU settings, as data;
 //! - [`cost`]: the multiply-adds a graph does for one input shape (tract's cost model);
 //! - [`outputs`]: the graph contract's outputs, compared across backends;
 //! - [`preprocess`]: image decoding and PIL-exact resizing to the graph input;
@@ -38,20 +45,25 @@
 //! - [`metadata`]: what the exporter wrote into the graph; [`postprocess`]: maps back to image
 //!   size, overlays and masks.
 
+#[cfg(feature = "tract")]
 pub mod cost;
 pub mod detector;
 pub mod metadata;
 pub mod model_file;
 pub mod onnx_head;
+#[cfg(feature = "ort")]
 pub mod ort_backend;
+#[cfg(feature = "ort")]
 pub mod ort_lib;
 pub mod outputs;
 pub mod postprocess;
 pub mod preprocess;
+pub mod provider;
+#[cfg(feature = "tract")]
 pub mod tract_backend;
 
 pub use detector::{BackendChoice, DetectError, Detection, Detector, DetectorOptions};
 pub use dlvp_contract::{InputKind, Precision, Spec};
 pub use metadata::ModelInfo;
-pub use ort_backend::{GpuOptions, Provider};
 pub use outputs::Outputs;
+pub use provider::{GpuOptions, Provider};

@@ -9,7 +9,7 @@ use dlvp_contract::graph::{
     META_PRECISION, META_SPEC,
 };
 use dlvp_contract::Spec;
-use tract_onnx::pb;
+use dlvp_onnx_proto as pb;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {message}", path.display())]

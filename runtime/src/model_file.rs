@@ -9,8 +9,8 @@
 
 use std::path::{Component, Path, PathBuf};
 
+use dlvp_onnx_proto as pb;
 use prost::Message;
-use tract_onnx::pb;
 
 /// 2 GiB: the largest protobuf message ONNX Runtime's parser accepts.
 pub const DEFAULT_MAX_MODEL_BYTES: u64 = 2 << 30;
@@ -20,6 +20,9 @@ pub const DEFAULT_MAX_MODEL_BYTES: u64 = 2 << 30;
 pub struct ModelFileError {
     pub path: PathBuf,
     pub message: String,
+    /// The I/O error behind it, when there is one.
+    #[source]
+    pub source: Option<std::io::Error>,
 }
 
 /// The model at `path` as one buffer with all external data inlined; at most `max_bytes` in all.
@@ -27,6 +30,12 @@ pub fn read(path: &Path, max_bytes: u64) -> Result<Vec<u8>, ModelFileError> {
     let fail = |message: String| ModelFileError {
         path: path.to_path_buf(),
         message,
+        source: None,
+    };
+    let unreadable = |source: std::io::Error| ModelFileError {
+        path: path.to_path_buf(),
+        message: "cannot read model".into(),
+        source: Some(source),
     };
     let too_big = |what: &str, bytes: u64| {
         fail(format!(
@@ -34,13 +43,11 @@ pub fn read(path: &Path, max_bytes: u64) -> Result<Vec<u8>, ModelFileError> {
             max_bytes as f64 / (1 << 20) as f64
         ))
     };
-    let size = std::fs::metadata(path)
-        .map_err(|e| fail(format!("cannot read model: {e}")))?
-        .len();
+    let size = std::fs::metadata(path).map_err(unreadable)?.len();
     if size > max_bytes {
         return Err(too_big("the model is", size));
     }
-    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read model: {e}")))?;
+    let bytes = std::fs::read(path).map_err(unreadable)?;
     // Most models are self-contained: find out without a full decode (a copy of every weight).
     match crate::onnx_head::ModelHead::decode_from(&bytes) {
         Ok(head) if !head.has_external_data() => return Ok(bytes),

@@ -4,8 +4,8 @@
 //! without copying them, so the weights' `raw_data` is never duplicated. A full decode of a
 //! ViT-B/16 graph costs another 0.5 GB at load; this costs kilobytes. Field numbers are onnx.proto's.
 
+use dlvp_onnx_proto as pb;
 use prost::Message;
-use tract_onnx::pb;
 
 #[derive(Clone, PartialEq, Message)]
 pub struct TensorHead {

@@ -2,7 +2,7 @@
 //! when the loaded library has them, tuned by [`GpuOptions`] (device, TensorRT fp16, engine and
 //! timing caches, workspace, the batch range of the optimisation profile).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use dlvp_contract::graph::{InputKind, OUTPUT_MAP, OUTPUT_SCORE, OUTPUT_TOPK};
 use ndarray::ArrayD;
@@ -11,11 +11,34 @@ use ort::value::Tensor;
 
 use crate::ort_lib;
 use crate::outputs::Outputs;
+pub use crate::provider::{GpuOptions, Provider};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrtError {
     #[error(transparent)]
     Library(#[from] ort_lib::OrtLibError),
+    /// ONNX Runtime itself failed at `stage`; its error is the source.
+    #[error("ONNX Runtime: {stage}")]
+    Ort {
+        stage: &'static str,
+        #[source]
+        source: ort::Error,
+    },
+    /// A provider the library has could not be set up (its error is the source).
+    #[error("ONNX Runtime: provider: {provider} failed to initialise")]
+    ProviderInit {
+        provider: Provider,
+        #[source]
+        source: ort::Error,
+    },
+    /// The TensorRT cache folder could not be created.
+    #[error("ONNX Runtime: provider: {}: cannot create the TensorRT cache folder", path.display())]
+    CacheFolder {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// What our own checks around ONNX Runtime found (a provider missing, an output absent).
     #[error("ONNX Runtime: {stage}: {message}")]
     Run {
         stage: &'static str,
@@ -23,50 +46,8 @@ pub enum OrtError {
     },
 }
 
-fn err<E: std::fmt::Display>(stage: &'static str) -> impl Fn(E) -> OrtError {
-    move |e| OrtError::Run {
-        stage,
-        message: e.to_string(),
-    }
-}
-
-/// The execution provider a session runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Provider {
-    Cpu,
-    Cuda,
-    TensorRt,
-}
-
-impl std::fmt::Display for Provider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.ort_name())
-    }
-}
-
-impl Provider {
-    pub fn ort_name(self) -> &'static str {
-        match self {
-            Provider::Cpu => "CPUExecutionProvider",
-            Provider::Cuda => "CUDAExecutionProvider",
-            Provider::TensorRt => "TensorrtExecutionProvider",
-        }
-    }
-}
-
-/// Settings of the GPU providers; the CPU provider ignores them.
-#[derive(Debug, Clone, Default)]
-pub struct GpuOptions {
-    /// CUDA device ordinal.
-    pub device_id: i32,
-    /// TensorRT: allow fp16 kernels (LayerNorm is kept in fp32). An fp16 *graph* needs no flag.
-    pub fp16: bool,
-    /// TensorRT: folder for the engine and timing caches, so only the first run builds.
-    pub cache_dir: Option<PathBuf>,
-    /// TensorRT: builder workspace in bytes (ORT's default otherwise).
-    pub workspace_bytes: Option<usize>,
-    /// TensorRT: the optimisation profile covers batches 1..=max_batch (default 8), tuned for max_batch.
-    pub max_batch: Option<u32>,
+fn err(stage: &'static str) -> impl Fn(ort::Error) -> OrtError {
+    move |source| OrtError::Ort { stage, source }
 }
 
 /// Where ONNX Runtime reads a model from.
@@ -93,12 +74,9 @@ fn tensorrt(gpu: &GpuOptions, image_size: usize) -> Result<ort::ep::TensorRT, Or
         .with_profile_opt_shapes(shape(max_batch))
         .with_profile_max_shapes(shape(max_batch));
     if let Some(dir) = &gpu.cache_dir {
-        std::fs::create_dir_all(dir).map_err(|e| OrtError::Run {
-            stage: "provider",
-            message: format!(
-                "{}: cannot create the TensorRT cache folder: {e}",
-                dir.display()
-            ),
+        std::fs::create_dir_all(dir).map_err(|source| OrtError::CacheFolder {
+            path: dir.clone(),
+            source,
         })?;
         let dir = dir.display().to_string();
         trt = trt
@@ -184,12 +162,13 @@ impl OrtModel {
                 // CUDA after TensorRT takes any node TensorRT declines.
                 _ => vec![tensorrt(gpu, image_size)?.build().error_on_failure(), cuda],
             };
-            builder = builder
-                .with_execution_providers(dispatch)
-                .map_err(|e| OrtError::Run {
-                    stage: "provider",
-                    message: format!("{} failed to initialise: {e}", provider.ort_name()),
-                })?;
+            builder =
+                builder
+                    .with_execution_providers(dispatch)
+                    .map_err(|e| OrtError::ProviderInit {
+                        provider,
+                        source: e.into(),
+                    })?;
         }
         let session = match source {
             ModelSource::Memory(bytes) => builder.commit_from_memory(bytes),

@@ -33,18 +33,29 @@ fn executor() -> Executor {
         .clone()
 }
 
-/// A tract failure, with the stage it happened in (tract's own error type is `anyhow`-based).
+/// A tract failure at `stage`; tract's own error (an `anyhow` chain) is the source.
 #[derive(Debug, thiserror::Error)]
-#[error("tract: {stage}: {message}")]
+#[error("tract: {stage}")]
 pub struct TractError {
     pub stage: &'static str,
-    pub message: String,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync + 'static>,
 }
 
-fn err(stage: &'static str) -> impl Fn(tract_onnx::prelude::TractError) -> TractError {
+impl TractError {
+    /// A failure our own checks found around tract, described by `message`.
+    pub(crate) fn ours(stage: &'static str, message: String) -> TractError {
+        TractError {
+            stage,
+            source: message.into(),
+        }
+    }
+}
+
+pub(crate) fn err(stage: &'static str) -> impl Fn(tract_onnx::prelude::TractError) -> TractError {
     move |e| TractError {
         stage,
-        message: format!("{e:#}"),
+        source: e.into(),
     }
 }
 
@@ -74,10 +85,10 @@ impl TractModel {
         })
         .map_err(err("run"))?;
         if out.len() != 3 {
-            return Err(TractError {
-                stage: "outputs",
-                message: format!("the graph has {} outputs, expected 3", out.len()),
-            });
+            return Err(TractError::ours(
+                "outputs",
+                format!("the graph has {} outputs, expected 3", out.len()),
+            ));
         }
         let f32_out = |i: usize| -> Result<ArrayD<f32>, TractError> {
             Ok(out[i]

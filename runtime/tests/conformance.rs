@@ -1,15 +1,20 @@
 //! One conformance suite for every available backend: the exported tiny golden checkpoint must
 //! reproduce the PyTorch reference's outputs (fixtures/tiny/golden.safetensors) within 1e-4,
-//! Top-K exact, and the backends must agree with each other within 1e-4.
+//! Top-K exact, and the backends must agree with each other within 1e-4. "Available" means built
+//! in (the `ort` and `tract` features; each alone runs this suite) and, for ONNX Runtime, its
+//! library found.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use dlvp_contract::graph as contract;
 use dlvp_exporter::{onnx, Checkpoint, ExportOptions, Precision};
+#[cfg(feature = "ort")]
 use dlvp_runtime::ort_backend::{GpuOptions, OrtModel, Provider};
 use dlvp_runtime::outputs::Outputs;
+#[cfg(feature = "tract")]
 use dlvp_runtime::tract_backend::TractModel;
+use dlvp_runtime::BackendChoice;
 use ndarray::{ArrayD, IxDyn};
 
 const TOLERANCE: f32 = 1e-4;
@@ -72,8 +77,22 @@ fn check(backend: &str, got: &Outputs, expected: &Outputs, tolerance: f32, exact
 type Runner = (&'static str, Box<dyn FnMut(ArrayD<f32>) -> Outputs>);
 
 fn available_backends(bytes: &[u8], batch: usize, size: usize) -> Vec<Runner> {
-    let tract = TractModel::load(bytes, batch, size).unwrap();
-    let mut backends: Vec<Runner> = vec![("tract", Box::new(move |x| tract.run(x).unwrap()))];
+    #[allow(unused_mut)]
+    let mut backends: Vec<Runner> = Vec::new();
+    #[cfg(feature = "tract")]
+    {
+        let tract = TractModel::load(bytes, batch, size).unwrap();
+        backends.push(("tract", Box::new(move |x| tract.run(x).unwrap())));
+    }
+    #[cfg(feature = "ort")]
+    ort_backends(bytes, size, &mut backends);
+    let _ = (bytes, batch, size);
+    assert!(!backends.is_empty(), "no backend available to test");
+    backends
+}
+
+#[cfg(feature = "ort")]
+fn ort_backends(bytes: &[u8], size: usize, backends: &mut Vec<Runner>) {
     if dlvp_test_support::gate::onnxruntime().is_some() {
         let mut ort = OrtModel::load(bytes, None).unwrap();
         backends.push(("onnxruntime-cpu", Box::new(move |x| ort.run(x).unwrap())));
@@ -96,6 +115,19 @@ fn available_backends(bytes: &[u8], batch: usize, size: usize) -> Vec<Runner> {
             eprintln!("skipped {name}: needs an NVIDIA GPU and a GPU build of ONNX Runtime; set {var}=1 (bench/gpu-check.sh does)");
         }
     }
+}
+
+/// The detector backends of this build that can run here: tract, and ONNX Runtime CPU when its
+/// library is found.
+fn detector_backends() -> Vec<BackendChoice> {
+    let mut backends = Vec::new();
+    if BackendChoice::Tract.is_built() {
+        backends.push(BackendChoice::Tract);
+    }
+    if BackendChoice::OrtCpu.is_built() && dlvp_test_support::gate::onnxruntime().is_some() {
+        backends.push(BackendChoice::OrtCpu);
+    }
+    assert!(!backends.is_empty(), "no backend available to test");
     backends
 }
 
@@ -138,7 +170,7 @@ fn every_backend_runs_the_fp16_graph_within_1e_2() {
 
 #[test]
 fn the_detector_is_shareable_and_batches_like_single_images() {
-    use dlvp_runtime::detector::{BackendChoice, Detector, DetectorOptions};
+    use dlvp_runtime::detector::{Detector, DetectorOptions};
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Detector>();
 
@@ -146,16 +178,17 @@ fn the_detector_is_shareable_and_batches_like_single_images() {
     std::fs::create_dir_all(&dir).unwrap();
     let model = dir.join("tiny.onnx");
     std::fs::write(&model, exported(false)).unwrap();
+    let backend = detector_backends()[0];
     let detector = Detector::load(
         &model,
         &DetectorOptions {
-            backend: BackendChoice::Tract,
+            backend,
             ort_lib: None,
             ..Default::default()
         },
     )
     .unwrap();
-    assert_eq!(detector.backend(), BackendChoice::Tract);
+    assert_eq!(detector.backend(), backend);
     let pre = fixtures().join("../preprocess");
     let images: Vec<_> = ["37x53_rgb", "80x64_rgb", "64x48_l"]
         .iter()
@@ -178,7 +211,7 @@ fn the_detector_is_shareable_and_batches_like_single_images() {
 #[test]
 fn a_graph_breaking_the_output_contract_is_an_error() {
     use dlvp_exporter::graph::{DType, Dim, Graph};
-    use dlvp_runtime::detector::{BackendChoice, Detector, DetectorOptions};
+    use dlvp_runtime::detector::{Detector, DetectorOptions};
 
     let spec = Checkpoint::open(&fixtures().join("weights.safetensors"))
         .unwrap()
@@ -207,11 +240,7 @@ fn a_graph_breaking_the_output_contract_is_an_error() {
     let path = dir.join("broken.onnx");
     std::fs::write(&path, onnx::to_bytes(&g, "broken")).unwrap();
     let img = image::RgbImage::new(20, 20);
-    let mut backends = vec![BackendChoice::Tract];
-    if dlvp_test_support::gate::onnxruntime().is_some() {
-        backends.push(BackendChoice::OrtCpu);
-    }
-    for backend in backends {
+    for backend in detector_backends() {
         let detector = Detector::load(
             &path,
             &DetectorOptions {
@@ -234,7 +263,7 @@ fn a_graph_breaking_the_output_contract_is_an_error() {
 /// thread gives, on tract and, when the library is found, ONNX Runtime CPU.
 #[test]
 fn one_detector_from_8_threads_gives_exactly_the_sequential_results() {
-    use dlvp_runtime::detector::{BackendChoice, Detection, Detector, DetectorOptions};
+    use dlvp_runtime::detector::{Detection, Detector, DetectorOptions};
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("tiny.onnx");
     std::fs::write(&model, exported(false)).unwrap();
@@ -250,11 +279,7 @@ fn one_detector_from_8_threads_gives_exactly_the_sequential_results() {
             }))
         })
         .collect();
-    let mut backends = vec![BackendChoice::Tract];
-    if dlvp_test_support::gate::onnxruntime().is_some() {
-        backends.push(BackendChoice::OrtCpu);
-    }
-    for backend in backends {
+    for backend in detector_backends() {
         let detector = Detector::load(
             &model,
             &DetectorOptions {
@@ -300,13 +325,13 @@ fn one_detector_from_8_threads_gives_exactly_the_sequential_results() {
 /// or a model whose weights live in external data, are refused by name.
 #[test]
 fn a_model_from_bytes_equals_the_model_from_its_file() {
-    use dlvp_runtime::{BackendChoice, Detector, DetectorOptions};
+    use dlvp_runtime::{Detector, DetectorOptions};
     let bytes = exported(false);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tiny.onnx");
     std::fs::write(&path, &bytes).unwrap();
     let options = DetectorOptions {
-        backend: BackendChoice::Tract,
+        backend: detector_backends()[0],
         ..Default::default()
     };
     let from_file = Detector::load(&path, &options).unwrap();
@@ -346,4 +371,71 @@ fn a_model_from_bytes_equals_the_model_from_its_file() {
         err.contains("external data; load it from its file"),
         "{err}"
     );
+}
+
+/// A backend left out of the build is refused by name, and `auto` runs on what is there.
+#[test]
+fn a_backend_not_built_is_refused_by_name() {
+    use dlvp_runtime::{DetectError, Detector, DetectorOptions};
+    let bytes = exported(false);
+    for backend in BackendChoice::ALL {
+        if backend.is_built() {
+            continue;
+        }
+        let options = DetectorOptions {
+            backend,
+            ..Default::default()
+        };
+        let err = Detector::from_bytes(bytes.clone(), &options).err().unwrap();
+        assert!(
+            matches!(err, DetectError::NotBuilt { backend: b, .. } if b == backend),
+            "{err}"
+        );
+        let feature = backend.feature().unwrap();
+        assert!(
+            err.to_string()
+                .contains(&format!("`{backend}` is not in this build"))
+                && err.to_string().contains(&format!("`{feature}`")),
+            "{err}"
+        );
+    }
+    if BackendChoice::Tract.is_built() || dlvp_test_support::gate::onnxruntime().is_some() {
+        let detector = Detector::from_bytes(bytes, &DetectorOptions::default()).unwrap();
+        assert!(detector.backend().is_built());
+    }
+}
+
+/// Errors keep what caused them: the I/O error of a missing model, tract's and ONNX Runtime's own
+/// errors, reachable through `source()` for a caller to match or downcast.
+#[test]
+fn errors_keep_their_source() {
+    use dlvp_runtime::{DetectError, Detector, DetectorOptions};
+    use std::error::Error;
+    let missing = Path::new("/nonexistent/dlvp/model.onnx");
+    let err = Detector::load(missing, &DetectorOptions::default())
+        .err()
+        .unwrap();
+    let DetectError::Read(read) = &err else {
+        panic!("{err}")
+    };
+    let io = read
+        .source()
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .unwrap();
+    assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+    assert_eq!(err.to_string(), format!("{}: cannot read model", missing.display()));
+
+    let garbage = b"not an onnx model at all";
+    #[cfg(feature = "tract")]
+    {
+        let err = TractModel::load(garbage, 1, 8).err().unwrap();
+        assert_eq!(err.to_string(), "tract: load");
+        assert!(!err.source().unwrap().to_string().is_empty());
+    }
+    #[cfg(feature = "ort")]
+    if dlvp_test_support::gate::onnxruntime().is_some() {
+        let err = OrtModel::load(garbage, None).err().unwrap();
+        assert_eq!(err.to_string(), "ONNX Runtime: load");
+        assert!(err.source().unwrap().downcast_ref::<ort::Error>().is_some());
+    }
 }
