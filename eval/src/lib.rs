@@ -1,8 +1,10 @@
 //! `dlvp eval`'s library: anomaly-detection metrics that match scikit-learn and the MVTec AD
-//! evaluation, bounded-memory pixel metrics, the MVTec AD / VisA dataset layouts, and the
-//! report (JSON, CSV, Markdown, plots, self-contained HTML).
+//! evaluation, bounded-memory pixel metrics, the MVTec AD / VisA dataset layouts, one category's
+//! evaluation with any scorer ([`evaluate`]), and the report (JSON, CSV, Markdown, plots,
+//! self-contained HTML).
 
 pub mod dataset;
+pub mod evaluate;
 pub mod metrics;
 pub mod pixels;
 pub mod plot;

@@ -423,7 +423,10 @@ fn errors_keep_their_source() {
         .and_then(|s| s.downcast_ref::<std::io::Error>())
         .unwrap();
     assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
-    assert_eq!(err.to_string(), format!("{}: cannot read model", missing.display()));
+    assert_eq!(
+        err.to_string(),
+        format!("{}: cannot read model", missing.display())
+    );
 
     let garbage = b"not an onnx model at all";
     #[cfg(feature = "tract")]

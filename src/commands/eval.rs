@@ -2,10 +2,10 @@
 //! scores a dataset's test images and reports image AUROC / AP / F1-max, pixel AUROC / AP and
 //! AUPRO per category and on average, with plots, per-image scores and an HTML report.
 //!
-//! Pixel metrics compare the model's map at its own H×W with the ground-truth mask resized to
-//! H×W (nearest neighbour, binarised at 128), as the reference's data loader does. Memory stays
-//! bounded: pixel maps are folded into fixed histograms (`dlvp_eval::pixels`), only one score
-//! per image is kept, and the overlays of the worst-ranked images are recomputed at the end.
+//! The per-category work (scoring, metrics, warnings, curves) is `dlvp_eval::evaluate`, with the
+//! detector as its scorer; this command adds the progress line, the report files and the overlays
+//! of the worst-ranked images, recomputed at the end. Memory stays bounded: pixel maps are folded
+//! into fixed histograms (`dlvp_eval::pixels`) and only one score per image is kept.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,12 +13,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use dlvp_eval::dataset::{self, Layout, Sample};
-use dlvp_eval::metrics::{Curve, Groups};
+use dlvp_eval::evaluate::{evaluate_category, load_mask, CategoryCurves, Event, ScoredMap, Scorer};
+use dlvp_eval::metrics::Curve;
 use dlvp_eval::pixels::PixelAccumulator;
 use dlvp_eval::plot::{self, PALETTE};
-use dlvp_eval::report::{
-    self, CategoryReport, Figure, ImageScore, Metrics, PixelIntervals, Report, Worst,
-};
+use dlvp_eval::report::{self, Figure, ImageScore, Metrics, Report, Worst};
 use dlvp_runtime::detector::Detector;
 use dlvp_runtime::postprocess::overlay;
 use dlvp_runtime::preprocess::{load_rgb8_limited, resize_rgb8};
@@ -62,34 +61,35 @@ pub struct EvalArgs {
     worst: usize,
 }
 
-/// The ground truth at the map's resolution: nearest neighbour, foreground ≥ 128.
-fn load_mask(path: &Path, size: usize) -> anyhow::Result<Vec<bool>> {
-    let img = image::ImageReader::open(path)
-        .with_context(|| format!("{}: cannot open mask", path.display()))?
-        .with_guessed_format()?
-        .decode()
-        .with_context(|| format!("{}: cannot decode mask", path.display()))?
-        .to_luma8();
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    if w == 0 || h == 0 {
-        anyhow::bail!("{}: the mask is empty ({w}×{h})", path.display());
-    }
-    let mut out = vec![false; size * size];
-    for y in 0..size {
-        let sy = (((y as f64 + 0.5) * h as f64 / size as f64) as usize).min(h - 1);
-        for x in 0..size {
-            let sx = (((x as f64 + 0.5) * w as f64 / size as f64) as usize).min(w - 1);
-            out[y * size + x] = img.get_pixel(sx as u32, sy as u32).0[0] >= 128;
-        }
-    }
-    Ok(out)
+/// The detector as `dlvp_eval`'s scorer: images decoded within `--max-pixels`.
+struct DetectorScorer<'a> {
+    detector: &'a Detector,
+    max_pixels: u64,
 }
 
-/// Curves of one category, thinned for plotting.
-struct CategoryCurves {
-    roc: Option<Curve>,
-    pr: Option<Curve>,
-    pixel_roc: Option<Curve>,
+impl Scorer for DetectorScorer<'_> {
+    fn map_size(&self) -> usize {
+        self.detector.info().spec.image_size
+    }
+
+    fn load(&self, path: &Path) -> Result<RgbImage, String> {
+        load_rgb8_limited(path, self.max_pixels).map_err(|e| e.to_string())
+    }
+
+    fn score(
+        &self,
+        images: &[&RgbImage],
+    ) -> Result<Vec<ScoredMap>, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(self
+            .detector
+            .detect_batch(images)?
+            .into_iter()
+            .map(|d| ScoredMap {
+                score: d.score,
+                map: d.map.iter().copied().collect(),
+            })
+            .collect())
+    }
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
@@ -113,143 +113,46 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let mut curves = Vec::new();
     let mut worst = Vec::new();
     let mut pixels = PixelAccumulator::default();
+    let scorer = DetectorScorer {
+        detector: &detector,
+        max_pixels: args.max_pixels,
+    };
     for cat in &categories {
-        for w in &cat.warnings {
-            progress.clear();
-            eprintln!("warning: {w}");
-        }
-        pixels.reset();
-        let mut scored: Vec<(&Sample, f32)> = Vec::new();
-        let mut pixel_images = 0;
-        for chunk in cat.samples.chunks(args.batch as usize) {
-            let mut batch: Vec<(&Sample, RgbImage)> = Vec::new();
-            for sample in chunk {
-                match load_rgb8_limited(&sample.image, args.max_pixels) {
-                    Ok(img) => batch.push((sample, img)),
-                    Err(e) => {
-                        progress.clear();
-                        eprintln!("error: {e}; left out");
-                        failed = true;
-                    }
-                }
-            }
-            let images: Vec<&RgbImage> = batch.iter().map(|(_, img)| img).collect();
-            let detections = if images.is_empty() {
-                Vec::new()
-            } else {
-                detector.detect_batch(&images)?
-            };
-            for ((sample, _), det) in batch.iter().zip(detections) {
-                if !det.score.is_finite() || det.map.iter().any(|v| !v.is_finite()) {
+        let result = evaluate_category(
+            cat,
+            &scorer,
+            args.batch as usize,
+            &mut pixels,
+            &mut |event| match event {
+                Event::Warning(w) => {
                     progress.clear();
-                    eprintln!(
-                        "error: {}: the model produced a non-finite score or map; left out",
-                        sample.image.display()
-                    );
-                    failed = true;
-                    continue;
+                    eprintln!("warning: {w}");
                 }
-                scored.push((sample, det.score));
-                let mask = match (&sample.mask, sample.anomalous) {
-                    (Some(m), _) => match load_mask(m, size) {
-                        Ok(mask) => Some(mask),
-                        Err(e) => {
-                            progress.clear();
-                            eprintln!(
-                                "warning: {e:#}; {} left out of the pixel metrics",
-                                sample.image.display()
-                            );
-                            None
-                        }
-                    },
-                    (None, false) => Some(vec![false; size * size]),
-                    (None, true) => None, // listed as a warning already
-                };
-                if let Some(mask) = mask {
-                    let map = det.map.as_standard_layout();
-                    pixels.add(map.as_slice().expect("standard layout"), &mask, size, size);
-                    pixel_images += 1;
+                Event::Error(e) => {
+                    progress.clear();
+                    eprintln!("error: {e}");
                 }
-            }
-            progress.advance(chunk.len());
-        }
-
-        let scores: Vec<f32> = scored.iter().map(|(_, s)| *s).collect();
-        let labels: Vec<bool> = scored.iter().map(|(s, _)| s.anomalous).collect();
-        let groups = Groups::from_scores(&scores, &labels);
-        let metrics = Metrics {
-            image_auroc: groups.auroc(),
-            image_ap: groups.average_precision(),
-            image_f1_max: groups.f1_max(),
-            pixel_auroc: pixels.auroc(),
-            pixel_ap: pixels.average_precision(),
-            aupro: pixels.aupro(),
-        };
-        let mut warnings = cat.warnings.clone();
-        let [auroc_range, ap_range, aupro_range] = pixels.intervals();
-        let pixel_intervals = PixelIntervals {
-            pixel_auroc: auroc_range,
-            pixel_ap: ap_range,
-            aupro: aupro_range,
-        };
-        for (what, range) in [
-            ("pixel AUROC", auroc_range),
-            ("pixel AP", ap_range),
-            ("AUPRO", aupro_range),
-        ] {
-            if let Some([lo, hi]) = range.filter(|[lo, hi]| hi - lo > 1e-3) {
-                warnings.push(format!(
-                    "{}: {what} is only known within [{lo:.4}, {hi:.4}] (histogram binning)",
-                    cat.name
-                ));
-            }
-        }
-        let anomalous = labels.iter().filter(|&&l| l).count();
-        if !scored.is_empty() && (anomalous == 0 || anomalous == scored.len()) {
-            warnings.push(format!(
-                "{}: only {} images; image metrics undefined",
-                cat.name,
-                if anomalous == 0 {
-                    "normal"
-                } else {
-                    "anomalous"
-                }
-            ));
-        }
-        if pixels.regions() == 0 && !scored.is_empty() {
-            warnings.push(format!(
-                "{}: no ground-truth defect pixels; pixel metrics undefined",
-                cat.name
-            ));
-        }
-        for w in warnings.iter().skip(cat.warnings.len()) {
-            progress.clear();
-            eprintln!("warning: {w}");
-        }
-        curves.push(CategoryCurves {
-            roc: groups.roc().map(|c| c.thinned(2000)),
-            pr: groups.pr().map(|c| c.thinned(2000)),
-            pixel_roc: pixels.roc().map(|c| c.thinned(2000)),
-        });
+                Event::Progress(n) => progress.advance(n),
+            },
+        )
+        .map_err(|e| anyhow::anyhow!(e))?;
+        failed |= result.failed;
+        curves.push(result.curves);
         worst.extend(worst_overlays(
-            &detector, &cat.name, &scored, args.worst, size,
+            &detector,
+            &cat.name,
+            &result.scored,
+            args.worst,
+            size,
         )?);
-        all_scores.extend(scored.iter().map(|(s, score)| ImageScore {
+        all_scores.extend(result.scored.iter().map(|(s, score)| ImageScore {
             category: cat.name.clone(),
             defect: s.defect.clone(),
             anomalous: s.anomalous,
             score: *score,
             image: s.image.display().to_string(),
         }));
-        reports.push(CategoryReport {
-            name: cat.name.clone(),
-            images: scored.len(),
-            anomalous,
-            pixel_images,
-            metrics,
-            pixel_intervals,
-            warnings,
-        });
+        reports.push(result.report);
     }
     progress.finish();
 
