@@ -383,8 +383,12 @@ fn detect_expands_quoted_globs_and_reports_empty_ones() {
 #[rstest::rstest]
 #[case::tract("tract")]
 #[case::ort_cpu("ort-cpu")]
+#[case::openvino("openvino")]
 fn bench_on_a_given_input_saves_the_reference_outputs(#[case] backend: &str) {
     if backend == "ort-cpu" && dlvp_test_support::gate::onnxruntime().is_none() {
+        return;
+    }
+    if backend == "openvino" && dlvp_test_support::gate::openvino().is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -493,8 +497,12 @@ fn bench_on_a_given_input_saves_the_reference_outputs(#[case] backend: &str) {
 #[rstest::rstest]
 #[case::tract("tract")]
 #[case::ort_cpu("ort-cpu")]
+#[case::openvino("openvino")]
 fn detect_twice_gives_byte_identical_json_and_maps(#[case] backend: &str) {
     if backend == "ort-cpu" && dlvp_test_support::gate::onnxruntime().is_none() {
+        return;
+    }
+    if backend == "openvino" && dlvp_test_support::gate::openvino().is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

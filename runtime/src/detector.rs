@@ -4,9 +4,10 @@
 //! bytes in memory ([`Detector::from_bytes`], self-contained models). The crate's front page has
 //! a worked example.
 //!
-//! `auto` tries ONNX Runtime with TensorRT, then CUDA, then CPU, then tract, and says why each
-//! skipped one was skipped; naming a backend that cannot run is an error, never a fall back.
-//! The detector is `Send + Sync`: tract plans are shared, the ONNX Runtime session is locked.
+//! `auto` tries ONNX Runtime with TensorRT, then CUDA, then CPU, then OpenVINO CPU, then tract,
+//! and says why each skipped one was skipped; naming a backend that cannot run is an error, never
+//! a fall back. The detector is `Send + Sync`: tract plans are shared, the ONNX Runtime session
+//! and the OpenVINO infer request are locked.
 
 use std::borrow::Borrow;
 #[cfg(feature = "tract")]
@@ -25,13 +26,13 @@ use crate::model_file;
 use crate::ort_backend::{ModelSource, OrtModel};
 use crate::outputs::Outputs;
 use crate::preprocess::to_input;
-use crate::provider::{GpuOptions, Provider};
+use crate::provider::{GpuOptions, OvOptions, Provider};
 #[cfg(feature = "tract")]
 use crate::tract_backend::TractModel;
 
-#[cfg(not(any(feature = "ort", feature = "tract")))]
+#[cfg(not(any(feature = "ort", feature = "tract", feature = "openvino")))]
 compile_error!(
-    "dlvp-runtime needs a backend: enable the `ort` feature, the `tract` feature, or both"
+    "dlvp-runtime needs a backend: enable the `ort`, `tract` or `openvino` feature (or several)"
 );
 
 /// Which backend runs the graph.
@@ -43,18 +44,20 @@ pub enum BackendChoice {
     OrtCuda,
     OrtCpu,
     Tract,
+    OpenVino,
 }
 
 impl BackendChoice {
-    pub const ALL: [BackendChoice; 5] = [
+    pub const ALL: [BackendChoice; 6] = [
         BackendChoice::Auto,
         BackendChoice::OrtTensorrt,
         BackendChoice::OrtCuda,
         BackendChoice::OrtCpu,
         BackendChoice::Tract,
+        BackendChoice::OpenVino,
     ];
 
-    /// `auto`, `ort-tensorrt`, `ort-cuda`, `ort-cpu`, `tract`.
+    /// `auto`, `ort-tensorrt`, `ort-cuda`, `ort-cpu`, `tract`, `openvino`.
     pub fn name(self) -> &'static str {
         match self {
             BackendChoice::Auto => "auto",
@@ -62,6 +65,7 @@ impl BackendChoice {
             BackendChoice::OrtCuda => "ort-cuda",
             BackendChoice::OrtCpu => "ort-cpu",
             BackendChoice::Tract => "tract",
+            BackendChoice::OpenVino => "openvino",
         }
     }
 
@@ -82,6 +86,7 @@ impl BackendChoice {
                 Some("ort")
             }
             BackendChoice::Tract => Some("tract"),
+            BackendChoice::OpenVino => Some("openvino"),
         }
     }
 
@@ -90,6 +95,7 @@ impl BackendChoice {
         match self.feature() {
             None => true,
             Some("ort") => cfg!(feature = "ort"),
+            Some("openvino") => cfg!(feature = "openvino"),
             Some(_) => cfg!(feature = "tract"),
         }
     }
@@ -122,6 +128,10 @@ pub struct DetectorOptions {
     pub ort_lib: Option<PathBuf>,
     /// CUDA / TensorRT settings.
     pub gpu: GpuOptions,
+    /// OpenVINO's device, precision, cache and threads (the `openvino` backend).
+    pub openvino: OvOptions,
+    /// The `libopenvino_c` library; default `DLVP_OPENVINO_LIB`, then OpenVINO's own search.
+    pub openvino_lib: Option<PathBuf>,
     /// Largest model (with its external data) to load; default [`model_file::DEFAULT_MAX_MODEL_BYTES`].
     pub max_model_bytes: Option<u64>,
 }
@@ -148,6 +158,9 @@ pub enum DetectError {
     #[cfg(feature = "tract")]
     #[error(transparent)]
     Tract(#[from] crate::tract_backend::TractError),
+    #[cfg(feature = "openvino")]
+    #[error(transparent)]
+    OpenVino(#[from] crate::openvino_backend::OvError),
     /// The backend asked for was left out of this build.
     #[error("backend `{backend}` is not in this build of dlvp-runtime (enable its cargo feature `{feature}`)")]
     NotBuilt {
@@ -169,6 +182,8 @@ enum Engine {
     },
     #[cfg(feature = "ort")]
     Ort(Mutex<OrtModel>),
+    #[cfg(feature = "openvino")]
+    OpenVino(Mutex<crate::openvino_backend::OvModel>),
 }
 
 pub struct Detector {
@@ -256,7 +271,10 @@ impl Detector {
         // two never coexist (peak memory is one model less); tract rereads it if it comes to that.
         let by_path = file.filter(|_| {
             cfg!(feature = "ort")
-                && options.backend != BackendChoice::Tract
+                && !matches!(
+                    options.backend,
+                    BackendChoice::Tract | BackendChoice::OpenVino
+                )
                 && !crate::onnx_head::ModelHead::decode_from(&bytes)
                     .is_ok_and(|h| h.has_external_data())
         });
@@ -308,12 +326,37 @@ impl Detector {
                 feature: "tract",
             })
         };
+        #[cfg(feature = "openvino")]
+        let openvino = |held: &Held| -> Result<Engine, DetectError> {
+            let read;
+            let bytes = match held {
+                Held::Bytes(b) => b,
+                Held::File(file) => {
+                    read = model_file::read(file, max_bytes)?;
+                    &read
+                }
+            };
+            let model = crate::openvino_backend::OvModel::load(
+                bytes,
+                options.openvino_lib.as_deref(),
+                &options.openvino,
+            )?;
+            Ok(Engine::OpenVino(Mutex::new(model)))
+        };
+        #[cfg(not(feature = "openvino"))]
+        let openvino = |_: &Held| -> Result<Engine, DetectError> {
+            Err(DetectError::NotBuilt {
+                backend: BackendChoice::OpenVino,
+                feature: "openvino",
+            })
+        };
         let mut notes = Vec::new();
         let (engine, backend) = match options.backend {
             BackendChoice::OrtTensorrt => (ort(Provider::TensorRt)?, options.backend),
             BackendChoice::OrtCuda => (ort(Provider::Cuda)?, options.backend),
             BackendChoice::OrtCpu => (ort(Provider::Cpu)?, options.backend),
             BackendChoice::Tract => (tract(held)?, options.backend),
+            BackendChoice::OpenVino => (openvino(&held)?, options.backend),
             BackendChoice::Auto => {
                 let mut chosen = None;
                 // Without the library no provider can load: one note says so, not one each.
@@ -342,6 +385,12 @@ impl Detector {
                             break;
                         }
                         Err(e) => notes.push(format!("{name} not used: {}", chain(&e))),
+                    }
+                }
+                if chosen.is_none() && BackendChoice::OpenVino.is_built() {
+                    match openvino(&held) {
+                        Ok(engine) => chosen = Some((engine, BackendChoice::OpenVino)),
+                        Err(e) => notes.push(format!("openvino not used: {}", chain(&e))),
                     }
                 }
                 match chosen {
@@ -375,6 +424,29 @@ impl Detector {
             Engine::Ort(model) => Some(model.lock().unwrap_or_else(|p| p.into_inner()).provider()),
             #[cfg(feature = "tract")]
             Engine::Tract { .. } => None,
+            #[cfg(feature = "openvino")]
+            Engine::OpenVino(_) => None,
+        }
+    }
+
+    /// What executes the graph, in words for reports: ONNX Runtime's provider
+    /// (`CPUExecutionProvider`, ...), `tract`, or `OpenVINO <device> <precision>`.
+    pub fn executor(&self) -> String {
+        match &self.engine {
+            #[cfg(feature = "ort")]
+            Engine::Ort(model) => model
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .provider()
+                .ort_name()
+                .to_string(),
+            #[cfg(feature = "tract")]
+            Engine::Tract { .. } => "tract".to_string(),
+            #[cfg(feature = "openvino")]
+            Engine::OpenVino(model) => {
+                let model = model.lock().unwrap_or_else(|p| p.into_inner());
+                format!("OpenVINO {} {}", model.device(), model.precision())
+            }
         }
     }
 
@@ -432,6 +504,10 @@ impl Detector {
         match &self.engine {
             #[cfg(feature = "ort")]
             Engine::Ort(model) => Ok(model.lock().unwrap_or_else(|p| p.into_inner()).run(batch)?),
+            #[cfg(feature = "openvino")]
+            Engine::OpenVino(model) => {
+                Ok(model.lock().unwrap_or_else(|p| p.into_inner()).run(batch)?)
+            }
             #[cfg(feature = "tract")]
             Engine::Tract { bytes, plans } => {
                 let n = batch.shape()[0];

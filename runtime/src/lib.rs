@@ -6,8 +6,15 @@
 //!
 //! // Any exported graph: from memory (here the embedded demo model) or with Detector::load.
 //! let model = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../models/demo/dlvp-clip-demo.onnx"));
-//! // tract needs nothing installed; an ONNX Runtime-only build finds its library by ORT_DYLIB_PATH.
-//! let backend = if cfg!(feature = "tract") { BackendChoice::Tract } else { BackendChoice::OrtCpu };
+//! // tract needs nothing installed; builds without it find ONNX Runtime by ORT_DYLIB_PATH and
+//! // OpenVINO by DLVP_OPENVINO_LIB.
+//! let backend = if cfg!(feature = "tract") {
+//!     BackendChoice::Tract
+//! } else if cfg!(feature = "ort") {
+//!     BackendChoice::OrtCpu
+//! } else {
+//!     BackendChoice::OpenVino
+//! };
 //! let options = DetectorOptions { backend, ..Default::default() };
 //! let detector = Detector::from_bytes(model.to_vec(), &options)?;
 //!
@@ -24,18 +31,21 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! [`BackendChoice::Auto`] tries ONNX Runtime with TensorRT, then CUDA, then CPU, then tract
-//! ([`Detector::notes`] says why it skipped what it skipped); ONNX Runtime's library comes from
-//! [`DetectorOptions::ort_lib`] or `ORT_DYLIB_PATH`.
+//! [`BackendChoice::Auto`] tries ONNX Runtime with TensorRT, then CUDA, then CPU, then OpenVINO
+//! CPU, then tract ([`Detector::notes`] says why it skipped what it skipped); ONNX Runtime's
+//! library comes from [`DetectorOptions::ort_lib`] or `ORT_DYLIB_PATH`, OpenVINO's from
+//! [`DetectorOptions::openvino_lib`] or `DLVP_OPENVINO_LIB`.
 //!
-//! Cargo features `ort` (ONNX Runtime, loaded at run time) and `tract` (pure Rust) choose the
-//! backends built in; both are on by default and either builds alone. A backend left out is
+//! Cargo features `ort` (ONNX Runtime, loaded at run time), `tract` (pure Rust) and `openvino`
+//! (OpenVINO, loaded at run time) choose the backends built in; all are on by default and each
+//! builds alone. A backend left out is
 //! reported by name ([`DetectError::NotBuilt`]), and `auto` skips it.
 //!
 //! Modules:
 //! - [`detector`]: the `Detector` API;
 //! - [`ort_lib`]: finds and loads the ONNX Runtime shared library (`ort` with `load-dynamic`);
-//! - [`tract_backend`], [`ort_backend`]: run an exported graph on tract / ONNX Runtime (each
+//! - [`tract_backend`], [`ort_backend`], [`openvino_backend`]: run an exported graph on tract /
+//!   ONNX Runtime / OpenVINO (each
 //!   behind its feature); [`provider`]: ONNX Runtime's providers and GPU settings, as data;
 //! - [`cost`]: the multiply-adds a graph does for one input shape (tract's cost model);
 //! - [`outputs`]: the graph contract's outputs, compared across backends;
@@ -51,6 +61,8 @@ pub mod detector;
 pub mod metadata;
 pub mod model_file;
 pub mod onnx_head;
+#[cfg(feature = "openvino")]
+pub mod openvino_backend;
 #[cfg(feature = "ort")]
 pub mod ort_backend;
 #[cfg(feature = "ort")]
@@ -66,4 +78,4 @@ pub use detector::{BackendChoice, DetectError, Detection, Detector, DetectorOpti
 pub use dlvp_contract::{InputKind, Precision, Spec};
 pub use metadata::ModelInfo;
 pub use outputs::Outputs;
-pub use provider::{GpuOptions, Provider};
+pub use provider::{GpuOptions, OvOptions, OvPrecision, Provider};

@@ -1,6 +1,6 @@
-//! ONNX Runtime's execution providers and their GPU settings, as plain data: they are part of
-//! [`crate::DetectorOptions`] and of what a detector reports, so they exist in every build,
-//! with or without the `ort` feature that runs them.
+//! ONNX Runtime's execution providers and their GPU settings, and OpenVINO's device and
+//! precision, as plain data: they are part of [`crate::DetectorOptions`] and of what a detector
+//! reports, so they exist in every build, with or without the features that run them.
 
 use std::path::PathBuf;
 
@@ -41,4 +41,69 @@ pub struct GpuOptions {
     pub workspace_bytes: Option<usize>,
     /// TensorRT: the optimisation profile covers batches 1..=max_batch (default 8), tuned for max_batch.
     pub max_batch: Option<u32>,
+}
+
+/// The precision OpenVINO computes in (its `INFERENCE_PRECISION_HINT`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum OvPrecision {
+    /// f32 throughout: the graph's own numbers (the 1e-4 contract).
+    #[default]
+    F32,
+    /// bf16 matrix products where the CPU has them (AVX-512 BF16, AMX).
+    Bf16,
+    /// f16 (GPUs, NPUs, and CPUs with AVX-512 FP16 / AMX-FP16).
+    F16,
+}
+
+impl OvPrecision {
+    pub const ALL: [OvPrecision; 3] = [OvPrecision::F32, OvPrecision::Bf16, OvPrecision::F16];
+
+    /// `f32`, `bf16`, `f16`: the option's value, and OpenVINO's name of the element type.
+    pub fn name(self) -> &'static str {
+        match self {
+            OvPrecision::F32 => "f32",
+            OvPrecision::Bf16 => "bf16",
+            OvPrecision::F16 => "f16",
+        }
+    }
+}
+
+impl std::fmt::Display for OvPrecision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for OvPrecision {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        OvPrecision::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("unknown OpenVINO precision `{s}`; one of f32, bf16, f16"))
+    }
+}
+
+/// How OpenVINO runs the graph.
+#[derive(Debug, Clone)]
+pub struct OvOptions {
+    /// `CPU` (default), `GPU`, `NPU`, `AUTO`, or any device name OpenVINO knows (`GPU.1`).
+    pub device: String,
+    pub precision: OvPrecision,
+    /// OpenVINO's compiled-model cache: the second load of the same model is fast.
+    pub cache_dir: Option<PathBuf>,
+    /// CPU threads for inference (OpenVINO's default: every core).
+    pub threads: Option<usize>,
+}
+
+impl Default for OvOptions {
+    fn default() -> Self {
+        OvOptions {
+            device: "CPU".into(),
+            precision: OvPrecision::F32,
+            cache_dir: None,
+            threads: None,
+        }
+    }
 }

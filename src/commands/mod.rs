@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 pub use atomic_write::{write_atomically, write_atomically_with};
 use dlvp_exporter::{Checkpoint, Spec, Target};
-use dlvp_runtime::{BackendChoice, Detector, DetectorOptions, GpuOptions};
+use dlvp_runtime::{BackendChoice, Detector, DetectorOptions, GpuOptions, OvOptions};
 
 /// `--target`'s parser: the exporter's target names, each with its one-line help.
 pub fn target_parser() -> impl clap::builder::TypedValueParser<Value = Target> {
@@ -72,7 +72,8 @@ fn backend_parser() -> impl clap::builder::TypedValueParser<Value = BackendChoic
 /// How `detect`, `eval` and `bench` run a graph: backend, ONNX Runtime library, GPU settings.
 #[derive(clap::Args, Clone)]
 pub struct RunArgs {
-    /// auto = TensorRT, then CUDA, then ONNX Runtime CPU, then tract: the first that loads.
+    /// auto = TensorRT, then CUDA, then ONNX Runtime CPU, then tract: the first that loads
+    /// (openvino runs when named).
     #[arg(long, value_parser = backend_parser(), default_value = "auto")]
     pub backend: BackendChoice,
     /// The ONNX Runtime library (default: ORT_DYLIB_PATH, then the project venv).
@@ -93,6 +94,18 @@ pub struct RunArgs {
     /// TensorRT: largest batch of the optimisation profile (default 8, or --batch if larger).
     #[arg(long)]
     pub max_batch: Option<u32>,
+    /// OpenVINO: the device to compile for (CPU, GPU, NPU, AUTO, or a name such as GPU.1).
+    #[arg(long, default_value = "CPU")]
+    pub ov_device: String,
+    /// OpenVINO: the inference precision; f32 keeps the 1e-4 parity, bf16 and f16 are within 1e-2.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16", "f16"])]
+    pub ov_precision: String,
+    /// OpenVINO: compiled-model cache folder, so the second load of a model is fast.
+    #[arg(long)]
+    pub ov_cache: Option<PathBuf>,
+    /// The OpenVINO C library, libopenvino_c (default: DLVP_OPENVINO_LIB, then the project venv).
+    #[arg(long)]
+    pub ov_lib: Option<PathBuf>,
     /// Refuse a model larger than this, external data included (a model is inlined into one
     /// protobuf, whose limit is 2 GiB).
     #[arg(long, default_value_t = 2048, value_name = "MIB")]
@@ -110,9 +123,13 @@ pub fn load_detector(model: &Model, run: &RunArgs, batch: u32) -> anyhow::Result
                 eprintln!("note: onnxruntime not used: {}", ort_library::HINT);
                 backend = BackendChoice::Tract;
             }
-            BackendChoice::Tract => {}
+            BackendChoice::Tract | BackendChoice::OpenVino => {}
             _ => anyhow::bail!("--backend {backend}: {}", ort_library::HINT),
         }
+    }
+    let openvino_lib = ort_library::find_openvino(run.ov_lib.as_deref());
+    if backend == BackendChoice::OpenVino && openvino_lib.is_none() {
+        anyhow::bail!("--backend openvino: {}", ort_library::OPENVINO_HINT);
     }
     let gpu = GpuOptions {
         device_id: run.device,
@@ -125,6 +142,13 @@ pub fn load_detector(model: &Model, run: &RunArgs, batch: u32) -> anyhow::Result
         backend,
         ort_lib,
         gpu,
+        openvino: OvOptions {
+            device: run.ov_device.clone(),
+            precision: run.ov_precision.parse().map_err(anyhow::Error::msg)?,
+            cache_dir: run.ov_cache.clone(),
+            threads: None,
+        },
+        openvino_lib,
         max_model_bytes: Some(run.max_model_mib << 20),
     };
     let detector = match model {
@@ -185,6 +209,6 @@ pub fn resolve_model(model: Option<&Path>) -> Model {
 }
 
 /// The provider that runs, as reports name it (`tract` when tract runs).
-pub fn provider_name(detector: &Detector) -> &'static str {
-    detector.provider().map_or("tract", |p| p.ort_name())
+pub fn provider_name(detector: &Detector) -> String {
+    detector.executor()
 }

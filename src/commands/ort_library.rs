@@ -1,7 +1,8 @@
 //! Where the `dlvp` binary looks for ONNX Runtime's library: `--ort-lib`, then `ORT_DYLIB_PATH`,
 //! then this repository's Python venv (`reference/.venv`, created by `scripts/test`), whose PyPI
 //! `onnxruntime` wheel ships `onnxruntime/capi/libonnxruntime.so.*`. The runtime library itself
-//! knows only the first two.
+//! knows only the first two. OpenVINO's C library is found the same way: `--ov-lib`, then
+//! `DLVP_OPENVINO_LIB`, then the venv's `openvino` wheel (`openvino/libs/libopenvino_c.so.*`).
 
 use std::path::{Path, PathBuf};
 
@@ -18,29 +19,50 @@ pub fn find(explicit: Option<&Path>) -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(path));
     }
-    let starts = [std::env::current_dir().ok(), std::env::current_exe().ok()];
-    starts.into_iter().flatten().find_map(|start| {
-        start
-            .ancestors()
-            .find_map(|dir| venv_library(&dir.join("reference/.venv")))
-    })
+    in_project_venv("onnxruntime/capi", "libonnxruntime.so")
 }
 
-/// `libonnxruntime.so.<version>` inside a venv's `onnxruntime` wheel, if present.
-fn venv_library(venv: &Path) -> Option<PathBuf> {
+/// The file named `prefix*` in `site-packages/<folder>` of a venv (any python3.x), if present;
+/// the last in name order, so a versioned name wins over the bare `.so` link.
+pub fn venv_file(venv: &Path, folder: &str, prefix: &str) -> Option<PathBuf> {
     let lib = venv.join("lib");
     let mut found: Vec<PathBuf> = std::fs::read_dir(&lib)
         .ok()?
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with("python3"))
-        .filter_map(|e| std::fs::read_dir(e.path().join("site-packages/onnxruntime/capi")).ok())
+        .filter_map(|e| std::fs::read_dir(e.path().join("site-packages").join(folder)).ok())
         .flat_map(|entries| entries.flatten().map(|e| e.path()))
         .filter(|p| {
             p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so"))
+                .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
         })
         .collect();
-    // The versioned name sorts after the bare `.so` link; prefer it, it is the real file.
     found.sort();
     found.pop()
+}
+
+/// The project venv's file `prefix*` in `site-packages/<folder>`, searched upwards from the
+/// working directory and from the binary.
+pub fn in_project_venv(folder: &str, prefix: &str) -> Option<PathBuf> {
+    let starts = [std::env::current_dir().ok(), std::env::current_exe().ok()];
+    starts.into_iter().flatten().find_map(|start| {
+        start
+            .ancestors()
+            .find_map(|dir| venv_file(&dir.join("reference/.venv"), folder, prefix))
+    })
+}
+
+/// What to do when OpenVINO's library is not found, in the binary's terms.
+pub const OPENVINO_HINT: &str = "no OpenVINO library found: pass --ov-lib, set DLVP_OPENVINO_LIB, \
+    or create the project venv (scripts/test does) so that reference/.venv holds the openvino wheel";
+
+/// OpenVINO's `libopenvino_c`: `explicit`, `DLVP_OPENVINO_LIB`, or the project venv's.
+pub fn find_openvino(explicit: Option<&Path>) -> Option<PathBuf> {
+    if let Some(path) = explicit {
+        return Some(path.to_path_buf());
+    }
+    if let Some(path) = std::env::var_os("DLVP_OPENVINO_LIB").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    in_project_venv("openvino/libs", "libopenvino_c.so")
 }

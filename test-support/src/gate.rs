@@ -1,5 +1,5 @@
 //! Gates for tests that need a tool the test command may or may not provide: ONNX Runtime's
-//! library, headless Chromium, the built C++ example.
+//! and OpenVINO's libraries, headless Chromium, the built C++ example.
 //!
 //! Without the tool a test skips and says why on stderr. When the test command was supposed to
 //! provide it, it sets `DLVP_REQUIRE_<TOOL>` (scripts/test does, and always in CI) and the same
@@ -31,6 +31,16 @@ pub fn onnxruntime() -> Option<PathBuf> {
         "ONNX Runtime",
         "DLVP_REQUIRE_ORT",
         "set ORT_DYLIB_PATH to libonnxruntime.so.* (scripts/test sets it to the venv's onnxruntime)",
+    )
+}
+
+/// OpenVINO's C library named by `DLVP_OPENVINO_LIB` (required under `DLVP_REQUIRE_OPENVINO`).
+pub fn openvino() -> Option<PathBuf> {
+    gate(
+        non_empty("DLVP_OPENVINO_LIB").map(PathBuf::from),
+        "OpenVINO",
+        "DLVP_REQUIRE_OPENVINO",
+        "set DLVP_OPENVINO_LIB to libopenvino_c.so.* (scripts/test sets it to the venv's openvino wheel)",
     )
 }
 
