@@ -302,6 +302,13 @@ fn export_writes_a_deterministic_graph_that_inspect_describes() {
                 stdout(&run)
             );
         }
+        if dlvp_test_support::gate::openvino().is_some() {
+            assert!(
+                stdout(&run).contains("verify openvino-cpu ("),
+                "{}",
+                stdout(&run)
+            );
+        }
     }
     assert_eq!(
         std::fs::read(&a).unwrap(),

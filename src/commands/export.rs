@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::Args;
 use dlvp_exporter::{Checkpoint, ExportError, ExportOptions, InputKind, Precision, Target};
+use dlvp_runtime::openvino_backend::OvModel;
 use dlvp_runtime::ort_backend::OrtModel;
 use dlvp_runtime::tract_backend::TractModel;
 use ndarray::{ArrayD, IxDyn};
@@ -40,13 +41,16 @@ pub struct ExportArgs {
     /// Take `image_u8` [B, H, W, 3] uint8 RGB (already resized) and normalise inside the graph.
     #[arg(long)]
     embed_preprocess: bool,
-    /// Run the new graph on a seeded random batch on tract and, when its library is found, ONNX
-    /// Runtime; report the outputs and the largest differences between the two.
+    /// Run the new graph on a seeded random batch on tract and, when their libraries are found,
+    /// ONNX Runtime and OpenVINO; report the outputs and the largest differences from tract.
     #[arg(long)]
     verify: bool,
     /// The ONNX Runtime library for --verify (default: ORT_DYLIB_PATH, then the project venv).
     #[arg(long)]
     ort_lib: Option<PathBuf>,
+    /// The OpenVINO C library for --verify (default: DLVP_OPENVINO_LIB, then the project venv).
+    #[arg(long)]
+    ov_lib: Option<PathBuf>,
     /// The parser the graph is for: `tensorrt-8.5` decomposes LayerNormalization (it has no
     /// importer there). The graph is checked against the target (as `dlvp inspect --target`)
     /// and not written if it would be rejected.
@@ -176,6 +180,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
                 &model.to_bytes(),
                 spec.image_size,
                 args.ort_lib.as_deref(),
+                args.ov_lib.as_deref(),
                 tolerance,
             )?;
         }
@@ -288,6 +293,7 @@ fn verify(
     bytes: &[u8],
     size: usize,
     ort_lib: Option<&std::path::Path>,
+    ov_lib: Option<&std::path::Path>,
     tolerance: f32,
 ) -> anyhow::Result<()> {
     let mut rng = crate::demo_data::rng::Rng::new(0x2545_F491_4F6C_DD1D);
@@ -325,7 +331,7 @@ fn verify(
         Some(path) => {
             dlvp_runtime::ort_lib::locate(Some(&path))?;
             let started = Instant::now();
-            let ort = OrtModel::load(bytes, Some(&path))?.run(image)?;
+            let ort = OrtModel::load(bytes, Some(&path))?.run(image.clone())?;
             let (score, map, topk) = ort.compare(&tract);
             println!(
                 "verify onnxruntime-cpu ({:.1} s): vs tract max abs difference score {score:.2e}, map {map:.2e}, topk {}",
@@ -334,6 +340,25 @@ fn verify(
             );
             if !topk || score > tolerance || map > tolerance {
                 bail!("verify: ONNX Runtime and tract disagree (score {score:.2e}, map {map:.2e}, topk equal: {topk})");
+            }
+        }
+    }
+    match super::ort_library::find_openvino(ov_lib) {
+        None => println!(
+            "verify openvino: skipped ({})",
+            super::ort_library::OPENVINO_HINT
+        ),
+        Some(path) => {
+            let started = Instant::now();
+            let ov = OvModel::load(bytes, Some(&path), &Default::default())?.run(image)?;
+            let (score, map, topk) = ov.compare(&tract);
+            println!(
+                "verify openvino-cpu ({:.1} s): vs tract max abs difference score {score:.2e}, map {map:.2e}, topk {}",
+                started.elapsed().as_secs_f64(),
+                if topk { "equal" } else { "DIFFERENT" }
+            );
+            if !topk || score > tolerance || map > tolerance {
+                bail!("verify: OpenVINO and tract disagree (score {score:.2e}, map {map:.2e}, topk equal: {topk})");
             }
         }
     }
