@@ -423,22 +423,34 @@ fn a_bad_model_is_refused_by_name(#[case] bytes: Vec<u8>, #[case] problem: &str)
     let image = repo().join("fixtures/samples/fabric_hole.png");
     let out = dir.path().join("out");
     assert_refused(&detect(&image, &model, &out, &[]), &model, problem, &out);
-    assert_refused(
-        &dlvp(&[
-            "bench",
-            "--model",
-            model.to_str().unwrap(),
-            "--backend",
-            "tract",
-            "--iters",
-            "1",
-            "--warmup",
-            "0",
-        ]),
-        &model,
-        problem,
-        &out,
-    );
+    for backend in backends() {
+        assert_refused(
+            &dlvp(&[
+                "bench",
+                "--model",
+                model.to_str().unwrap(),
+                "--backend",
+                backend,
+                "--iters",
+                "1",
+                "--warmup",
+                "0",
+            ]),
+            &model,
+            problem,
+            &out,
+        );
+    }
+}
+
+/// tract, and OpenVINO where its library is found: the backends that load a model from bytes the
+/// runtime has checked (ONNX Runtime gets self-contained files by path, after the same checks).
+fn backends() -> Vec<&'static str> {
+    let mut all = vec!["tract"];
+    if dlvp_test_support::gate::openvino().is_some() {
+        all.push("openvino");
+    }
+    all
 }
 
 /// The tiny model exported with `--external-data` into `dir/models/`: (model, data file).
@@ -482,13 +494,29 @@ fn a_model_with_external_data_runs_like_the_single_file_one() {
     let dir = tempfile::tempdir().unwrap();
     let (model, _) = external_model(dir.path());
     let image = repo().join("fixtures/samples/fabric_hole.png");
-    let score = |model: &Path| {
-        let run = detect(&image, model, &dir.path().join("out"), &["--json"]);
-        assert!(run.status.success(), "{}", stderr(&run));
+    let score = |model: &Path, backend: &str| {
+        let run = dlvp(&[
+            "detect",
+            image.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--backend",
+            backend,
+            "--json",
+        ]);
+        assert!(run.status.success(), "{backend}: {}", stderr(&run));
         let line: serde_json::Value = serde_json::from_str(stdout(&run).trim()).unwrap();
         line["score"].as_f64().unwrap()
     };
-    assert_eq!(score(&model), score(tiny_model()));
+    let single = score(tiny_model(), "tract");
+    assert_eq!(score(&model, "tract"), single);
+    for backend in backends() {
+        let external = score(&model, backend);
+        assert!(
+            (external - single).abs() <= 1e-4,
+            "{backend}: {external} vs {single}"
+        );
+    }
 }
 
 #[rstest]
