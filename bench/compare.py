@@ -3,8 +3,12 @@
   a  torch eager   the PyTorch reference (reference/dlvp_reference), fp32, --threads threads
   b  torch.onnx    the reference exported by torch.onnx.export — classic (TorchScript) and dynamo —
                    run by ONNX Runtime CPU; the faster of the two is the row "b" that counts
+  b' torch.onnx on OpenVINO  the same two exports run by OpenVINO CPU at f32 (the strongest
+                   alternative a CPU user has; Python `openvino`, reading the ONNX file directly)
   c  dlvp ort      `dlvp export`'s graph through `dlvp bench --backend ort-cpu`
   d  dlvp tract    the same graph through `dlvp bench --backend tract`
+  e  dlvp openvino the same graph through `dlvp bench --backend openvino` (f32), and
+  f                at `--ov-precision bf16` (errors then within 1e-2, not 1e-4)
 
 Every subject runs in its own process (so peak RSS is its own), loads its model (timed), runs
 --warmup untimed and --iters timed calls per batch size, and saves its outputs of the last call;
@@ -157,6 +161,32 @@ def worker_ort(a) -> dict:
     return {"load_s": load_s, "times_s": times, "peak_rss_mib": peak_rss_mib()}
 
 
+def worker_ov(a) -> dict:
+    import numpy as np
+    import openvino as ov
+    from safetensors.numpy import load_file, save_file
+
+    core = ov.Core()
+    core.set_property("CPU", {"INFERENCE_NUM_THREADS": a.threads, "INFERENCE_PRECISION_HINT": "f32"})
+    t = time.perf_counter()
+    compiled = core.compile_model(a.model, "CPU")
+    load_s = time.perf_counter() - t
+    image = load_file(a.input)["image"]
+    request = compiled.create_infer_request()
+    names = [o.get_any_name() if o.get_names() else "" for o in compiled.outputs]
+
+    def call():
+        result = request.infer({0: image})
+        return [np.asarray(result[o]) for o in compiled.outputs]
+
+    times, out = timed_calls(call, a.warmup, a.iters)
+    by_position = dict(zip(OUTPUTS, out))
+    by_name = dict(zip(names, out))
+    chosen = {k: by_name.get(k, by_position[k]) for k in OUTPUTS}
+    save_file({k: np.ascontiguousarray(v) for k, v in chosen.items()}, a.save)
+    return {"load_s": load_s, "times_s": times, "peak_rss_mib": peak_rss_mib()}
+
+
 def worker_peak(a) -> dict:
     """fp32 matmul peak, GFLOP/s: best of numpy (OpenBLAS) and torch, 2048³ products."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(a.threads))
@@ -174,7 +204,13 @@ def worker_peak(a) -> dict:
     return {"gflops": best}
 
 
-WORKERS = {"torch": worker_torch, "torch-export": worker_torch_export, "ort": worker_ort, "peak": worker_peak}
+WORKERS = {
+    "torch": worker_torch,
+    "torch-export": worker_torch_export,
+    "ort": worker_ort,
+    "ov": worker_ov,
+    "peak": worker_peak,
+}
 
 
 # --- driver ------------------------------------------------------------------------------------
@@ -273,17 +309,24 @@ def compare(a) -> dict:
             if path is None:
                 results[f"b torch.onnx {exporter}"] = {"error": exported[exporter]["error"]}
                 continue
-            out = work / f"out-b{batch}-{exporter}.safetensors"
-            try:
-                r = run_worker("ort", model=path, save=out, **common)
-                results[f"b torch.onnx {exporter}"] = dict(r, bytes=graph_bytes(path), err=errors(ref_out, out))
-            except RuntimeError as e:
-                results[f"b torch.onnx {exporter}"] = {"error": str(e).splitlines()[-1]}
-        for backend, label in (("ort-cpu", "c dlvp ort-cpu"), ("tract", "d dlvp tract")):
-            out = work / f"out-b{batch}-{backend}.safetensors"
+            for worker, label in (("ort", f"b torch.onnx {exporter}"), ("ov", f"b' torch.onnx {exporter} openvino")):
+                out = work / f"out-b{batch}-{exporter}-{worker}.safetensors"
+                try:
+                    r = run_worker(worker, model=path, save=out, **common)
+                    results[label] = dict(r, bytes=graph_bytes(path), err=errors(ref_out, out))
+                except RuntimeError as e:
+                    results[label] = {"error": str(e).splitlines()[-1]}
+        dlvp_subjects = (
+            ("ort-cpu", "c dlvp ort-cpu", ()),
+            ("tract", "d dlvp tract", ()),
+            ("openvino", "e dlvp openvino f32", ()),
+            ("openvino", "f dlvp openvino bf16", ("--ov-precision", "bf16")),
+        )
+        for backend, label, extra in dlvp_subjects:
+            out = work / f"out-b{batch}-{label.split()[0]}.safetensors"
             r = json.loads(dlvp(
                 a.dlvp, "bench", "--model", dlvp_graph, "--backend", backend, "--input", inp,
-                "--save-outputs", out, "--iters", a.iters, "--warmup", a.warmup, "--json",
+                "--save-outputs", out, "--iters", a.iters, "--warmup", a.warmup, "--json", *extra,
             ))
             results[label] = {
                 "load_s": r["load_s"], "median_s": r["latency_ms"]["p50"] / 1e3, "times_s": None,
@@ -348,12 +391,25 @@ def table(result: dict) -> str:
     for row in result["rows"]:
         s = row["subjects"]
         b = [s[k]["median_s"] for k in s if k.startswith("b ") and "median_s" in s[k]]
+        alternatives = {k: s[k]["median_s"] for k in s if k.startswith("b") and "median_s" in s[k]}
         c, d = s["c dlvp ort-cpu"]["median_s"], s["d dlvp tract"]["median_s"]
         rss_b = [s[k]["peak_rss_mib"] for k in s if k.startswith("b ") and "peak_rss_mib" in s[k]]
         if b:
             lines.append(
                 f"batch {row['batch']}: c is {min(b) / c:.2f}× as fast as the best b; d takes {d / c:.2f}× c's time; "
                 f"c's peak RSS is {s['c dlvp ort-cpu']['peak_rss_mib'] / min(rss_b):.2f}× the smallest b's"
+            )
+        ours = {k: s[k]["median_s"] for k in ("c dlvp ort-cpu", "e dlvp openvino f32") if "median_s" in s.get(k, {})}
+        if alternatives and ours:
+            best_ours = min(ours, key=ours.get)
+            best_alt = min(alternatives, key=alternatives.get)
+            lines.append(
+                f"batch {row['batch']}: dlvp's best f32 ({best_ours}) is {alternatives[best_alt] / ours[best_ours]:.2f}× "
+                f"as fast as the best alternative ({best_alt})"
+            )
+        if "median_s" in s.get("f dlvp openvino bf16", {}):
+            lines.append(
+                f"batch {row['batch']}: OpenVINO bf16 is {c / s['f dlvp openvino bf16']['median_s']:.2f}× as fast as c (ORT f32)"
             )
     return "\n".join(lines)
 
