@@ -543,3 +543,37 @@ fn detect_twice_gives_byte_identical_json_and_maps(#[case] backend: &str) {
     assert_eq!(first.1.len(), 30, "overlay, map and mask per image");
     assert!(first.1 == second.1, "output files differ between runs");
 }
+
+/// `--threads` reaches every CPU backend: a one-thread run succeeds and reports its count.
+#[rstest::rstest]
+#[case::tract("tract")]
+#[case::ort_cpu("ort-cpu")]
+#[case::openvino("openvino")]
+fn bench_runs_with_the_thread_count_it_is_given(#[case] backend: &str) {
+    if backend == "ort-cpu" && dlvp_test_support::gate::onnxruntime().is_none() {
+        return;
+    }
+    if backend == "openvino" && dlvp_test_support::gate::openvino().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = exported_golden(dir.path());
+    let run = dlvp(&[
+        "bench",
+        "--model",
+        model.to_str().unwrap(),
+        "--backend",
+        backend,
+        "--threads",
+        "1",
+        "--iters",
+        "2",
+        "--warmup",
+        "0",
+        "--json",
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let r: serde_json::Value = serde_json::from_str(stdout(&run).trim()).unwrap();
+    assert_eq!(r["cpu_threads"].as_u64(), Some(1));
+    assert_eq!(r["backend"].as_str(), Some(backend));
+}

@@ -132,6 +132,10 @@ pub struct DetectorOptions {
     pub openvino: OvOptions,
     /// The `libopenvino_c` library; default `DLVP_OPENVINO_LIB`, then OpenVINO's own search.
     pub openvino_lib: Option<PathBuf>,
+    /// CPU threads of one run on every CPU backend (default: one per core): ONNX Runtime's
+    /// intra-op pool, OpenVINO's inference threads, and tract's pool — tract's is one per process,
+    /// so the first detector that runs on tract fixes it.
+    pub threads: Option<usize>,
     /// Largest model (with its external data) to load; default [`model_file::DEFAULT_MAX_MODEL_BYTES`].
     pub max_model_bytes: Option<u64>,
 }
@@ -296,6 +300,7 @@ impl Detector {
                 provider,
                 &options.gpu,
                 info.spec.image_size,
+                options.threads,
             )
             .map(|m| Engine::Ort(Mutex::new(m)))
             .map_err(DetectError::from)
@@ -313,6 +318,10 @@ impl Detector {
                 Held::Bytes(b) => b,
                 Held::File(file) => model_file::read(file, max_bytes)?,
             };
+            if let Some(n) = options.threads {
+                // One pool per process: a second detector's count is ignored.
+                crate::tract_backend::set_threads(n);
+            }
             Ok(Engine::Tract {
                 bytes,
                 plans: Mutex::new(HashMap::new()),
@@ -336,10 +345,14 @@ impl Detector {
                     &read
                 }
             };
+            let ov = OvOptions {
+                threads: options.openvino.threads.or(options.threads),
+                ..options.openvino.clone()
+            };
             let model = crate::openvino_backend::OvModel::load(
                 bytes,
                 options.openvino_lib.as_deref(),
-                &options.openvino,
+                &ov,
             )?;
             Ok(Engine::OpenVino(Mutex::new(model)))
         };

@@ -119,22 +119,31 @@ impl OrtModel {
             provider,
             gpu,
             image_size,
+            None,
         )
     }
 
     /// As [`OrtModel::load_with`], from memory or from a self-contained model file — the latter
     /// lets ONNX Runtime parse the file itself, so the caller need not hold the model's bytes
-    /// while ONNX Runtime holds its own copy (a ViT-B/16 graph is 0.5 GB).
+    /// while ONNX Runtime holds its own copy (a ViT-B/16 graph is 0.5 GB). `threads`: the CPU
+    /// threads of one run (ONNX Runtime's intra-op pool; default one per core).
     pub fn load_from(
         source: ModelSource,
         ort_lib_path: Option<&Path>,
         provider: Provider,
         gpu: &GpuOptions,
         image_size: usize,
+        threads: Option<usize>,
     ) -> Result<OrtModel, OrtError> {
         use ort::ep::ExecutionProvider;
         let loaded = ort_lib::load(ort_lib_path)?;
         let mut builder = Session::builder(&loaded.environment).map_err(err("session options"))?;
+        if let Some(n) = threads {
+            builder = builder.with_intra_threads(n).map_err(|e| OrtError::Ort {
+                stage: "session options",
+                source: e.into(),
+            })?;
+        }
         if provider != Provider::Cpu {
             let available = match provider {
                 Provider::Cuda => ort::ep::CUDA::is_available(),

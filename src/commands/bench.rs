@@ -195,7 +195,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     );
     let images_per_s = batch_size as f64 / mean;
     let rss = peak_rss_bytes();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = args.run.threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        |n| n as usize,
+    );
     if args.json {
         let line = serde_json::json!({
             "model": model.label(),

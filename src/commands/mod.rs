@@ -94,6 +94,10 @@ pub struct RunArgs {
     /// TensorRT: largest batch of the optimisation profile (default 8, or --batch if larger).
     #[arg(long)]
     pub max_batch: Option<u32>,
+    /// CPU threads of one run on ONNX Runtime CPU, OpenVINO and tract (default: one per core;
+    /// DLVP_TRACT_THREADS still sets tract's alone).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
     /// OpenVINO: the device to compile for (CPU, GPU, NPU, AUTO, or a name such as GPU.1).
     #[arg(long, default_value = "CPU")]
     pub ov_device: String,
@@ -149,6 +153,7 @@ pub fn load_detector(model: &Model, run: &RunArgs, batch: u32) -> anyhow::Result
             threads: None,
         },
         openvino_lib,
+        threads: run.threads.map(|n| n as usize),
         max_model_bytes: Some(run.max_model_mib << 20),
     };
     let detector = match model {
