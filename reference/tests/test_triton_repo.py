@@ -176,3 +176,14 @@ def test_bad_options_write_nothing(dlvp_bin, tmp_path, args, message):
     )
     assert run.returncode != 0 and message in run.stderr, run.stderr
     assert not (tmp_path / "repo").exists()
+
+
+def test_openvino_repository_asks_for_the_openvino_accelerator(dlvp_bin, model_config_pb2, tmp_path):
+    export_repo(dlvp_bin, tmp_path / "repo", "--triton-kind", "openvino", "--max-batch", "4")
+    model_dir = tmp_path / "repo" / "dlvp-clip-tiny"
+    config = parse(model_config_pb2, model_dir / "config.pbtxt")
+    assert config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
+    (accelerator,) = config.optimization.execution_accelerators.cpu_execution_accelerator
+    assert accelerator.name == "openvino"
+    assert not config.optimization.execution_accelerators.gpu_execution_accelerator
+    check_against_graph(model_config_pb2, config, onnx.load(str(model_dir / "1" / "model.onnx")))

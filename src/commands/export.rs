@@ -78,7 +78,8 @@ struct TritonArgs {
     #[arg(long, requires = "triton_repo", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=256))]
     instances: u32,
-    /// Triton: where the instances run; `cpu` configures no accelerator.
+    /// Triton: where the instances run; `cpu` configures no accelerator, `openvino` CPU instances
+    /// with ONNX Runtime's OpenVINO execution provider.
     #[arg(long, requires = "triton_repo", value_enum, default_value = "gpu")]
     triton_kind: triton::InstanceKind,
     /// Triton: how long the dynamic batcher may hold a request to fill a batch, microseconds.
@@ -266,6 +267,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             match t.triton_kind {
                 triton::InstanceKind::Gpu => "GPU",
                 triton::InstanceKind::Cpu => "CPU",
+                triton::InstanceKind::Openvino => "CPU (OpenVINO)",
             }
         );
     }

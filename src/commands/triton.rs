@@ -22,6 +22,10 @@ pub enum InstanceKind {
     Gpu,
     /// CPU instances (no accelerator): for servers without a GPU, or trying the repository out.
     Cpu,
+    /// CPU instances with ONNX Runtime's OpenVINO execution provider as the accelerator (Intel
+    /// CPUs; Triton's x86 containers build their ONNX Runtime backend with it). The ONNX file is
+    /// the same; OpenVINO reads it as it is.
+    Openvino,
 }
 
 /// Everything `config.pbtxt` depends on.
@@ -159,7 +163,7 @@ pub fn config_pbtxt(c: &TritonConfig) -> String {
     let _ = writeln!(w, "}}");
     let kind = match c.kind {
         InstanceKind::Gpu => "KIND_GPU",
-        InstanceKind::Cpu => "KIND_CPU",
+        InstanceKind::Cpu | InstanceKind::Openvino => "KIND_CPU",
     };
     let _ = writeln!(w, "instance_group [");
     let _ = writeln!(w, "  {{");
@@ -203,6 +207,17 @@ pub fn config_pbtxt(c: &TritonConfig) -> String {
                 quoted(key)
             );
         }
+        let _ = writeln!(w, "      }}");
+        let _ = writeln!(w, "    ]");
+        let _ = writeln!(w, "  }}");
+        let _ = writeln!(w, "}}");
+    }
+    if c.kind == InstanceKind::Openvino {
+        let _ = writeln!(w, "optimization {{");
+        let _ = writeln!(w, "  execution_accelerators {{");
+        let _ = writeln!(w, "    cpu_execution_accelerator [");
+        let _ = writeln!(w, "      {{");
+        let _ = writeln!(w, "        name: \"openvino\"");
         let _ = writeln!(w, "      }}");
         let _ = writeln!(w, "    ]");
         let _ = writeln!(w, "  }}");
