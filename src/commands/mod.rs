@@ -72,8 +72,8 @@ fn backend_parser() -> impl clap::builder::TypedValueParser<Value = BackendChoic
 /// How `detect`, `eval` and `bench` run a graph: backend, ONNX Runtime library, GPU settings.
 #[derive(clap::Args, Clone)]
 pub struct RunArgs {
-    /// auto = TensorRT, then CUDA, then ONNX Runtime CPU, then tract: the first that loads
-    /// (openvino runs when named).
+    /// auto = TensorRT, then CUDA, then ONNX Runtime CPU, then OpenVINO CPU, then tract: the
+    /// first that loads.
     #[arg(long, value_parser = backend_parser(), default_value = "auto")]
     pub backend: BackendChoice,
     /// The ONNX Runtime library (default: ORT_DYLIB_PATH, then the project venv).
@@ -121,17 +121,22 @@ pub struct RunArgs {
 pub fn load_detector(model: &Model, run: &RunArgs, batch: u32) -> anyhow::Result<Detector> {
     let mut backend = run.backend;
     let ort_lib = ort_library::find(run.ort_lib.as_deref());
+    let openvino_lib = ort_library::find_openvino(run.ov_lib.as_deref());
     if ort_lib.is_none() {
         match backend {
+            // auto's order without ONNX Runtime: OpenVINO, then tract; one note says why.
             BackendChoice::Auto => {
                 eprintln!("note: onnxruntime not used: {}", ort_library::HINT);
-                backend = BackendChoice::Tract;
+                backend = if openvino_lib.is_some() {
+                    BackendChoice::OpenVino
+                } else {
+                    BackendChoice::Tract
+                };
             }
             BackendChoice::Tract | BackendChoice::OpenVino => {}
             _ => anyhow::bail!("--backend {backend}: {}", ort_library::HINT),
         }
     }
-    let openvino_lib = ort_library::find_openvino(run.ov_lib.as_deref());
     if backend == BackendChoice::OpenVino && openvino_lib.is_none() {
         anyhow::bail!("--backend openvino: {}", ort_library::OPENVINO_HINT);
     }
