@@ -385,10 +385,7 @@ fn detect_expands_quoted_globs_and_reports_empty_ones() {
 #[case::ort_cpu("ort-cpu")]
 #[case::openvino("openvino")]
 fn bench_on_a_given_input_saves_the_reference_outputs(#[case] backend: &str) {
-    if backend == "ort-cpu" && dlvp_test_support::gate::onnxruntime().is_none() {
-        return;
-    }
-    if backend == "openvino" && dlvp_test_support::gate::openvino().is_none() {
+    if !available(backend) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -499,10 +496,7 @@ fn bench_on_a_given_input_saves_the_reference_outputs(#[case] backend: &str) {
 #[case::ort_cpu("ort-cpu")]
 #[case::openvino("openvino")]
 fn detect_twice_gives_byte_identical_json_and_maps(#[case] backend: &str) {
-    if backend == "ort-cpu" && dlvp_test_support::gate::onnxruntime().is_none() {
-        return;
-    }
-    if backend == "openvino" && dlvp_test_support::gate::openvino().is_none() {
+    if !available(backend) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -550,10 +544,7 @@ fn detect_twice_gives_byte_identical_json_and_maps(#[case] backend: &str) {
 #[case::ort_cpu("ort-cpu")]
 #[case::openvino("openvino")]
 fn bench_runs_with_the_thread_count_it_is_given(#[case] backend: &str) {
-    if backend == "ort-cpu" && dlvp_test_support::gate::onnxruntime().is_none() {
-        return;
-    }
-    if backend == "openvino" && dlvp_test_support::gate::openvino().is_none() {
+    if !available(backend) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -576,4 +567,13 @@ fn bench_runs_with_the_thread_count_it_is_given(#[case] backend: &str) {
     let r: serde_json::Value = serde_json::from_str(stdout(&run).trim()).unwrap();
     assert_eq!(r["cpu_threads"].as_u64(), Some(1));
     assert_eq!(r["backend"].as_str(), Some(backend));
+}
+
+/// Whether the test command provides `backend` here (the gates skip or fail as they are told).
+fn available(backend: &str) -> bool {
+    match backend {
+        "ort-cpu" => dlvp_test_support::gate::onnxruntime().is_some(),
+        "openvino" => dlvp_test_support::gate::openvino().is_some(),
+        _ => true,
+    }
 }

@@ -11,6 +11,7 @@ use clap::Args;
 use dlvp_exporter::{Checkpoint, ExportError, ExportOptions, InputKind, Precision, Target};
 use dlvp_runtime::openvino_backend::OvModel;
 use dlvp_runtime::ort_backend::OrtModel;
+use dlvp_runtime::outputs::Outputs;
 use dlvp_runtime::tract_backend::TractModel;
 use ndarray::{ArrayD, IxDyn};
 
@@ -327,6 +328,19 @@ fn verify(
     if !finite || lo < -tolerance || hi > 1.0 + tolerance {
         bail!("verify: outputs break the contract (finite: {finite}, map range [{lo}, {hi}])");
     }
+    // Each other backend against tract, within the contract's tolerance.
+    let agree = |label: &str, name: &str, started: Instant, other: &Outputs| {
+        let (score, map, topk) = other.compare(&tract);
+        println!(
+            "verify {label} ({:.1} s): vs tract max abs difference score {score:.2e}, map {map:.2e}, topk {}",
+            started.elapsed().as_secs_f64(),
+            if topk { "equal" } else { "DIFFERENT" }
+        );
+        if !topk || score > tolerance || map > tolerance {
+            bail!("verify: {name} and tract disagree (score {score:.2e}, map {map:.2e}, topk equal: {topk})");
+        }
+        Ok(())
+    };
     // A library the user named must exist; one we only looked for may be absent.
     match super::ort_library::find(ort_lib) {
         None => println!("verify onnxruntime: skipped ({})", super::ort_library::HINT),
@@ -334,15 +348,7 @@ fn verify(
             dlvp_runtime::ort_lib::locate(Some(&path))?;
             let started = Instant::now();
             let ort = OrtModel::load(bytes, Some(&path))?.run(image.clone())?;
-            let (score, map, topk) = ort.compare(&tract);
-            println!(
-                "verify onnxruntime-cpu ({:.1} s): vs tract max abs difference score {score:.2e}, map {map:.2e}, topk {}",
-                started.elapsed().as_secs_f64(),
-                if topk { "equal" } else { "DIFFERENT" }
-            );
-            if !topk || score > tolerance || map > tolerance {
-                bail!("verify: ONNX Runtime and tract disagree (score {score:.2e}, map {map:.2e}, topk equal: {topk})");
-            }
+            agree("onnxruntime-cpu", "ONNX Runtime", started, &ort)?;
         }
     }
     match super::ort_library::find_openvino(ov_lib) {
@@ -353,15 +359,7 @@ fn verify(
         Some(path) => {
             let started = Instant::now();
             let ov = OvModel::load(bytes, Some(&path), &Default::default())?.run(image)?;
-            let (score, map, topk) = ov.compare(&tract);
-            println!(
-                "verify openvino-cpu ({:.1} s): vs tract max abs difference score {score:.2e}, map {map:.2e}, topk {}",
-                started.elapsed().as_secs_f64(),
-                if topk { "equal" } else { "DIFFERENT" }
-            );
-            if !topk || score > tolerance || map > tolerance {
-                bail!("verify: OpenVINO and tract disagree (score {score:.2e}, map {map:.2e}, topk equal: {topk})");
-            }
+            agree("openvino-cpu", "OpenVINO", started, &ov)?;
         }
     }
     Ok(())
