@@ -124,7 +124,7 @@ impl std::str::FromStr for BackendChoice {
 #[derive(Debug, Clone, Default)]
 pub struct DetectorOptions {
     pub backend: BackendChoice,
-    /// The ONNX Runtime library; default `ORT_DYLIB_PATH`, then the project venv.
+    /// The ONNX Runtime library; default `ORT_DYLIB_PATH`.
     pub ort_lib: Option<PathBuf>,
     /// CUDA / TensorRT settings.
     pub gpu: GpuOptions,

@@ -206,7 +206,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             "image_size": size,
             "precision": detector.info().precision.name(),
             "backend": detector.backend().name(),
-            "provider": super::provider_name(&detector),
+            "provider": detector.executor(),
             "batch": batch_size,
             "input": if input.is_some() { "tensor (graph only)" } else { "test images (normalisation + graph)" },
             "iters": args.iters,
@@ -232,7 +232,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         println!(
             "backend      {} [{}], {} CPU threads",
             detector.backend(),
-            super::provider_name(&detector),
+            detector.executor(),
             threads
         );
         println!("load         {:.3} s", load_s);

@@ -125,7 +125,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
     }
     let model = super::resolve_model(args.model.as_deref());
     let detector = load_detector(&model, &args.run, args.batch)?;
-    let provider = super::provider_name(&detector);
+    let provider = detector.executor();
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out)
             .with_context(|| format!("{}: cannot create folder", out.display()))?;

@@ -160,7 +160,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let report = Report {
         model: model.label(),
         backend: detector.backend().to_string(),
-        provider: super::provider_name(&detector).to_string(),
+        provider: detector.executor(),
         data: args.data.display().to_string(),
         layout: match layout {
             Layout::Mvtec => "mvtec",

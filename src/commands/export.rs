@@ -208,13 +208,12 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
                 let mut model = None;
                 let mut data_bytes = 0u64;
                 write_atomically_with(&data_path, |file| {
-                    let mut counted = CountingWriter::new(file);
                     model = Some(
                         exported
-                            .write_external(&data_file, &mut counted)
+                            .write_external(&data_file, &mut *file)
                             .map_err(std::io::Error::other)?,
                     );
-                    data_bytes = counted.written;
+                    data_bytes = file.metadata()?.len();
                     Ok(())
                 })?;
                 let model = model.expect("set by the writer");
@@ -363,28 +362,4 @@ fn verify(
         }
     }
     Ok(())
-}
-
-/// A writer that counts what passes through it.
-struct CountingWriter<W> {
-    inner: W,
-    written: u64,
-}
-
-impl<W> CountingWriter<W> {
-    fn new(inner: W) -> Self {
-        CountingWriter { inner, written: 0 }
-    }
-}
-
-impl<W: std::io::Write> std::io::Write for CountingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.written += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }

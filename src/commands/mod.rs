@@ -171,7 +171,7 @@ pub fn load_detector(model: &Model, run: &RunArgs, batch: u32) -> anyhow::Result
     eprintln!(
         "backend: {} [{}] ({})",
         detector.backend(),
-        provider_name(&detector),
+        detector.executor(),
         detector.info().spec.name
     );
     Ok(detector)
@@ -216,9 +216,4 @@ pub fn resolve_model(model: Option<&Path>) -> Model {
             Model::Embedded
         }
     }
-}
-
-/// The provider that runs, as reports name it (`tract` when tract runs).
-pub fn provider_name(detector: &Detector) -> String {
-    detector.executor()
 }

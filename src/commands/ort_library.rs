@@ -13,18 +13,29 @@ pub const HINT: &str = "no ONNX Runtime library found: pass --ort-lib, set ORT_D
 /// The library to load: `explicit`, `ORT_DYLIB_PATH`, or the venv's, searched upwards from the
 /// working directory and from the binary; `None` when there is none.
 pub fn find(explicit: Option<&Path>) -> Option<PathBuf> {
-    if let Some(path) = explicit {
-        return Some(path.to_path_buf());
-    }
-    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(path));
-    }
-    in_project_venv("onnxruntime/capi", "libonnxruntime.so")
+    find_library(
+        explicit,
+        "ORT_DYLIB_PATH",
+        "onnxruntime/capi",
+        "libonnxruntime.so",
+    )
+}
+
+/// `explicit`, else the environment variable `env`, else the project venv's `folder/prefix*`.
+fn find_library(explicit: Option<&Path>, env: &str, folder: &str, prefix: &str) -> Option<PathBuf> {
+    explicit
+        .map(Path::to_path_buf)
+        .or_else(|| {
+            std::env::var_os(env)
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+        })
+        .or_else(|| in_project_venv(folder, prefix))
 }
 
 /// The file named `prefix*` in `site-packages/<folder>` of a venv (any python3.x), if present;
 /// the last in name order, so a versioned name wins over the bare `.so` link.
-pub fn venv_file(venv: &Path, folder: &str, prefix: &str) -> Option<PathBuf> {
+fn venv_file(venv: &Path, folder: &str, prefix: &str) -> Option<PathBuf> {
     let lib = venv.join("lib");
     let mut found: Vec<PathBuf> = std::fs::read_dir(&lib)
         .ok()?
@@ -43,7 +54,7 @@ pub fn venv_file(venv: &Path, folder: &str, prefix: &str) -> Option<PathBuf> {
 
 /// The project venv's file `prefix*` in `site-packages/<folder>`, searched upwards from the
 /// working directory and from the binary.
-pub fn in_project_venv(folder: &str, prefix: &str) -> Option<PathBuf> {
+fn in_project_venv(folder: &str, prefix: &str) -> Option<PathBuf> {
     let starts = [std::env::current_dir().ok(), std::env::current_exe().ok()];
     starts.into_iter().flatten().find_map(|start| {
         start
@@ -58,11 +69,10 @@ pub const OPENVINO_HINT: &str = "no OpenVINO library found: pass --ov-lib, set D
 
 /// OpenVINO's `libopenvino_c`: `explicit`, `DLVP_OPENVINO_LIB`, or the project venv's.
 pub fn find_openvino(explicit: Option<&Path>) -> Option<PathBuf> {
-    if let Some(path) = explicit {
-        return Some(path.to_path_buf());
-    }
-    if let Some(path) = std::env::var_os("DLVP_OPENVINO_LIB").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(path));
-    }
-    in_project_venv("openvino/libs", "libopenvino_c.so")
+    find_library(
+        explicit,
+        dlvp_runtime::openvino_backend::LIBRARY_ENV,
+        "openvino/libs",
+        "libopenvino_c.so",
+    )
 }
