@@ -577,3 +577,154 @@ fn available(backend: &str) -> bool {
         _ => true,
     }
 }
+
+/// An `--embed-preprocess` graph (input `image_u8`) runs through `detect` and `bench` on every
+/// backend and scores the sample images as the float graph does (within 1e-4, Top-K exact);
+/// `bench --input` takes an `image_u8` tensor for it and refuses a float one by name.
+#[rstest::rstest]
+#[case::tract("tract")]
+#[case::ort_cpu("ort-cpu")]
+#[case::openvino("openvino")]
+fn an_image_u8_graph_detects_as_the_float_graph(#[case] backend: &str) {
+    if !available(backend) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let float_model = exported_golden(dir.path());
+    let u8_model = dir.path().join("tiny_u8.onnx");
+    run::export_with(&run::golden_weights(), &u8_model, &["--embed-preprocess"]);
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/samples");
+    let lines = |model: &Path| -> Vec<serde_json::Value> {
+        let r = dlvp(&[
+            "detect",
+            samples.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--backend",
+            backend,
+            "--json",
+        ]);
+        assert!(r.status.success(), "{}", stderr(&r));
+        stdout(&r)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let (float, u8_graph) = (lines(&float_model), lines(&u8_model));
+    assert_eq!(float.len(), 10);
+    assert_eq!(float.len(), u8_graph.len());
+    for (a, b) in float.iter().zip(&u8_graph) {
+        assert_eq!(a["image"], b["image"]);
+        assert_eq!(a["topk"], b["topk"], "{}", a["image"]);
+        let (x, y) = (a["score"].as_f64().unwrap(), b["score"].as_f64().unwrap());
+        assert!((x - y).abs() <= 1e-4, "{}: {x} vs {y}", a["image"]);
+    }
+
+    let size = 56;
+    let pixels: Vec<u8> = (0..2 * size * size * 3)
+        .map(|i| (i * 7 % 256) as u8)
+        .collect();
+    let write = |name: &str, dtype, shape: Vec<usize>, data: &[u8]| {
+        let path = dir.path().join(format!("{name}.safetensors"));
+        let view = safetensors::tensor::TensorView::new(dtype, shape, data).unwrap();
+        std::fs::write(
+            &path,
+            safetensors::serialize(vec![(name, view)], None).unwrap(),
+        )
+        .unwrap();
+        path
+    };
+    let input = write(
+        "image_u8",
+        safetensors::Dtype::U8,
+        vec![2, size, size, 3],
+        &pixels,
+    );
+    let bench = |input: &Path| {
+        dlvp(&[
+            "bench",
+            "--model",
+            u8_model.to_str().unwrap(),
+            "--backend",
+            backend,
+            "--input",
+            input.to_str().unwrap(),
+            "--iters",
+            "1",
+            "--warmup",
+            "0",
+            "--json",
+        ])
+    };
+    let r = bench(&input);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let report: serde_json::Value = serde_json::from_str(stdout(&r).trim()).unwrap();
+    assert_eq!(report["batch"].as_u64(), Some(2));
+    let floats = vec![0u8; 4 * 2 * 3 * size * size];
+    let float_input = write(
+        "image",
+        safetensors::Dtype::F32,
+        vec![2, 3, size, size],
+        &floats,
+    );
+    assert_fails(
+        &bench(&float_input),
+        1,
+        "image.safetensors: `image` [2, 3, 56, 56] does not fit",
+    );
+}
+
+/// `bench --backend openvino --ov-cache DIR` reports both load times, compiling and from the
+/// cache, whether DIR starts empty or filled.
+#[test]
+fn bench_reports_openvino_loads_with_and_without_its_cache() {
+    if !available("openvino") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = exported_golden(dir.path());
+    let cache = dir.path().join("ov-cache");
+    for round in ["empty", "filled"] {
+        let r = dlvp(&[
+            "bench",
+            "--model",
+            model.to_str().unwrap(),
+            "--backend",
+            "openvino",
+            "--ov-cache",
+            cache.to_str().unwrap(),
+            "--iters",
+            "1",
+            "--warmup",
+            "0",
+            "--json",
+        ]);
+        assert!(r.status.success(), "{round}: {}", stderr(&r));
+        let report: serde_json::Value = serde_json::from_str(stdout(&r).trim()).unwrap();
+        for key in ["load_s", "load_compile_s"] {
+            assert!(
+                report[key].as_f64().is_some_and(|s| s > 0.0),
+                "{round}: {key} in {report}"
+            );
+        }
+        assert!(
+            std::fs::read_dir(&cache).unwrap().next().is_some(),
+            "{round}: the cache folder is filled"
+        );
+    }
+    // Without --ov-cache there is one load, and no compile figure.
+    let r = dlvp(&[
+        "bench",
+        "--model",
+        model.to_str().unwrap(),
+        "--backend",
+        "openvino",
+        "--iters",
+        "1",
+        "--warmup",
+        "0",
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(stdout(&r).trim()).unwrap();
+    assert!(report["load_compile_s"].is_null(), "{report}");
+}

@@ -17,15 +17,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::Mutex;
 
+use dlvp_contract::InputKind;
 use image::RgbImage;
-use ndarray::{Array2, Array4, ArrayD, Axis};
+use ndarray::{Array2, Array4, ArrayView3, Axis};
 
+use crate::input::GraphInput;
 use crate::metadata::{self, ModelInfo};
 use crate::model_file;
 #[cfg(feature = "ort")]
 use crate::ort_backend::{ModelSource, OrtModel};
 use crate::outputs::Outputs;
-use crate::preprocess::to_input;
+use crate::preprocess::{resize_rgb8, to_input};
 use crate::provider::{GpuOptions, OvOptions, Provider};
 #[cfg(feature = "tract")]
 use crate::tract_backend::TractModel;
@@ -176,6 +178,14 @@ pub enum DetectError {
     NoBackend { reasons: Vec<String> },
     #[error("the model broke the graph contract: {0}")]
     Contract(String),
+    /// A batch handed to [`Detector::run`] that is not the graph's input kind or shape.
+    #[error("the graph takes `{expected}` {expected_shape:?} (B = the batch); got `{found}` {found_shape:?}")]
+    Input {
+        expected: InputKind,
+        expected_shape: Vec<usize>,
+        found: InputKind,
+        found_shape: Vec<usize>,
+    },
 }
 
 enum Engine {
@@ -253,15 +263,6 @@ impl Detector {
     ) -> Result<Detector, DetectError> {
         let path = file.unwrap_or(Path::new(IN_MEMORY));
         let info = metadata::read(&bytes, path)?;
-        if info.input != dlvp_contract::InputKind::Image {
-            return Err(DetectError::Unsupported {
-                path: path.to_path_buf(),
-                message: format!(
-                    "input `{}`: dlvp detect runs graphs exported without --embed-preprocess",
-                    info.input
-                ),
-            });
-        }
         if let (false, Some(feature)) = (options.backend.is_built(), options.backend.feature()) {
             return Err(DetectError::NotBuilt {
                 backend: options.backend,
@@ -299,6 +300,7 @@ impl Detector {
                 ort_lib,
                 provider,
                 &options.gpu,
+                info.input,
                 info.spec.image_size,
                 options.threads,
             )
@@ -480,15 +482,30 @@ impl Detector {
         images: &[I],
     ) -> Result<Vec<Detection>, DetectError> {
         let size = self.info.spec.image_size;
-        let mut batch = Array4::<f32>::zeros((images.len(), 3, size, size));
-        for (i, img) in images.iter().enumerate() {
-            batch.index_axis_mut(Axis(0), i).assign(&to_input(
-                img.borrow(),
-                size,
-                &self.info.spec.preprocess,
-            ));
-        }
-        let outputs = self.run(batch.into_dyn())?;
+        let pre = &self.info.spec.preprocess;
+        let input = match self.info.input {
+            InputKind::Image => {
+                let mut batch = Array4::<f32>::zeros((images.len(), 3, size, size));
+                for (i, img) in images.iter().enumerate() {
+                    batch
+                        .index_axis_mut(Axis(0), i)
+                        .assign(&to_input(img.borrow(), size, pre));
+                }
+                GraphInput::Image(batch.into_dyn())
+            }
+            // The graph normalises; the resize (§1) stays ours, as it is in the C++ example.
+            InputKind::ImageU8 => {
+                let mut batch = Array4::<u8>::zeros((images.len(), size, size, 3));
+                for (i, img) in images.iter().enumerate() {
+                    let resized = resize_rgb8(img.borrow(), size, size, pre.resize);
+                    let pixels = ArrayView3::from_shape((size, size, 3), resized.as_raw())
+                        .expect("an RGB8 image of size × size");
+                    batch.index_axis_mut(Axis(0), i).assign(&pixels);
+                }
+                GraphInput::ImageU8(batch.into_dyn())
+            }
+        };
+        let outputs = self.run(input)?;
         outputs
             .check_shapes(images.len(), size, self.info.spec.slfs.top_k)
             .map_err(DetectError::Contract)?;
@@ -512,8 +529,20 @@ impl Detector {
             .collect())
     }
 
-    /// Runs the graph on a preprocessed batch [B, 3, H, W].
-    pub fn run(&self, batch: ArrayD<f32>) -> Result<Outputs, DetectError> {
+    /// Runs the graph on a batch of its input kind: `image` f32 [B, 3, S, S] preprocessed as §1
+    /// says, or `image_u8` u8 [B, S, S, 3] resized (`ModelInfo::input` says which).
+    pub fn run(&self, batch: impl Into<GraphInput>) -> Result<Outputs, DetectError> {
+        let batch = batch.into();
+        let (kind, n) = (self.info.input, batch.batch());
+        let expected = GraphInput::expected_shape(kind, n, self.info.spec.image_size);
+        if batch.kind() != kind || batch.shape() != expected {
+            return Err(DetectError::Input {
+                expected: kind,
+                expected_shape: expected.to_vec(),
+                found: batch.kind(),
+                found_shape: batch.shape().to_vec(),
+            });
+        }
         match &self.engine {
             #[cfg(feature = "ort")]
             Engine::Ort(model) => Ok(model.lock().unwrap_or_else(|p| p.into_inner()).run(batch)?),
@@ -523,14 +552,17 @@ impl Detector {
             }
             #[cfg(feature = "tract")]
             Engine::Tract { bytes, plans } => {
-                let n = batch.shape()[0];
                 let plan = {
                     let mut plans = plans.lock().unwrap_or_else(|p| p.into_inner());
                     match plans.get(&n) {
                         Some(plan) => Arc::clone(plan),
                         None => {
-                            let plan =
-                                Arc::new(TractModel::load(bytes, n, self.info.spec.image_size)?);
+                            let plan = Arc::new(TractModel::load(
+                                bytes,
+                                kind,
+                                n,
+                                self.info.spec.image_size,
+                            )?);
                             plans.insert(n, Arc::clone(&plan));
                             plan
                         }

@@ -48,7 +48,8 @@
 //!   ONNX Runtime / OpenVINO (each
 //!   behind its feature); [`provider`]: ONNX Runtime's providers and GPU settings, as data;
 //! - [`cost`]: the multiply-adds a graph does for one input shape (tract's cost model);
-//! - [`outputs`]: the graph contract's outputs, compared across backends;
+//! - [`input`]: the graph's input batch, `image` f32 or `image_u8`; [`outputs`]: the graph
+//!   contract's outputs, compared across backends;
 //! - [`preprocess`]: image decoding and PIL-exact resizing to the graph input;
 //! - [`onnx_head`]: a model's structure decoded without copying its weights;
 //! - [`model_file`]: reading a model file within a size limit, external data checked and inlined;
@@ -58,6 +59,7 @@
 #[cfg(feature = "tract")]
 pub mod cost;
 pub mod detector;
+pub mod input;
 pub mod metadata;
 pub mod model_file;
 pub mod onnx_head;
@@ -76,6 +78,7 @@ pub mod tract_backend;
 
 pub use detector::{BackendChoice, DetectError, Detection, Detector, DetectorOptions};
 pub use dlvp_contract::{InputKind, Precision, Spec};
+pub use input::GraphInput;
 pub use metadata::ModelInfo;
 pub use outputs::Outputs;
 pub use provider::{GpuOptions, OvOptions, OvPrecision, Provider};

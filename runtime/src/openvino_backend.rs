@@ -14,10 +14,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use dlvp_contract::graph::{InputKind, OUTPUT_MAP, OUTPUT_SCORE, OUTPUT_TOPK};
+use dlvp_contract::graph::{OUTPUT_MAP, OUTPUT_SCORE, OUTPUT_TOPK};
 use ndarray::{ArrayD, IxDyn};
 use openvino::{Core, DeviceType, ElementType, RwPropertyKey, Shape, Tensor};
 
+use crate::input::GraphInput;
 use crate::outputs::Outputs;
 pub use crate::provider::{OvOptions, OvPrecision};
 
@@ -191,18 +192,18 @@ impl OvModel {
         self.precision
     }
 
-    /// Runs a preprocessed batch [B, 3, H, W].
-    pub fn run(&mut self, image: ArrayD<f32>) -> Result<Outputs, OvError> {
-        let dims: Vec<i64> = image.shape().iter().map(|&d| d as i64).collect();
-        let mut input = Tensor::new(ElementType::F32, &Shape::new(&dims).map_err(err("input"))?)
-            .map_err(err("input"))?;
-        let image = image.as_standard_layout();
-        input
-            .get_data_mut::<f32>()
-            .map_err(err("input"))?
-            .copy_from_slice(image.as_slice().expect("standard layout"));
+    /// Runs a batch of either input kind (the graph's own; OpenVINO names a mismatch).
+    pub fn run(&mut self, input: impl Into<GraphInput>) -> Result<Outputs, OvError> {
+        let input = input.into();
+        let dims: Vec<i64> = input.shape().iter().map(|&d| d as i64).collect();
+        let shape = Shape::new(&dims).map_err(err("input"))?;
+        let name = input.kind().name();
+        let tensor = match input {
+            GraphInput::Image(x) => ov_tensor(ElementType::F32, &shape, x)?,
+            GraphInput::ImageU8(x) => ov_tensor(ElementType::U8, &shape, x)?,
+        };
         self.request
-            .set_tensor(InputKind::Image.name(), &input)
+            .set_tensor(name, &tensor)
             .map_err(err("input"))?;
         self.request.infer().map_err(err("run"))?;
         Ok(Outputs {
@@ -237,4 +238,19 @@ impl OvModel {
             message: format!("output `{name}`: {e}"),
         })
     }
+}
+
+/// An OpenVINO tensor of `element` type holding a copy of `x` (row-major).
+fn ov_tensor<T: Copy>(
+    element: ElementType,
+    shape: &Shape,
+    x: ArrayD<T>,
+) -> Result<Tensor, OvError> {
+    let mut tensor = Tensor::new(element, shape).map_err(err("input"))?;
+    let x = x.as_standard_layout();
+    tensor
+        .get_data_mut::<T>()
+        .map_err(err("input"))?
+        .copy_from_slice(x.as_slice().expect("standard layout"));
+    Ok(tensor)
 }

@@ -9,6 +9,7 @@ use ndarray::ArrayD;
 use ort::session::Session;
 use ort::value::Tensor;
 
+use crate::input::GraphInput;
 use crate::ort_lib;
 use crate::outputs::Outputs;
 pub use crate::provider::{GpuOptions, Provider};
@@ -63,9 +64,18 @@ pub struct OrtModel {
     provider: Provider,
 }
 
-fn tensorrt(gpu: &GpuOptions, image_size: usize) -> Result<ort::ep::TensorRT, OrtError> {
+fn tensorrt(
+    gpu: &GpuOptions,
+    input: InputKind,
+    image_size: usize,
+) -> Result<ort::ep::TensorRT, OrtError> {
     let max_batch = gpu.max_batch.unwrap_or(8).max(1);
-    let shape = |b: u32| format!("image:{b}x3x{image_size}x{image_size}");
+    // The profile names the graph's input and its shape: `image:Bx3xSxS` or `image_u8:BxSxSx3`.
+    let shape = |b: u32| {
+        let dims = GraphInput::expected_shape(input, b as usize, image_size);
+        let dims: Vec<String> = dims.iter().map(usize::to_string).collect();
+        format!("{}:{}", input.name(), dims.join("x"))
+    };
     let mut trt = ort::ep::TensorRT::default()
         .with_device_id(gpu.device_id)
         .with_fp16(gpu.fp16)
@@ -99,18 +109,20 @@ impl OrtModel {
             ort_lib_path,
             Provider::Cpu,
             &GpuOptions::default(),
+            InputKind::Image,
             0,
         )
     }
 
     /// A session on `provider`; a GPU provider the library lacks, or that fails to initialise, is
-    /// an error naming it (never a silent fall back to CPU). `image_size` shapes TensorRT's
-    /// optimisation profile.
+    /// an error naming it (never a silent fall back to CPU). The graph's `input` kind and
+    /// `image_size` shape TensorRT's optimisation profile.
     pub fn load_with(
         bytes: &[u8],
         ort_lib_path: Option<&Path>,
         provider: Provider,
         gpu: &GpuOptions,
+        input: InputKind,
         image_size: usize,
     ) -> Result<OrtModel, OrtError> {
         OrtModel::load_from(
@@ -118,6 +130,7 @@ impl OrtModel {
             ort_lib_path,
             provider,
             gpu,
+            input,
             image_size,
             None,
         )
@@ -132,6 +145,7 @@ impl OrtModel {
         ort_lib_path: Option<&Path>,
         provider: Provider,
         gpu: &GpuOptions,
+        input: InputKind,
         image_size: usize,
         threads: Option<usize>,
     ) -> Result<OrtModel, OrtError> {
@@ -169,7 +183,10 @@ impl OrtModel {
             let dispatch = match provider {
                 Provider::Cuda => vec![cuda],
                 // CUDA after TensorRT takes any node TensorRT declines.
-                _ => vec![tensorrt(gpu, image_size)?.build().error_on_failure(), cuda],
+                _ => vec![
+                    tensorrt(gpu, input, image_size)?.build().error_on_failure(),
+                    cuda,
+                ],
             };
             builder =
                 builder
@@ -191,11 +208,17 @@ impl OrtModel {
         self.provider
     }
 
-    pub fn run(&mut self, image: ArrayD<f32>) -> Result<Outputs, OrtError> {
-        let input = Tensor::from_array(image).map_err(err("input"))?;
+    /// Runs a batch of either input kind (the graph's own; ONNX Runtime names a mismatch).
+    pub fn run(&mut self, input: impl Into<GraphInput>) -> Result<Outputs, OrtError> {
+        let input = input.into();
+        let name = input.kind().name();
+        let tensor = match input {
+            GraphInput::Image(x) => Tensor::from_array(x).map_err(err("input"))?.into_dyn(),
+            GraphInput::ImageU8(x) => Tensor::from_array(x).map_err(err("input"))?.into_dyn(),
+        };
         let out = self
             .session
-            .run(ort::inputs![InputKind::Image.name() => input])
+            .run(ort::inputs![name => tensor])
             .map_err(err("run"))?;
         let get = |name: &str| {
             out.get(name).ok_or_else(|| OrtError::Run {

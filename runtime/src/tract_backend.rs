@@ -4,9 +4,11 @@
 //! Runtime does; [`set_threads`] picks another count (1: tract's single-thread default) for the
 //! whole process, before the first run.
 
+use dlvp_contract::InputKind;
 use ndarray::ArrayD;
 use tract_onnx::prelude::*;
 
+use crate::input::GraphInput;
 use crate::outputs::Outputs;
 use std::sync::OnceLock;
 use tract_linalg::multithread::{multithread_tract_scope, Executor};
@@ -65,12 +67,23 @@ pub struct TractModel {
 }
 
 impl TractModel {
-    /// Loads ONNX bytes and optimises them for `image` of shape [batch, 3, size, size].
-    pub fn load(bytes: &[u8], batch: usize, size: usize) -> Result<TractModel, TractError> {
+    /// Loads ONNX bytes and optimises them for `batch` images of side `size` of the graph's
+    /// `input` kind (`image` f32 [batch, 3, size, size] or `image_u8` u8 [batch, size, size, 3]).
+    pub fn load(
+        bytes: &[u8],
+        input: InputKind,
+        batch: usize,
+        size: usize,
+    ) -> Result<TractModel, TractError> {
+        let shape = GraphInput::expected_shape(input, batch, size);
+        let fact = match input {
+            InputKind::Image => f32::fact(shape),
+            InputKind::ImageU8 => u8::fact(shape),
+        };
         let plan = tract_onnx::onnx()
             .model_for_read(&mut &bytes[..])
             .map_err(err("load"))?
-            .with_input_fact(0, f32::fact([batch, 3, size, size]).into())
+            .with_input_fact(0, fact.into())
             .map_err(err("input shape"))?
             .into_optimized()
             .map_err(err("optimise"))?
@@ -79,11 +92,14 @@ impl TractModel {
         Ok(TractModel { plan })
     }
 
-    pub fn run(&self, image: ArrayD<f32>) -> Result<Outputs, TractError> {
-        let out = multithread_tract_scope(executor(), || {
-            self.plan.run(tvec!(Tensor::from(image).into()))
-        })
-        .map_err(err("run"))?;
+    /// Runs a batch of the kind and shape the plan was made for.
+    pub fn run(&self, input: impl Into<GraphInput>) -> Result<Outputs, TractError> {
+        let tensor = match input.into() {
+            GraphInput::Image(x) => Tensor::from(x),
+            GraphInput::ImageU8(x) => Tensor::from(x),
+        };
+        let out = multithread_tract_scope(executor(), || self.plan.run(tvec!(tensor.into())))
+            .map_err(err("run"))?;
         if out.len() != 3 {
             return Err(TractError::ours(
                 "outputs",

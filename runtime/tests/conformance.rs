@@ -14,7 +14,7 @@ use dlvp_runtime::ort_backend::{GpuOptions, OrtModel, Provider};
 use dlvp_runtime::outputs::Outputs;
 #[cfg(feature = "tract")]
 use dlvp_runtime::tract_backend::TractModel;
-use dlvp_runtime::BackendChoice;
+use dlvp_runtime::{BackendChoice, GraphInput, InputKind};
 use ndarray::{ArrayD, IxDyn};
 
 const TOLERANCE: f32 = 1e-4;
@@ -41,6 +41,10 @@ fn golden() -> (ArrayD<f32>, Outputs) {
 }
 
 fn exported(fp16: bool) -> Vec<u8> {
+    exported_as(InputKind::Image, fp16)
+}
+
+fn exported_as(input: InputKind, fp16: bool) -> Vec<u8> {
     let ckpt = Arc::new(Checkpoint::open(&fixtures().join("weights.safetensors")).unwrap());
     let spec = ckpt.embedded_spec().unwrap().unwrap();
     let precision = if fp16 {
@@ -49,6 +53,7 @@ fn exported(fp16: bool) -> Vec<u8> {
         Precision::Fp32
     };
     let options = ExportOptions {
+        input,
         precision,
         ..Default::default()
     };
@@ -74,18 +79,27 @@ fn check(backend: &str, got: &Outputs, expected: &Outputs, tolerance: f32, exact
 }
 
 /// A backend by name, as a function from the input batch to the outputs.
-type Runner = (&'static str, Box<dyn FnMut(ArrayD<f32>) -> Outputs>);
+type Runner = (&'static str, Box<dyn FnMut(GraphInput) -> Outputs>);
 
 fn available_backends(bytes: &[u8], batch: usize, size: usize) -> Vec<Runner> {
+    available_backends_for(bytes, InputKind::Image, batch, size)
+}
+
+fn available_backends_for(
+    bytes: &[u8],
+    input: InputKind,
+    batch: usize,
+    size: usize,
+) -> Vec<Runner> {
     #[allow(unused_mut)]
     let mut backends: Vec<Runner> = Vec::new();
     #[cfg(feature = "tract")]
     {
-        let tract = TractModel::load(bytes, batch, size).unwrap();
+        let tract = TractModel::load(bytes, input, batch, size).unwrap();
         backends.push(("tract", Box::new(move |x| tract.run(x).unwrap())));
     }
     #[cfg(feature = "ort")]
-    ort_backends(bytes, size, &mut backends);
+    ort_backends(bytes, input, size, &mut backends);
     #[cfg(feature = "openvino")]
     if dlvp_test_support::gate::openvino().is_some() {
         let mut ov =
@@ -93,13 +107,13 @@ fn available_backends(bytes: &[u8], batch: usize, size: usize) -> Vec<Runner> {
                 .unwrap();
         backends.push(("openvino-cpu", Box::new(move |x| ov.run(x).unwrap())));
     }
-    let _ = (bytes, batch, size);
+    let _ = (bytes, input, batch, size);
     assert!(!backends.is_empty(), "no backend available to test");
     backends
 }
 
 #[cfg(feature = "ort")]
-fn ort_backends(bytes: &[u8], size: usize, backends: &mut Vec<Runner>) {
+fn ort_backends(bytes: &[u8], input: InputKind, size: usize, backends: &mut Vec<Runner>) {
     if dlvp_test_support::gate::onnxruntime().is_some() {
         let mut ort = OrtModel::load(bytes, None).unwrap();
         backends.push(("onnxruntime-cpu", Box::new(move |x| ort.run(x).unwrap())));
@@ -115,7 +129,8 @@ fn ort_backends(bytes: &[u8], size: usize, backends: &mut Vec<Runner>) {
         ),
     ] {
         if std::env::var_os(var).is_some_and(|v| v == "1") {
-            let mut ort = OrtModel::load_with(bytes, None, provider, &GpuOptions::default(), size)
+            let gpu = GpuOptions::default();
+            let mut ort = OrtModel::load_with(bytes, None, provider, &gpu, input, size)
                 .unwrap_or_else(|e| panic!("{var}=1 but {name} cannot load: {e}"));
             backends.push((name, Box::new(move |x| ort.run(x).unwrap())));
         } else {
@@ -147,7 +162,7 @@ fn every_backend_reproduces_the_reference() {
     let bytes = exported(false);
     let mut results = Vec::new();
     for (name, mut run) in available_backends(&bytes, image.shape()[0], image.shape()[2]) {
-        let got = run(image.clone());
+        let got = run(image.clone().into());
         check(name, &got, &expected, TOLERANCE, true);
         results.push((name, got));
     }
@@ -170,10 +185,87 @@ fn every_backend_runs_the_fp16_graph_within_1e_2() {
     for (name, mut run) in available_backends(&bytes, image.shape()[0], image.shape()[2]) {
         check(
             &format!("{name} fp16"),
-            &run(image.clone()),
+            &run(image.clone().into()),
             &expected,
             1e-2,
             false,
+        );
+    }
+}
+
+/// `--embed-preprocess` graphs take `image_u8` [B, S, S, 3] and normalise in the graph: on every
+/// backend they give what the float graph gives on the same pixels normalised as §1 says (within
+/// 1e-4, Top-K exact), and the detector runs them on every backend as it runs the float graph.
+#[test]
+fn every_backend_runs_the_image_u8_graph_as_the_float_graph() {
+    use dlvp_runtime::{Detector, DetectorOptions};
+    let ckpt = Checkpoint::open(&fixtures().join("weights.safetensors")).unwrap();
+    let spec = ckpt.embedded_spec().unwrap().unwrap();
+    let (batch, size) = (2, spec.image_size);
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let pixels = ArrayD::from_shape_simple_fn(IxDyn(&[batch, size, size, 3]), || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 56) as u8
+    });
+    let (mean, std) = (spec.preprocess.mean, spec.preprocess.std);
+    let normalised = ArrayD::from_shape_fn(IxDyn(&[batch, 3, size, size]), |i| {
+        let v = pixels[[i[0], i[2], i[3], i[1]]] as f32 / 255.0;
+        (v - mean[i[1]] as f32) / std[i[1]] as f32
+    });
+    let float_bytes = exported(false);
+    let u8_bytes = exported_as(InputKind::ImageU8, false);
+    let (_, mut float_run) = available_backends(&float_bytes, batch, size).remove(0);
+    let expected = float_run(normalised.into());
+    for (name, mut run) in available_backends_for(&u8_bytes, InputKind::ImageU8, batch, size) {
+        let got = run(pixels.clone().into());
+        check(
+            &format!("{name} image_u8"),
+            &got,
+            &expected,
+            TOLERANCE,
+            true,
+        );
+    }
+
+    let images: Vec<_> = ["37x53_rgb", "80x64_rgb"]
+        .iter()
+        .map(|n| {
+            let path = fixtures().join(format!("../preprocess/{n}.png"));
+            dlvp_runtime::preprocess::load_rgb8(&path).unwrap()
+        })
+        .collect();
+    for backend in detector_backends() {
+        let options = DetectorOptions {
+            backend,
+            ..Default::default()
+        };
+        let float = Detector::from_bytes(float_bytes.clone(), &options).unwrap();
+        let u8_graph = Detector::from_bytes(u8_bytes.clone(), &options).unwrap();
+        assert_eq!(u8_graph.info().input, InputKind::ImageU8);
+        for (a, b) in float
+            .detect_batch(&images)
+            .unwrap()
+            .iter()
+            .zip(&u8_graph.detect_batch(&images).unwrap())
+        {
+            let map = (&a.map - &b.map)
+                .mapv(f32::abs)
+                .fold(0.0f32, |m, &v| m.max(v));
+            assert!(
+                (a.score - b.score).abs() <= TOLERANCE && map <= TOLERANCE && a.topk == b.topk,
+                "{backend}: image_u8 detector differs: score {} vs {}, map {map:.2e}",
+                a.score,
+                b.score
+            );
+        }
+        // A batch of the other kind is refused by name, not handed to the backend.
+        let wrong = ArrayD::<f32>::zeros(IxDyn(&[1, 3, size, size]));
+        let err = u8_graph.run(wrong).err().unwrap().to_string();
+        assert_eq!(
+            err,
+            format!("the graph takes `image_u8` [1, {size}, {size}, 3] (B = the batch); got `image` [1, 3, {size}, {size}]")
         );
     }
 }
@@ -444,7 +536,9 @@ fn errors_keep_their_source() {
     let garbage = b"not an onnx model at all";
     #[cfg(feature = "tract")]
     {
-        let err = TractModel::load(garbage, 1, 8).err().unwrap();
+        let err = TractModel::load(garbage, InputKind::Image, 1, 8)
+            .err()
+            .unwrap();
         assert_eq!(err.to_string(), "tract: load");
         assert!(!err.source().unwrap().to_string().is_empty());
     }

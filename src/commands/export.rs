@@ -13,6 +13,7 @@ use dlvp_runtime::openvino_backend::OvModel;
 use dlvp_runtime::ort_backend::OrtModel;
 use dlvp_runtime::outputs::Outputs;
 use dlvp_runtime::tract_backend::TractModel;
+use dlvp_runtime::GraphInput;
 use ndarray::{ArrayD, IxDyn};
 
 use super::{resolve_spec, triton, write_atomically, write_atomically_with};
@@ -107,12 +108,13 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let ckpt = Arc::new(Checkpoint::open(&args.weights)?);
     let (spec, origin) = resolve_spec(&ckpt, args.spec.clone())?;
+    let input = if args.embed_preprocess {
+        InputKind::ImageU8
+    } else {
+        InputKind::Image
+    };
     let options = ExportOptions {
-        input: if args.embed_preprocess {
-            InputKind::ImageU8
-        } else {
-            InputKind::Image
-        },
+        input,
         precision: if args.fp16 {
             Precision::Fp16
         } else {
@@ -138,8 +140,8 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let external = args.external_data || exported.needs_external_data();
-    if args.verify && (external || args.embed_preprocess) {
-        eprintln!("note: --verify runs single-file float `image` graphs only; verify a plain export of the same checkpoint");
+    if args.verify && external {
+        eprintln!("note: --verify runs single-file graphs only; verify a single-file export of the same checkpoint");
     }
     // The Triton model's name is checked before anything is written.
     let triton_model = match &args.triton.triton_repo {
@@ -173,13 +175,14 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         ))
     };
     if let Serialized::Single(model) = &serialized {
-        if args.verify && !args.embed_preprocess {
+        if args.verify {
             // Verified before it is written: a graph that fails leaves the previous file in place.
             // The numerical contract (README "Measured"): fp32 backends agree within 1e-4, fp16 within 1e-2.
             // The backends load from bytes, a second copy of the weights for as long as this runs.
             let tolerance = if args.fp16 { 1e-2 } else { 1e-4 };
             verify(
                 &model.to_bytes(),
+                input,
                 spec.image_size,
                 args.ort_lib.as_deref(),
                 args.ov_lib.as_deref(),
@@ -289,22 +292,29 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs the graph on a seeded batch of 2 on tract and ONNX Runtime (when its library is found),
-/// checks the outputs obey the contract and that the two backends agree within `tolerance`.
+/// Runs the graph on a seeded batch of 2 of its `input` kind on tract, ONNX Runtime and OpenVINO
+/// (when their libraries are found), checks the outputs obey the contract and that the backends
+/// agree with tract within `tolerance`.
 fn verify(
     bytes: &[u8],
+    input: InputKind,
     size: usize,
     ort_lib: Option<&std::path::Path>,
     ov_lib: Option<&std::path::Path>,
     tolerance: f32,
 ) -> anyhow::Result<()> {
     let mut rng = crate::demo_data::rng::Rng::new(0x2545_F491_4F6C_DD1D);
-    let values: Vec<f32> = (0..2 * 3 * size * size)
-        .map(|_| rng.range(-1.0, 1.0))
-        .collect();
-    let image = ArrayD::from_shape_vec(IxDyn(&[2, 3, size, size]), values).expect("sized above");
+    let shape = IxDyn(&GraphInput::expected_shape(input, 2, size));
+    let image = match input {
+        InputKind::Image => {
+            GraphInput::Image(ArrayD::from_shape_simple_fn(shape, || rng.range(-1.0, 1.0)))
+        }
+        InputKind::ImageU8 => {
+            GraphInput::ImageU8(ArrayD::from_shape_simple_fn(shape, || rng.below(256) as u8))
+        }
+    };
     let started = Instant::now();
-    let tract = TractModel::load(bytes, 2, size)?.run(image.clone())?;
+    let tract = TractModel::load(bytes, input, 2, size)?.run(image.clone())?;
     let finite = tract
         .anomaly_score
         .iter()
