@@ -9,6 +9,8 @@
   d  dlvp tract    the same graph through `dlvp bench --backend tract`
   e  dlvp openvino the same graph through `dlvp bench --backend openvino` (f32), and
   f                at `--ov-precision bf16` (errors then within 1e-2, not 1e-4)
+  g, h, i dlvp int8 `dlvp export --int8` (calibrated on 32 synthetic defect-free surfaces from
+                   `dlvp demo-data --size S --seed 5`) on ONNX Runtime, OpenVINO and tract
 
 Every subject runs in its own process (so peak RSS is its own), loads its model (timed), runs
 --warmup untimed and --iters timed calls per batch size, and saves its outputs of the last call;
@@ -280,6 +282,15 @@ def compare(a) -> dict:
     dlvp(a.dlvp, "export", "--weights", weights, "--out", dlvp_graph)
     dlvp_export_s = time.perf_counter() - t
     exported = {"dlvp": {"path": dlvp_graph, "export_s": dlvp_export_s}}
+    # int8: calibrated on 32 defect-free synthetic surfaces at the spec's size (demo-data, seed 5).
+    calib = work / "calibration"
+    if not calib.exists():
+        dlvp(a.dlvp, "demo-data", "--out", calib, "--size", size, "--count", 1, "--train-count", 8, "--seed", 5)
+    int8_graph = work / "dlvp-int8.onnx"
+    t = time.perf_counter()
+    dlvp(a.dlvp, "export", "--weights", weights, "--out", int8_graph, "--int8", "--calibrate", calib, "--calib-count", 32)
+    exported["dlvp-int8"] = {"path": int8_graph, "export_s": time.perf_counter() - t}
+    log(f"dlvp export --int8: {exported['dlvp-int8']['export_s']:.1f} s")
     for exporter in ("classic", "dynamo"):
         path = work / f"torch-{exporter}.onnx"
         try:
@@ -317,20 +328,23 @@ def compare(a) -> dict:
                 except RuntimeError as e:
                     results[label] = {"error": str(e).splitlines()[-1]}
         dlvp_subjects = (
-            ("ort-cpu", "c dlvp ort-cpu", ()),
-            ("tract", "d dlvp tract", ()),
-            ("openvino", "e dlvp openvino f32", ()),
-            ("openvino", "f dlvp openvino bf16", ("--ov-precision", "bf16")),
+            (dlvp_graph, "ort-cpu", "c dlvp ort-cpu", ()),
+            (dlvp_graph, "tract", "d dlvp tract", ()),
+            (dlvp_graph, "openvino", "e dlvp openvino f32", ()),
+            (dlvp_graph, "openvino", "f dlvp openvino bf16", ("--ov-precision", "bf16")),
+            (int8_graph, "ort-cpu", "g dlvp int8 ort-cpu", ()),
+            (int8_graph, "openvino", "h dlvp int8 openvino", ()),
+            (int8_graph, "tract", "i dlvp int8 tract", ()),
         )
-        for backend, label, extra in dlvp_subjects:
+        for graph, backend, label, extra in dlvp_subjects:
             out = work / f"out-b{batch}-{label.split()[0]}.safetensors"
             r = json.loads(dlvp(
-                a.dlvp, "bench", "--model", dlvp_graph, "--backend", backend, "--input", inp,
+                a.dlvp, "bench", "--model", graph, "--backend", backend, "--input", inp,
                 "--save-outputs", out, "--iters", a.iters, "--warmup", a.warmup, "--json", *extra,
             ))
             results[label] = {
                 "load_s": r["load_s"], "median_s": r["latency_ms"]["p50"] / 1e3, "times_s": None,
-                "peak_rss_mib": r["peak_rss_bytes"] / 2**20, "bytes": graph_bytes(dlvp_graph),
+                "peak_rss_mib": r["peak_rss_bytes"] / 2**20, "bytes": graph_bytes(graph),
                 "err": errors(ref_out, out), "first_run_s": r["first_run_s"],
             }
         for r in results.values():
@@ -407,6 +421,9 @@ def table(result: dict) -> str:
                 f"batch {row['batch']}: dlvp's best f32 ({best_ours}) is {alternatives[best_alt] / ours[best_ours]:.2f}× "
                 f"as fast as the best alternative ({best_alt})"
             )
+        for k in ("g dlvp int8 ort-cpu", "h dlvp int8 openvino", "i dlvp int8 tract"):
+            if "median_s" in s.get(k, {}):
+                lines.append(f"batch {row['batch']}: {k} is {c / s[k]['median_s']:.2f}× as fast as c (ORT f32)")
         if "median_s" in s.get("f dlvp openvino bf16", {}):
             lines.append(
                 f"batch {row['batch']}: OpenVINO bf16 is {c / s['f dlvp openvino bf16']['median_s']:.2f}× as fast as c (ORT f32)"

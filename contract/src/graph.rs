@@ -141,6 +141,8 @@ pub enum Precision {
     #[default]
     Fp32,
     Fp16,
+    /// Int8 QDQ: chosen Linear layers' weights and inputs quantized, everything else f32.
+    Int8,
 }
 
 impl Precision {
@@ -148,12 +150,13 @@ impl Precision {
         match self {
             Precision::Fp32 => "fp32",
             Precision::Fp16 => "fp16",
+            Precision::Int8 => "int8",
         }
     }
 
     /// The precision a [`META_PRECISION`] value names.
     pub fn from_name(name: &str) -> Option<Self> {
-        [Precision::Fp32, Precision::Fp16]
+        [Precision::Fp32, Precision::Fp16, Precision::Int8]
             .into_iter()
             .find(|p| p.name() == name)
     }
@@ -225,7 +228,7 @@ mod tests {
         for kind in [InputKind::Image, InputKind::ImageU8] {
             assert_eq!(InputKind::from_name(kind.name()), Some(kind));
         }
-        for p in [Precision::Fp32, Precision::Fp16] {
+        for p in [Precision::Fp32, Precision::Fp16, Precision::Int8] {
             assert_eq!(Precision::from_name(p.name()), Some(p));
         }
         assert_eq!(InputKind::from_name("pixels"), None);

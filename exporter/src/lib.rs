@@ -12,6 +12,7 @@
 //!   [`onnx`]: the graph as ONNX bytes.
 
 pub mod blocks;
+pub mod calibration;
 pub mod check;
 pub mod graph;
 pub mod manifest;
@@ -28,6 +29,10 @@ use dlvp_contract::{resample, spec};
 
 pub use check::{check_checkpoint, CheckReport, Problem};
 pub use dlvp_contract::{InputKind, Precision, Spec, SpecError};
-pub use pipeline::{export, Export, ExportError, ExportOptions, OnnxModel};
+pub use graph::int8::Selection;
+pub use pipeline::{
+    calibration_graph, export, export_int8, Export, ExportError, ExportOptions, OnnxModel,
+    Quantization,
+};
 pub use targets::Target;
 pub use weights::{Checkpoint, Weights, WeightsError};

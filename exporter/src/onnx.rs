@@ -18,6 +18,7 @@ fn elem_type(dtype: DType) -> i32 {
         DType::F16 => DataType::Float16,
         DType::I64 => DataType::Int64,
         DType::U8 => DataType::Uint8,
+        DType::I8 => DataType::Int8,
     }) as i32
 }
 

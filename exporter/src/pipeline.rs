@@ -3,12 +3,14 @@
 //! 8.5) and its metadata → the ledger's unused tensors → ONNX bytes, checked against the target's
 //! parser rules before anyone writes them (model-spec/README.md, "Graph contract").
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use dlvp_contract::graph::{InputKind, Precision, META_TARGET};
 use dlvp_contract::Spec;
 use prost::Message;
 
+use crate::graph::int8::{Int8Error, Selection};
 use crate::graph::Graph;
 use crate::manifest::{expected_tensors, Usage};
 use crate::model::{self, BuildError, GraphOptions};
@@ -44,6 +46,9 @@ pub enum ExportError {
         target: &'static str,
         violations: Vec<Violation>,
     },
+    /// The int8 pass could not quantize the graph.
+    #[error("int8: {0}")]
+    Int8(#[from] Int8Error),
     /// The external data could not be written.
     #[error("writing the external data: {source}")]
     Write {
@@ -64,11 +69,70 @@ pub struct Export {
     pub name: String,
 }
 
-/// Exports `spec` with the weights of `ckpt`.
+/// What an int8 export needs beyond [`ExportOptions`]: the layers to quantize, the activation
+/// scales calibration measured, and what to record about the calibration in the metadata.
+#[derive(Debug, Clone, Default)]
+pub struct Quantization {
+    pub selection: Selection,
+    /// Activation tensor name → per-tensor scale (symmetric int8, zero point 0).
+    pub scales: BTreeMap<String, f32>,
+    /// `metadata_props` entries (`dlvp.int8.method`, ...), written after the precision.
+    pub metadata: Vec<(String, String)>,
+}
+
+/// Exports `spec` with the weights of `ckpt` (fp32 or fp16; int8 is [`export_int8`]).
 pub fn export(
     ckpt: Arc<Checkpoint>,
     spec: &Spec,
     options: ExportOptions,
+) -> Result<Export, ExportError> {
+    export_with(ckpt, spec, options, None)
+}
+
+/// The int8 export: the fp32 graph with `quantization`'s layers in QDQ form
+/// ([`crate::graph::int8`]); `options.precision` must be [`Precision::Int8`].
+pub fn export_int8(
+    ckpt: Arc<Checkpoint>,
+    spec: &Spec,
+    options: ExportOptions,
+    quantization: &Quantization,
+) -> Result<Export, ExportError> {
+    export_with(ckpt, spec, options, Some(quantization))
+}
+
+/// The fp32 graph that calibration runs: the export of `options` (precision ignored) with the
+/// input of every Linear that `selection` quantizes added as an extra output after the three of
+/// the contract, named as the tensor itself. Returns the export and those names, in order.
+pub fn calibration_graph(
+    ckpt: Arc<Checkpoint>,
+    spec: &Spec,
+    options: ExportOptions,
+    selection: Selection,
+) -> Result<(Export, Vec<String>), ExportError> {
+    let options = ExportOptions {
+        precision: Precision::Fp32,
+        ..options
+    };
+    let mut export = export_with(ckpt, spec, options, None)?;
+    let taps: Vec<crate::graph::Wire> = {
+        let mut seen = std::collections::HashSet::new();
+        crate::graph::int8::chosen(&export.graph, selection)
+            .into_iter()
+            .filter(|l| seen.insert(l.activation.name.clone()))
+            .map(|l| l.activation.clone())
+            .collect()
+    };
+    for wire in &taps {
+        export.graph.output(&wire.name, wire);
+    }
+    Ok((export, taps.into_iter().map(|w| w.name).collect()))
+}
+
+fn export_with(
+    ckpt: Arc<Checkpoint>,
+    spec: &Spec,
+    options: ExportOptions,
+    quantization: Option<&Quantization>,
 ) -> Result<Export, ExportError> {
     let built = model::build_with(
         ckpt,
@@ -78,8 +142,14 @@ pub fn export(
         },
     )?;
     let mut graph = built.graph;
-    if options.precision == Precision::Fp16 {
-        crate::graph::fp16::convert(&mut graph);
+    match (options.precision, quantization) {
+        (Precision::Fp16, _) => crate::graph::fp16::convert(&mut graph),
+        (Precision::Int8, Some(q)) => {
+            crate::graph::int8::convert(&mut graph, q.selection, &q.scales)?;
+            graph.metadata.extend(q.metadata.iter().cloned());
+        }
+        (Precision::Int8, None) => return Err(ExportError::Int8(Int8Error::NoCalibration)),
+        (Precision::Fp32, _) => {}
     }
     if options.target == Target::Tensorrt85 {
         crate::graph::decompose::layer_norm(&mut graph);

@@ -208,14 +208,36 @@ impl OrtModel {
         self.provider
     }
 
+    /// Runs a batch and returns the f32 outputs `names` (the activations a calibration graph
+    /// exposes), in that order.
+    pub fn run_named(
+        &mut self,
+        input: impl Into<GraphInput>,
+        names: &[String],
+    ) -> Result<Vec<ArrayD<f32>>, OrtError> {
+        let (name, tensor) = input_value(input.into())?;
+        let out = self
+            .session
+            .run(ort::inputs![name => tensor])
+            .map_err(err("run"))?;
+        names
+            .iter()
+            .map(|n| {
+                let value = out.get(n.as_str()).ok_or_else(|| OrtError::Run {
+                    stage: "outputs",
+                    message: format!("the graph has no output `{n}`"),
+                })?;
+                Ok(value
+                    .try_extract_array::<f32>()
+                    .map_err(err("outputs"))?
+                    .to_owned())
+            })
+            .collect()
+    }
+
     /// Runs a batch of either input kind (the graph's own; ONNX Runtime names a mismatch).
     pub fn run(&mut self, input: impl Into<GraphInput>) -> Result<Outputs, OrtError> {
-        let input = input.into();
-        let name = input.kind().name();
-        let tensor = match input {
-            GraphInput::Image(x) => Tensor::from_array(x).map_err(err("input"))?.into_dyn(),
-            GraphInput::ImageU8(x) => Tensor::from_array(x).map_err(err("input"))?.into_dyn(),
-        };
+        let (name, tensor) = input_value(input.into())?;
         let out = self
             .session
             .run(ort::inputs![name => tensor])
@@ -241,4 +263,14 @@ impl OrtModel {
                 .to_owned(),
         })
     }
+}
+
+/// The graph input's name and ONNX Runtime value for a batch.
+fn input_value(input: GraphInput) -> Result<(&'static str, ort::value::DynValue), OrtError> {
+    let name = input.kind().name();
+    let tensor = match input {
+        GraphInput::Image(x) => Tensor::from_array(x).map_err(err("input"))?.into_dyn(),
+        GraphInput::ImageU8(x) => Tensor::from_array(x).map_err(err("input"))?.into_dyn(),
+    };
+    Ok((name, tensor))
 }

@@ -1,6 +1,6 @@
 //! Image preprocessing (model-spec/README.md §1): decode → RGB8 (grayscale replicated, alpha
 //! dropped) → resize to H×W exactly as PIL does → [0, 1] → normalise, giving the graph input
-//! [3, H, W] f32.
+//! [3, H, W] f32 ([`graph_input`] batches it, or keeps the resized pixels for `image_u8` graphs).
 //!
 //! The resize reproduces Pillow's 8-bit path bit for bit: the weights of
 //! [`dlvp_contract::resample`] are rounded to 22-bit fixed point; one pass, rounded and clipped to
@@ -12,8 +12,11 @@ use std::path::Path;
 
 use dlvp_contract::resample::{windows, Kernel};
 use dlvp_contract::spec::{PreprocessSpec, ResizeFilter};
+use dlvp_contract::InputKind;
 use image::RgbImage;
 use ndarray::Array3;
+
+use crate::input::GraphInput;
 
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 
@@ -213,4 +216,38 @@ pub fn to_input(img: &RgbImage, size: usize, pre: &PreprocessSpec) -> Array3<f32
         let v = resized.get_pixel(x as u32, y as u32)[c] as f32 / 255.0;
         (v - mean[c]) / std[c]
     })
+}
+
+/// The graph input for a batch of RGB8 images of any size, as §1 says: each resized to
+/// `size` × `size`; for an `image` graph also scaled and normalised (f32 [B, 3, S, S]), for an
+/// `image_u8` graph kept as pixels (u8 [B, S, S, 3]; the graph normalises).
+pub fn graph_input<I: std::borrow::Borrow<RgbImage>>(
+    images: &[I],
+    size: usize,
+    pre: &PreprocessSpec,
+    kind: InputKind,
+) -> GraphInput {
+    match kind {
+        InputKind::Image => {
+            let mut batch = ndarray::Array4::<f32>::zeros((images.len(), 3, size, size));
+            for (i, img) in images.iter().enumerate() {
+                batch.index_axis_mut(ndarray::Axis(0), i).assign(&to_input(
+                    img.borrow(),
+                    size,
+                    pre,
+                ));
+            }
+            GraphInput::Image(batch.into_dyn())
+        }
+        InputKind::ImageU8 => {
+            let mut batch = ndarray::Array4::<u8>::zeros((images.len(), size, size, 3));
+            for (i, img) in images.iter().enumerate() {
+                let resized = resize_rgb8(img.borrow(), size, size, pre.resize);
+                let pixels = ndarray::ArrayView3::from_shape((size, size, 3), resized.as_raw())
+                    .expect("an RGB8 image of size × size");
+                batch.index_axis_mut(ndarray::Axis(0), i).assign(&pixels);
+            }
+            GraphInput::ImageU8(batch.into_dyn())
+        }
+    }
 }

@@ -92,6 +92,28 @@ impl TractModel {
         Ok(TractModel { plan })
     }
 
+    /// Runs a batch and returns the f32 outputs after the contract's three, in graph order
+    /// (the activations a calibration graph exposes).
+    pub fn run_extra_outputs(
+        &self,
+        input: impl Into<GraphInput>,
+    ) -> Result<Vec<ArrayD<f32>>, TractError> {
+        let tensor = match input.into() {
+            GraphInput::Image(x) => Tensor::from(x),
+            GraphInput::ImageU8(x) => Tensor::from(x),
+        };
+        let out = multithread_tract_scope(executor(), || self.plan.run(tvec!(tensor.into())))
+            .map_err(err("run"))?;
+        out.iter()
+            .skip(3)
+            .map(|t| {
+                Ok(t.to_plain_array_view::<f32>()
+                    .map_err(err("outputs"))?
+                    .to_owned())
+            })
+            .collect()
+    }
+
     /// Runs a batch of the kind and shape the plan was made for.
     pub fn run(&self, input: impl Into<GraphInput>) -> Result<Outputs, TractError> {
         let tensor = match input.into() {

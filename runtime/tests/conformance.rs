@@ -599,3 +599,58 @@ fn openvino_precisions_and_devices() {
         "{err}"
     );
 }
+
+/// `auto` never runs an int8 graph on tract (tract emulates QDQ in float, slower than the fp32
+/// graph): with neither ONNX Runtime nor OpenVINO it refuses and says why; asked for by name,
+/// tract runs it.
+#[test]
+fn auto_leaves_int8_graphs_off_tract() {
+    use dlvp_runtime::{DetectError, Detector, DetectorOptions};
+    let ckpt = Arc::new(Checkpoint::open(&fixtures().join("weights.safetensors")).unwrap());
+    let spec = ckpt.embedded_spec().unwrap().unwrap();
+    let selection = dlvp_exporter::Selection::Blocks;
+    let (_, taps) =
+        dlvp_exporter::calibration_graph(ckpt.clone(), &spec, ExportOptions::default(), selection)
+            .unwrap();
+    let quantization = dlvp_exporter::Quantization {
+        selection,
+        scales: taps.into_iter().map(|t| (t, 0.05)).collect(),
+        metadata: vec![],
+    };
+    let options = ExportOptions {
+        precision: Precision::Int8,
+        ..Default::default()
+    };
+    let bytes = dlvp_exporter::export_int8(ckpt, &spec, options, &quantization)
+        .unwrap()
+        .to_bytes()
+        .unwrap();
+    let nowhere = PathBuf::from("/nonexistent/lib.so");
+    let auto = DetectorOptions {
+        ort_lib: Some(nowhere.clone()),
+        openvino_lib: Some(nowhere),
+        ..Default::default()
+    };
+    match Detector::from_bytes(bytes.clone(), &auto) {
+        Err(DetectError::NoBackend { reasons }) => assert!(
+            reasons
+                .iter()
+                .any(|r| r.starts_with("tract not used: it emulates int8")),
+            "{reasons:?}"
+        ),
+        Err(e) => panic!("{e}"),
+        Ok(d) => panic!("auto ran the int8 graph on {}", d.backend()),
+    }
+    if BackendChoice::Tract.is_built() {
+        let tract = DetectorOptions {
+            backend: BackendChoice::Tract,
+            ..Default::default()
+        };
+        let detector = Detector::from_bytes(bytes, &tract).unwrap();
+        assert_eq!(detector.info().precision, Precision::Int8);
+        let found = detector
+            .detect(&image::DynamicImage::new_rgb8(40, 30))
+            .unwrap();
+        assert!((0.0..=1.0).contains(&found.score));
+    }
+}

@@ -16,6 +16,7 @@ use dlvp_runtime::tract_backend::TractModel;
 use dlvp_runtime::GraphInput;
 use ndarray::{ArrayD, IxDyn};
 
+use super::calibrate::{self, CalibrationArgs};
 use super::{resolve_spec, triton, write_atomically, write_atomically_with};
 
 #[derive(Args)]
@@ -59,7 +60,25 @@ pub struct ExportArgs {
     #[arg(long, value_parser = super::target_parser(), default_value = "generic")]
     target: Target,
     #[command(flatten)]
+    calibration: CalibrationArgs,
+    #[command(flatten)]
     triton: TritonArgs,
+}
+
+/// How far backends may drift apart on an int8 graph in `--verify`: each backend runs the QDQ
+/// pairs its own way (integer kernels or float emulation), so results differ by about one
+/// quantization step of the activations rather than by float rounding.
+const INT8_BACKEND_TOLERANCE: f32 = 0.1;
+
+/// An unused-tensor error with the hint the plain export gives.
+fn unused_hint(e: anyhow::Error, weights: &std::path::Path) -> anyhow::Error {
+    match e.downcast_ref::<ExportError>() {
+        Some(ExportError::Unused { .. }) => anyhow::anyhow!(
+            "{}: {e} (wrong spec? pass --allow-unused to export anyway)",
+            weights.display()
+        ),
+        _ => e,
+    }
 }
 
 /// The Triton model repository options.
@@ -117,14 +136,33 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         input,
         precision: if args.fp16 {
             Precision::Fp16
+        } else if args.calibration.int8 {
+            Precision::Int8
         } else {
             Precision::Fp32
         },
         target: args.target,
         allow_unused: args.allow_unused,
     };
+    // int8: calibrate first, on the fp32 graph, then build the quantized one.
+    let quantization = if args.calibration.int8 {
+        let q = calibrate::calibrate(
+            Arc::clone(&ckpt),
+            &spec,
+            options,
+            &args.calibration,
+            args.ort_lib.as_deref(),
+        );
+        Some(q.map_err(|e| unused_hint(e, &args.weights))?)
+    } else {
+        None
+    };
     // The checkpoint moves in: its mapping is released once the graph holds the weights.
-    let exported = match dlvp_exporter::export(ckpt, &spec, options) {
+    let exported = match &quantization {
+        Some(q) => dlvp_exporter::export_int8(ckpt, &spec, options, q),
+        None => dlvp_exporter::export(ckpt, &spec, options),
+    };
+    let exported = match exported {
         Ok(exported) => exported,
         Err(e @ ExportError::Unused { .. }) => bail!(
             "{}: {e} (wrong spec? pass --allow-unused to export anyway)",
@@ -177,16 +215,14 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     if let Serialized::Single(model) = &serialized {
         if args.verify {
             // Verified before it is written: a graph that fails leaves the previous file in place.
-            // The numerical contract (README "Measured"): fp32 backends agree within 1e-4, fp16 within 1e-2.
             // The backends load from bytes, a second copy of the weights for as long as this runs.
-            let tolerance = if args.fp16 { 1e-2 } else { 1e-4 };
             verify(
                 &model.to_bytes(),
                 input,
                 spec.image_size,
                 args.ort_lib.as_deref(),
                 args.ov_lib.as_deref(),
-                tolerance,
+                options.precision,
             )?;
         }
     }
@@ -301,8 +337,17 @@ fn verify(
     size: usize,
     ort_lib: Option<&std::path::Path>,
     ov_lib: Option<&std::path::Path>,
-    tolerance: f32,
+    precision: Precision,
 ) -> anyhow::Result<()> {
+    // The numerical contract (README "Measured"): fp32 backends agree within 1e-4 with equal
+    // Top-K, fp16 within 1e-2 with equal Top-K. int8 backends each run the QDQ pairs their own way (integer
+    // kernels or float emulation): they agree to about a quantization step, and near-tied
+    // patches may swap, so Top-K is reported, not required.
+    let (tolerance, exact_topk) = match precision {
+        Precision::Fp32 => (1e-4, true),
+        Precision::Fp16 => (1e-2, true),
+        Precision::Int8 => (INT8_BACKEND_TOLERANCE, false),
+    };
     let mut rng = crate::demo_data::rng::Rng::new(0x2545_F491_4F6C_DD1D);
     let shape = IxDyn(&GraphInput::expected_shape(input, 2, size));
     let image = match input {
@@ -345,7 +390,7 @@ fn verify(
             started.elapsed().as_secs_f64(),
             if topk { "equal" } else { "DIFFERENT" }
         );
-        if !topk || score > tolerance || map > tolerance {
+        if (exact_topk && !topk) || score > tolerance || map > tolerance {
             bail!("verify: {name} and tract disagree (score {score:.2e}, map {map:.2e}, topk equal: {topk})");
         }
         Ok(())

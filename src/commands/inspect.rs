@@ -1,6 +1,7 @@
 //! `dlvp inspect MODEL.onnx [--json] [--target T] [--flops [--batch N]]`: opset, inputs and
 //! outputs with shapes, metadata, op histogram, parameter count and bytes; a target's static
-//! check; the multiply-adds of its contractions for one batch (`dlvp_runtime::cost`).
+//! check; the multiply-adds of its contractions for one batch (`dlvp_runtime::cost`); for int8
+//! graphs, which MatMuls run in int8 and which ops are kept in f32.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -84,6 +85,56 @@ fn shape(v: &pb::ValueInfoProto) -> (String, Vec<String>) {
     (dtype, dims)
 }
 
+/// Ops that move or reshape data and compute nothing a precision could change.
+const DATA_MOVEMENT: &[&str] = &[
+    "Reshape",
+    "Transpose",
+    "Slice",
+    "Concat",
+    "Unsqueeze",
+    "Squeeze",
+    "Gather",
+    "Identity",
+    "Cast",
+    "Shape",
+    "Expand",
+    "Pad",
+    "Constant",
+    "Split",
+    "Flatten",
+];
+
+/// For a QDQ graph: the MatMuls that run in int8 (both inputs from DequantizeLinear) and every
+/// computing op kept in f32, by kind; `None` for a graph without quantization.
+fn int8_summary(graph: &pb::GraphProto) -> Option<(usize, BTreeMap<&str, usize>)> {
+    if !graph.node.iter().any(|n| n.op_type == "QuantizeLinear") {
+        return None;
+    }
+    let producer: BTreeMap<&str, &str> = graph
+        .node
+        .iter()
+        .flat_map(|n| {
+            n.output
+                .iter()
+                .map(move |o| (o.as_str(), n.op_type.as_str()))
+        })
+        .collect();
+    let dequantized = |name: &String| producer.get(name.as_str()) == Some(&"DequantizeLinear");
+    let mut int8 = 0;
+    let mut kept: BTreeMap<&str, usize> = BTreeMap::new();
+    for n in &graph.node {
+        let op = n.op_type.as_str();
+        if op == "MatMul" && n.input.iter().all(dequantized) {
+            int8 += 1;
+        } else if !matches!(op, "QuantizeLinear" | "DequantizeLinear")
+            && !DATA_MOVEMENT.contains(&op)
+        {
+            *kept.entry(op).or_default() += 1;
+        }
+    }
+    Some((int8, kept))
+}
+
 pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(&args.model)
         .with_context(|| format!("{}: cannot read", args.model.display()))?;
@@ -143,6 +194,9 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
             "opset": opset, "inputs": io(&graph.input), "outputs": io(&graph.output), "metadata": metadata,
             "ops": ops, "nodes": graph.node.len(), "parameters": parameters, "parameter_bytes": init_bytes,
         });
+        if let Some((int8, kept)) = int8_summary(graph) {
+            out["int8"] = serde_json::json!({"int8_matmuls": int8, "kept_f32": kept});
+        }
         if let Some((name, v)) = &violations {
             out["target"] =
                 serde_json::json!({"name": name, "compatible": v.is_empty(), "violations": v});
@@ -187,6 +241,15 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    if let Some((int8, kept)) = int8_summary(graph) {
+        println!(
+            "int8: {int8} MatMuls in int8 (QDQ); kept in f32: {}",
+            kept.iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     for (k, v) in metadata {
         let first = v.lines().next().unwrap_or("");
         let more = if v.lines().count() > 1 {

@@ -2,6 +2,7 @@
 
 pub mod atomic_write;
 pub mod bench;
+pub mod calibrate;
 pub mod default_model;
 pub mod demo_data;
 pub mod detect;
@@ -166,6 +167,16 @@ pub fn load_detector(model: &Model, run: &RunArgs, batch: u32) -> anyhow::Result
         Model::File(path) => Detector::load(path, &options)?,
         Model::Embedded => Detector::from_bytes(default_model::BYTES.to_vec(), &options)?,
     };
+    if run.backend == BackendChoice::Auto
+        && detector.backend() == BackendChoice::Tract
+        && detector.info().precision == dlvp_runtime::Precision::Int8
+    {
+        anyhow::bail!(
+            "{}: an int8 graph and no ONNX Runtime or OpenVINO: {}",
+            model.label(),
+            dlvp_runtime::detector::TRACT_INT8_NOTE
+        );
+    }
     for note in detector.notes() {
         eprintln!("note: {note}");
     }

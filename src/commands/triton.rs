@@ -175,12 +175,15 @@ pub fn config_pbtxt(c: &TritonConfig) -> String {
         let profile = |batch: u32| quoted(&format!("{}:{batch}x{input_shape}", input.name));
         let params: Vec<(&str, String)> = vec![
             // An fp16 export already computes in fp16; TensorRT must be allowed fp16 kernels to
-            // run it. For an fp32 export TensorRT stays fp32, the precision it was checked at.
+            // run it. For an fp32 export TensorRT stays fp32, the precision it was checked at. An
+            // int8 export carries its own Q/DQ scales (explicit quantization): INT8 lets TensorRT
+            // run those layers in int8 and needs no calibration table.
             (
                 "precision_mode",
                 quoted(match c.precision {
                     Precision::Fp16 => "FP16",
                     Precision::Fp32 => "FP32",
+                    Precision::Int8 => "INT8",
                 }),
             ),
             (

@@ -8,6 +8,7 @@
 
 pub mod decompose;
 pub mod fp16;
+pub mod int8;
 pub mod ops;
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,6 +21,7 @@ pub enum DType {
     F16,
     I64,
     U8,
+    I8,
 }
 
 /// One dimension: a fixed size or the dynamic batch.
@@ -112,10 +114,25 @@ pub struct GraphError {
     pub message: String,
 }
 
+/// A Linear layer's MatMul as it was built: what the int8 pass ([`int8`]) may quantize.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinearUse {
+    /// The MatMul node (and its output).
+    pub matmul: String,
+    /// Its input 0, the activation.
+    pub activation: Wire,
+    /// Its input 1, the weight initializer [in, out].
+    pub weight: String,
+    /// The scope that built it (`visual/pass2/blocks.7/mlp`).
+    pub scope: String,
+}
+
 /// The graph being built.
 #[derive(Debug, Default)]
 pub struct Graph {
     pub nodes: Vec<Node>,
+    /// Every Linear's MatMul, in build order.
+    pub linears: Vec<LinearUse>,
     pub initializers: Vec<Initializer>,
     pub inputs: Vec<Wire>,
     pub outputs: Vec<Wire>,

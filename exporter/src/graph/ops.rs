@@ -3,7 +3,7 @@
 
 use ndarray::ArrayD;
 
-use super::{shape_str, Attr, DType, Dim, Graph, GraphError, Wire};
+use super::{shape_str, Attr, DType, Dim, Graph, GraphError, LinearUse, Wire};
 
 type Result<T> = std::result::Result<T, GraphError>;
 
@@ -137,6 +137,12 @@ impl Graph {
         let transposed: Vec<f32> = weight.t().iter().copied().collect();
         let w = self.constant_f32("weight", &[inp, out], &transposed);
         let y = self.matmul(x, &w)?;
+        self.linears.push(LinearUse {
+            matmul: y.name.clone(),
+            activation: x.clone(),
+            weight: w.name.clone(),
+            scope: self.scope_path(),
+        });
         match bias {
             None => Ok(y),
             Some(b) => {
@@ -607,6 +613,7 @@ impl Graph {
         let code = match to {
             DType::F32 => 1,
             DType::U8 => 2,
+            DType::I8 => 3,
             DType::I64 => 7,
             DType::F16 => 10,
         };

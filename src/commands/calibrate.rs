@@ -1,0 +1,235 @@
+//! `dlvp export --int8 --calibrate DIR [--calib-count N] [--calib-method M] [--int8-layers L]`:
+//! int8 calibration (model-spec/README.md, "Precision"). The fp32 graph, with the input of every
+//! Linear to be quantized exposed as an extra output (`dlvp_exporter::calibration_graph`), runs
+//! on our own runtime — ONNX Runtime CPU where its library is found, tract otherwise — over
+//! images from DIR, preprocessed exactly as `dlvp detect` does, one image per run. Each tensor's
+//! values go into a histogram (`dlvp_exporter::calibration`) whose threshold becomes its
+//! symmetric int8 scale. The same images in the same order give the same scales, so two exports
+//! are byte-identical.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use dlvp_exporter::calibration::{Collector, Method};
+use dlvp_exporter::{Checkpoint, ExportOptions, Quantization, Selection, Spec};
+use dlvp_runtime::ort_backend::OrtModel;
+use dlvp_runtime::preprocess::{graph_input, load_rgb8_limited, DEFAULT_MAX_PIXELS};
+use dlvp_runtime::tract_backend::TractModel;
+use ndarray::ArrayD;
+use sha2::{Digest, Sha256};
+
+use super::progress::Progress;
+
+/// Metadata keys an int8 export carries (after `dlvp.precision` = `int8`).
+pub const META_METHOD: &str = "dlvp.int8.method";
+pub const META_IMAGES: &str = "dlvp.int8.images";
+pub const META_SET_SHA256: &str = "dlvp.int8.calibration_sha256";
+pub const META_LAYERS: &str = "dlvp.int8.layers";
+pub const META_RUNTIME: &str = "dlvp.int8.calibrated_on";
+
+#[derive(Args)]
+pub struct CalibrationArgs {
+    /// Export an int8 QDQ graph (static quantization): the Linear layers of the transformer
+    /// blocks get int8 weights (per output channel) and int8 inputs (per tensor, from
+    /// calibration), both symmetric with zero point 0; everything else stays f32.
+    #[arg(long, requires = "calibrate", conflicts_with = "fp16")]
+    pub int8: bool,
+    /// Calibration images for --int8: a folder, searched recursively (defect-free images of the
+    /// parts you will inspect are the natural choice).
+    #[arg(long, value_name = "DIR", requires = "int8")]
+    pub calibrate: Option<PathBuf>,
+    /// How many of the folder's images to use (spread evenly over its sorted list).
+    #[arg(long, default_value_t = 64, requires = "int8",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub calib_count: u32,
+    /// How an activation's range is chosen: minmax (largest |x|), percentile (99.99% of |x|),
+    /// entropy (TensorRT's KL-divergence threshold).
+    #[arg(long, default_value = "percentile", requires = "int8")]
+    pub calib_method: Method,
+    /// Which Linear layers are quantized: `blocks` (every transformer block of the image and
+    /// text towers) or `blocks-but-selection` (the first image pass, whose CLS attention picks
+    /// the Top-K patches, stays f32).
+    #[arg(long, default_value = "blocks", requires = "int8",
+          value_parser = ["blocks", "blocks-but-selection"])]
+    pub int8_layers: String,
+}
+
+impl CalibrationArgs {
+    fn selection(&self) -> Selection {
+        match self.int8_layers.as_str() {
+            "blocks-but-selection" => Selection::BlocksButSelection,
+            _ => Selection::Blocks,
+        }
+    }
+}
+
+/// The images of `dir` (recursive, sorted), or an error naming the folder.
+fn calibration_images(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("--calibrate {}: cannot list folder", dir.display()))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("--calibrate {}: cannot list folder", dir.display()))?;
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                walk(&path, out)?;
+            } else if dlvp_eval::dataset::is_image(&path) {
+                out.push(path);
+            }
+        }
+        Ok(())
+    }
+    if !dir.is_dir() {
+        bail!("--calibrate {}: not a folder", dir.display());
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out)?;
+    if out.is_empty() {
+        bail!(
+            "--calibrate {}: no images (searched recursively for {})",
+            dir.display(),
+            dlvp_eval::dataset::IMAGE_EXTENSIONS.join(", ")
+        );
+    }
+    Ok(out)
+}
+
+/// `count` of `all`, spread evenly (all of them when there are no more).
+fn spread(all: Vec<PathBuf>, count: usize) -> Vec<PathBuf> {
+    if all.len() <= count {
+        return all;
+    }
+    (0..count)
+        .map(|i| all[i * all.len() / count].clone())
+        .collect()
+}
+
+/// The runtime calibration runs on: ONNX Runtime CPU, else tract.
+enum Runner {
+    Ort(OrtModel),
+    Tract(TractModel),
+}
+
+impl Runner {
+    fn name(&self) -> &'static str {
+        match self {
+            Runner::Ort(_) => "onnxruntime-cpu",
+            Runner::Tract(_) => "tract",
+        }
+    }
+
+    fn run(
+        &mut self,
+        input: dlvp_runtime::GraphInput,
+        taps: &[String],
+    ) -> anyhow::Result<Vec<ArrayD<f32>>> {
+        Ok(match self {
+            Runner::Ort(m) => m.run_named(input, taps)?,
+            Runner::Tract(m) => m.run_extra_outputs(input)?,
+        })
+    }
+}
+
+/// Calibrates the export of `spec` from `ckpt` with `options` on the images `args` names, and
+/// returns what the int8 export needs.
+pub fn calibrate(
+    ckpt: Arc<Checkpoint>,
+    spec: &Spec,
+    options: ExportOptions,
+    args: &CalibrationArgs,
+    ort_lib: Option<&Path>,
+) -> anyhow::Result<Quantization> {
+    let dir = args
+        .calibrate
+        .as_deref()
+        .expect("clap: --int8 requires --calibrate");
+    let images = spread(calibration_images(dir)?, args.calib_count as usize);
+    let selection = args.selection();
+    let (export, taps) = dlvp_exporter::calibration_graph(ckpt, spec, options, selection)?;
+    let bytes = export.into_model()?.to_bytes();
+    let size = spec.image_size;
+    let mut runner = match super::ort_library::find(ort_lib) {
+        Some(lib) => Runner::Ort(OrtModel::load(&bytes, Some(&lib))?),
+        None => Runner::Tract(TractModel::load(&bytes, options.input, 1, size)?),
+    };
+    drop(bytes);
+    eprintln!(
+        "calibrating {} activations on {} image(s) from {} ({}, {})",
+        taps.len(),
+        images.len(),
+        dir.display(),
+        runner.name(),
+        args.calib_method
+    );
+    let mut collectors = vec![Collector::default(); taps.len()];
+    let mut hash = Sha256::new();
+    let mut progress = Progress::new(images.len());
+    for path in &images {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("{}: cannot read calibration image", path.display()))?;
+        let relative = path.strip_prefix(dir).unwrap_or(path);
+        hash.update(relative.to_string_lossy().as_bytes());
+        hash.update([0]);
+        hash.update((bytes.len() as u64).to_le_bytes());
+        hash.update(&bytes);
+        let image = load_rgb8_limited(path, DEFAULT_MAX_PIXELS)
+            .with_context(|| format!("{}: calibration image", path.display()))?;
+        let input = graph_input(&[image], size, &spec.preprocess, options.input);
+        let values = runner.run(input, &taps)?;
+        if values.len() != taps.len() {
+            bail!(
+                "calibration graph returned {} activations, expected {}",
+                values.len(),
+                taps.len()
+            );
+        }
+        for (c, v) in collectors.iter_mut().zip(&values) {
+            match v.as_slice() {
+                Some(s) => c.add(s),
+                None => c.add(&v.iter().copied().collect::<Vec<_>>()),
+            }
+        }
+        progress.advance(1);
+    }
+    progress.finish();
+    let mut scales = std::collections::BTreeMap::new();
+    for (name, c) in taps.iter().zip(&collectors) {
+        if c.non_finite() > 0 {
+            bail!(
+                "calibration: activation `{name}` had {} NaN/Inf values; the fp32 graph is broken on these images",
+                c.non_finite()
+            );
+        }
+        let scale = dlvp_exporter::graph::int8::scale_for(c.threshold(args.calib_method));
+        scales.insert(name.clone(), scale);
+    }
+    let digest: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok(Quantization {
+        selection,
+        scales,
+        metadata: vec![
+            (META_METHOD.into(), args.calib_method.name().into()),
+            (META_IMAGES.into(), images.len().to_string()),
+            (META_SET_SHA256.into(), digest),
+            (META_LAYERS.into(), args.int8_layers.clone()),
+            (META_RUNTIME.into(), runner.name().into()),
+        ],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spreading_keeps_order_and_reaches_the_end() {
+        let all: Vec<PathBuf> = (0..10).map(|i| PathBuf::from(format!("{i}"))).collect();
+        let picked = spread(all.clone(), 4);
+        assert_eq!(picked, ["0", "2", "5", "7"].map(PathBuf::from));
+        assert_eq!(spread(all.clone(), 20), all);
+    }
+}
