@@ -57,6 +57,66 @@ fn the_exported_graphs_pass_where_their_ops_are_supported(#[case] target: &str) 
     }
 }
 
+/// int8 exports for each TensorRT target pass that target's check (symmetric INT8 Q/DQ, zero
+/// points zero, LayerNormalization decomposed for 8.5); a zero point that is not zero, or a
+/// QuantizeLinear without one (UINT8), is flagged on every TensorRT target and not on generic.
+#[test]
+fn int8_exports_pass_each_tensorrt_target_and_asymmetric_qdq_is_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let samples = run::repo().join("fixtures/samples");
+    let calibrate = ["--int8", "--calibrate", samples.to_str().unwrap()];
+    for target in ["generic", "tensorrt-8.5", "tensorrt-8.6", "tensorrt-10"] {
+        let mut extra = calibrate.to_vec();
+        extra.extend(["--target", target]);
+        let model = export(dir.path(), &format!("int8-{target}.onnx"), &extra);
+        assert_eq!(check(&model, target), (0, vec![]), "int8 on {target}");
+    }
+    let model = dir.path().join("int8-tensorrt-10.onnx");
+    let asymmetric = edited(&model, &dir.path().join("asymmetric.onnx"), |m| {
+        let graph = m.graph.as_mut().unwrap();
+        let q = graph
+            .node
+            .iter()
+            .position(|n| n.op_type == "QuantizeLinear")
+            .unwrap();
+        let zp = graph.node[q].input[2].clone();
+        let init = graph.initializer.iter_mut().find(|t| t.name == zp).unwrap();
+        let mut shifted = init.clone();
+        shifted.name = "shifted_zero_point".into();
+        shifted.raw_data = vec![3];
+        graph.initializer.push(shifted);
+        graph.node[q].input[2] = "shifted_zero_point".into();
+        // And one QuantizeLinear with no zero point at all: UINT8.
+        let second = graph
+            .node
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.op_type == "QuantizeLinear")
+            .nth(1)
+            .unwrap()
+            .0;
+        graph.node[second].input.truncate(2);
+    });
+    for target in ["tensorrt-8.5", "tensorrt-8.6", "tensorrt-10"] {
+        let (code, violations) = check(&asymmetric, target);
+        assert_eq!(code, 1, "{target}");
+        let reasons: Vec<&str> = violations.iter().map(|v| v.2.as_str()).collect();
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.starts_with("zero point `shifted_zero_point` is not zero")),
+            "{target}: {reasons:?}"
+        );
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.starts_with("no zero point (UINT8)")),
+            "{target}: {reasons:?}"
+        );
+    }
+    assert_eq!(check(&asymmetric, "generic").0, 0);
+}
+
 #[test]
 fn tensorrt_8_5_flags_layer_normalization_and_a_uint8_input() {
     let dir = tempfile::tempdir().unwrap();

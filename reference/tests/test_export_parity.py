@@ -174,3 +174,44 @@ def test_fp16_graph_stays_within_1e_2_of_the_reference(dlvp_bin, tmp_path, which
     e_map = np.abs(amap - expected["anomaly_map"].numpy()).max()
     print(f"fp16 {which}: max abs error score {e_score:.2e}, map {e_map:.2e}, topk exact {np.array_equal(topk, expected['topk_indices'].numpy())}")
     assert e_score <= FP16_TOL and e_map <= FP16_TOL
+
+
+INT8_TOL = 0.1  # scores and maps on the calibration images; measured on this tiny random model: README "int8"
+
+
+def test_int8_graph_is_standard_symmetric_qdq_and_near_the_fp32_graph(dlvp_bin, tmp_path):
+    """`--int8`: passes the full checker, default domain only, QuantizeLinear/DequantizeLinear with
+    int8 zero points all 0 (symmetric, as TensorRT requires), per-channel (axis 1) int8 weights;
+    on ONNX Runtime within INT8_TOL of the fp32 graph on the images it was calibrated on."""
+    from dlvp_reference.data import load_image
+
+    out = tmp_path / "int8.onnx"
+    samples = REPO / "fixtures/samples"
+    run = subprocess.run([dlvp_bin, "export", "--weights", REPO / "fixtures/tiny/weights.safetensors", "--out", out,
+                          "--int8", "--calibrate", samples], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    graph = onnx.load(str(out))
+    onnx.checker.check_model(graph, full_check=True)
+    assert {n.domain for n in graph.graph.node} <= {""}
+    inits = {t.name: t for t in graph.graph.initializer}
+    qdq = [n for n in graph.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert qdq
+    for n in qdq:
+        zero_point = onnx.numpy_helper.to_array(inits[n.input[2]])
+        assert zero_point.dtype == np.int8 and not zero_point.any(), n.name
+        if n.op_type == "DequantizeLinear" and n.input[0] in inits:
+            weight = onnx.numpy_helper.to_array(inits[n.input[0]])
+            scales = onnx.numpy_helper.to_array(inits[n.input[1]])
+            axis = next(a.i for a in n.attribute if a.name == "axis")
+            assert weight.dtype == np.int8 and axis == 1 and scales.shape == (weight.shape[1],)
+            assert np.abs(weight.astype(np.int16)).max() <= 127
+    meta = {m.key: m.value for m in graph.metadata_props}
+    assert meta["dlvp.precision"] == "int8" and meta["dlvp.int8.images"] == "10"
+    fp32 = export(dlvp_bin, REPO / "fixtures/tiny/weights.safetensors", tmp_path / "fp32.onnx")
+    int8 = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    spec = spec_mod.load(SPEC_DIR / "tiny.yaml")
+    image = np.concatenate([load_image(p, spec).unsqueeze(0).numpy() for p in sorted(samples.glob("*.png"))])
+    (s32, m32, _), (s8, m8, _) = (s.run(None, {"image": image}) for s in (fp32, int8))
+    e_score, e_map = np.abs(s32 - s8).max(), np.abs(m32 - m8).max()
+    print(f"int8 vs fp32 on the calibration images: max abs difference score {e_score:.2e}, map {e_map:.2e}")
+    assert e_score <= INT8_TOL and e_map <= INT8_TOL

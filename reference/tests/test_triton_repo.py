@@ -136,6 +136,18 @@ def test_options_reach_the_config(dlvp_bin, model_config_pb2, tmp_path):
     assert ((outputs["anomaly_score"] >= 0) & (outputs["anomaly_score"] <= 1)).all()
 
 
+def test_int8_repository_asks_tensorrt_for_int8(dlvp_bin, model_config_pb2, tmp_path):
+    """An int8 (QDQ) export carries its own scales: Triton's TensorRT accelerator gets INT8."""
+    export_repo(dlvp_bin, tmp_path, "--int8", "--calibrate", REPO / "fixtures/samples", "--target", "tensorrt-10")
+    (model_dir,) = tmp_path.iterdir()
+    config = parse(model_config_pb2, model_dir / "config.pbtxt")
+    model = onnx.load(str(model_dir / "1" / "model.onnx"))
+    check_against_graph(model_config_pb2, config, model)
+    assert trt_parameters(config)["precision_mode"] == "INT8"
+    assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+    run_at_max_batch(config, model_dir / "1" / "model.onnx")
+
+
 def test_cpu_repository_with_external_data_beside_a_plain_export(dlvp_bin, model_config_pb2, tmp_path):
     out = tmp_path / "plain" / "tiny.onnx"
     export_repo(dlvp_bin, tmp_path / "repo", "--triton-kind", "cpu", "--external-data", "--out", out)

@@ -294,6 +294,11 @@ impl Detector {
         #[cfg(feature = "ort")]
         let ort_lib = options.ort_lib.as_deref();
         #[cfg(feature = "ort")]
+        let gpu = GpuOptions {
+            int8: options.gpu.int8 || info.precision == Precision::Int8,
+            ..options.gpu.clone()
+        };
+        #[cfg(feature = "ort")]
         let ort = |provider| {
             let source = match &held {
                 Held::Bytes(b) => ModelSource::Memory(b),
@@ -303,7 +308,7 @@ impl Detector {
                 source,
                 ort_lib,
                 provider,
-                &options.gpu,
+                &gpu,
                 info.input,
                 info.spec.image_size,
                 options.threads,

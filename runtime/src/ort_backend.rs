@@ -79,6 +79,7 @@ fn tensorrt(
     let mut trt = ort::ep::TensorRT::default()
         .with_device_id(gpu.device_id)
         .with_fp16(gpu.fp16)
+        .with_int8(gpu.int8)
         .with_layer_norm_fp32_fallback(true)
         .with_profile_min_shapes(shape(1))
         .with_profile_opt_shapes(shape(max_batch))

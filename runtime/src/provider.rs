@@ -41,6 +41,9 @@ pub struct GpuOptions {
     pub workspace_bytes: Option<usize>,
     /// TensorRT: the optimisation profile covers batches 1..=max_batch (default 8), tuned for max_batch.
     pub max_batch: Option<u32>,
+    /// TensorRT: allow int8 kernels. The detector turns it on for int8 (QDQ) graphs, whose
+    /// Q/DQ scales TensorRT then uses as they are (explicit quantization: no calibration table).
+    pub int8: bool,
 }
 
 /// The precision OpenVINO computes in (its `INFERENCE_PRECISION_HINT`).

@@ -148,6 +148,7 @@ pub fn load_detector(model: &Model, run: &RunArgs, batch: u32) -> anyhow::Result
         cache_dir: run.trt_cache.clone(),
         workspace_bytes: run.trt_workspace_mib.map(|m| m << 20),
         max_batch: Some(run.max_batch.unwrap_or(8).max(batch)),
+        int8: false,
     };
     let options = DetectorOptions {
         backend,

@@ -203,6 +203,59 @@ pub fn check(model: &pb::ModelProto, rules: &Rules) -> Vec<Violation> {
                 }
             }
         }
+        if let (Some(qdq), "QuantizeLinear" | "DequantizeLinear") = (&rules.qdq, op) {
+            // The zero point carries the quantized type; without one, QuantizeLinear gives UINT8.
+            match node
+                .input
+                .get(2)
+                .filter(|i| !i.is_empty())
+                .map(|z| (z, initializer(z)))
+            {
+                None => flag(
+                    name,
+                    op,
+                    format!(
+                        "no zero point (UINT8); {} quantizes to {}",
+                        rules.name,
+                        qdq.types.join(", ")
+                    ),
+                ),
+                Some((z, None)) => flag(
+                    name,
+                    op,
+                    format!(
+                        "zero point `{z}` is computed at run time; {} needs an initializer",
+                        rules.name
+                    ),
+                ),
+                Some((z, Some(t))) => {
+                    let dtype = data_type_name(t.data_type);
+                    if !qdq.types.contains(&dtype.as_str()) {
+                        flag(
+                            name,
+                            op,
+                            format!(
+                                "quantized type {dtype}; {} takes {}",
+                                rules.name,
+                                qdq.types.join(", ")
+                            ),
+                        );
+                    }
+                    let zero =
+                        t.raw_data.iter().all(|&b| b == 0) && t.int32_data.iter().all(|&v| v == 0);
+                    if qdq.zero_points_zero && !zero {
+                        flag(
+                            name,
+                            op,
+                            format!(
+                                "zero point `{z}` is not zero; {} quantizes symmetrically",
+                                rules.name
+                            ),
+                        );
+                    }
+                }
+            }
+        }
         if op == "Resize" {
             if let Some(modes) = rules.resize_modes {
                 let mode = node

@@ -18,6 +18,16 @@ pub struct Rules {
     pub resize_modes: Option<&'static [&'static str]>,
     /// Element types allowed for graph inputs and outputs (ONNX DataType names), if limited.
     pub io_types: Option<&'static [&'static str]>,
+    /// QuantizeLinear/DequantizeLinear: the quantized types the parser takes (ONNX DataType
+    /// names, read from the zero point, whose type is the quantized one) and whether zero
+    /// points must be zero; `None`: any.
+    pub qdq: Option<QdqRules>,
+}
+
+/// A parser's limits on QuantizeLinear/DequantizeLinear.
+pub struct QdqRules {
+    pub types: &'static [&'static str],
+    pub zero_points_zero: bool,
 }
 
 /// ONNX Runtime and tract: the graph as exported (opset 17, standard operators only).
@@ -29,12 +39,15 @@ pub const GENERIC: Rules = Rules {
     topk_k_below: None,
     resize_modes: None,
     io_types: None,
+    qdq: None,
 };
 
 // operators.md@8.5-GA: "supports operators up to Opset 17"; LayerNormalization "N"; TopK "`K`
 // input must be an initializer"; Slice "`axes` must be an initializer"; Unsqueeze "`axes` must
 // be a constant tensor"; Resize modes "nearest, linear"; data types DOUBLE, FLOAT32, FLOAT16,
-// INT8, BOOL (INT32/INT64 cast down) — no UINT8, so no `image_u8` input.
+// INT8, BOOL (INT32/INT64 cast down) — no UINT8, so no `image_u8` input; DequantizeLinear "INT8",
+// "`x_zero_point` must be zero"; QuantizeLinear "`y_zero_point` must be 0" (so symmetric int8:
+// a QuantizeLinear without a zero point would give UINT8).
 pub const TENSORRT_8_5: Rules = Rules {
     name: "tensorrt-8.5",
     opsets: (1, 17),
@@ -47,11 +60,16 @@ pub const TENSORRT_8_5: Rules = Rules {
     topk_k_below: Some(3840),
     resize_modes: Some(&["nearest", "linear"]),
     io_types: Some(&["FLOAT", "FLOAT16", "INT32", "INT64", "INT8", "BOOL"]),
+    qdq: Some(QdqRules {
+        types: &["INT8"],
+        zero_points_zero: true,
+    }),
 };
 
 // operators.md@8.6-GA: up to Opset 17; LayerNormalization "Y"; TopK without the initializer
 // note (kept below: the K < 3840 limit is TensorRT's own, see docs/jetson.md); Cast lists UINT8, so
-// an `image_u8` input cast to float imports.
+// an `image_u8` input cast to float imports; Quantize/DequantizeLinear as in 8.5 (INT8, zero
+// points zero).
 pub const TENSORRT_8_6: Rules = Rules {
     name: "tensorrt-8.6",
     opsets: (1, 17),
@@ -62,6 +80,10 @@ pub const TENSORRT_8_6: Rules = Rules {
     io_types: Some(&[
         "FLOAT", "FLOAT16", "INT32", "INT64", "INT8", "UINT8", "BOOL",
     ]),
+    qdq: Some(QdqRules {
+        types: &["INT8"],
+        zero_points_zero: true,
+    }),
 };
 
 // operators.md@96e7811 (10.0/10.1 GA): "opset 9 to opset 20"; TopK "`K` input must be less than
@@ -84,6 +106,12 @@ pub const TENSORRT_10: Rules = Rules {
     io_types: Some(&[
         "FLOAT", "FLOAT16", "BFLOAT16", "INT32", "INT64", "INT8", "UINT8", "BOOL",
     ]),
+    // DequantizeLinear "INT8, FP8, INT4", "`x_zero_point` must be zero"; QuantizeLinear
+    // "`y_zero_point` must be 0" (of the three, this export only writes INT8).
+    qdq: Some(QdqRules {
+        types: &["INT8", "FLOAT8E4M3FN", "INT4"],
+        zero_points_zero: true,
+    }),
 };
 
 /// operators.md@8.5-GA, every operator marked "Y".
