@@ -1,5 +1,6 @@
 //! The whole export, as `dlvp export` runs it: checkpoint + spec → graph ([`crate::model`]) →
-//! the precision pass (fp16) → the target's rewrites (LayerNormalization decomposed for TensorRT
+//! the precision pass (fp16; or int8 with the scales calibration measured on
+//! [`calibration_graph`]) → the target's rewrites (LayerNormalization decomposed for TensorRT
 //! 8.5) and its metadata → the ledger's unused tensors → ONNX bytes, checked against the target's
 //! parser rules before anyone writes them (model-spec/README.md, "Graph contract").
 

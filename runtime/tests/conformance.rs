@@ -631,6 +631,9 @@ fn auto_leaves_int8_graphs_off_tract() {
         openvino_lib: Some(nowhere),
         ..Default::default()
     };
+    // ONNX Runtime's library, once another test of this process has loaded it, stays loaded:
+    // auto may then run the graph there — never on tract. The tract-only build (scripts/test)
+    // always takes the refusal branch.
     match Detector::from_bytes(bytes.clone(), &auto) {
         Err(DetectError::NoBackend { reasons }) => assert!(
             reasons
@@ -639,7 +642,10 @@ fn auto_leaves_int8_graphs_off_tract() {
             "{reasons:?}"
         ),
         Err(e) => panic!("{e}"),
-        Ok(d) => panic!("auto ran the int8 graph on {}", d.backend()),
+        Ok(d) => assert_ne!(d.backend(), BackendChoice::Tract),
+    }
+    if !BackendChoice::OrtCpu.is_built() && !BackendChoice::OpenVino.is_built() {
+        assert!(Detector::from_bytes(bytes.clone(), &auto).is_err());
     }
     if BackendChoice::Tract.is_built() {
         let tract = DetectorOptions {
@@ -652,5 +658,46 @@ fn auto_leaves_int8_graphs_off_tract() {
             .detect(&image::DynamicImage::new_rgb8(40, 30))
             .unwrap();
         assert!((0.0..=1.0).contains(&found.score));
+    }
+}
+
+/// The calibration graph's extra outputs (every quantized layer's input) come back in the same
+/// order and with the same values from tract (`run_extra_outputs`, by position) and ONNX
+/// Runtime (`run_named`, by name): int8 calibration may run on either.
+#[cfg(all(feature = "tract", feature = "ort"))]
+#[test]
+fn calibration_activations_agree_between_tract_and_onnxruntime() {
+    if dlvp_test_support::gate::onnxruntime().is_none() {
+        return;
+    }
+    let ckpt = Arc::new(Checkpoint::open(&fixtures().join("weights.safetensors")).unwrap());
+    let spec = ckpt.embedded_spec().unwrap().unwrap();
+    let (export, taps) = dlvp_exporter::calibration_graph(
+        ckpt,
+        &spec,
+        ExportOptions::default(),
+        dlvp_exporter::Selection::Blocks,
+    )
+    .unwrap();
+    let bytes = export.into_model().unwrap().to_bytes();
+    let (image, _) = golden();
+    let batch = image.shape()[0];
+    let tract = TractModel::load(&bytes, InputKind::Image, batch, spec.image_size)
+        .unwrap()
+        .run_extra_outputs(image.clone())
+        .unwrap();
+    let ort = OrtModel::load(&bytes, None)
+        .unwrap()
+        .run_named(image, &taps)
+        .unwrap();
+    assert_eq!((tract.len(), ort.len()), (taps.len(), taps.len()));
+    for ((name, a), b) in taps.iter().zip(&tract).zip(&ort) {
+        assert_eq!(a.shape(), b.shape(), "{name}");
+        let worst = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+            .fold(0f32, f32::max);
+        assert!(worst <= 1e-4, "{name}: differs by {worst:e}");
     }
 }

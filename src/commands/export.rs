@@ -70,14 +70,16 @@ pub struct ExportArgs {
 /// quantization step of the activations rather than by float rounding.
 const INT8_BACKEND_TOLERANCE: f32 = 0.1;
 
-/// An unused-tensor error with the hint the plain export gives.
-fn unused_hint(e: anyhow::Error, weights: &std::path::Path) -> anyhow::Error {
+/// An export error as the CLI reports it: unused tensors with the hint, other export errors
+/// naming the checkpoint; anything else (a calibration image, say) names itself already.
+fn export_error(e: anyhow::Error, weights: &std::path::Path) -> anyhow::Error {
     match e.downcast_ref::<ExportError>() {
         Some(ExportError::Unused { .. }) => anyhow::anyhow!(
             "{}: {e} (wrong spec? pass --allow-unused to export anyway)",
             weights.display()
         ),
-        _ => e,
+        Some(_) => e.context(format!("exporting {}", weights.display())),
+        None => e,
     }
 }
 
@@ -153,7 +155,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             &args.calibration,
             args.ort_lib.as_deref(),
         );
-        Some(q.map_err(|e| unused_hint(e, &args.weights))?)
+        Some(q.map_err(|e| export_error(e, &args.weights))?)
     } else {
         None
     };
@@ -162,14 +164,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         Some(q) => dlvp_exporter::export_int8(ckpt, &spec, options, q),
         None => dlvp_exporter::export(ckpt, &spec, options),
     };
-    let exported = match exported {
-        Ok(exported) => exported,
-        Err(e @ ExportError::Unused { .. }) => bail!(
-            "{}: {e} (wrong spec? pass --allow-unused to export anyway)",
-            args.weights.display()
-        ),
-        Err(e) => return Err(e).with_context(|| format!("exporting {}", args.weights.display())),
-    };
+    let exported = exported.map_err(|e| export_error(e.into(), &args.weights))?;
     if !exported.unused.is_empty() {
         eprintln!(
             "warning: {}: unused tensor(s): {}",
