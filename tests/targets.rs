@@ -284,6 +284,49 @@ fn export_for_each_target_passes_its_check_and_decomposed_layernorm_matches_fuse
         "{ops}"
     );
     assert!(ops.contains("metadata dlvp.target: tensorrt-8.5"), "{ops}");
+    // ONNX Runtime's TensorRT LayerNorm fp32 fallback matches a Pow layer immediately followed by
+    // a Reduce layer: every decomposed LayerNorm squares with Pow(d, 2.0) and averages it in the
+    // very next node; nothing squares with Mul.
+    let proto: pb::ModelProto =
+        prost::Message::decode(std::fs::read(&decomposed).unwrap().as_slice()).unwrap();
+    let graph = proto.graph.as_ref().unwrap();
+    let generic: pb::ModelProto = prost::Message::decode(
+        std::fs::read(dir.path().join("generic.onnx"))
+            .unwrap()
+            .as_slice(),
+    )
+    .unwrap();
+    let layer_norms = generic
+        .graph
+        .as_ref()
+        .unwrap()
+        .node
+        .iter()
+        .filter(|n| n.op_type == "LayerNormalization")
+        .count();
+    let pows: Vec<usize> = (0..graph.node.len())
+        .filter(|&i| graph.node[i].op_type == "Pow")
+        .collect();
+    assert_eq!(pows.len(), layer_norms);
+    for i in pows {
+        let (pow, next) = (&graph.node[i], &graph.node[i + 1]);
+        let two = graph
+            .initializer
+            .iter()
+            .find(|t| t.name == pow.input[1])
+            .unwrap();
+        assert_eq!(two.raw_data, 2f32.to_le_bytes(), "{}", pow.name);
+        assert_eq!(
+            next.op_type, "ReduceMean",
+            "{} is followed by {}",
+            pow.name, next.name
+        );
+        assert_eq!(next.input[0], pow.output[0]);
+    }
+    assert!(!graph
+        .node
+        .iter()
+        .any(|n| n.op_type == "Mul" && n.input.len() == 2 && n.input[0] == n.input[1]));
 
     let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/samples");
     let images: Vec<_> = ["fabric_hole.png", "wood_crack.png", "metal_good.png"]

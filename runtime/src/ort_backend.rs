@@ -59,6 +59,9 @@ pub enum ModelSource<'a> {
     File(&'a Path),
 }
 
+/// The environment variable NVIDIA's libraries (TensorRT, cuBLAS, cuDNN) read to forbid TF32.
+pub const TF32_OVERRIDE: &str = "NVIDIA_TF32_OVERRIDE";
+
 pub struct OrtModel {
     session: Session,
     provider: Provider,
@@ -175,10 +178,19 @@ impl OrtModel {
                     ),
                 });
             }
-            // TF32 matmuls would cost the 1e-4 parity with the reference; they stay off.
+            // TF32 matmuls would cost the 1e-4 parity with the reference; they stay off unless
+            // asked for. TensorRT builds with its kTF32 flag set and ONNX Runtime's provider
+            // offers no option to clear it; NVIDIA libraries read NVIDIA_TF32_OVERRIDE=0 as
+            // "never TF32" when they initialise, which is before the session below exists.
+            if provider == Provider::TensorRt
+                && !gpu.allow_tf32
+                && std::env::var_os(TF32_OVERRIDE).is_none()
+            {
+                std::env::set_var(TF32_OVERRIDE, "0");
+            }
             let cuda = ort::ep::CUDA::default()
                 .with_device_id(gpu.device_id)
-                .with_tf32(false)
+                .with_tf32(gpu.allow_tf32)
                 .build()
                 .error_on_failure();
             let dispatch = match provider {

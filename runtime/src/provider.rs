@@ -41,6 +41,11 @@ pub struct GpuOptions {
     pub workspace_bytes: Option<usize>,
     /// TensorRT: the optimisation profile covers batches 1..=max_batch (default 8), tuned for max_batch.
     pub max_batch: Option<u32>,
+    /// CUDA and TensorRT: allow TF32 matrix products (Ampere and later, Jetson Orin included:
+    /// faster, but about 1e-3 from f32, which breaks the 1e-4 parity). Off by default: CUDA gets
+    /// `use_tf32=0`; TensorRT, whose provider has no option for it and enables TF32 by default,
+    /// gets `NVIDIA_TF32_OVERRIDE=0` in this process's environment unless the variable is set.
+    pub allow_tf32: bool,
     /// TensorRT: allow int8 kernels. The detector turns it on for int8 (QDQ) graphs, whose
     /// Q/DQ scales TensorRT then uses as they are (explicit quantization: no calibration table).
     pub int8: bool,

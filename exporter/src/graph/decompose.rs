@@ -2,6 +2,13 @@
 //! 8.5, see the rule tables of `crate::targets`): over the last axis,
 //! `d = x − mean(x)`, `y = d / sqrt(mean(d²) + ε) · γ + β` — the function body ONNX gives the
 //! op (opset 17), in f32. Applied after the fp16 rewrite, where LayerNorm stays in f32.
+//!
+//! d² is written `Pow(d, 2)` with the `ReduceMean` of the variance as the very next node: ONNX
+//! Runtime's TensorRT provider, under `trt_fp16_enable` with `trt_layer_norm_fp32_fallback`,
+//! keeps a layer in f32 only where an elementwise POW layer is immediately followed by a REDUCE
+//! layer (`tensorrt_execution_provider.cc`: "Force Pow + Reduce ops in layer norm to run in FP32
+//! to avoid overflow"). `Mul(d, d)` would leave the variance — the sum of squares that
+//! overflows f16 — in f16. On CPUs `Pow(d, 2)` equals `d · d`.
 
 use super::{Attr, DType, Graph, Initializer, Node};
 
@@ -29,6 +36,15 @@ pub fn layer_norm(graph: &mut Graph) {
                 _ => None,
             })
             .unwrap_or(1e-5);
+        const TWO: &str = "layer_norm_two";
+        if !graph.initializers.iter().any(|t| t.name == TWO) {
+            graph.initializers.push(Initializer {
+                name: TWO.into(),
+                dtype: DType::F32,
+                dims: vec![],
+                raw: 2f32.to_le_bytes().to_vec(),
+            });
+        }
         let eps_name = format!("layer_norm_epsilon_{:08x}", epsilon.to_bits());
         if !graph.initializers.iter().any(|t| t.name == eps_name) {
             graph.initializers.push(Initializer {
@@ -50,12 +66,7 @@ pub fn layer_norm(graph: &mut Graph) {
         let steps: [Step; 9] = [
             ("ReduceMean", "mean", vec![x.clone()], mean_last()),
             ("Sub", "centered", vec![x, wire("mean")], vec![]),
-            (
-                "Mul",
-                "squared",
-                vec![wire("centered"), wire("centered")],
-                vec![],
-            ),
+            ("Pow", "squared", vec![wire("centered"), TWO.into()], vec![]),
             ("ReduceMean", "variance", vec![wire("squared")], mean_last()),
             (
                 "Add",
