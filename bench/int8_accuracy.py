@@ -5,7 +5,7 @@ Both graphs run on ONNX Runtime CPU over every test image, preprocessed as model
 (the reference's `load_image`). Per category and overall it prints the largest and mean absolute
 differences of scores and of maps, and the share of images whose Top-K patch set is unchanged
 (as sets: the order of near-tied patches may swap without changing what the head sees). The
-AUROCs of the two graphs come from `dlvp eval` (README "int8").
+AUROCs of the two graphs come from `dlvp eval` (docs/int8.md).
 
     reference/.venv/bin/python bench/int8_accuracy.py models/demo/dlvp-clip-demo.onnx int8.onnx data/
 """

@@ -176,7 +176,7 @@ def test_fp16_graph_stays_within_1e_2_of_the_reference(dlvp_bin, tmp_path, which
     assert e_score <= FP16_TOL and e_map <= FP16_TOL
 
 
-INT8_TOL = 0.1  # scores and maps on the calibration images; measured on this tiny random model: README "int8"
+INT8_TOL = 0.1  # scores and maps on the calibration images; measured on this tiny random model: docs/int8.md
 
 
 def test_int8_graph_is_standard_symmetric_qdq_and_near_the_fp32_graph(dlvp_bin, tmp_path):

@@ -420,7 +420,7 @@ impl Detector {
                 match chosen {
                     Some(c) => c,
                     // tract runs QuantizeLinear/DequantizeLinear in float: an int8 graph is
-                    // slower there than the fp32 one (README "int8"), so auto never picks it.
+                    // slower there than the fp32 one (docs/int8.md), so auto never picks it.
                     None if info.precision == Precision::Int8 => {
                         notes.push(TRACT_INT8_NOTE.to_string());
                         return Err(DetectError::NoBackend { reasons: notes });

@@ -177,7 +177,7 @@ fn every_backend_reproduces_the_reference() {
     }
 }
 
-/// fp16 graphs: within 1e-2 of the f32 reference on every backend (the numerical contract, README "Measured").
+/// fp16 graphs: within 1e-2 of the f32 reference on every backend (the numerical contract, docs/performance.md).
 #[test]
 fn every_backend_runs_the_fp16_graph_within_1e_2() {
     let (image, expected) = golden();

@@ -334,7 +334,7 @@ fn verify(
     ov_lib: Option<&std::path::Path>,
     precision: Precision,
 ) -> anyhow::Result<()> {
-    // The numerical contract (README "Measured"): fp32 backends agree within 1e-4 with equal
+    // The numerical contract (docs/performance.md): fp32 backends agree within 1e-4 with equal
     // Top-K, fp16 within 1e-2 with equal Top-K. int8 backends each run the QDQ pairs their own way (integer
     // kernels or float emulation): they agree to about a quantization step, and near-tied
     // patches may swap, so Top-K is reported, not required.
