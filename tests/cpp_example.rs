@@ -1,7 +1,8 @@
 //! The C++ example (examples/cpp) against the Rust runtime: on inputs already at the model's
 //! H×W its scores, maps and Top-K equal `dlvp detect --backend ort-cpu` (≤ 1e-5), for the float
-//! `image` graph and the `--embed-preprocess` `image_u8` graph; with its own OpenCV resize the
-//! difference is measured (printed; README records it); bad models fail by name.
+//! `image` graph and the `--embed-preprocess` `image_u8` graph, and on images it resizes itself
+//! with dlvp/resize.hpp (byte-equal to Pillow on every preprocessing fixture); bad models fail
+//! by name.
 //!
 //! Needs the built example: `DLVP_CPP_EXAMPLE=path/to/dlvp_detect` (scripts/test builds it with
 //! examples/cpp/build.sh and sets this; without it these tests skip and say so, unless
@@ -150,31 +151,86 @@ fn at_the_model_size_the_cpp_example_equals_dlvp_detect() {
     }
 }
 
+/// Images not at the model's size are resized by dlvp/resize.hpp, Pillow's filter bit for bit:
+/// the C++ detector then equals `dlvp detect` on them too (≤ 1e-5, Top-K exact), and BGR input
+/// (OpenCV's order) resizes as RGB does.
 #[test]
-fn with_its_own_opencv_resize_the_difference_is_measured() {
+fn resized_images_score_as_dlvp_detect_scores_them() {
     let Some(bin) = example() else { return };
     let dir = tempfile::tempdir().unwrap();
     let model = export(dir.path(), "tiny.onnx", &[]);
     let (_, to_resize) = images(dir.path());
-    let reference = rust_detections(&model, std::slice::from_ref(&to_resize));
-    let cpp = run_cpp(
-        &bin,
-        &model,
-        std::slice::from_ref(&to_resize),
-        &dir.path().join("out"),
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/preprocess");
+    let more = vec![
+        to_resize,
+        fixtures.join("300x41_rgb.png"),
+        fixtures.join("120x120_rgb.png"),
+    ];
+    let reference = rust_detections(&model, &more);
+    let cpp = run_cpp(&bin, &model, &more, &dir.path().join("out"));
+    for ((c, r), name) in cpp.iter().zip(&reference).zip(&more) {
+        let map: Vec<f32> = r.map.iter().copied().collect();
+        let (ds, dm) = ((c.score - r.score).abs(), max_diff(&c.map, &map));
+        eprintln!(
+            "{}: score diff {ds:.2e}, map max diff {dm:.2e}",
+            name.display()
+        );
+        assert!(
+            ds <= 1e-5 && dm <= 1e-5,
+            "{}: score {ds}, map {dm}",
+            name.display()
+        );
+        assert_eq!(c.topk, r.topk, "{}", name.display());
+    }
+}
+
+/// dlvp/resize.hpp against Pillow itself: every image of fixtures/preprocess, resized to 56×56
+/// with both filters, byte-equal to what Pillow wrote into expected.safetensors.
+#[test]
+fn the_cpp_resize_is_byte_equal_to_pillow() {
+    let Some(bin) = example() else { return };
+    let check = bin.with_file_name("resize_check");
+    assert!(
+        check.is_file(),
+        "{}: not built (examples/cpp/build.sh builds it)",
+        check.display()
     );
-    let (c, r) = (&cpp[0], &reference[0]);
-    let map: Vec<f32> = r.map.iter().copied().collect();
-    assert!((0.0..=1.0).contains(&c.score) && c.map.iter().all(|v| (0.0..=1.0).contains(v)));
-    // Pillow's bicubic (a = −0.5, antialiased) vs OpenCV's INTER_CUBIC (a = −0.75): recorded,
-    // not bounded — it depends on the model and the image.
-    eprintln!(
-        "80×64 → 56×56, OpenCV vs Pillow resize: score {:.4} vs {:.4} (diff {:.2e}), map max diff {:.2e}",
-        c.score,
-        r.score,
-        (c.score - r.score).abs(),
-        max_diff(&c.map, &map)
-    );
+    let dir = tempfile::tempdir().unwrap();
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/preprocess/expected.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let expected = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut compared = 0;
+    for (name, decoded) in expected.tensors() {
+        let Some(stem) = name.strip_suffix(".decoded") else {
+            continue;
+        };
+        let (h, w) = (decoded.shape()[0], decoded.shape()[1]);
+        let input = dir.path().join(format!("{stem}.rgb"));
+        std::fs::write(&input, decoded.data()).unwrap();
+        for filter in ["bicubic", "bilinear"] {
+            let want = expected.tensor(&format!("{stem}.{filter}")).unwrap();
+            let (oh, ow) = (want.shape()[0], want.shape()[1]);
+            let out = dir.path().join(format!("{stem}.{filter}.rgb"));
+            let run = Command::new(&check)
+                .arg(&input)
+                .args([w.to_string(), h.to_string()])
+                .arg(&out)
+                .args([ow.to_string(), oh.to_string(), filter.to_string()])
+                .output()
+                .unwrap();
+            assert!(run.status.success(), "{}", stderr(&run));
+            let got = std::fs::read(&out).unwrap();
+            let differ = got.iter().zip(want.data()).filter(|(a, b)| a != b).count();
+            assert!(
+                got.len() == want.data().len() && differ == 0,
+                "{stem} {filter}: {differ} of {} bytes differ from Pillow",
+                want.data().len()
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 20, "only {compared} fixtures compared");
 }
 
 #[test]

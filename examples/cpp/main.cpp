@@ -3,11 +3,12 @@
 //   dlvp_detect MODEL.onnx IMAGE... [--out DIR] [--provider cpu|cuda|tensorrt|auto] [--batch N] [--json]
 //
 // Loads each image with OpenCV (BGR, as C++ pipelines hold them), resizes it to the model's
-// S×S with OpenCV if it is not already that size (cubic or linear after the model's metadata;
-// OpenCV's kernels are not Pillow's, so only S×S inputs give `dlvp detect`'s exact numbers),
+// S×S if it is not already that size with dlvp/resize.hpp (Pillow's filter, as the model's
+// metadata names it: the same bytes `dlvp detect` feeds the graph),
 // runs batches, prints one line per image and, with --out, writes NAME.map.png (16-bit, S×S)
 // and NAME.map.f32 (the raw float32 map, row-major). Exit 0, or 1 on any error, 2 on bad usage.
 #include <dlvp/detector.hpp>
+#include <dlvp/resize.hpp>
 
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -67,7 +68,7 @@ int main(int argc, char** argv) {
     const int s = info.preprocess.image_size;
     std::cerr << "provider: " << detector.provider() << ", input `" << info.input << "` " << s << "x" << s << "\n";
     if (!out_dir.empty()) fs::create_directories(out_dir);
-    const int interpolation = info.preprocess.resize == "bilinear" ? cv::INTER_LINEAR : cv::INTER_CUBIC;
+    const dlvp::Filter filter = dlvp::filter_from_name(info.preprocess.resize);
 
     std::vector<std::string> names(positional.begin() + 1, positional.end());
     for (std::size_t start = 0; start < names.size(); start += batch) {
@@ -78,9 +79,9 @@ int main(int argc, char** argv) {
         cv::Mat img = cv::imread(names[i], cv::IMREAD_COLOR);
         if (img.empty()) throw dlvp::Error(names[i] + ": cannot read image");
         if (img.cols != s || img.rows != s) {
-          cv::Mat resized;
-          cv::resize(img, resized, cv::Size(s, s), 0, 0, interpolation);
-          img = resized;
+          // Pillow-exact, as `dlvp detect` resizes (OpenCV's INTER_CUBIC is another kernel).
+          std::vector<std::uint8_t> px = dlvp::resize_rgb8(img.data, img.cols, img.rows, img.step[0], s, s, filter);
+          img = cv::Mat(s, s, CV_8UC3, px.data()).clone();
         }
         images.push_back(img);
       }

@@ -8,7 +8,7 @@
 // `anomaly_score` [B], `anomaly_map` [B, 1, S, S], `topk_indices` [B, K].
 //
 // Images come as pipelines hold them: 8-bit, 3 channels, RGB or BGR, rows `stride` bytes apart,
-// already S×S (resize with your own code; `dlvp detect` resizes exactly as Pillow does).
+// already S×S (dlvp/resize.hpp resizes them exactly as Pillow, and so `dlvp detect`, does).
 #pragma once
 
 #include <onnxruntime_cxx_api.h>

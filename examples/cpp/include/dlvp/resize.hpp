@@ -1,0 +1,131 @@
+// dlvp/resize.hpp — resize 8-bit images exactly as Pillow's Image.resize does (BICUBIC,
+// BILINEAR), which is how `dlvp detect` preprocesses (model-spec/README.md §1). Header-only,
+// no dependencies; the same algorithm as dlvp-runtime's preprocess.rs:
+//   - per output sample, a window centred on (i + 0.5)·scale with support r·max(scale, 1)
+//     (r = 2 bicubic with a = −0.5, 1 bilinear), weights normalised in double precision and
+//     rounded to 22-bit fixed point (Pillow's Resample.c);
+//   - two separable passes, each rounded and clipped to 8 bits; the vertical pass first when
+//     it shrinks more than the horizontal one (as Pillow 13 orders them); an axis whose size
+//     does not change is not resampled.
+// Channels are resampled independently, so RGB and BGR data resize alike.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace dlvp {
+
+enum class Filter { Bicubic, Bilinear };
+
+// The filter `dlvp.preprocess.resize` names ("bicubic" or "bilinear").
+inline Filter filter_from_name(const std::string& name) {
+  if (name == "bicubic") return Filter::Bicubic;
+  if (name == "bilinear") return Filter::Bilinear;
+  throw std::invalid_argument("resize filter `" + name + "`: expected bicubic or bilinear");
+}
+
+namespace detail {
+
+constexpr int kPrecisionBits = 32 - 8 - 2;
+
+inline double kernel(Filter f, double x) {
+  x = std::fabs(x);
+  if (f == Filter::Bilinear) return x < 1.0 ? 1.0 - x : 0.0;
+  const double a = -0.5;
+  if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
+  if (x < 2.0) return (((x - 5.0) * x + 8.0) * x - 4.0) * a;
+  return 0.0;
+}
+
+struct Window {
+  int start;
+  std::vector<std::int64_t> weights;  // fixed point, kPrecisionBits
+};
+
+inline std::vector<Window> windows(int input, int output, Filter f) {
+  const double scale = static_cast<double>(input) / output;
+  const double filter_scale = std::max(scale, 1.0);
+  const double support = (f == Filter::Bicubic ? 2.0 : 1.0) * filter_scale;
+  const double inv = 1.0 / filter_scale;
+  const double one = static_cast<double>(std::uint64_t{1} << kPrecisionBits);
+  std::vector<Window> out(output);
+  for (int i = 0; i < output; ++i) {
+    const double centre = (i + 0.5) * scale;
+    // C's (int) truncation, as Pillow computes the bounds.
+    const int start = std::max<long long>(static_cast<long long>(centre - support + 0.5), 0);
+    const int end = static_cast<int>(std::min<long long>(static_cast<long long>(centre + support + 0.5), input));
+    std::vector<double> w;
+    double total = 0.0;
+    for (int j = start; j < end; ++j) {
+      w.push_back(kernel(f, (j - centre + 0.5) * inv));
+      total += w.back();
+    }
+    out[i].start = start;
+    for (double v : w) {
+      if (total != 0.0) v /= total;
+      // Round half away from zero, as Pillow's (int)(±0.5 + w·one).
+      out[i].weights.push_back(static_cast<std::int64_t>(v < 0.0 ? -0.5 + v * one : 0.5 + v * one));
+    }
+  }
+  return out;
+}
+
+inline std::uint8_t clip8(std::int64_t v) {
+  if (v <= 0) return 0;
+  if (v >= (std::int64_t{1} << (kPrecisionBits + 8))) return 255;
+  return static_cast<std::uint8_t>(v >> kPrecisionBits);
+}
+
+// One pass over a packed w×h×3 image along x (horizontal) or y.
+inline std::vector<std::uint8_t> pass(const std::vector<std::uint8_t>& src, int& w, int& h, int out_len,
+                                      Filter f, bool horizontal) {
+  const std::vector<Window> wins = windows(horizontal ? w : h, out_len, f);
+  const int ow = horizontal ? out_len : w, oh = horizontal ? h : out_len;
+  std::vector<std::uint8_t> out(static_cast<std::size_t>(ow) * oh * 3);
+  for (int y = 0; y < oh; ++y)
+    for (int x = 0; x < ow; ++x) {
+      const Window& win = horizontal ? wins[x] : wins[y];
+      for (int c = 0; c < 3; ++c) {
+        std::int64_t acc = std::int64_t{1} << (kPrecisionBits - 1);
+        for (std::size_t t = 0; t < win.weights.size(); ++t) {
+          const int sx = horizontal ? win.start + static_cast<int>(t) : x;
+          const int sy = horizontal ? y : win.start + static_cast<int>(t);
+          acc += static_cast<std::int64_t>(src[(static_cast<std::size_t>(sy) * w + sx) * 3 + c]) * win.weights[t];
+        }
+        out[(static_cast<std::size_t>(y) * ow + x) * 3 + c] = clip8(acc);
+      }
+    }
+  w = ow;
+  h = oh;
+  return out;
+}
+
+}  // namespace detail
+
+// Resizes a width×height image of 3 interleaved 8-bit channels (rows `stride` bytes apart) to
+// out_width×out_height, packed (stride out_width·3).
+inline std::vector<std::uint8_t> resize_rgb8(const std::uint8_t* data, int width, int height, std::size_t stride,
+                                             int out_width, int out_height, Filter filter) {
+  if (data == nullptr) throw std::invalid_argument("resize_rgb8: null image");
+  if (width <= 0 || height <= 0 || out_width <= 0 || out_height <= 0)
+    throw std::invalid_argument("resize_rgb8: sizes must be positive");
+  if (stride < static_cast<std::size_t>(width) * 3) throw std::invalid_argument("resize_rgb8: stride below width·3");
+  std::vector<std::uint8_t> img(static_cast<std::size_t>(width) * height * 3);
+  for (int y = 0; y < height; ++y)
+    std::copy(data + y * stride, data + y * stride + static_cast<std::size_t>(width) * 3,
+              img.begin() + static_cast<std::ptrdiff_t>(y) * width * 3);
+  int w = width, h = height;
+  const long long in_w = width, in_h = height;
+  const bool vertical_first = in_h > out_height && in_h * out_width > in_w * out_height;
+  if (vertical_first && h != out_height) img = detail::pass(img, w, h, out_height, filter, false);
+  if (w != out_width) img = detail::pass(img, w, h, out_width, filter, true);
+  if (!vertical_first && h != out_height) img = detail::pass(img, w, h, out_height, filter, false);
+  return img;
+}
+
+}  // namespace dlvp
