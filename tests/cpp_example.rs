@@ -49,10 +49,21 @@ struct CppResult {
 }
 
 fn run_cpp(bin: &Path, model: &Path, images: &[PathBuf], out: &Path) -> Vec<CppResult> {
+    run_cpp_as(bin, model, images, out, "bgr")
+}
+
+/// `dlvp_detect --as LAYOUT`: the frames handed to the detector as BGR, BGRA or mono8.
+fn run_cpp_as(
+    bin: &Path,
+    model: &Path,
+    images: &[PathBuf],
+    out: &Path,
+    layout: &str,
+) -> Vec<CppResult> {
     let run = Command::new(bin)
         .arg(model)
         .args(images)
-        .args(["--json", "--batch", "2", "--out"])
+        .args(["--json", "--batch", "2", "--as", layout, "--out"])
         .arg(out)
         .output()
         .unwrap();
@@ -181,6 +192,49 @@ fn resized_images_score_as_dlvp_detect_scores_them() {
             name.display()
         );
         assert_eq!(c.topk, r.topk, "{}", name.display());
+    }
+}
+
+/// Mono8 and BGRA frames (what industrial cameras and GPU pipelines deliver) score as the same
+/// pictures in RGB: gray is replicated and alpha dropped as §1 says, at the model's size and
+/// resized, on the float and the `image_u8` graph.
+#[test]
+fn mono8_and_bgra_frames_score_as_their_rgb_pictures() {
+    let Some(bin) = example() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/preprocess");
+    let gray_at_size = dir.path().join("gray56.png");
+    image::GrayImage::from_fn(56, 56, |x, y| image::Luma([((x * 7 + y * 3) % 256) as u8]))
+        .save(&gray_at_size)
+        .unwrap();
+    let gray = vec![gray_at_size, fixtures.join("64x48_l.png")];
+    let colour = vec![
+        fixtures.join("56x56_rgb.png"),
+        fixtures.join("80x64_rgb.png"),
+    ];
+    for (model, label) in [
+        (export(dir.path(), "tiny.onnx", &[]), "image f32"),
+        (
+            export(dir.path(), "tiny_u8.onnx", &["--embed-preprocess"]),
+            "image_u8",
+        ),
+    ] {
+        for (images, layout) in [(&gray, "gray"), (&colour, "bgra")] {
+            let reference = rust_detections(&model, images);
+            let out = dir.path().join(format!("out-{label}-{layout}"));
+            for (c, r) in run_cpp_as(&bin, &model, images, &out, layout)
+                .iter()
+                .zip(&reference)
+            {
+                let map: Vec<f32> = r.map.iter().copied().collect();
+                let (ds, dm) = ((c.score - r.score).abs(), max_diff(&c.map, &map));
+                assert!(
+                    ds <= 1e-5 && dm <= 1e-5,
+                    "{label} {layout}: score {ds}, map {dm}"
+                );
+                assert_eq!(c.topk, r.topk, "{label} {layout}");
+            }
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 // dlvp_detect — score images with a `dlvp export` graph from C++ (ONNX Runtime + OpenCV).
 //
 //   dlvp_detect MODEL.onnx IMAGE... [--out DIR] [--provider cpu|cuda|tensorrt|auto] [--batch N] [--json]
+//               [--as bgr|bgra|gray]
 //
 // Loads each image with OpenCV (BGR, as C++ pipelines hold them), resizes it to the model's
 // S×S if it is not already that size with dlvp/resize.hpp (Pillow's filter, as the model's
@@ -24,7 +25,8 @@
 namespace fs = std::filesystem;
 
 static int usage() {
-  std::cerr << "usage: dlvp_detect MODEL.onnx IMAGE... [--out DIR] [--provider cpu|cuda|tensorrt|auto] [--batch N] [--json]\n";
+  std::cerr << "usage: dlvp_detect MODEL.onnx IMAGE... [--out DIR] [--provider cpu|cuda|tensorrt|auto] [--batch N] [--json]"
+               " [--as bgr|bgra|gray]\n";
   return 2;
 }
 
@@ -41,7 +43,7 @@ static void write_atomically(const fs::path& path, const void* data, std::size_t
 
 int main(int argc, char** argv) {
   std::vector<std::string> positional;
-  std::string out_dir, provider_name = "cpu";
+  std::string out_dir, provider_name = "cpu", layout = "bgr";
   std::size_t batch = 4;
   bool json = false;
   for (int i = 1; i < argc; ++i) {
@@ -50,10 +52,17 @@ int main(int argc, char** argv) {
     else if (a == "--provider" && i + 1 < argc) provider_name = argv[++i];
     else if (a == "--batch" && i + 1 < argc) batch = std::max(1, std::atoi(argv[++i]));
     else if (a == "--json") json = true;
+    else if (a == "--as" && i + 1 < argc) layout = argv[++i];
     else if (a.rfind("--", 0) == 0) return usage();
     else positional.push_back(a);
   }
   if (positional.size() < 2) return usage();
+  // How frames reach the detector: OpenCV's BGR (default), BGRA, or mono8 as a camera gives it.
+  dlvp::Channels channels = dlvp::Channels::BGR;
+  if (layout == "bgra") channels = dlvp::Channels::BGRA;
+  else if (layout == "gray") channels = dlvp::Channels::Gray;
+  else if (layout != "bgr") return usage();
+  const int pixel = dlvp::pixel_bytes(channels);
   dlvp::Provider provider;
   if (provider_name == "cpu") provider = dlvp::Provider::Cpu;
   else if (provider_name == "cuda") provider = dlvp::Provider::Cuda;
@@ -76,17 +85,18 @@ int main(int argc, char** argv) {
       std::vector<cv::Mat> images;
       std::vector<dlvp::ImageView> views;
       for (std::size_t i = start; i < end; ++i) {
-        cv::Mat img = cv::imread(names[i], cv::IMREAD_COLOR);
+        cv::Mat img = cv::imread(names[i], channels == dlvp::Channels::Gray ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR);
         if (img.empty()) throw dlvp::Error(names[i] + ": cannot read image");
+        if (channels == dlvp::Channels::BGRA) cv::cvtColor(img, img, cv::COLOR_BGR2BGRA);
         if (img.cols != s || img.rows != s) {
           // Pillow-exact, as `dlvp detect` resizes (OpenCV's INTER_CUBIC is another kernel).
-          std::vector<std::uint8_t> px = dlvp::resize_rgb8(img.data, img.cols, img.rows, img.step[0], s, s, filter);
-          img = cv::Mat(s, s, CV_8UC3, px.data()).clone();
+          std::vector<std::uint8_t> px = dlvp::resize8(img.data, img.cols, img.rows, img.step[0], pixel, s, s, filter);
+          img = cv::Mat(s, s, CV_8UC(pixel), px.data()).clone();
         }
         images.push_back(img);
       }
       for (const cv::Mat& img : images)
-        views.push_back({img.data, img.cols, img.rows, img.step[0], dlvp::Channels::BGR});
+        views.push_back({img.data, img.cols, img.rows, img.step[0], channels});
       const std::vector<dlvp::Detection> results = detector.detect(views);
       for (std::size_t k = 0; k < results.size(); ++k) {
         const std::string& name = names[start + k];

@@ -7,7 +7,7 @@
 // --embed-preprocess, `image_u8` uint8 [B, S, S, 3] RGB (normalised in the graph). Outputs
 // `anomaly_score` [B], `anomaly_map` [B, 1, S, S], `topk_indices` [B, K].
 //
-// Images come as pipelines hold them: 8-bit, 3 channels, RGB or BGR, rows `stride` bytes apart,
+// Images come as pipelines hold them: 8-bit RGB, BGR, RGBA, BGRA or mono, rows `stride` bytes apart,
 // already S×S (dlvp/resize.hpp resizes them exactly as Pillow, and so `dlvp detect`, does).
 #pragma once
 
@@ -28,13 +28,25 @@ class Error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-enum class Channels { RGB, BGR };
+// The layouts industrial cameras and pipelines deliver. Gray is replicated to RGB and alpha is
+// dropped, as model-spec §1 says.
+enum class Channels { RGB, BGR, RGBA, BGRA, Gray };
+
+// Bytes per pixel of a layout.
+inline int pixel_bytes(Channels c) {
+  switch (c) {
+    case Channels::Gray: return 1;
+    case Channels::RGBA:
+    case Channels::BGRA: return 4;
+    default: return 3;
+  }
+}
 
 struct ImageView {
   const std::uint8_t* data;
   int width;
   int height;
-  std::size_t stride;  // bytes from one row to the next (>= 3 * width)
+  std::size_t stride;  // bytes from one row to the next (>= pixel_bytes(channels) * width)
   Channels channels;
 };
 
@@ -99,7 +111,9 @@ class Detector {
           << " (resize it first)";
         fail(m.str());
       }
-      if (img.stride < static_cast<std::size_t>(3 * s)) fail("an image's stride is shorter than its row");
+      if (img.data == nullptr) fail("an image has no pixels (null data pointer)");
+      if (img.stride < static_cast<std::size_t>(pixel_bytes(img.channels)) * s)
+        fail("an image's stride is shorter than its row");
     }
     if (info_.input == "image_u8") {
       u8.resize(batch * plane * 3);
@@ -108,8 +122,9 @@ class Detector {
         for (int y = 0; y < s; ++y) {
           const std::uint8_t* row = img.data + y * img.stride;
           std::uint8_t* out = u8.data() + (b * plane + static_cast<std::size_t>(y) * s) * 3;
+          const int n = pixel_bytes(img.channels);
           for (int x = 0; x < s; ++x)
-            for (int c = 0; c < 3; ++c) out[x * 3 + c] = row[x * 3 + channel(img, c)];
+            for (int c = 0; c < 3; ++c) out[x * 3 + c] = row[x * n + channel(img, c)];
         }
       }
       const std::array<std::int64_t, 4> shape{static_cast<std::int64_t>(batch), s, s, 3};
@@ -122,12 +137,12 @@ class Detector {
         const ImageView& img = images[b];
         for (int c = 0; c < 3; ++c) {
           float* out = f32.data() + (b * 3 + c) * plane;
-          const int from = channel(img, c);
+          const int from = channel(img, c), n = pixel_bytes(img.channels);
           for (int y = 0; y < s; ++y) {
             const std::uint8_t* row = img.data + y * img.stride;
             for (int x = 0; x < s; ++x)
               out[static_cast<std::size_t>(y) * s + x] =
-                  (static_cast<float>(row[x * 3 + from]) / 255.0f - p.mean[c]) / p.std[c];
+                  (static_cast<float>(row[x * n + from]) / 255.0f - p.mean[c]) / p.std[c];
           }
         }
       }
@@ -158,7 +173,15 @@ class Detector {
  private:
   [[noreturn]] void fail(const std::string& message) const { throw Error(path_ + ": " + message); }
 
-  static int channel(const ImageView& img, int c) { return img.channels == Channels::BGR ? 2 - c : c; }
+  // Where RGB channel c sits in a pixel of the image's layout.
+  static int channel(const ImageView& img, int c) {
+    switch (img.channels) {
+      case Channels::BGR:
+      case Channels::BGRA: return 2 - c;
+      case Channels::Gray: return 0;
+      default: return c;
+    }
+  }
 
   std::string add_provider(Ort::SessionOptions& options, Provider provider, int device) {
     auto cuda = [&] {

@@ -7,7 +7,9 @@
 //   - two separable passes, each rounded and clipped to 8 bits; the vertical pass first when
 //     it shrinks more than the horizontal one (as Pillow 13 orders them); an axis whose size
 //     does not change is not resampled.
-// Channels are resampled independently, so RGB and BGR data resize alike.
+// Channels are resampled independently, so RGB and BGR data resize alike, and a mono8 or BGRA
+// frame resized and then expanded to RGB equals the RGB frame resized (model-spec §1 drops alpha
+// and replicates gray before resizing).
 #pragma once
 
 #include <algorithm>
@@ -81,23 +83,23 @@ inline std::uint8_t clip8(std::int64_t v) {
   return static_cast<std::uint8_t>(v >> kPrecisionBits);
 }
 
-// One pass over a packed w×h×3 image along x (horizontal) or y.
-inline std::vector<std::uint8_t> pass(const std::vector<std::uint8_t>& src, int& w, int& h, int out_len,
+// One pass over a packed w×h image of `n` channels along x (horizontal) or y.
+inline std::vector<std::uint8_t> pass(const std::vector<std::uint8_t>& src, int& w, int& h, int n, int out_len,
                                       Filter f, bool horizontal) {
   const std::vector<Window> wins = windows(horizontal ? w : h, out_len, f);
   const int ow = horizontal ? out_len : w, oh = horizontal ? h : out_len;
-  std::vector<std::uint8_t> out(static_cast<std::size_t>(ow) * oh * 3);
+  std::vector<std::uint8_t> out(static_cast<std::size_t>(ow) * oh * n);
   for (int y = 0; y < oh; ++y)
     for (int x = 0; x < ow; ++x) {
       const Window& win = horizontal ? wins[x] : wins[y];
-      for (int c = 0; c < 3; ++c) {
+      for (int c = 0; c < n; ++c) {
         std::int64_t acc = std::int64_t{1} << (kPrecisionBits - 1);
         for (std::size_t t = 0; t < win.weights.size(); ++t) {
           const int sx = horizontal ? win.start + static_cast<int>(t) : x;
           const int sy = horizontal ? y : win.start + static_cast<int>(t);
-          acc += static_cast<std::int64_t>(src[(static_cast<std::size_t>(sy) * w + sx) * 3 + c]) * win.weights[t];
+          acc += static_cast<std::int64_t>(src[(static_cast<std::size_t>(sy) * w + sx) * n + c]) * win.weights[t];
         }
-        out[(static_cast<std::size_t>(y) * ow + x) * 3 + c] = clip8(acc);
+        out[(static_cast<std::size_t>(y) * ow + x) * n + c] = clip8(acc);
       }
     }
   w = ow;
@@ -107,25 +109,31 @@ inline std::vector<std::uint8_t> pass(const std::vector<std::uint8_t>& src, int&
 
 }  // namespace detail
 
-// Resizes a width×height image of 3 interleaved 8-bit channels (rows `stride` bytes apart) to
-// out_width×out_height, packed (stride out_width·3).
-inline std::vector<std::uint8_t> resize_rgb8(const std::uint8_t* data, int width, int height, std::size_t stride,
-                                             int out_width, int out_height, Filter filter) {
-  if (data == nullptr) throw std::invalid_argument("resize_rgb8: null image");
-  if (width <= 0 || height <= 0 || out_width <= 0 || out_height <= 0)
-    throw std::invalid_argument("resize_rgb8: sizes must be positive");
-  if (stride < static_cast<std::size_t>(width) * 3) throw std::invalid_argument("resize_rgb8: stride below width·3");
-  std::vector<std::uint8_t> img(static_cast<std::size_t>(width) * height * 3);
+// Resizes a width×height image of `channels` interleaved 8-bit channels (rows `stride` bytes
+// apart) to out_width×out_height, packed (stride out_width·channels).
+inline std::vector<std::uint8_t> resize8(const std::uint8_t* data, int width, int height, std::size_t stride,
+                                         int channels, int out_width, int out_height, Filter filter) {
+  if (data == nullptr) throw std::invalid_argument("resize: null image");
+  if (width <= 0 || height <= 0 || out_width <= 0 || out_height <= 0 || channels <= 0)
+    throw std::invalid_argument("resize: sizes and channels must be positive");
+  const std::size_t row = static_cast<std::size_t>(width) * channels;
+  if (stride < row) throw std::invalid_argument("resize: stride below width·channels");
+  std::vector<std::uint8_t> img(row * height);
   for (int y = 0; y < height; ++y)
-    std::copy(data + y * stride, data + y * stride + static_cast<std::size_t>(width) * 3,
-              img.begin() + static_cast<std::ptrdiff_t>(y) * width * 3);
+    std::copy(data + y * stride, data + y * stride + row, img.begin() + static_cast<std::ptrdiff_t>(y * row));
   int w = width, h = height;
   const long long in_w = width, in_h = height;
   const bool vertical_first = in_h > out_height && in_h * out_width > in_w * out_height;
-  if (vertical_first && h != out_height) img = detail::pass(img, w, h, out_height, filter, false);
-  if (w != out_width) img = detail::pass(img, w, h, out_width, filter, true);
-  if (!vertical_first && h != out_height) img = detail::pass(img, w, h, out_height, filter, false);
+  if (vertical_first && h != out_height) img = detail::pass(img, w, h, channels, out_height, filter, false);
+  if (w != out_width) img = detail::pass(img, w, h, channels, out_width, filter, true);
+  if (!vertical_first && h != out_height) img = detail::pass(img, w, h, channels, out_height, filter, false);
   return img;
+}
+
+// resize8 for 3-channel (RGB or BGR) images.
+inline std::vector<std::uint8_t> resize_rgb8(const std::uint8_t* data, int width, int height, std::size_t stride,
+                                             int out_width, int out_height, Filter filter) {
+  return resize8(data, width, height, stride, 3, out_width, out_height, filter);
 }
 
 }  // namespace dlvp
