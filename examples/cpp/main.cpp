@@ -1,7 +1,7 @@
 // dlvp_detect — score images with a `dlvp export` graph from C++ (ONNX Runtime + OpenCV).
 //
 //   dlvp_detect MODEL.onnx IMAGE... [--out DIR] [--provider cpu|cuda|tensorrt|auto] [--batch N] [--json]
-//               [--as bgr|bgra|gray]
+//               [--as bgr|bgra|gray] [--trt-cache DIR] [--trt-fp16] [--trt-int8] [--allow-tf32]
 //
 // Loads each image with OpenCV (BGR, as C++ pipelines hold them), resizes it to the model's
 // S×S if it is not already that size with dlvp/resize.hpp (Pillow's filter, as the model's
@@ -26,7 +26,7 @@ namespace fs = std::filesystem;
 
 static int usage() {
   std::cerr << "usage: dlvp_detect MODEL.onnx IMAGE... [--out DIR] [--provider cpu|cuda|tensorrt|auto] [--batch N] [--json]"
-               " [--as bgr|bgra|gray]\n";
+               " [--as bgr|bgra|gray] [--trt-cache DIR] [--trt-fp16] [--trt-int8] [--allow-tf32]\n";
   return 2;
 }
 
@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
   std::string out_dir, provider_name = "cpu", layout = "bgr";
   std::size_t batch = 4;
   bool json = false;
+  dlvp::GpuOptions gpu;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--out" && i + 1 < argc) out_dir = argv[++i];
@@ -53,6 +54,10 @@ int main(int argc, char** argv) {
     else if (a == "--batch" && i + 1 < argc) batch = std::max(1, std::atoi(argv[++i]));
     else if (a == "--json") json = true;
     else if (a == "--as" && i + 1 < argc) layout = argv[++i];
+    else if (a == "--trt-cache" && i + 1 < argc) gpu.cache_dir = argv[++i];
+    else if (a == "--trt-fp16") gpu.fp16 = true;
+    else if (a == "--trt-int8") gpu.int8 = true;
+    else if (a == "--allow-tf32") gpu.allow_tf32 = true;
     else if (a.rfind("--", 0) == 0) return usage();
     else positional.push_back(a);
   }
@@ -71,7 +76,7 @@ int main(int argc, char** argv) {
   else return usage();
 
   try {
-    dlvp::Detector detector(positional[0], provider);
+    dlvp::Detector detector(positional[0], provider, gpu);
     for (const std::string& note : detector.notes()) std::cerr << "note: " << note << "\n";
     const dlvp::ModelInfo& info = detector.info();
     const int s = info.preprocess.image_size;

@@ -16,6 +16,7 @@
 #include <array>
 #include <cstdint>
 #include <cstdlib>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -72,14 +73,35 @@ struct Detection {
 
 enum class Provider { Cpu, Cuda, TensorRt, Auto };
 
+// GPU settings (CUDA and TensorRT providers); the defaults keep fp32 parity with the reference.
+struct GpuOptions {
+  int device = 0;
+  // TensorRT: allow fp16 kernels; LayerNorm stays fp32 (trt_layer_norm_fp32_fallback).
+  bool fp16 = false;
+  // TensorRT: allow int8 kernels, for graphs exported with `dlvp export --int8` (their Q/DQ
+  // scales are used as they are; no calibration table).
+  bool int8 = false;
+  // TensorRT: engine and timing cache folder, so only the first process start builds the engine.
+  std::string cache_dir;
+  // TensorRT: builder workspace in bytes (0: ONNX Runtime's default).
+  std::size_t workspace_bytes = 0;
+  // CUDA and TensorRT: allow TF32 (faster on Ampere/Orin, ~1e-3 from fp32). When false, CUDA
+  // gets use_tf32=0 and, for TensorRT (whose provider has no option), NVIDIA_TF32_OVERRIDE=0 is
+  // set in the environment unless already set.
+  bool allow_tf32 = false;
+};
+
 class Detector {
  public:
   // Loads `model_path`; throws dlvp::Error naming the file and the problem.
   explicit Detector(const std::string& model_path, Provider provider = Provider::Cpu, int device = 0)
+      : Detector(model_path, provider, on_device(device)) {}
+
+  Detector(const std::string& model_path, Provider provider, const GpuOptions& gpu)
       : path_(model_path), env_(ORT_LOGGING_LEVEL_ERROR, "dlvp") {
-    Ort::SessionOptions options;
-    options.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
-    provider_ = add_provider(options, provider, device);
+    Ort::SessionOptions base;
+    base.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
+    Ort::SessionOptions options = add_provider(base, provider, gpu);
     try {
       session_ = Ort::Session(env_, model_path.c_str(), options);
     } catch (const Ort::Exception& e) {
@@ -173,6 +195,12 @@ class Detector {
  private:
   [[noreturn]] void fail(const std::string& message) const { throw Error(path_ + ": " + message); }
 
+  static GpuOptions on_device(int device) {
+    GpuOptions gpu;
+    gpu.device = device;
+    return gpu;
+  }
+
   // Where RGB channel c sits in a pixel of the image's layout.
   static int channel(const ImageView& img, int c) {
     switch (img.channels) {
@@ -183,48 +211,69 @@ class Detector {
     }
   }
 
-  std::string add_provider(Ort::SessionOptions& options, Provider provider, int device) {
-    auto cuda = [&] {
+  // The session options with the provider appended (tried on a copy, so a provider that fails
+  // half-way in Auto mode leaves nothing attached and provider() tells the truth).
+  Ort::SessionOptions add_provider(const Ort::SessionOptions& base, Provider provider, const GpuOptions& gpu) {
+    const std::string id = std::to_string(gpu.device);
+    auto cuda = [&](Ort::SessionOptions& options) {
       const OrtApi& api = Ort::GetApi();
       OrtCUDAProviderOptionsV2* cuda_options = nullptr;
       Ort::ThrowOnError(api.CreateCUDAProviderOptions(&cuda_options));
-      const std::string id = std::to_string(device);
-      // TF32 off: it would cost the 1e-4 parity with the reference.
+      // TF32 off unless allowed: it would cost the 1e-4 parity with the reference.
       const char* keys[] = {"device_id", "use_tf32"};
-      const char* values[] = {id.c_str(), "0"};
+      const char* values[] = {id.c_str(), gpu.allow_tf32 ? "1" : "0"};
       OrtStatus* status = api.UpdateCUDAProviderOptions(cuda_options, keys, values, 2);
       if (status == nullptr) status = api.SessionOptionsAppendExecutionProvider_CUDA_V2(options, cuda_options);
       api.ReleaseCUDAProviderOptions(cuda_options);
       Ort::ThrowOnError(status);
     };
-    auto tensorrt = [&] {
+    auto tensorrt = [&](Ort::SessionOptions& options) {
+      // TensorRT builds fp32 layers with TF32 unless NVIDIA's libraries read this as they start.
+      if (!gpu.allow_tf32) setenv("NVIDIA_TF32_OVERRIDE", "0", 0);
       const OrtApi& api = Ort::GetApi();
       OrtTensorRTProviderOptionsV2* trt = nullptr;
       Ort::ThrowOnError(api.CreateTensorRTProviderOptions(&trt));
-      const std::string id = std::to_string(device);
-      const char* keys[] = {"device_id"};
-      const char* values[] = {id.c_str()};
-      OrtStatus* status = api.UpdateTensorRTProviderOptions(trt, keys, values, 1);
+      const std::string workspace = std::to_string(gpu.workspace_bytes);
+      std::vector<const char*> keys = {"device_id", "trt_fp16_enable", "trt_layer_norm_fp32_fallback", "trt_int8_enable"};
+      std::vector<const char*> values = {id.c_str(), gpu.fp16 ? "1" : "0", "1", gpu.int8 ? "1" : "0"};
+      if (!gpu.cache_dir.empty()) {
+        for (const char* k : {"trt_engine_cache_enable", "trt_timing_cache_enable"}) {
+          keys.push_back(k);
+          values.push_back("1");
+        }
+        for (const char* k : {"trt_engine_cache_path", "trt_timing_cache_path"}) {
+          keys.push_back(k);
+          values.push_back(gpu.cache_dir.c_str());
+        }
+      }
+      if (gpu.workspace_bytes > 0) {
+        keys.push_back("trt_max_workspace_size");
+        values.push_back(workspace.c_str());
+      }
+      OrtStatus* status = api.UpdateTensorRTProviderOptions(trt, keys.data(), values.data(), keys.size());
       if (status == nullptr) status = api.SessionOptionsAppendExecutionProvider_TensorRT_V2(options, trt);
       api.ReleaseTensorRTProviderOptions(trt);
       Ort::ThrowOnError(status);
-      cuda();  // for the nodes TensorRT declines
+      cuda(options);  // for the nodes TensorRT declines
     };
-    auto attempt = [&](const char* name, auto add) -> bool {
+    auto attempt = [&](const char* name, auto add) -> std::optional<Ort::SessionOptions> {
+      Ort::SessionOptions trial = base.Clone();
       try {
-        add();
-        return true;
+        add(trial);
+        provider_ = name;
+        return trial;
       } catch (const Ort::Exception& e) {
         if (provider != Provider::Auto) fail(std::string(name) + " is not available: " + e.what());
         notes_.push_back(std::string(name) + " not used: " + e.what());
-        return false;
+        return std::nullopt;
       }
     };
-    if ((provider == Provider::TensorRt || provider == Provider::Auto) && attempt("TensorrtExecutionProvider", tensorrt))
-      return "TensorrtExecutionProvider";
-    if ((provider == Provider::Cuda || provider == Provider::Auto) && attempt("CUDAExecutionProvider", cuda))
-      return "CUDAExecutionProvider";
-    return "CPUExecutionProvider";
+    if (provider == Provider::TensorRt || provider == Provider::Auto)
+      if (auto o = attempt("TensorrtExecutionProvider", tensorrt)) return std::move(*o);
+    if (provider == Provider::Cuda || provider == Provider::Auto)
+      if (auto o = attempt("CUDAExecutionProvider", cuda)) return std::move(*o);
+    provider_ = "CPUExecutionProvider";
+    return base.Clone();
   }
 
   std::string metadata(Ort::ModelMetadata& md, const char* key, bool required = true) {
