@@ -91,6 +91,8 @@ struct GpuOptions {
   bool allow_tf32 = false;
 };
 
+// One Detector per model and process, shared by the pipeline's threads: each owns an Ort::Env
+// with its own thread pools, so several detectors of one model would oversubscribe the CPU.
 class Detector {
  public:
   // Loads `model_path`; throws dlvp::Error naming the file and the problem.
@@ -107,8 +109,12 @@ class Detector {
     } catch (const Ort::Exception& e) {
       fail(std::string("cannot load the model: ") + e.what());
     }
-    read_metadata();
-    check_io();
+    try {
+      read_metadata();
+      check_io();
+    } catch (const Ort::Exception& e) {
+      fail(std::string("reading the model: ") + e.what());
+    }
   }
 
   const ModelInfo& info() const { return info_; }
@@ -117,7 +123,18 @@ class Detector {
   // Why `Provider::Auto` skipped a provider, one line each.
   const std::vector<std::string>& notes() const { return notes_; }
 
+  // Scores a batch. May be called from several threads at once: ONNX Runtime's Run is
+  // thread-safe and the detector keeps no per-call state. Every failure is a dlvp::Error.
   std::vector<Detection> detect(const std::vector<ImageView>& images) {
+    try {
+      return run_batch(images);
+    } catch (const Ort::Exception& e) {
+      fail(std::string("inference failed: ") + e.what());
+    }
+  }
+
+ private:
+  std::vector<Detection> run_batch(const std::vector<ImageView>& images) {
     const int s = info_.preprocess.image_size;
     const std::size_t batch = images.size();
     if (batch == 0) return {};
