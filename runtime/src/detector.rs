@@ -190,7 +190,7 @@ pub enum DetectError {
 
 /// Why `auto` leaves an int8 graph off tract.
 pub const TRACT_INT8_NOTE: &str = "tract not used: it emulates int8 QDQ in float, slower than the \
-fp32 graph (ViT-B/16: 1.06 s vs 0.69 s per image); pass --backend tract to run it anyway";
+fp32 graph (ViT-B/16: 1.34 s vs 0.80 s per image); pass --backend tract to run it anyway";
 
 enum Engine {
     #[cfg(feature = "tract")]
