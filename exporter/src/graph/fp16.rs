@@ -5,7 +5,7 @@
 //! cast at most once per target type, and an f32 constant needed in f16 gets an f16 copy instead.
 
 use dlvp_contract::graph::{Precision, META_PRECISION};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use super::{Attr, DType, Graph, Initializer, Node};
 
@@ -162,14 +162,7 @@ pub fn convert(graph: &mut Graph) {
     }
     graph.nodes = nodes;
     graph.initializers.extend(half_copies);
-    let used: HashSet<&String> = graph.nodes.iter().flat_map(|n| n.inputs.iter()).collect();
-    let keep: Vec<bool> = graph
-        .initializers
-        .iter()
-        .map(|t| used.contains(&t.name))
-        .collect();
-    let mut keep = keep.into_iter();
-    graph.initializers.retain(|_| keep.next().unwrap_or(true));
+    graph.drop_unused_initializers();
     graph
         .metadata
         .push((META_PRECISION.into(), Precision::Fp16.name().into()));

@@ -16,7 +16,7 @@
 //! (a weight shared by the two passes keeps one int8 initializer): ONNX Runtime fuses a
 //! Q/DQ → MatMul group only when its DequantizeLinear feeds that MatMul alone.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use dlvp_contract::graph::{Precision, META_PRECISION};
 
@@ -211,14 +211,7 @@ pub fn convert(
     }
     graph.nodes = nodes;
     graph.initializers.extend(new_inits);
-    let used: HashSet<&String> = graph.nodes.iter().flat_map(|n| n.inputs.iter()).collect();
-    let keep: Vec<bool> = graph
-        .initializers
-        .iter()
-        .map(|t| used.contains(&t.name))
-        .collect();
-    let mut keep = keep.into_iter();
-    graph.initializers.retain(|_| keep.next().unwrap_or(true));
+    graph.drop_unused_initializers();
     graph
         .metadata
         .push((META_PRECISION.into(), Precision::Int8.name().into()));

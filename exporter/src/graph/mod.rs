@@ -309,6 +309,19 @@ impl Graph {
         wires
     }
 
+    /// Removes the initializers no node reads any more (after a rewrite replaced them).
+    pub fn drop_unused_initializers(&mut self) {
+        let used: std::collections::HashSet<&String> =
+            self.nodes.iter().flat_map(|n| n.inputs.iter()).collect();
+        let keep: Vec<bool> = self
+            .initializers
+            .iter()
+            .map(|t| used.contains(&t.name))
+            .collect();
+        let mut keep = keep.into_iter();
+        self.initializers.retain(|_| keep.next().unwrap_or(true));
+    }
+
     /// Bytes of constant data.
     pub fn initializer_bytes(&self) -> usize {
         self.initializers.iter().map(|i| i.raw.len()).sum()
