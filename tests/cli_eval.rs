@@ -594,23 +594,10 @@ fn an_image_u8_graph_detects_as_the_float_graph(#[case] backend: &str) {
     let u8_model = dir.path().join("tiny_u8.onnx");
     run::export_with(&run::golden_weights(), &u8_model, &["--embed-preprocess"]);
     let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/samples");
-    let lines = |model: &Path| -> Vec<serde_json::Value> {
-        let r = dlvp(&[
-            "detect",
-            samples.to_str().unwrap(),
-            "--model",
-            model.to_str().unwrap(),
-            "--backend",
-            backend,
-            "--json",
-        ]);
-        assert!(r.status.success(), "{}", stderr(&r));
-        stdout(&r)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    };
-    let (float, u8_graph) = (lines(&float_model), lines(&u8_model));
+    let (float, u8_graph) = (
+        run::detect_json(&samples, &float_model, backend),
+        run::detect_json(&samples, &u8_model, backend),
+    );
     assert_eq!(float.len(), 10);
     assert_eq!(float.len(), u8_graph.len());
     for (a, b) in float.iter().zip(&u8_graph) {
@@ -640,26 +627,9 @@ fn an_image_u8_graph_detects_as_the_float_graph(#[case] backend: &str) {
         vec![2, size, size, 3],
         &pixels,
     );
-    let bench = |input: &Path| {
-        dlvp(&[
-            "bench",
-            "--model",
-            u8_model.to_str().unwrap(),
-            "--backend",
-            backend,
-            "--input",
-            input.to_str().unwrap(),
-            "--iters",
-            "1",
-            "--warmup",
-            "0",
-            "--json",
-        ])
-    };
-    let r = bench(&input);
-    assert!(r.status.success(), "{}", stderr(&r));
-    let report: serde_json::Value = serde_json::from_str(stdout(&r).trim()).unwrap();
-    assert_eq!(report["batch"].as_u64(), Some(2));
+    let bench =
+        |input: &Path| run::bench_once(&u8_model, backend, &["--input", input.to_str().unwrap()]);
+    assert_eq!(run::json_report(&bench(&input))["batch"].as_u64(), Some(2));
     let floats = vec![0u8; 4 * 2 * 3 * size * size];
     let float_input = write(
         "image",
@@ -685,22 +655,11 @@ fn bench_reports_openvino_loads_with_and_without_its_cache() {
     let model = exported_golden(dir.path());
     let cache = dir.path().join("ov-cache");
     for round in ["empty", "filled"] {
-        let r = dlvp(&[
-            "bench",
-            "--model",
-            model.to_str().unwrap(),
-            "--backend",
+        let report = run::json_report(&run::bench_once(
+            &model,
             "openvino",
-            "--ov-cache",
-            cache.to_str().unwrap(),
-            "--iters",
-            "1",
-            "--warmup",
-            "0",
-            "--json",
-        ]);
-        assert!(r.status.success(), "{round}: {}", stderr(&r));
-        let report: serde_json::Value = serde_json::from_str(stdout(&r).trim()).unwrap();
+            &["--ov-cache", cache.to_str().unwrap()],
+        ));
         for key in ["load_s", "load_compile_s"] {
             assert!(
                 report[key].as_f64().is_some_and(|s| s > 0.0),
@@ -713,18 +672,6 @@ fn bench_reports_openvino_loads_with_and_without_its_cache() {
         );
     }
     // Without --ov-cache there is one load, and no compile figure.
-    let r = dlvp(&[
-        "bench",
-        "--model",
-        model.to_str().unwrap(),
-        "--backend",
-        "openvino",
-        "--iters",
-        "1",
-        "--warmup",
-        "0",
-        "--json",
-    ]);
-    let report: serde_json::Value = serde_json::from_str(stdout(&r).trim()).unwrap();
+    let report = run::json_report(&run::bench_once(&model, "openvino", &[]));
     assert!(report["load_compile_s"].is_null(), "{report}");
 }

@@ -17,36 +17,15 @@ fn samples() -> PathBuf {
 }
 
 fn export_int8(out: &Path, calibrate: &Path, extra: &[&str]) -> std::process::Output {
-    let weights = golden_weights();
-    let mut args = vec![
-        "export",
-        "--weights",
-        weights.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--int8",
-        "--calibrate",
-        calibrate.to_str().unwrap(),
-    ];
+    let mut args = vec!["--int8", "--calibrate", calibrate.to_str().unwrap()];
     args.extend_from_slice(extra);
-    dlvp(&args)
+    run::export_run(&golden_weights(), out, &args)
 }
 
 fn scores(model: &Path, backend: &str) -> Vec<(String, f64)> {
-    let r = dlvp(&[
-        "detect",
-        samples().to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-        "--backend",
-        backend,
-        "--json",
-    ]);
-    assert!(r.status.success(), "{backend}: {}", stderr(&r));
-    stdout(&r)
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+    run::detect_json(&samples(), model, backend)
+        .iter()
+        .map(|v| {
             (
                 v["image"].as_str().unwrap().to_string(),
                 v["score"].as_f64().unwrap(),

@@ -146,6 +146,18 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         target: args.target,
         allow_unused: args.allow_unused,
     };
+    // The Triton model's name is checked before anything is written or calibrated.
+    let triton_model = match &args.triton.triton_repo {
+        Some(dir) => {
+            let name = match &args.triton.triton_name {
+                Some(name) => name.clone(),
+                None => triton::default_model_name(&spec),
+            };
+            triton::check_model_name(&name).map_err(|e| anyhow::anyhow!("--triton-name: {e}"))?;
+            Some((dir.join(&name), name))
+        }
+        None => None,
+    };
     // int8: calibrate first, on the fp32 graph, then build the quantized one.
     let quantization = if args.calibration.int8 {
         let q = calibrate::calibrate(
@@ -176,18 +188,6 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     if args.verify && external {
         eprintln!("note: --verify runs single-file graphs only; verify a single-file export of the same checkpoint");
     }
-    // The Triton model's name is checked before anything is written.
-    let triton_model = match &args.triton.triton_repo {
-        Some(dir) => {
-            let name = match &args.triton.triton_name {
-                Some(name) => name.clone(),
-                None => triton::default_model_name(&spec),
-            };
-            triton::check_model_name(&name).map_err(|e| anyhow::anyhow!("--triton-name: {e}"))?;
-            Some((dir.join(&name), name))
-        }
-        None => None,
-    };
     let mut destinations: Vec<PathBuf> = args.out.iter().cloned().collect();
     if let Some((model_dir, _)) = &triton_model {
         destinations.push(model_dir.join("1").join("model.onnx"));

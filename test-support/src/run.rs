@@ -66,6 +66,12 @@ pub fn export(weights: &Path, out: &Path) {
 
 /// `dlvp export --weights WEIGHTS --out OUT EXTRA...`, which must succeed.
 pub fn export_with(weights: &Path, out: &Path, extra: &[&str]) {
+    let run = export_run(weights, out, extra);
+    assert!(run.status.success(), "{}", stderr(&run));
+}
+
+/// `dlvp export --weights WEIGHTS --out OUT EXTRA...`, whatever it does (for tests of failures).
+pub fn export_run(weights: &Path, out: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
         "export",
         "--weights",
@@ -74,8 +80,51 @@ pub fn export_with(weights: &Path, out: &Path, extra: &[&str]) {
         out.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    let run = dlvp(&args);
-    assert!(run.status.success(), "{}", stderr(&run));
+    dlvp(&args)
+}
+
+/// `dlvp detect PATH --model MODEL --backend BACKEND --json`, which must succeed: one JSON object
+/// per image.
+pub fn detect_json(path: &Path, model: &Path, backend: &str) -> Vec<serde_json::Value> {
+    let run = dlvp(&[
+        "detect",
+        path.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--backend",
+        backend,
+        "--json",
+    ]);
+    assert!(run.status.success(), "{backend}: {}", stderr(&run));
+    stdout(&run)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// `dlvp bench --model MODEL --backend BACKEND --iters 1 --warmup 0 --json EXTRA...`, whatever it
+/// does; [`json_report`] reads a successful one.
+pub fn bench_once(model: &Path, backend: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "bench",
+        "--model",
+        model.to_str().unwrap(),
+        "--backend",
+        backend,
+        "--iters",
+        "1",
+        "--warmup",
+        "0",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    dlvp(&args)
+}
+
+/// The one JSON object a successful `--json` run printed.
+pub fn json_report(run: &Output) -> serde_json::Value {
+    assert!(run.status.success(), "{}", stderr(run));
+    serde_json::from_str(stdout(run).trim()).unwrap()
 }
 
 /// The golden tiny checkpoint exported into `dir`.
