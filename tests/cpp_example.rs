@@ -60,10 +60,21 @@ fn run_cpp_as(
     out: &Path,
     layout: &str,
 ) -> Vec<CppResult> {
+    run_cpp_with(bin, model, images, out, &["--batch", "2", "--as", layout])
+}
+
+fn run_cpp_with(
+    bin: &Path,
+    model: &Path,
+    images: &[PathBuf],
+    out: &Path,
+    options: &[&str],
+) -> Vec<CppResult> {
     let run = Command::new(bin)
         .arg(model)
         .args(images)
-        .args(["--json", "--batch", "2", "--as", layout, "--out"])
+        .args(options)
+        .args(["--json", "--out"])
         .arg(out)
         .output()
         .unwrap();
@@ -302,8 +313,14 @@ fn bad_models_fail_by_name() {
     )
     .unwrap();
     let missing = dir.path().join("missing.onnx");
+    let truncated = dir.path().join("truncated.onnx");
+    std::fs::write(&truncated, &std::fs::read(&model).unwrap()[..200]).unwrap();
     for (path, problem) in [
-        (&missing, "cannot load the model"),
+        (&missing, "cannot load the model: cannot open the model file"),
+        (
+            &truncated,
+            "cannot load the model: not an ONNX model (a protobuf field runs past the end of the file)",
+        ),
         (&no_metadata, "not a dlvp graph: no dlvp.format metadata"),
         (&wrong_size, "input `image` has shape [B, 3, 56, 64], but its metadata (image_size 56) needs [B, 3, S, S]"),
     ] {
@@ -315,4 +332,153 @@ fn bad_models_fail_by_name() {
             "{err}"
         );
     }
+}
+
+/// Several detectors on one dlvp::Runtime (one shared ONNX Runtime thread pool), each run from
+/// its own thread at the same time, give every image what one detector gives it.
+#[test]
+fn detectors_sharing_one_runtime_from_several_threads_agree() {
+    let Some(bin) = example() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let model = export(dir.path(), "tiny.onnx", &[]);
+    let (mut many, resized) = images(dir.path());
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/preprocess");
+    many.extend([
+        resized,
+        fixtures.join("300x41_rgb.png"),
+        fixtures.join("120x120_rgb.png"),
+    ]);
+    let one = run_cpp_with(
+        &bin,
+        &model,
+        &many,
+        &dir.path().join("one"),
+        &["--batch", "1", "--threads", "2"],
+    );
+    let shared = run_cpp_with(
+        &bin,
+        &model,
+        &many,
+        &dir.path().join("shared"),
+        &["--batch", "1", "--threads", "2", "--detectors", "3"],
+    );
+    assert_eq!(one.len(), many.len());
+    for ((a, b), name) in one.iter().zip(&shared).zip(&many) {
+        let (ds, dm) = ((a.score - b.score).abs(), max_diff(&a.map, &b.map));
+        assert!(
+            ds <= 1e-6 && dm <= 1e-6,
+            "{}: score {ds}, map {dm}",
+            name.display()
+        );
+        assert_eq!(a.topk, b.topk, "{}", name.display());
+    }
+}
+
+/// A user's own CMake project (examples/cpp/tests/consumer) builds against dlvp::detector both
+/// from the installed package (`cmake --install`, then find_package(dlvp CONFIG)) and by
+/// add_subdirectory (which builds no example and needs no OpenCV), and scores as `dlvp detect`.
+#[test]
+fn a_users_cmake_project_builds_against_the_installed_package_and_by_add_subdirectory() {
+    let Some(bin) = example() else { return };
+    let build = bin.parent().unwrap();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/cpp");
+    let dir = tempfile::tempdir().unwrap();
+    let cmake = |args: &[&std::ffi::OsStr]| {
+        let run = Command::new("cmake").args(args).output().unwrap();
+        assert!(
+            run.status.success(),
+            "cmake {args:?}: {}{}",
+            stdout(&run),
+            stderr(&run)
+        );
+    };
+    let prefix = dir.path().join("prefix");
+    cmake(&[
+        "--install".as_ref(),
+        build.as_os_str(),
+        "--prefix".as_ref(),
+        prefix.as_os_str(),
+    ]);
+    assert!(prefix.join("include/dlvp/detector.hpp").is_file());
+
+    // The ONNX Runtime this build found, for the add_subdirectory build (the installed package
+    // records it itself).
+    let cache = std::fs::read_to_string(build.join("CMakeCache.txt")).unwrap();
+    let cached = |key: &str| {
+        cache
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(key)
+                    .and_then(|l| l.split_once('='))
+                    .map(|(_, v)| v.to_string())
+            })
+            .unwrap_or_else(|| panic!("{key} not in {}", build.join("CMakeCache.txt").display()))
+    };
+    let (ort_include, ort_library) = (cached("ORT_INCLUDE_DIR:"), cached("ORT_LIBRARY:"));
+
+    let model = export(dir.path(), "tiny.onnx", &[]);
+    let picture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/preprocess/56x56_rgb.png");
+    let pixels = dir.path().join("56x56.rgb");
+    std::fs::write(&pixels, image::open(&picture).unwrap().to_rgb8().into_raw()).unwrap();
+    let reference = &rust_detections(&model, &[picture])[0];
+
+    let consumer = source.join("tests/consumer");
+    let installed = dir.path().join("installed");
+    let subdirectory = dir.path().join("subdirectory");
+    let prefix_path = format!("-DCMAKE_PREFIX_PATH={}", prefix.display());
+    let source_dir = format!("-DDLVP_SOURCE_DIR={}", source.display());
+    let (ort_include, ort_library) = (
+        format!("-DORT_INCLUDE_DIR={ort_include}"),
+        format!("-DORT_LIBRARY={ort_library}"),
+    );
+    cmake(&[
+        "-S".as_ref(),
+        consumer.as_os_str(),
+        "-B".as_ref(),
+        installed.as_os_str(),
+        prefix_path.as_ref(),
+    ]);
+    cmake(&[
+        "-S".as_ref(),
+        consumer.as_os_str(),
+        "-B".as_ref(),
+        subdirectory.as_os_str(),
+        source_dir.as_ref(),
+        ort_include.as_ref(),
+        ort_library.as_ref(),
+    ]);
+    for folder in [&installed, &subdirectory] {
+        cmake(&["--build".as_ref(), folder.as_os_str()]);
+        let run = Command::new(folder.join("consumer"))
+            .arg(&model)
+            .arg(&pixels)
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}: {}",
+            folder.display(),
+            stderr(&run)
+        );
+        let json: serde_json::Value = serde_json::from_str(stdout(&run).trim()).unwrap();
+        assert_eq!(json["format"], "dlvp-clip-onnx/1");
+        let score = json["score"].as_f64().unwrap() as f32;
+        assert!(
+            (score - reference.score).abs() <= 1e-5,
+            "{}: {score} vs {}",
+            folder.display(),
+            reference.score
+        );
+        let topk: Vec<i64> = json["topk"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect();
+        assert_eq!(topk, reference.topk, "{}", folder.display());
+    }
+    assert!(
+        !subdirectory.join("dlvp/dlvp_detect").exists(),
+        "add_subdirectory built the example program"
+    );
 }

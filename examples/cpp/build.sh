@@ -1,18 +1,32 @@
 #!/usr/bin/env bash
 # Builds the C++ example into examples/cpp/build (prints the binary's path on the last line).
 #
-# Headers: Debian 12 does not package ONNX Runtime, so they come from the libonnxruntime-dev
-# package of Debian 13 ("trixie"), fetched with `apt-get download` through a private apt state
-# (its own sources list and lists/cache folders; the system's sources and package database are
-# untouched) and unpacked with dpkg-deb. Only the headers are used: the library is the PyPI
-# onnxruntime wheel's (ORT_LIBRARY, default: $ORT_DYLIB_PATH, then reference/.venv's). The C API
-# is versioned, so headers of 1.21 work with the 1.32 library.
+#   ORT_ROOT=/opt/onnxruntime-linux-x64-1.20.1 examples/cpp/build.sh    any Linux: a release archive
+#   examples/cpp/build.sh                                                Debian/Ubuntu, as scripts/test does
 #
-# Needs cmake, a C++17 compiler and libopencv-dev (scripts/test installs them when root).
+# With ORT_ROOT (an unpacked ONNX Runtime release archive: include/ and lib/, the `-gpu-` one for
+# CUDA/TensorRT, or Jetson's build) it uses that and needs nothing else. Without it, on Debian:
+# headers from the libonnxruntime-dev package of Debian 13 ("trixie"), fetched with
+# `apt-get download` through a private apt state (its own sources list and lists/cache folders;
+# the system's sources and package database are untouched) and unpacked with dpkg-deb, and the
+# library of the PyPI onnxruntime wheel (ORT_LIBRARY, default: $ORT_DYLIB_PATH, then
+# reference/.venv's). The C API is versioned, so headers of 1.21 work with the 1.32 library.
+#
+# Needs cmake, a C++17 compiler and, for dlvp_detect, OpenCV (scripts/test installs them when root).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 build=$here/build
+if [ -n "${ORT_ROOT:-}" ]; then
+  [ -f "$ORT_ROOT/include/onnxruntime_cxx_api.h" ] || [ -f "$ORT_ROOT/include/onnxruntime/onnxruntime_cxx_api.h" ] \
+    || { echo "build.sh: ORT_ROOT=$ORT_ROOT has no include/onnxruntime_cxx_api.h (unpack an ONNX Runtime release archive there)" >&2; exit 1; }
+  cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release -DORT_ROOT="$ORT_ROOT" >/dev/null
+  cmake --build "$build" -j 2 >/dev/null
+  echo "$build/dlvp_detect"
+  exit 0
+fi
+command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null \
+  || { echo "build.sh: not a Debian system: set ORT_ROOT to an unpacked ONNX Runtime release archive (include/ and lib/)" >&2; exit 1; }
 headers=$build/onnxruntime-headers
 if [ ! -f "$headers/usr/include/onnxruntime/onnxruntime_cxx_api.h" ]; then
   apt_dir=$build/apt

@@ -2,12 +2,15 @@
 //
 //   dlvp_detect MODEL.onnx IMAGE... [--out DIR] [--provider cpu|cuda|tensorrt|auto] [--batch N] [--json]
 //               [--as bgr|bgra|gray] [--trt-cache DIR] [--trt-fp16] [--trt-int8] [--allow-tf32]
+//               [--max-batch N] [--threads N] [--detectors N]
 //
 // Loads each image with OpenCV (BGR, as C++ pipelines hold them), resizes it to the model's
 // S×S if it is not already that size with dlvp/resize.hpp (Pillow's filter, as the model's
 // metadata names it: the same bytes `dlvp detect` feeds the graph),
 // runs batches, prints one line per image and, with --out, writes NAME.map.png (16-bit, S×S)
-// and NAME.map.f32 (the raw float32 map, row-major). Exit 0, or 1 on any error, 2 on bad usage.
+// and NAME.map.f32 (the raw float32 map, row-major). --detectors N loads the model N times on
+// one dlvp::Runtime (one shared thread pool of --threads) and runs the batches from N threads
+// at once: the output is the same. Exit 0, or 1 on any error, 2 on bad usage.
 #include <dlvp/detector.hpp>
 #include <dlvp/resize.hpp>
 
@@ -19,14 +22,17 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace fs = std::filesystem;
 
 static int usage() {
   std::cerr << "usage: dlvp_detect MODEL.onnx IMAGE... [--out DIR] [--provider cpu|cuda|tensorrt|auto] [--batch N] [--json]"
-               " [--as bgr|bgra|gray] [--trt-cache DIR] [--trt-fp16] [--trt-int8] [--allow-tf32]\n";
+               " [--as bgr|bgra|gray] [--trt-cache DIR] [--trt-fp16] [--trt-int8] [--allow-tf32]"
+               " [--max-batch N] [--threads N] [--detectors N]\n";
   return 2;
 }
 
@@ -45,6 +51,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> positional;
   std::string out_dir, provider_name = "cpu", layout = "bgr";
   std::size_t batch = 4;
+  int threads = 0, detectors = 1;
   bool json = false;
   dlvp::GpuOptions gpu;
   for (int i = 1; i < argc; ++i) {
@@ -58,6 +65,9 @@ int main(int argc, char** argv) {
     else if (a == "--trt-fp16") gpu.fp16 = true;
     else if (a == "--trt-int8") gpu.int8 = true;
     else if (a == "--allow-tf32") gpu.allow_tf32 = true;
+    else if (a == "--max-batch" && i + 1 < argc) gpu.max_batch = std::max(1, std::atoi(argv[++i]));
+    else if (a == "--threads" && i + 1 < argc) threads = std::max(0, std::atoi(argv[++i]));
+    else if (a == "--detectors" && i + 1 < argc) detectors = std::max(1, std::atoi(argv[++i]));
     else if (a.rfind("--", 0) == 0) return usage();
     else positional.push_back(a);
   }
@@ -76,7 +86,11 @@ int main(int argc, char** argv) {
   else return usage();
 
   try {
-    dlvp::Detector detector(positional[0], provider, gpu);
+    auto runtime = std::make_shared<dlvp::Runtime>(threads);
+    std::vector<std::unique_ptr<dlvp::Detector>> pool;
+    for (int d = 0; d < detectors; ++d)
+      pool.push_back(std::make_unique<dlvp::Detector>(positional[0], provider, gpu, runtime));
+    const dlvp::Detector& detector = *pool[0];
     for (const std::string& note : detector.notes()) std::cerr << "note: " << note << "\n";
     const dlvp::ModelInfo& info = detector.info();
     const int s = info.preprocess.image_size;
@@ -84,47 +98,64 @@ int main(int argc, char** argv) {
     if (!out_dir.empty()) fs::create_directories(out_dir);
     const dlvp::Filter filter = dlvp::filter_from_name(info.preprocess.resize);
 
-    std::vector<std::string> names(positional.begin() + 1, positional.end());
-    for (std::size_t start = 0; start < names.size(); start += batch) {
-      const std::size_t end = std::min(names.size(), start + batch);
-      std::vector<cv::Mat> images;
-      std::vector<dlvp::ImageView> views;
-      for (std::size_t i = start; i < end; ++i) {
-        cv::Mat img = cv::imread(names[i], channels == dlvp::Channels::Gray ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR);
-        if (img.empty()) throw dlvp::Error(names[i] + ": cannot read image");
-        if (channels == dlvp::Channels::BGRA) cv::cvtColor(img, img, cv::COLOR_BGR2BGRA);
-        if (img.cols != s || img.rows != s) {
-          // Pillow-exact, as `dlvp detect` resizes (OpenCV's INTER_CUBIC is another kernel).
-          std::vector<std::uint8_t> px = dlvp::resize8(img.data, img.cols, img.rows, img.step[0], pixel, s, s, filter);
-          img = cv::Mat(s, s, CV_8UC(pixel), px.data()).clone();
-        }
-        images.push_back(img);
+    const std::vector<std::string> names(positional.begin() + 1, positional.end());
+    std::vector<cv::Mat> images;
+    for (const std::string& name : names) {
+      cv::Mat img = cv::imread(name, channels == dlvp::Channels::Gray ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR);
+      if (img.empty()) throw dlvp::Error(name + ": cannot read image");
+      if (channels == dlvp::Channels::BGRA) cv::cvtColor(img, img, cv::COLOR_BGR2BGRA);
+      if (img.cols != s || img.rows != s) {
+        // Pillow-exact, as `dlvp detect` resizes (OpenCV's INTER_CUBIC is another kernel).
+        std::vector<std::uint8_t> px = dlvp::resize8(img.data, img.cols, img.rows, img.step[0], pixel, s, s, filter);
+        img = cv::Mat(s, s, CV_8UC(pixel), px.data()).clone();
       }
-      for (const cv::Mat& img : images)
-        views.push_back({img.data, img.cols, img.rows, img.step[0], channels});
-      const std::vector<dlvp::Detection> results = detector.detect(views);
-      for (std::size_t k = 0; k < results.size(); ++k) {
-        const std::string& name = names[start + k];
-        const dlvp::Detection& r = results[k];
-        if (json) {
-          std::printf("{\"image\":\"%s\",\"score\":%.9g,\"topk\":[", name.c_str(), r.score);
-          for (std::size_t t = 0; t < r.topk.size(); ++t) std::printf("%s%lld", t ? "," : "", static_cast<long long>(r.topk[t]));
-          std::printf("]}\n");
-        } else {
-          std::printf("%s  score %.4f\n", name.c_str(), r.score);
+      images.push_back(img);
+    }
+
+    // Batch b runs on detector b % N, from thread b % N; each thread writes only its own slots.
+    const std::size_t batches = (names.size() + batch - 1) / batch;
+    std::vector<std::vector<dlvp::Detection>> results(batches);
+    std::vector<std::string> errors(pool.size());
+    auto work = [&](std::size_t worker) {
+      try {
+        for (std::size_t b = worker; b < batches; b += pool.size()) {
+          std::vector<dlvp::ImageView> views;
+          for (std::size_t i = b * batch; i < std::min(names.size(), (b + 1) * batch); ++i)
+            views.push_back({images[i].data, images[i].cols, images[i].rows, images[i].step[0], channels});
+          results[b] = pool[worker]->detect(views);
         }
-        if (!out_dir.empty()) {
-          const fs::path stem = fs::path(out_dir) / fs::path(name).stem();
-          write_atomically(stem.string() + ".map.f32", r.map.data(), r.map.size() * sizeof(float));
-          cv::Mat map16(s, s, CV_16UC1);
-          for (int y = 0; y < s; ++y)
-            for (int x = 0; x < s; ++x)
-              map16.at<std::uint16_t>(y, x) = static_cast<std::uint16_t>(
-                  std::lround(std::min(1.0f, std::max(0.0f, r.map[y * s + x])) * 65535.0f));
-          std::vector<unsigned char> png;
-          cv::imencode(".png", map16, png);
-          write_atomically(stem.string() + ".map.png", png.data(), png.size());
-        }
+      } catch (const std::exception& e) {
+        errors[worker] = e.what();
+      }
+    };
+    std::vector<std::thread> workers;
+    for (std::size_t w = 1; w < pool.size(); ++w) workers.emplace_back(work, w);
+    work(0);
+    for (std::thread& t : workers) t.join();
+    for (const std::string& e : errors)
+      if (!e.empty()) throw dlvp::Error(e);
+
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      const std::string& name = names[i];
+      const dlvp::Detection& r = results[i / batch][i % batch];
+      if (json) {
+        std::printf("{\"image\":\"%s\",\"score\":%.9g,\"topk\":[", name.c_str(), r.score);
+        for (std::size_t t = 0; t < r.topk.size(); ++t) std::printf("%s%lld", t ? "," : "", static_cast<long long>(r.topk[t]));
+        std::printf("]}\n");
+      } else {
+        std::printf("%s  score %.4f\n", name.c_str(), r.score);
+      }
+      if (!out_dir.empty()) {
+        const fs::path stem = fs::path(out_dir) / fs::path(name).stem();
+        write_atomically(stem.string() + ".map.f32", r.map.data(), r.map.size() * sizeof(float));
+        cv::Mat map16(s, s, CV_16UC1);
+        for (int y = 0; y < s; ++y)
+          for (int x = 0; x < s; ++x)
+            map16.at<std::uint16_t>(y, x) = static_cast<std::uint16_t>(
+                std::lround(std::min(1.0f, std::max(0.0f, r.map[y * s + x])) * 65535.0f));
+        std::vector<unsigned char> png;
+        cv::imencode(".png", map16, png);
+        write_atomically(stem.string() + ".map.png", png.data(), png.size());
       }
     }
   } catch (const std::exception& e) {

@@ -11,11 +11,14 @@
 // already S×S (dlvp/resize.hpp resizes them exactly as Pillow, and so `dlvp detect`, does).
 #pragma once
 
+#include <dlvp/onnx_metadata.hpp>
 #include <onnxruntime_cxx_api.h>
 
 #include <array>
 #include <cstdint>
 #include <cstdlib>
+#include <map>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
@@ -85,32 +88,72 @@ struct GpuOptions {
   std::string cache_dir;
   // TensorRT: builder workspace in bytes (0: ONNX Runtime's default).
   std::size_t workspace_bytes = 0;
+  // TensorRT: the optimisation profile spans batch 1 to max_batch (tuned for max_batch), so no
+  // batch up to it makes TensorRT build another engine; detect() refuses larger batches.
+  int max_batch = 8;
   // CUDA and TensorRT: allow TF32 (faster on Ampere/Orin, ~1e-3 from fp32). When false, CUDA
   // gets use_tf32=0 and, for TensorRT (whose provider has no option), NVIDIA_TF32_OVERRIDE=0 is
   // set in the environment unless already set.
   bool allow_tf32 = false;
 };
 
-// One Detector per model and process, shared by the pipeline's threads: each owns an Ort::Env
-// with its own thread pools, so several detectors of one model would oversubscribe the CPU.
+// ONNX Runtime's environment for every detector of the process: its logger and one intra-op
+// thread pool that all their sessions share (ONNX Runtime's global thread pools), so two
+// detectors on one machine use its cores once, not twice. Make one per process, or let the
+// detectors use Runtime::shared(); use env() for any other session your program creates.
+class Runtime {
+ public:
+  // intra_op_threads: threads of the shared pool (0: ONNX Runtime's choice, one per core).
+  explicit Runtime(int intra_op_threads = 0) : env_(threading(intra_op_threads), ORT_LOGGING_LEVEL_ERROR, "dlvp") {}
+
+  Ort::Env& env() { return env_; }
+
+  // The process-wide runtime the detectors use unless given one (made on first use).
+  static std::shared_ptr<Runtime> shared() {
+    static std::shared_ptr<Runtime> runtime = std::make_shared<Runtime>();
+    return runtime;
+  }
+
+ private:
+  static Ort::ThreadingOptions threading(int intra_op_threads) {
+    Ort::ThreadingOptions options;
+    options.SetGlobalIntraOpNumThreads(intra_op_threads);
+    options.SetGlobalInterOpNumThreads(1);
+    return options;
+  }
+
+  Ort::Env env_;
+};
+
+// Load a model once per process and share the detector between the pipeline's threads; several
+// detectors (other models, or one per GPU) share one Runtime's threads.
 class Detector {
  public:
   // Loads `model_path`; throws dlvp::Error naming the file and the problem.
   explicit Detector(const std::string& model_path, Provider provider = Provider::Cpu, int device = 0)
       : Detector(model_path, provider, on_device(device)) {}
 
-  Detector(const std::string& model_path, Provider provider, const GpuOptions& gpu)
-      : path_(model_path), env_(ORT_LOGGING_LEVEL_ERROR, "dlvp") {
+  Detector(const std::string& model_path, Provider provider, const GpuOptions& gpu,
+           std::shared_ptr<Runtime> runtime = Runtime::shared())
+      : path_(model_path), gpu_(gpu), runtime_(std::move(runtime)) {
+    if (!runtime_) fail("no dlvp::Runtime given (pass Runtime::shared() or your own)");
+    // The metadata first, without loading the graph: TensorRT's profile needs the image size
+    // before the one session is created.
+    try {
+      read_metadata(read_onnx_metadata(model_path));
+    } catch (const MetadataError& e) {
+      fail("cannot load the model: " + e.reason());
+    }
     Ort::SessionOptions base;
     base.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
+    base.DisablePerSessionThreads();  // the Runtime's pool
     Ort::SessionOptions options = add_provider(base, provider, gpu);
     try {
-      session_ = Ort::Session(env_, model_path.c_str(), options);
+      session_ = Ort::Session(runtime_->env(), model_path.c_str(), options);
     } catch (const Ort::Exception& e) {
       fail(std::string("cannot load the model: ") + e.what());
     }
     try {
-      read_metadata();
       check_io();
     } catch (const Ort::Exception& e) {
       fail(std::string("reading the model: ") + e.what());
@@ -138,6 +181,12 @@ class Detector {
     const int s = info_.preprocess.image_size;
     const std::size_t batch = images.size();
     if (batch == 0) return {};
+    if (provider_ == "TensorrtExecutionProvider" && batch > static_cast<std::size_t>(gpu_.max_batch)) {
+      std::ostringstream m;
+      m << "a batch of " << batch << " images is larger than the TensorRT profile's " << gpu_.max_batch
+        << " (GpuOptions::max_batch)";
+      fail(m.str());
+    }
     const std::size_t plane = static_cast<std::size_t>(s) * s;
     Ort::MemoryInfo memory = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
     std::vector<float> f32;
@@ -267,6 +316,10 @@ class Detector {
         keys.push_back("trt_max_workspace_size");
         values.push_back(workspace.c_str());
       }
+      if (gpu.max_batch < 1) fail("GpuOptions::max_batch must be at least 1");
+      const std::string smallest = profile_shape(1), largest = profile_shape(gpu.max_batch);
+      keys.insert(keys.end(), {"trt_profile_min_shapes", "trt_profile_opt_shapes", "trt_profile_max_shapes"});
+      values.insert(values.end(), {smallest.c_str(), largest.c_str(), largest.c_str()});
       OrtStatus* status = api.UpdateTensorRTProviderOptions(trt, keys.data(), values.data(), keys.size());
       if (status == nullptr) status = api.SessionOptionsAppendExecutionProvider_TensorRT_V2(options, trt);
       api.ReleaseTensorRTProviderOptions(trt);
@@ -293,14 +346,20 @@ class Detector {
     return base.Clone();
   }
 
-  std::string metadata(Ort::ModelMetadata& md, const char* key, bool required = true) {
-    Ort::AllocatorWithDefaultOptions allocator;
-    Ort::AllocatedStringPtr value = md.LookupCustomMetadataMapAllocated(key, allocator);
-    if (!value) {
+  // TensorRT's profile shape of the graph's input: "image:Bx3xSxS" or "image_u8:BxSxSx3".
+  std::string profile_shape(int batch) const {
+    const std::string s = std::to_string(info_.preprocess.image_size), b = std::to_string(batch);
+    return info_.input == "image_u8" ? info_.input + ":" + b + "x" + s + "x" + s + "x3"
+                                     : info_.input + ":" + b + "x3x" + s + "x" + s;
+  }
+
+  std::string metadata(const std::map<std::string, std::string>& md, const char* key, bool required = true) {
+    const auto found = md.find(key);
+    if (found == md.end()) {
       if (required) fail(std::string("metadata ") + key + " is missing");
       return "";
     }
-    return value.get();
+    return found->second;
   }
 
   static std::array<float, 3> three_floats(const std::string& text, bool& ok) {
@@ -321,8 +380,7 @@ class Detector {
     return v;
   }
 
-  void read_metadata() {
-    Ort::ModelMetadata md = session_.GetModelMetadata();
+  void read_metadata(const std::map<std::string, std::string>& md) {
     const std::string format = metadata(md, "dlvp.format", false);
     if (format.empty()) fail("not a dlvp graph: no dlvp.format metadata (export it with `dlvp export`)");
     if (format != "dlvp-clip-onnx/1")
@@ -375,7 +433,8 @@ class Detector {
   }
 
   std::string path_;
-  Ort::Env env_;
+  GpuOptions gpu_;
+  std::shared_ptr<Runtime> runtime_;  // outlives the session
   Ort::Session session_{nullptr};
   ModelInfo info_;
   std::string provider_;
