@@ -368,3 +368,63 @@ fn export_for_each_target_passes_its_check_and_decomposed_layernorm_matches_fuse
         }
     }
 }
+
+/// `inspect --trt-layer-precisions` on an `--fp16` export (both LayerNorm forms) names every
+/// node the export keeps in f32 — each LayerNormalization (or the 8.5 decomposition's Pow and
+/// ReduceMean), Softmax, ReduceL2, TopK and Resize — and no f16 contraction; an fp32 graph has
+/// no island and is refused by name.
+#[rstest]
+#[case::layernorm_op(&[][..])]
+#[case::decomposed_layernorm(&["--target", "tensorrt-8.5"][..])]
+fn trt_layer_precisions_name_the_fp32_islands(#[case] extra: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["--fp16"];
+    args.extend(extra);
+    let model = export(dir.path(), "fp16.onnx", &args);
+    let run = dlvp(&["inspect", model.to_str().unwrap(), "--trt-layer-precisions"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let spec = stdout(&run);
+    let pinned: Vec<&str> = spec
+        .trim()
+        .split(',')
+        .map(|entry| entry.strip_suffix(":fp32").expect(entry))
+        .collect();
+    let bytes = std::fs::read(&model).unwrap();
+    let graph = <pb::ModelProto as prost::Message>::decode(bytes.as_slice())
+        .unwrap()
+        .graph
+        .unwrap();
+    let island_ops = [
+        "LayerNormalization",
+        "Pow",
+        "ReduceMean",
+        "Softmax",
+        "ReduceL2",
+        "TopK",
+        "Resize",
+    ];
+    for n in &graph.node {
+        if island_ops.contains(&n.op_type.as_str()) {
+            assert!(
+                pinned.contains(&n.name.as_str()),
+                "{} ({}) not pinned",
+                n.name,
+                n.op_type
+            );
+        }
+        if matches!(n.op_type.as_str(), "MatMul" | "Conv" | "Gemm") {
+            assert!(
+                !pinned.contains(&n.name.as_str()),
+                "{} is f16 but pinned",
+                n.name
+            );
+        }
+    }
+    let fp32 = export(dir.path(), "fp32.onnx", &[]);
+    let run = dlvp(&["inspect", fp32.to_str().unwrap(), "--trt-layer-precisions"]);
+    run::assert_fails(
+        &run,
+        1,
+        "computes nothing in fp16 (not a `dlvp export --fp16` graph)",
+    );
+}

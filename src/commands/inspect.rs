@@ -1,7 +1,8 @@
 //! `dlvp inspect MODEL.onnx [--json] [--target T] [--flops [--batch N]]`: opset, inputs and
 //! outputs with shapes, metadata, op histogram, parameter count and bytes; a target's static
 //! check; the multiply-adds of its contractions for one batch (`dlvp_runtime::cost`); for int8
-//! graphs, which MatMuls run in int8 and which ops are kept in f32.
+//! graphs, which MatMuls run in int8 and which ops are kept in f32; for fp16 graphs, the f32
+//! islands as trtexec's `--layerPrecisions` (`layer_precisions`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -32,6 +33,11 @@ pub struct InspectArgs {
     #[arg(long, default_value_t = 1, requires = "flops",
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     batch: u32,
+    /// Print only the f32 islands of an `--fp16` export as trtexec's `--layerPrecisions` value
+    /// (`node:fp32,…`), to keep them in fp32 on a weakly typed TensorRT build
+    /// (`--fp16 --precisionConstraints=obey --layerPrecisions=$(dlvp inspect M --trt-layer-precisions)`).
+    #[arg(long, conflicts_with_all = ["json", "target", "flops"])]
+    trt_layer_precisions: bool,
 }
 
 /// The contractions' cost of a DLVP graph, sized from its own metadata.
@@ -86,7 +92,7 @@ fn shape(v: &pb::ValueInfoProto) -> (String, Vec<String>) {
 }
 
 /// Ops that move or reshape data and compute nothing a precision could change.
-const DATA_MOVEMENT: &[&str] = &[
+pub(super) const DATA_MOVEMENT: &[&str] = &[
     "Reshape",
     "Transpose",
     "Slice",
@@ -144,6 +150,16 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         .graph
         .as_ref()
         .with_context(|| format!("{}: the model has no graph", args.model.display()))?;
+    if args.trt_layer_precisions {
+        let islands = super::layer_precisions::f32_islands(graph).with_context(|| {
+            format!(
+                "{}: computes nothing in fp16 (not a `dlvp export --fp16` graph), so there are no fp32 islands to pin",
+                args.model.display()
+            )
+        })?;
+        println!("{}", super::layer_precisions::layer_precisions(&islands));
+        return Ok(ExitCode::SUCCESS);
+    }
     let opset: Vec<(String, i64)> = model
         .opset_import
         .iter()
