@@ -108,6 +108,16 @@ struct TritonArgs {
     /// Triton: how long the dynamic batcher may hold a request to fill a batch, microseconds.
     #[arg(long, requires = "triton_repo", default_value_t = 0)]
     queue_delay_us: u64,
+    /// Triton: batch sizes the dynamic batcher should prefer, ascending, each at most
+    /// --max-batch (e.g. `4,8`); the largest is also the TensorRT profile's `opt` batch.
+    /// Default: none (the batcher forms the largest batch it can).
+    #[arg(
+        long,
+        requires = "triton_repo",
+        value_delimiter = ',',
+        value_name = "N,..."
+    )]
+    preferred_batch: Vec<u32>,
     /// Triton (GPU): the folder on the server for TensorRT engines and timing caches
     /// (default /tmp/dlvp-trt-cache/NAME; it must be writable by the server).
     #[arg(long, requires = "triton_repo", value_name = "SERVER_DIR")]
@@ -146,7 +156,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         target: args.target,
         allow_unused: args.allow_unused,
     };
-    // The Triton model's name is checked before anything is written or calibrated.
+    // The Triton model's name and batch sizes are checked before anything is written or calibrated.
     let triton_model = match &args.triton.triton_repo {
         Some(dir) => {
             let name = match &args.triton.triton_name {
@@ -154,6 +164,8 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
                 None => triton::default_model_name(&spec),
             };
             triton::check_model_name(&name).map_err(|e| anyhow::anyhow!("--triton-name: {e}"))?;
+            triton::check_preferred_batch(&args.triton.preferred_batch, args.triton.max_batch)
+                .map_err(|e| anyhow::anyhow!("--preferred-batch: {e}"))?;
             Some((dir.join(&name), name))
         }
         None => None,
@@ -289,6 +301,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             trt_cache: &trt_cache,
             workspace_bytes: t.triton_workspace_mib << 20,
             queue_delay_us: t.queue_delay_us,
+            preferred_batch: &t.preferred_batch,
         });
         // Written last: a server polling the repository sees a config only once its model is there.
         let config_path = model_dir.join("config.pbtxt");

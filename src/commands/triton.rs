@@ -9,6 +9,13 @@
 //! as `dims`; it is declared `dims: [1]` with `reshape { shape: [] }`, Triton's documented way.
 //! The TensorRT optimisation profile spans batch 1 to max_batch_size, so dynamic batches never
 //! trigger an engine rebuild.
+//!
+//! Every TensorRT key written is one the ONNX Runtime backend parses
+//! (triton-inference-server/onnxruntime_backend, `src/onnxruntime.cc`, which refuses any other
+//! with "unknown parameter ... for TensorRT Execution Accelerator"); all but `precision_mode`,
+//! `max_workspace_size_bytes` and `trt_engine_cache_*` arrived in its release branch r24.04
+//! (commit 72189f9, "Enable more trt options"), so the repository needs Triton 24.04 or later
+//! (docs/triton.md says what to delete for an older one).
 
 use std::fmt::Write as _;
 
@@ -43,6 +50,32 @@ pub struct TritonConfig<'a> {
     pub workspace_bytes: u64,
     /// How long the dynamic batcher may hold a request to fill a batch, microseconds.
     pub queue_delay_us: u64,
+    /// `dynamic_batching.preferred_batch_size` (ascending, each at most `max_batch`; checked by
+    /// [`check_preferred_batch`]); empty: none, the batcher forms the largest batch it can.
+    pub preferred_batch: &'a [u32],
+}
+
+/// `--preferred-batch` against `--max-batch`: Triton refuses a preferred size above
+/// `max_batch_size` ("dynamic batching preferred size must be <= max batch size") or below 1; an
+/// ascending list without repeats is what the batcher reads most easily and what we document.
+pub fn check_preferred_batch(sizes: &[u32], max_batch: u32) -> Result<(), String> {
+    for (i, &size) in sizes.iter().enumerate() {
+        if size == 0 {
+            return Err("0 is no batch size; give sizes from 1 to --max-batch".into());
+        }
+        if size > max_batch {
+            return Err(format!(
+                "{size} is larger than --max-batch {max_batch} (Triton refuses a preferred batch size above max_batch_size)"
+            ));
+        }
+        if i > 0 && size <= sizes[i - 1] {
+            return Err(format!(
+                "sizes must be ascending without repeats, got {} then {size}",
+                sizes[i - 1]
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Triton's model-name rules in practice: the name is a folder of the repository and part of
@@ -104,14 +137,19 @@ fn dims(d: &[usize]) -> String {
     format!("[ {} ]", list.join(", "))
 }
 
-/// One `input`/`output` entry: Triton prepends the batch, so `dims` leave it out; the [B] score
-/// is per request a scalar, which `dims` cannot state: `dims: [1]` reshaped to `[]`.
-fn entry(t: &TensorDesc) -> String {
-    let dtype = match t.elem {
+/// Triton's name for an element type.
+fn data_type(elem: ElemType) -> &'static str {
+    match elem {
         ElemType::F32 => "TYPE_FP32",
         ElemType::U8 => "TYPE_UINT8",
         ElemType::I64 => "TYPE_INT64",
-    };
+    }
+}
+
+/// One `input`/`output` entry: Triton prepends the batch, so `dims` leave it out; the [B] score
+/// is per request a scalar, which `dims` cannot state: `dims: [1]` reshaped to `[]`.
+fn entry(t: &TensorDesc) -> String {
+    let dtype = data_type(t.elem);
     let per_item = t.per_item_dims();
     let (d, reshape) = if per_item.is_empty() {
         (vec![1], "\n    reshape { shape: [ ] }")
@@ -159,6 +197,10 @@ pub fn config_pbtxt(c: &TritonConfig) -> String {
         let _ = writeln!(w, "{section} [\n{}\n]", entries.join(",\n"));
     }
     let _ = writeln!(w, "dynamic_batching {{");
+    if !c.preferred_batch.is_empty() {
+        let sizes: Vec<usize> = c.preferred_batch.iter().map(|&b| b as usize).collect();
+        let _ = writeln!(w, "  preferred_batch_size: {}", dims(&sizes));
+    }
     let _ = writeln!(w, "  max_queue_delay_microseconds: {}", c.queue_delay_us);
     let _ = writeln!(w, "}}");
     let kind = match c.kind {
@@ -173,7 +215,10 @@ pub fn config_pbtxt(c: &TritonConfig) -> String {
     let _ = writeln!(w, "]");
     if c.kind == InstanceKind::Gpu {
         let profile = |batch: u32| quoted(&format!("{}:{batch}x{input_shape}", input.name));
-        let params: Vec<(&str, String)> = vec![
+        // TensorRT tunes its kernels for the profile's `opt` shape: the batch the batcher is told
+        // to prefer most, else the largest it forms.
+        let opt_batch = c.preferred_batch.last().copied().unwrap_or(c.max_batch);
+        let mut params: Vec<(&str, String)> = vec![
             // An fp16 export already computes in fp16; TensorRT must be allowed fp16 kernels to
             // run it. For an fp32 export TensorRT stays fp32, the precision it was checked at. An
             // int8 export carries its own Q/DQ scales (explicit quantization): INT8 lets TensorRT
@@ -195,9 +240,24 @@ pub fn config_pbtxt(c: &TritonConfig) -> String {
             ("trt_timing_cache_enable", quoted("1")),
             ("trt_timing_cache_path", quoted(c.trt_cache)),
             ("trt_profile_min_shapes", profile(1)),
-            ("trt_profile_opt_shapes", profile(c.max_batch)),
+            ("trt_profile_opt_shapes", profile(opt_batch)),
             ("trt_profile_max_shapes", profile(c.max_batch)),
+            // Each instance (count per GPU, times the GPUs) is its own ONNX Runtime session that
+            // builds or loads the engine in the shared cache folder when it is created, and Triton
+            // creates them in parallel. ONNX Runtime's provider checks the cache, builds and
+            // writes under one process-wide lock in the releases read for this (so the first
+            // builds, the others load its engine); this key asks for the same on every release
+            // that has it, instead of N concurrent builds racing for the same files.
+            ("trt_force_sequential_engine_build", quoted("1")),
         ];
+        if c.precision == Precision::Fp16 {
+            // Under FP16 the provider keeps an elementwise POW layer and the REDUCE right after
+            // it in fp32: the variance of a LayerNorm written with primitives (the tensorrt-8.5
+            // target's decomposition squares with `Pow` for exactly this). A native
+            // LayerNormalization (other targets) is not that pattern; docs/triton.md says how
+            // its f32 fares.
+            params.push(("trt_layer_norm_fp32_fallback", quoted("1")));
+        }
         let _ = writeln!(w, "optimization {{");
         let _ = writeln!(w, "  execution_accelerators {{");
         let _ = writeln!(w, "    gpu_execution_accelerator [");
@@ -214,6 +274,29 @@ pub fn config_pbtxt(c: &TritonConfig) -> String {
         let _ = writeln!(w, "    ]");
         let _ = writeln!(w, "  }}");
         let _ = writeln!(w, "}}");
+    }
+    if c.kind == InstanceKind::Gpu {
+        // Warm-up requests run on every instance at load, before the model is reported ready:
+        // the engine and the device memory for the largest batch exist before the first camera's
+        // request. With the explicit profile the engine is built (or loaded from the cache) when
+        // the session is created; on a backend without the profile keys these two batches make
+        // the provider build its engine for the whole 1..max range here instead of on requests.
+        let dtype = data_type(input.elem);
+        let mut batches = vec![1];
+        if c.max_batch > 1 {
+            batches.push(c.max_batch);
+        }
+        let samples: Vec<String> = batches
+            .iter()
+            .map(|batch| {
+                format!(
+                    "  {{\n    name: \"zeros_batch_{batch}\"\n    batch_size: {batch}\n    inputs {{\n      key: {}\n      value {{\n        data_type: {dtype}\n        dims: {}\n        zero_data: true\n      }}\n    }}\n  }}",
+                    quoted(input.name),
+                    dims(&input.per_item_dims())
+                )
+            })
+            .collect();
+        let _ = writeln!(w, "model_warmup [\n{}\n]", samples.join(",\n"));
     }
     if c.kind == InstanceKind::Openvino {
         let _ = writeln!(w, "optimization {{");
@@ -262,7 +345,12 @@ mod tests {
         assert_eq!(quoted(r#"a"b\c"#), r#""a\"b\\c""#);
     }
 
-    fn config(kind: InstanceKind, embed: bool) -> String {
+    fn config_with(
+        kind: InstanceKind,
+        embed: bool,
+        precision: Precision,
+        preferred_batch: &[u32],
+    ) -> String {
         let spec = Spec::default();
         config_pbtxt(&TritonConfig {
             name: "m",
@@ -272,14 +360,152 @@ mod tests {
             } else {
                 InputKind::Image
             },
-            precision: Precision::Fp32,
+            precision,
             max_batch: 16,
             instances: 2,
             kind,
             trt_cache: "/tmp/c",
             workspace_bytes: 1 << 30,
             queue_delay_us: 100,
+            preferred_batch,
         })
+    }
+
+    fn config(kind: InstanceKind, embed: bool) -> String {
+        config_with(kind, embed, Precision::Fp32, &[])
+    }
+
+    /// The TensorRT accelerator's `parameters` keys, in order.
+    fn trt_keys(config: &str) -> Vec<&str> {
+        config
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("parameters { key: \""))
+            .map(|rest| rest.split('"').next().unwrap())
+            .collect()
+    }
+
+    /// Every key triton-inference-server/onnxruntime_backend's `src/onnxruntime.cc` parses for
+    /// the "tensorrt" accelerator: the same 32 on its release branches r24.04 to r26.06 (any
+    /// other key fails the model's load with "unknown parameter"; before r24.04 only the first
+    /// two and `trt_engine_cache_*` and `int8_*` were known).
+    const BACKEND_TRT_KEYS: &[&str] = &[
+        "precision_mode",
+        "max_workspace_size_bytes",
+        "trt_max_partition_iterations",
+        "trt_min_subgraph_size",
+        "int8_calibration_table_name",
+        "int8_use_native_calibration_table",
+        "trt_dla_enable",
+        "trt_dla_core",
+        "trt_engine_cache_enable",
+        "trt_engine_cache_path",
+        "trt_engine_cache_prefix",
+        "trt_dump_subgraphs",
+        "trt_force_sequential_engine_build",
+        "trt_context_memory_sharing_enable",
+        "trt_layer_norm_fp32_fallback",
+        "trt_timing_cache_enable",
+        "trt_timing_cache_path",
+        "trt_force_timing_cache",
+        "trt_detailed_build_log",
+        "trt_build_heuristics_enable",
+        "trt_sparsity_enable",
+        "trt_builder_optimization_level",
+        "trt_auxiliary_streams",
+        "trt_tactic_sources",
+        "trt_extra_plugin_lib_paths",
+        "trt_profile_min_shapes",
+        "trt_profile_max_shapes",
+        "trt_profile_opt_shapes",
+        "trt_cuda_graph_enable",
+        "trt_dump_ep_context_model",
+        "trt_ep_context_file_path",
+        "trt_ep_context_embed_mode",
+    ];
+
+    #[rstest]
+    #[case(Precision::Fp32, false)]
+    #[case(Precision::Fp16, true)]
+    #[case(Precision::Int8, false)]
+    fn tensorrt_keys_are_the_backends_and_fp16_keeps_layernorm_f32(
+        #[case] precision: Precision,
+        #[case] fallback: bool,
+    ) {
+        let gpu = config_with(InstanceKind::Gpu, false, precision, &[]);
+        let keys = trt_keys(&gpu);
+        for key in &keys {
+            assert!(
+                BACKEND_TRT_KEYS.contains(key),
+                "{key} is not parsed by the backend"
+            );
+        }
+        assert!(
+            gpu.contains("parameters { key: \"trt_force_sequential_engine_build\" value: \"1\" }")
+        );
+        assert_eq!(
+            keys.contains(&"trt_layer_norm_fp32_fallback"),
+            fallback,
+            "{gpu}"
+        );
+    }
+
+    #[test]
+    fn gpu_instances_warm_up_at_one_and_the_largest_batch() {
+        let s = Spec::default().image_size;
+        let gpu = config(InstanceKind::Gpu, true);
+        let warmup = &gpu[gpu.find("model_warmup [").expect("model_warmup")..];
+        for batch in [1, 16] {
+            assert!(
+                warmup.contains(&format!("batch_size: {batch}\n")),
+                "{warmup}"
+            );
+        }
+        assert_eq!(warmup.matches("key: \"image_u8\"").count(), 2, "{warmup}");
+        assert_eq!(
+            warmup
+                .matches(&format!(
+                    "data_type: TYPE_UINT8\n        dims: [ {s}, {s}, 3 ]"
+                ))
+                .count(),
+            2,
+            "{warmup}"
+        );
+        assert_eq!(warmup.matches("zero_data: true").count(), 2);
+        for kind in [InstanceKind::Cpu, InstanceKind::Openvino] {
+            assert!(!config(kind, false).contains("model_warmup"));
+        }
+    }
+
+    #[test]
+    fn preferred_batches_reach_the_batcher_and_the_profile_opt() {
+        let s = Spec::default().image_size;
+        let gpu = config_with(InstanceKind::Gpu, false, Precision::Fp32, &[4, 8]);
+        assert!(gpu.contains("  preferred_batch_size: [ 4, 8 ]\n"), "{gpu}");
+        assert!(
+            gpu.contains(&format!(
+                "\"trt_profile_opt_shapes\" value: \"image:8x3x{s}x{s}\""
+            )),
+            "{gpu}"
+        );
+        assert!(
+            gpu.contains(&format!(
+                "\"trt_profile_max_shapes\" value: \"image:16x3x{s}x{s}\""
+            )),
+            "{gpu}"
+        );
+        assert!(!config(InstanceKind::Gpu, false).contains("preferred_batch_size"));
+    }
+
+    #[rstest]
+    #[case(&[], true)]
+    #[case(&[4, 8], true)]
+    #[case(&[16], true)]
+    #[case(&[17], false)]
+    #[case(&[0, 4], false)]
+    #[case(&[8, 4], false)]
+    #[case(&[4, 4], false)]
+    fn preferred_batch_checks(#[case] sizes: &[u32], #[case] ok: bool) {
+        assert_eq!(check_preferred_batch(sizes, 16).is_ok(), ok, "{sizes:?}");
     }
 
     #[test]

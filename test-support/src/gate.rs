@@ -1,5 +1,5 @@
 //! Gates for tests that need a tool the test command may or may not provide: ONNX Runtime's
-//! and OpenVINO's libraries, headless Chromium, the built C++ example.
+//! and OpenVINO's libraries, headless Chromium, the built C++ examples.
 //!
 //! Without the tool a test skips and says why on stderr. When the test command was supposed to
 //! provide it, it sets `DLVP_REQUIRE_<TOOL>` (scripts/test does, and always in CI) and the same
@@ -70,6 +70,17 @@ pub fn cpp_example() -> Option<PathBuf> {
         "the C++ example",
         "DLVP_REQUIRE_CPP_EXAMPLE",
         "set DLVP_CPP_EXAMPLE to examples/cpp's dlvp_detect (scripts/test builds it where cmake, g++ and OpenCV are installed)",
+    )
+}
+
+/// examples/cpp's `dlvp_stream` (the GStreamer example), named by `DLVP_STREAM_EXAMPLE`
+/// (required under `DLVP_REQUIRE_STREAM_EXAMPLE`).
+pub fn stream_example() -> Option<PathBuf> {
+    gate(
+        non_empty("DLVP_STREAM_EXAMPLE").map(PathBuf::from),
+        "the GStreamer example",
+        "DLVP_REQUIRE_STREAM_EXAMPLE",
+        "set DLVP_STREAM_EXAMPLE to examples/cpp's dlvp_stream (scripts/test builds it where cmake, g++ and Debian's GStreamer packages are installed)",
     )
 }
 
