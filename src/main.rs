@@ -38,6 +38,8 @@ enum Command {
     Eval(commands::eval::EvalArgs),
     /// Measure load time, latency, throughput and memory of a graph on a backend.
     Bench(commands::bench::BenchArgs),
+    /// Serve a graph over the KServe v2 / Triton protocol (HTTP, gRPC) with dynamic batching.
+    Serve(commands::serve::ServeArgs),
     /// Generate a synthetic defect dataset (MVTec AD layout) for demos, tests and training.
     DemoData(commands::demo_data::DemoDataArgs),
 }
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
         Command::Detect(args) => commands::detect::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Bench(args) => commands::bench::run(args),
+        Command::Serve(args) => commands::serve::run(args),
         Command::DemoData(args) => commands::demo_data::run(args),
     };
     match outcome {

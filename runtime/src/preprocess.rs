@@ -41,29 +41,39 @@ pub const DEFAULT_MAX_PIXELS: u64 = 1 << 28;
 /// [`load_rgb8`], refusing an image of more than `max_pixels` pixels from its header, before any
 /// pixel memory is allocated — a decompression bomb's header can claim 10¹⁰ pixels in a few bytes.
 pub fn load_rgb8_limited(path: &Path, max_pixels: u64) -> Result<RgbImage, ImageError> {
-    use image::ImageDecoder;
-    let fail = |e: image::ImageError| ImageError {
+    let bytes = std::fs::read(path).map_err(|e| ImageError {
         path: path.to_path_buf(),
         message: e.to_string(),
+    })?;
+    decode_rgb8_limited(&bytes, path, max_pixels)
+}
+
+/// [`load_rgb8_limited`] on an encoded image already in memory (an HTTP request's body, say);
+/// `name` is what errors call it.
+pub fn decode_rgb8_limited(
+    bytes: &[u8],
+    name: &Path,
+    max_pixels: u64,
+) -> Result<RgbImage, ImageError> {
+    use image::ImageDecoder;
+    let fail = |e: image::ImageError| ImageError {
+        path: name.to_path_buf(),
+        message: e.to_string(),
     };
-    let reader = image::ImageReader::open(path)
-        .map_err(|e| ImageError {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| ImageError {
-            path: path.to_path_buf(),
+            path: name.to_path_buf(),
             message: e.to_string(),
         })?;
     if reader.format() == Some(image::ImageFormat::Jpeg) {
-        check_jpeg_complete(path)?;
+        check_jpeg_complete(bytes, name)?;
     }
     let mut decoder = reader.into_decoder().map_err(fail)?;
     let (w, h) = decoder.dimensions();
     if w as u64 * h as u64 > max_pixels {
         return Err(ImageError {
-            path: path.to_path_buf(),
+            path: name.to_path_buf(),
             message: format!(
                 "{w}×{h} = {} pixels, more than the limit of {max_pixels} (--max-pixels)",
                 w as u64 * h as u64
@@ -90,30 +100,18 @@ pub fn load_rgb8_limited(path: &Path, max_pixels: u64) -> Result<RgbImage, Image
 /// A JPEG cut short still decodes (the decoder fills the missing rows with grey), so such a file
 /// would be scored as if it were whole; Pillow refuses it ("image file is truncated"), and so do
 /// we: after any trailing zero padding, the file must end with the EOI marker FF D9.
-fn check_jpeg_complete(path: &Path) -> Result<(), ImageError> {
-    use std::io::{Read, Seek, SeekFrom};
-    let fail = |message: String| ImageError {
-        path: path.to_path_buf(),
-        message,
-    };
-    let mut file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
-    let len = file.metadata().map_err(|e| fail(e.to_string()))?.len();
-    let tail_len = len.min(64 * 1024);
-    file.seek(SeekFrom::Start(len - tail_len))
-        .map_err(|e| fail(e.to_string()))?;
-    let mut tail = Vec::with_capacity(tail_len as usize);
-    file.read_to_end(&mut tail)
-        .map_err(|e| fail(e.to_string()))?;
-    let mut end = tail.len();
-    while end > 0 && tail[end - 1] == 0x00 {
+fn check_jpeg_complete(bytes: &[u8], name: &Path) -> Result<(), ImageError> {
+    let mut end = bytes.len();
+    while end > 0 && bytes[end - 1] == 0x00 {
         end -= 1;
     }
-    if end >= 2 && tail[end - 2] == 0xFF && tail[end - 1] == 0xD9 {
+    if end >= 2 && bytes[end - 2] == 0xFF && bytes[end - 1] == 0xD9 {
         Ok(())
     } else {
-        Err(fail(
-            "truncated JPEG: no end-of-image marker (FF D9) at the end of the file".into(),
-        ))
+        Err(ImageError {
+            path: name.to_path_buf(),
+            message: "truncated JPEG: no end-of-image marker (FF D9) at the end of the file".into(),
+        })
     }
 }
 

@@ -12,6 +12,7 @@ pub mod inspect;
 pub mod layer_precisions;
 pub mod ort_library;
 pub mod progress;
+pub mod serve;
 pub mod sidecar;
 pub mod spec;
 pub mod triton;

@@ -1,0 +1,609 @@
+//! The HTTP/REST side of the KServe v2 protocol, as Triton serves it, and `POST /v1/detect`.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /v2/health/live`, `/v2/health/ready` | 200 (ready: 503 while stopping) |
+//! | `GET /v2` | server metadata |
+//! | `GET /v2/models/{m}[/versions/{v}]` | model metadata |
+//! | `GET /v2/models/{m}[/versions/{v}]/ready` | 200, 404 for an unknown model |
+//! | `GET /v2/models/{m}[/versions/{v}]/config` | Triton's model config (JSON) |
+//! | `POST /v2/models/{m}[/versions/{v}]/infer` | inference: JSON tensors, or the binary tensor extension |
+//! | `POST /v1/detect` | an image file (body or multipart) → `dlvp detect --json`'s object |
+//!
+//! Binary tensor extension: the request's `Inference-Header-Content-Length: L` says the body's
+//! first L bytes are the JSON header; each input with `parameters.binary_data_size: n` takes the
+//! next n bytes of the rest, in order, and those sizes must add up to exactly the rest. Outputs
+//! asked for with `parameters.binary_data: true` (or all of them, with the request's
+//! `binary_data_output: true`) are answered the same way. Every error is `{"error": "..."}` with
+//! 400 (malformed, wrong name, datatype, shape or size), 404 (unknown model or version), 413 (a body
+//! over `--max-body-mib`, an image over `--max-pixels`), 503 (queue full, stopping), 504
+//! (timed out) or 500 (the model failed).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use http_body_util::BodyExt;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::metrics::Metrics;
+use crate::tensor::{self, BadKind, BadRequest, Data};
+use crate::{InferError, State};
+
+const PROTOCOL: &str = "http";
+/// The header of Triton's binary tensor data extension.
+pub const HEADER_LENGTH: &str = "inference-header-content-length";
+
+type Shared = Arc<State>;
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": message.into()}))).into_response()
+}
+
+fn bad(b: BadRequest) -> Response {
+    let status = match b.kind {
+        BadKind::Invalid => StatusCode::BAD_REQUEST,
+        BadKind::NotFound => StatusCode::NOT_FOUND,
+        BadKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+    };
+    error(status, b.message)
+}
+
+fn infer_error(e: InferError) -> Response {
+    let status = match &e {
+        InferError::Refused(_) => StatusCode::SERVICE_UNAVAILABLE,
+        InferError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        InferError::Model(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e.to_string())
+}
+
+pub fn router(state: Shared) -> Router {
+    let limit = state.max_body;
+    Router::new()
+        .route("/v2/health/live", get(|| async { StatusCode::OK }))
+        .route("/v2/health/ready", get(ready))
+        .route("/v2", get(server_metadata))
+        .route("/v2/models/{model}", get(model_metadata))
+        .route(
+            "/v2/models/{model}/versions/{version}",
+            get(model_metadata_v),
+        )
+        .route("/v2/models/{model}/ready", get(model_ready))
+        .route(
+            "/v2/models/{model}/versions/{version}/ready",
+            get(model_ready_v),
+        )
+        .route("/v2/models/{model}/config", get(model_config))
+        .route(
+            "/v2/models/{model}/versions/{version}/config",
+            get(model_config_v),
+        )
+        .route("/v2/models/{model}/infer", post(infer))
+        .route("/v2/models/{model}/versions/{version}/infer", post(infer_v))
+        .route("/v1/detect", post(detect))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
+        // Multipart reads through axum's own limit; the other bodies are limited as they are read.
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = Arc::clone(&metrics);
+            async move {
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    metrics.render(),
+                )
+            }
+        }),
+    )
+}
+
+async fn ready(axum::extract::State(state): axum::extract::State<Shared>) -> StatusCode {
+    if state.ready.load(Ordering::SeqCst) {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+async fn server_metadata() -> Json<Value> {
+    Json(json!({
+        "name": "dlvp",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": ["binary_tensor_data", "model_configuration"],
+    }))
+}
+
+/// The model a path names, or the 404 Triton answers.
+fn find<'a>(state: &'a State, model: &str, version: &str) -> Result<&'a State, BadRequest> {
+    if model != state.model.name {
+        return Err(tensor::not_found(format!(
+            "Request for unknown model: '{model}' is not found (this server runs '{}')",
+            state.model.name
+        )));
+    }
+    if !state.model.has_version(version) {
+        return Err(tensor::not_found(format!(
+            "Request for unknown model: '{model}' version {version} is not found (it has version {})",
+            state.model.version
+        )));
+    }
+    Ok(state)
+}
+
+type S = axum::extract::State<Shared>;
+
+async fn model_metadata(s: S, Path(model): Path<String>) -> Response {
+    metadata_for(&s, &model, "")
+}
+async fn model_metadata_v(s: S, Path((model, v)): Path<(String, String)>) -> Response {
+    metadata_for(&s, &model, &v)
+}
+fn metadata_for(state: &State, model: &str, version: &str) -> Response {
+    match find(state, model, version) {
+        Ok(s) => Json(s.model.metadata_json()).into_response(),
+        Err(e) => bad(e),
+    }
+}
+
+async fn model_ready(s: S, Path(model): Path<String>) -> Response {
+    ready_for(&s, &model, "")
+}
+async fn model_ready_v(s: S, Path((model, v)): Path<(String, String)>) -> Response {
+    ready_for(&s, &model, &v)
+}
+fn ready_for(state: &State, model: &str, version: &str) -> Response {
+    match find(state, model, version) {
+        Ok(s) if s.ready.load(Ordering::SeqCst) => StatusCode::OK.into_response(),
+        Ok(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        Err(e) => bad(e),
+    }
+}
+
+async fn model_config(s: S, Path(model): Path<String>) -> Response {
+    config_for(&s, &model, "")
+}
+async fn model_config_v(s: S, Path((model, v)): Path<(String, String)>) -> Response {
+    config_for(&s, &model, &v)
+}
+fn config_for(state: &State, model: &str, version: &str) -> Response {
+    match find(state, model, version) {
+        Ok(s) => Json(s.model.config_json()).into_response(),
+        Err(e) => bad(e),
+    }
+}
+
+/// Reads at most `limit` bytes of a body: 413 beyond, 400 if the client broke off.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, BadRequest> {
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BadRequest {
+            kind: BadKind::TooLarge,
+            message: format!(
+                "the request body is larger than the server's limit of {limit} bytes (--max-body-mib)"
+            ),
+        }),
+        Err(e) => Err(tensor::invalid(format!("reading the request body: {e}"))),
+    }
+}
+
+#[derive(Deserialize)]
+struct InferRequest {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    parameters: Map<String, Value>,
+    inputs: Vec<InputTensor>,
+    #[serde(default)]
+    outputs: Vec<RequestedOutput>,
+}
+
+#[derive(Deserialize)]
+struct InputTensor {
+    name: String,
+    shape: Vec<i64>,
+    datatype: String,
+    #[serde(default)]
+    parameters: Map<String, Value>,
+    #[serde(default)]
+    data: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct RequestedOutput {
+    name: String,
+    #[serde(default)]
+    parameters: Map<String, Value>,
+}
+
+/// JSON `data`, flattened or nested, as numbers of the input's kind.
+fn json_values(name: &str, data: &Value, float: bool) -> Result<Data<'static>, BadRequest> {
+    fn flatten<'v>(v: &'v Value, out: &mut Vec<&'v Value>) {
+        match v {
+            Value::Array(items) => items.iter().for_each(|i| flatten(i, out)),
+            other => out.push(other),
+        }
+    }
+    let mut leaves = vec![];
+    flatten(data, &mut leaves);
+    let not_number =
+        |v: &Value| tensor::invalid(format!("input '{name}': data holds {v}, not a number"));
+    if float {
+        leaves
+            .iter()
+            .map(|v| v.as_f64().map(|f| f as f32).ok_or_else(|| not_number(v)))
+            .collect::<Result<_, _>>()
+            .map(Data::F32)
+    } else {
+        leaves
+            .iter()
+            .map(|v| v.as_u64().ok_or_else(|| not_number(v)))
+            .collect::<Result<_, _>>()
+            .map(Data::Uint)
+    }
+}
+
+fn flag(parameters: &Map<String, Value>, key: &str) -> bool {
+    parameters
+        .get(key)
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+async fn infer(s: S, Path(model): Path<String>, headers: HeaderMap, body: Body) -> Response {
+    infer_for(s.0, model, String::new(), headers, body).await
+}
+async fn infer_v(
+    s: S,
+    Path((model, v)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    infer_for(s.0, model, v, headers, body).await
+}
+
+async fn infer_for(
+    state: Shared,
+    model: String,
+    version: String,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let arrived = Instant::now();
+    let parsed = async {
+        find(&state, &model, &version)?;
+        if let Some(encoding) = headers.get(header::CONTENT_ENCODING) {
+            if encoding != "identity" {
+                return Err(tensor::invalid(format!(
+                    "Content-Encoding {encoding:?} is not supported; send the body uncompressed"
+                )));
+            }
+        }
+        let header_length = match headers.get(HEADER_LENGTH) {
+            None => None,
+            Some(v) => Some(
+                v.to_str()
+                    .ok()
+                    .and_then(|t| t.trim().parse::<usize>().ok())
+                    .ok_or_else(|| {
+                        tensor::invalid(format!(
+                            "header Inference-Header-Content-Length is {v:?}, not a byte count"
+                        ))
+                    })?,
+            ),
+        };
+        let bytes = read_body(body, state.max_body).await?;
+        let (json_part, mut binary) = match header_length {
+            Some(n) if n > bytes.len() => {
+                return Err(tensor::invalid(format!(
+                    "Inference-Header-Content-Length is {n}, but the body has only {} bytes",
+                    bytes.len()
+                )))
+            }
+            Some(n) => (bytes.slice(..n), bytes.slice(n..)),
+            None => (bytes.clone(), Bytes::new()),
+        };
+        let request: InferRequest = serde_json::from_slice(&json_part)
+            .map_err(|e| tensor::invalid(format!("the inference request is not valid JSON for the protocol: {e}")))?;
+        if request.inputs.len() != 1 {
+            return Err(tensor::invalid(format!(
+                "expected 1 input ('{}') for model '{}', got {}",
+                state.model.input.name,
+                state.model.name,
+                request.inputs.len()
+            )));
+        }
+        let input = &request.inputs[0];
+        let input_batch = match input.parameters.get("binary_data_size") {
+            Some(size) => {
+                let size = size.as_u64().ok_or_else(|| {
+                    tensor::invalid(format!(
+                        "input '{}': binary_data_size is {size}, not a byte count",
+                        input.name
+                    ))
+                })? as usize;
+                if size > binary.len() {
+                    return Err(tensor::invalid(format!(
+                        "input '{}': binary_data_size is {size}, but only {} bytes of binary data follow the JSON header",
+                        input.name,
+                        binary.len()
+                    )));
+                }
+                let raw = binary.split_to(size);
+                tensor::graph_input(&state.model, &input.name, &input.datatype, &input.shape, Data::Raw(&raw))?
+            }
+            None => {
+                let data = input.data.as_ref().ok_or_else(|| {
+                    tensor::invalid(format!(
+                        "input '{}' has neither `data` nor `parameters.binary_data_size`",
+                        input.name
+                    ))
+                })?;
+                let float = input.datatype == "FP32";
+                let values = json_values(&input.name, data, float)?;
+                tensor::graph_input(&state.model, &input.name, &input.datatype, &input.shape, values)?
+            }
+        };
+        if !binary.is_empty() {
+            return Err(tensor::invalid(format!(
+                "{} bytes of binary data are left over after the inputs' binary_data_size",
+                binary.len()
+            )));
+        }
+        let names: Vec<&str> = request.outputs.iter().map(|o| o.name.as_str()).collect();
+        tensor::requested(&state.model, &names)?;
+        Ok((request, input_batch))
+    }
+    .await;
+    let (request, input) = match parsed {
+        Ok(ok) => ok,
+        Err(e) => {
+            state.invalid(PROTOCOL, arrived);
+            return bad(e);
+        }
+    };
+    let done = match state.infer(input, PROTOCOL, arrived).await {
+        Ok(done) => done,
+        Err(e) => return infer_error(e),
+    };
+    // Which outputs, and which of them as binary data.
+    let all_binary = flag(&request.parameters, "binary_data_output");
+    let chosen: Vec<(&crate::model::Tensor, bool)> = if request.outputs.is_empty() {
+        state
+            .model
+            .outputs
+            .iter()
+            .map(|t| (t, all_binary))
+            .collect()
+    } else {
+        request
+            .outputs
+            .iter()
+            .map(|o| {
+                let binary = o
+                    .parameters
+                    .get("binary_data")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(all_binary);
+                (state.model.output(&o.name).expect("checked"), binary)
+            })
+            .collect()
+    };
+    let mut outputs = vec![];
+    let mut binary = Vec::new();
+    for (t, as_binary) in chosen {
+        let out = tensor::output(t, &done.outputs);
+        let mut entry =
+            json!({"name": t.name, "datatype": crate::model::datatype(t.elem), "shape": out.shape});
+        if as_binary {
+            entry["parameters"] = json!({"binary_data_size": out.raw.len()});
+            binary.extend_from_slice(&out.raw);
+        } else {
+            entry["data"] = out.json_data();
+        }
+        outputs.push(entry);
+    }
+    let mut response = json!({
+        "model_name": state.model.name,
+        "model_version": state.model.version,
+        "outputs": outputs,
+    });
+    if let Some(id) = request.id {
+        response["id"] = id.into();
+    }
+    let header_bytes = serde_json::to_vec(&response).expect("JSON values serialise");
+    if binary.is_empty() {
+        return ([(header::CONTENT_TYPE, "application/json")], header_bytes).into_response();
+    }
+    let length = header_bytes.len();
+    let mut body = header_bytes;
+    body.extend_from_slice(&binary);
+    let mut r = body.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    r.headers_mut()
+        .insert(HEADER_LENGTH, HeaderValue::from(length));
+    r
+}
+
+#[derive(Deserialize)]
+struct DetectQuery {
+    /// Adds `label` ("anomalous" at or above it, else "normal"), as `detect --threshold`.
+    threshold: Option<f32>,
+    /// `png`: adds `map_png`, the map at the image's size as a 16-bit grayscale PNG, base64.
+    map: Option<String>,
+    /// What the answer's `image` field says (default: the multipart file name, else "request").
+    name: Option<String>,
+}
+
+async fn detect(s: S, Query(q): Query<DetectQuery>, request: Request) -> Response {
+    let state = s.0;
+    let arrived = Instant::now();
+    let read = async {
+        if let Some(m) = &q.map {
+            if m != "png" {
+                return Err(tensor::invalid(format!(
+                    "map={m}: the only map format is `png`"
+                )));
+            }
+        }
+        let multipart = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("multipart/form-data"));
+        if !multipart {
+            let bytes = read_body(request.into_body(), state.max_body).await?;
+            return Ok((bytes, None));
+        }
+        let mut form = Multipart::from_request(request, &()).await.map_err(|e| {
+            tensor::invalid(format!("reading the multipart form: {}", e.body_text()))
+        })?;
+        loop {
+            let field = form.next_field().await.map_err(|e| {
+                let too_large = e.status() == StatusCode::PAYLOAD_TOO_LARGE;
+                BadRequest {
+                    kind: if too_large { BadKind::TooLarge } else { BadKind::Invalid },
+                    message: if too_large {
+                        format!("the request body is larger than the server's limit of {} bytes (--max-body-mib)", state.max_body)
+                    } else {
+                        format!("reading the multipart form: {}", e.body_text())
+                    },
+                }
+            })?;
+            let Some(field) = field else {
+                return Err(tensor::invalid("the multipart form has no file field"));
+            };
+            if field.file_name().is_none() && !matches!(field.name(), Some("image" | "file")) {
+                continue;
+            }
+            let file_name = field.file_name().map(str::to_string);
+            let bytes = field.bytes().await.map_err(|e| BadRequest {
+                kind: if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    BadKind::TooLarge
+                } else {
+                    BadKind::Invalid
+                },
+                message: format!("reading the multipart file: {}", e.body_text()),
+            })?;
+            return Ok((bytes, file_name));
+        }
+    };
+    let (bytes, file_name) = match read.await {
+        Ok(r) => r,
+        Err(e) => {
+            state.invalid(PROTOCOL, arrived);
+            return bad(e);
+        }
+    };
+    let label = q
+        .name
+        .clone()
+        .or(file_name)
+        .unwrap_or_else(|| "request".into());
+    if bytes.is_empty() {
+        state.invalid(PROTOCOL, arrived);
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the request has no image (empty body)",
+        );
+    }
+    let prepared = {
+        let state = Arc::clone(&state);
+        let label = label.clone();
+        tokio::task::spawn_blocking(move || {
+            let name = std::path::PathBuf::from(&label);
+            let img =
+                dlvp_runtime::preprocess::decode_rgb8_limited(&bytes, &name, state.max_pixels)
+                    .map_err(|e| BadRequest {
+                        kind: if e.message.contains("--max-pixels") {
+                            BadKind::TooLarge
+                        } else {
+                            BadKind::Invalid
+                        },
+                        message: e.to_string(),
+                    })?;
+            let spec = &state.info.spec;
+            let input = dlvp_runtime::preprocess::graph_input(
+                &[&img],
+                spec.image_size,
+                &spec.preprocess,
+                state.info.input,
+            );
+            Ok::<_, BadRequest>((img, input))
+        })
+        .await
+    };
+    let (img, input) = match prepared {
+        Ok(Ok(ok)) => ok,
+        Ok(Err(e)) => {
+            state.invalid(PROTOCOL, arrived);
+            return bad(e);
+        }
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let done = match state.infer(input, PROTOCOL, arrived).await {
+        Ok(done) => done,
+        Err(e) => return infer_error(e),
+    };
+    let score = done.outputs.anomaly_score[[0]];
+    let topk: Vec<i64> = done.outputs.topk_indices.iter().copied().collect();
+    let mut answer = json!({
+        "image": label,
+        "score": score,
+        "topk": topk,
+        "backend": state.backend,
+        "provider": state.provider,
+    });
+    if let Some(t) = q.threshold {
+        answer["label"] = if score >= t { "anomalous" } else { "normal" }.into();
+    }
+    if q.map.is_some() {
+        let s = state.info.spec.image_size;
+        let map = done
+            .outputs
+            .anomaly_map
+            .to_shape((s, s))
+            .expect("[1, 1, S, S]")
+            .to_owned();
+        let png =
+            tokio::task::spawn_blocking(move || map_png(&map, img.width(), img.height())).await;
+        match png {
+            Ok(Ok(png)) => {
+                answer["map_png"] = base64::engine::general_purpose::STANDARD.encode(png).into()
+            }
+            Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
+    }
+    Json(answer).into_response()
+}
+
+/// The map at the image's size as `dlvp detect --out` writes it: 16-bit grayscale PNG.
+fn map_png(map: &ndarray::Array2<f32>, width: u32, height: u32) -> Result<Vec<u8>, String> {
+    let full = dlvp_runtime::postprocess::resize_map(map, width as usize, height as usize);
+    let map16: image::ImageBuffer<image::Luma<u16>, Vec<u16>> =
+        image::ImageBuffer::from_fn(width, height, |x, y| {
+            image::Luma([(full[[y as usize, x as usize]].clamp(0.0, 1.0) * 65535.0).round() as u16])
+        });
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageLuma16(map16)
+        .write_to(&mut out, image::ImageFormat::Png)
+        .map_err(|e| e.to_string())?;
+    Ok(out.into_inner())
+}

@@ -1,0 +1,307 @@
+//! dlvp-serve: `dlvp serve` — one exported DLVP-CLIP graph behind the KServe v2 ("Open
+//! Inference Protocol") that Triton implements, so `tritonclient.http`/`tritonclient.grpc` and
+//! any KServe client work against it unchanged, from one edge box to a Triton cluster.
+//!
+//! - [`http`]: REST — health, server and model metadata, the model config, `infer` with JSON
+//!   tensors and Triton's binary tensor extension, and `POST /v1/detect` for image files;
+//! - [`grpc`]: the `inference.GRPCInferenceService` RPCs (tonic, stub from `build.rs`);
+//! - [`batcher`]: dynamic batching with a bounded queue and per-request timeouts;
+//! - [`metrics`]: Prometheus text on its own port;
+//! - [`model`], [`tensor`], [`kserve`]: the served model's description, request/response
+//!   tensors, and the protocol's protobuf messages.
+//!
+//! [`run`] binds the three listeners, serves until SIGINT or SIGTERM, then stops accepting,
+//! answers every request already accepted, and returns.
+
+pub mod batcher;
+pub mod grpc;
+pub mod http;
+pub mod kserve;
+pub mod metrics;
+pub mod model;
+pub mod tensor;
+
+use std::future::IntoFuture;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dlvp_runtime::{Detector, GraphInput};
+
+use batcher::{Batcher, Done, JobError, Refused};
+use metrics::{Metrics, Outcome};
+use model::ServedModel;
+
+/// What `dlvp serve`'s flags set.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub host: IpAddr,
+    /// 0 lets the system pick a free port (printed once bound).
+    pub http_port: u16,
+    pub grpc_port: u16,
+    pub metrics_port: u16,
+    /// The model's name in URLs and RPCs (default: the spec's name, as the Triton export names it).
+    pub name: String,
+    pub max_batch: usize,
+    pub max_queue_delay: Duration,
+    pub max_queue: usize,
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub max_pixels: u64,
+}
+
+/// Where the servers listen.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub http: SocketAddr,
+    pub grpc: SocketAddr,
+    pub metrics: SocketAddr,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        addr: SocketAddr,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("{what} server failed: {message}")]
+    Server { what: &'static str, message: String },
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Everything a request handler needs.
+pub struct State {
+    pub model: ServedModel,
+    pub batcher: Batcher,
+    pub metrics: Arc<Metrics>,
+    pub ready: AtomicBool,
+    pub timeout: Duration,
+    pub max_body: usize,
+    pub max_pixels: u64,
+    /// The spec and backend, for `/v1/detect`'s preprocessing and its JSON.
+    pub info: dlvp_runtime::ModelInfo,
+    pub backend: String,
+    pub provider: String,
+}
+
+/// Why an accepted tensor did not come back with outputs.
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    #[error("the request timed out after {0:?} (--request-timeout-ms)")]
+    Timeout(Duration),
+    #[error("{0}")]
+    Model(String),
+}
+
+impl State {
+    /// Queues a checked batch and waits for its outputs, counting the request in the metrics.
+    pub async fn infer(
+        &self,
+        input: GraphInput,
+        protocol: &str,
+        arrived: Instant,
+    ) -> Result<Done, InferError> {
+        let images = input.batch();
+        let result = match self.batcher.submit(input, self.timeout) {
+            Err(refused) => Err(InferError::Refused(refused)),
+            Ok(receiver) => {
+                self.metrics.accepted();
+                let left = self.timeout.saturating_sub(arrived.elapsed());
+                let waited = tokio::time::timeout(left, receiver).await;
+                self.metrics.answered();
+                match waited {
+                    Err(_) => Err(InferError::Timeout(self.timeout)),
+                    // The worker dropped the request unanswered: only at its timeout.
+                    Ok(Err(_)) => Err(InferError::Timeout(self.timeout)),
+                    Ok(Ok(Err(JobError::Timeout(t)))) => Err(InferError::Timeout(t)),
+                    Ok(Ok(Err(JobError::Model(m)))) => Err(InferError::Model(m)),
+                    Ok(Ok(Ok(done))) => Ok(done),
+                }
+            }
+        };
+        let (outcome, ran) = match &result {
+            Ok(done) => (Outcome::Success, Some((done.queued, done.compute))),
+            Err(InferError::Refused(_)) => (Outcome::Rejected, None),
+            Err(InferError::Timeout(_)) => (Outcome::Timeout, None),
+            Err(InferError::Model(_)) => (Outcome::Error, None),
+        };
+        self.metrics
+            .request(protocol, outcome, images, arrived.elapsed(), ran);
+        result
+    }
+
+    /// A request refused before it reached the queue.
+    pub fn invalid(&self, protocol: &str, arrived: Instant) {
+        self.metrics
+            .request(protocol, Outcome::Invalid, 0, arrived.elapsed(), None);
+    }
+}
+
+/// Serves `detector` until SIGINT/SIGTERM; `on_bound` hears where, once every listener is bound.
+pub fn run(
+    detector: Detector,
+    options: Options,
+    on_bound: impl FnOnce(&Bound),
+) -> Result<(), ServeError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(ServeError::Runtime)?;
+    runtime.block_on(serve(detector, options, on_bound))
+}
+
+async fn bind(
+    host: IpAddr,
+    port: u16,
+    what: &'static str,
+) -> Result<tokio::net::TcpListener, ServeError> {
+    let addr = SocketAddr::new(host, port);
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, what, source })
+}
+
+async fn serve(
+    detector: Detector,
+    options: Options,
+    on_bound: impl FnOnce(&Bound),
+) -> Result<(), ServeError> {
+    let info = detector.info().clone();
+    let gpu = matches!(
+        detector.provider(),
+        Some(dlvp_runtime::Provider::Cuda | dlvp_runtime::Provider::TensorRt)
+    );
+    let model = ServedModel::new(
+        &options.name,
+        &info,
+        options.max_batch,
+        options.max_queue_delay.as_micros() as u64,
+        gpu,
+    );
+    let metrics = Arc::new(Metrics::new(&model.name, &model.version));
+    let (size, k) = (info.spec.image_size, info.spec.slfs.top_k);
+    let backend = detector.backend().name().to_string();
+    let provider = detector.executor();
+    let detector = Arc::new(detector);
+    let runner: Arc<batcher::Runner> = Arc::new(move |input: GraphInput| {
+        let n = input.batch();
+        let outputs = detector.run(input).map_err(|e| e.to_string())?;
+        outputs.check_shapes(n, size, k)?;
+        Ok(outputs)
+    });
+    let on_batch = {
+        let metrics = Arc::clone(&metrics);
+        Arc::new(move |images: usize, compute: Duration| metrics.batch(images, compute))
+    };
+    let (batcher, worker) = Batcher::start(
+        runner,
+        batcher::Settings {
+            max_batch: options.max_batch,
+            max_delay: options.max_queue_delay,
+            max_queue: options.max_queue,
+        },
+        on_batch,
+    );
+    let state = Arc::new(State {
+        model,
+        batcher,
+        metrics: Arc::clone(&metrics),
+        ready: AtomicBool::new(true),
+        timeout: options.request_timeout,
+        max_body: options.max_body_bytes,
+        max_pixels: options.max_pixels,
+        info,
+        backend,
+        provider,
+    });
+
+    let http_listener = bind(options.host, options.http_port, "HTTP").await?;
+    let grpc_listener = bind(options.host, options.grpc_port, "gRPC").await?;
+    let metrics_listener = bind(options.host, options.metrics_port, "metrics").await?;
+    let local = |l: &tokio::net::TcpListener| l.local_addr().expect("a bound listener");
+    on_bound(&Bound {
+        http: local(&http_listener),
+        grpc: local(&grpc_listener),
+        metrics: local(&metrics_listener),
+    });
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|&s| s).await;
+    };
+    let http_server = tokio::spawn(
+        axum::serve(http_listener, http::router(Arc::clone(&state)))
+            .with_graceful_shutdown(until_stopped(stopped.clone()))
+            .into_future(),
+    );
+    let metrics_server = tokio::spawn(
+        axum::serve(metrics_listener, http::metrics_router(Arc::clone(&metrics)))
+            .with_graceful_shutdown(until_stopped(stopped.clone()))
+            .into_future(),
+    );
+    let grpc_server = tokio::spawn(grpc::serve(
+        grpc_listener,
+        Arc::clone(&state),
+        until_stopped(stopped.clone()),
+    ));
+
+    wait_for_signal().await;
+    state.ready.store(false, Ordering::SeqCst);
+    let _ = stop.send(true);
+    drop(state);
+    let mut failures = vec![];
+    for (what, server) in [("HTTP", http_server), ("metrics", metrics_server)] {
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failures.push(ServeError::Server {
+                what,
+                message: e.to_string(),
+            }),
+            Err(e) => failures.push(ServeError::Server {
+                what,
+                message: e.to_string(),
+            }),
+        }
+    }
+    match grpc_server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(message)) => failures.push(ServeError::Server {
+            what: "gRPC",
+            message,
+        }),
+        Err(e) => failures.push(ServeError::Server {
+            what: "gRPC",
+            message: e.to_string(),
+        }),
+    }
+    // Every handle of the queue is gone with the servers: the worker answers what is left, then
+    // exits.
+    let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+    match failures.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+async fn wait_for_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,0 +1,208 @@
+//! The served model as the protocol describes it: name, version, the input and the three outputs
+//! with their per-request shapes, and the metadata and configuration documents (HTTP JSON and
+//! gRPC protobuf) built from one description.
+//!
+//! The shapes are those of the Triton repository `dlvp export --triton-repo` writes
+//! (model-spec/README.md "Graph contract" in Triton's terms), so a client written for a Triton
+//! deployment works unchanged against `dlvp serve`: `max_batch_size > 0`, every tensor's first
+//! dimension is the batch, and `anomaly_score` is `[B, 1]` (the graph's `[B]`, declared `dims: [1]`
+//! with `reshape { shape: [] }`).
+
+use dlvp_contract::graph::{self as contract, ElemType, TensorDesc};
+use dlvp_contract::InputKind;
+use dlvp_runtime::metadata::ModelInfo;
+use serde_json::{json, Value};
+
+use crate::kserve;
+
+/// The protocol's datatype names.
+pub fn datatype(elem: ElemType) -> &'static str {
+    match elem {
+        ElemType::F32 => "FP32",
+        ElemType::U8 => "UINT8",
+        ElemType::I64 => "INT64",
+    }
+}
+
+fn config_type(elem: ElemType) -> (&'static str, i32) {
+    match elem {
+        ElemType::F32 => ("TYPE_FP32", kserve::data_type::FP32),
+        ElemType::U8 => ("TYPE_UINT8", kserve::data_type::UINT8),
+        ElemType::I64 => ("TYPE_INT64", kserve::data_type::INT64),
+    }
+}
+
+/// One tensor as served: its per-request dims (after the batch).
+#[derive(Debug, Clone)]
+pub struct Tensor {
+    pub name: &'static str,
+    pub elem: ElemType,
+    pub dims: Vec<usize>,
+    /// `anomaly_score`: the graph has no per-item dimension; Triton's config says `reshape []`.
+    pub scalar_per_item: bool,
+}
+
+impl Tensor {
+    fn from_desc(d: &TensorDesc) -> Tensor {
+        let dims = d.per_item_dims();
+        let scalar = dims.is_empty();
+        Tensor {
+            name: d.name,
+            elem: d.elem,
+            dims: if scalar { vec![1] } else { dims },
+            scalar_per_item: scalar,
+        }
+    }
+
+    /// Elements per image.
+    pub fn per_item(&self) -> usize {
+        self.dims.iter().product()
+    }
+
+    fn metadata(&self) -> Value {
+        let mut shape = vec![-1i64];
+        shape.extend(self.dims.iter().map(|&d| d as i64));
+        json!({"name": self.name, "datatype": datatype(self.elem), "shape": shape})
+    }
+}
+
+/// Everything the protocol says about the one model `dlvp serve` runs.
+#[derive(Debug, Clone)]
+pub struct ServedModel {
+    pub name: String,
+    pub version: String,
+    pub kind: InputKind,
+    pub input: Tensor,
+    pub outputs: Vec<Tensor>,
+    pub max_batch: usize,
+    pub queue_delay_us: u64,
+    /// `KIND_GPU` when the backend runs on a GPU.
+    pub gpu: bool,
+}
+
+/// The platform Triton would serve the graph with.
+pub const PLATFORM: &str = "onnxruntime_onnx";
+
+impl ServedModel {
+    pub fn new(
+        name: &str,
+        info: &ModelInfo,
+        max_batch: usize,
+        queue_delay_us: u64,
+        gpu: bool,
+    ) -> ServedModel {
+        let outputs = contract::outputs(&info.spec);
+        ServedModel {
+            name: name.to_string(),
+            version: "1".into(),
+            kind: info.input,
+            input: Tensor::from_desc(&info.input.desc(info.spec.image_size)),
+            outputs: outputs.iter().map(Tensor::from_desc).collect(),
+            max_batch,
+            queue_delay_us,
+            gpu,
+        }
+    }
+
+    /// Whether a request's model version addresses this model ("" means the latest).
+    pub fn has_version(&self, version: &str) -> bool {
+        version.is_empty() || version == self.version
+    }
+
+    pub fn output(&self, name: &str) -> Option<&Tensor> {
+        self.outputs.iter().find(|t| t.name == name)
+    }
+
+    /// `GET /v2/models/{name}`.
+    pub fn metadata_json(&self) -> Value {
+        json!({
+            "name": self.name,
+            "versions": [self.version],
+            "platform": PLATFORM,
+            "inputs": [self.input.metadata()],
+            "outputs": self.outputs.iter().map(Tensor::metadata).collect::<Vec<_>>(),
+        })
+    }
+
+    pub fn metadata_proto(&self) -> kserve::ModelMetadataResponse {
+        let tensor = |t: &Tensor| kserve::TensorMetadata {
+            name: t.name.into(),
+            datatype: datatype(t.elem).into(),
+            shape: std::iter::once(-1)
+                .chain(t.dims.iter().map(|&d| d as i64))
+                .collect(),
+        };
+        kserve::ModelMetadataResponse {
+            name: self.name.clone(),
+            versions: vec![self.version.clone()],
+            platform: PLATFORM.into(),
+            inputs: vec![tensor(&self.input)],
+            outputs: self.outputs.iter().map(tensor).collect(),
+        }
+    }
+
+    fn kind_name(&self) -> (&'static str, i32) {
+        if self.gpu {
+            ("KIND_GPU", kserve::instance_kind::KIND_GPU)
+        } else {
+            ("KIND_CPU", kserve::instance_kind::KIND_CPU)
+        }
+    }
+
+    /// `GET /v2/models/{name}/config`: Triton's model configuration as JSON (its field names).
+    pub fn config_json(&self) -> Value {
+        let output = |t: &Tensor| {
+            let mut o = json!({"name": t.name, "data_type": config_type(t.elem).0, "dims": t.dims});
+            if t.scalar_per_item {
+                o["reshape"] = json!({"shape": []});
+            }
+            o
+        };
+        json!({
+            "name": self.name,
+            "platform": PLATFORM,
+            "backend": "onnxruntime",
+            "max_batch_size": self.max_batch,
+            "input": [{"name": self.input.name, "data_type": config_type(self.input.elem).0, "dims": self.input.dims}],
+            "output": self.outputs.iter().map(output).collect::<Vec<_>>(),
+            "dynamic_batching": {"max_queue_delay_microseconds": self.queue_delay_us},
+            "instance_group": [{"name": self.name, "kind": self.kind_name().0, "count": 1}],
+        })
+    }
+
+    pub fn config_proto(&self) -> kserve::ModelConfig {
+        let dims = |t: &Tensor| t.dims.iter().map(|&d| d as i64).collect::<Vec<_>>();
+        kserve::ModelConfig {
+            name: self.name.clone(),
+            platform: PLATFORM.into(),
+            backend: "onnxruntime".into(),
+            max_batch_size: self.max_batch as i32,
+            input: vec![kserve::ModelInput {
+                name: self.input.name.into(),
+                data_type: config_type(self.input.elem).1,
+                dims: dims(&self.input),
+            }],
+            output: self
+                .outputs
+                .iter()
+                .map(|t| kserve::ModelOutput {
+                    name: t.name.into(),
+                    data_type: config_type(t.elem).1,
+                    dims: dims(t),
+                    reshape: t
+                        .scalar_per_item
+                        .then(|| kserve::ModelTensorReshape { shape: vec![] }),
+                })
+                .collect(),
+            instance_group: vec![kserve::ModelInstanceGroup {
+                name: self.name.clone(),
+                count: 1,
+                kind: self.kind_name().1,
+            }],
+            dynamic_batching: Some(kserve::ModelDynamicBatching {
+                preferred_batch_size: vec![],
+                max_queue_delay_microseconds: self.queue_delay_us,
+            }),
+        }
+    }
+}

@@ -1,0 +1,385 @@
+"""`dlvp serve` driven by the real Triton clients (tritonclient.http and tritonclient.grpc, pinned
+in requirements.txt) and plain HTTP: results equal `dlvp bench --save-outputs` / `dlvp detect` on
+the same input and backend, concurrent clients get their own results back, every bad request gets
+the protocol's error and leaves the server answering, and SIGTERM under load loses no accepted
+request. Servers listen on 127.0.0.1 only, on ports the system picks; every wait is bounded.
+
+Run by scripts/test with serve/.venv's Python and DLVP_BIN set to the dlvp binary.
+"""
+
+import base64
+import concurrent.futures
+import io
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from PIL import Image
+from safetensors.numpy import load_file, save_file
+
+REPO = Path(__file__).resolve().parents[2]
+DLVP = os.environ.get("DLVP_BIN", str(REPO / "target/debug/dlvp"))
+TINY_WEIGHTS = REPO / "fixtures/tiny/weights.safetensors"
+SAMPLES = sorted((REPO / "fixtures/samples").glob("*.png"))
+OUTPUTS = ("anomaly_score", "anomaly_map", "topk_indices")
+
+
+def dlvp(*args, check=True):
+    run = subprocess.run([DLVP, *map(str, args)], capture_output=True, text=True, timeout=300)
+    if check:
+        assert run.returncode == 0, run.stderr
+    return run
+
+
+class Server:
+    """`dlvp serve` on free loopback ports; stopped with SIGTERM by `stop`."""
+
+    def __init__(self, *args):
+        self.proc = subprocess.Popen(
+            [DLVP, "serve", "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0", *map(str, args)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines = []
+        # stderr read on a thread: the server logs as it goes, and must never block on a full pipe.
+        self.reader = threading.Thread(target=lambda: self.lines.extend(iter(self.proc.stderr.readline, "")),
+                                       daemon=True)
+        self.reader.start()
+        deadline = time.monotonic() + 120
+        while "ready (" not in self.log:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                self.reader.join(timeout=5)
+                raise AssertionError(f"dlvp serve did not start:\n{self.log}")
+            time.sleep(0.05)
+        self.http = re.search(r"HTTP +http://([0-9.]+:\d+)", self.log).group(1)
+        self.grpc = re.search(r"gRPC +([0-9.]+:\d+)", self.log).group(1)
+        self.metrics = re.search(r"metrics +http://([0-9.]+:\d+)", self.log).group(1)
+        self.name = re.search(r"serving model `([^`]+)`", self.log).group(1)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise AssertionError("dlvp serve did not stop within 30 s of SIGTERM")
+        self.reader.join(timeout=10)
+        return code
+
+    @property
+    def log(self):
+        return "".join(self.lines)
+
+    def url(self, path):
+        return f"http://{self.http}{path}"
+
+    def metric(self, name):
+        text = urllib.request.urlopen(f"http://{self.metrics}/metrics", timeout=10).read().decode()
+        return text
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("models")
+    tiny, tiny_u8 = d / "tiny.onnx", d / "tiny_u8.onnx"
+    dlvp("export", "--weights", TINY_WEIGHTS, "--out", tiny)
+    dlvp("export", "--weights", TINY_WEIGHTS, "--out", tiny_u8, "--embed-preprocess")
+    return {"tiny": tiny, "tiny_u8": tiny_u8, "dir": d}
+
+
+def bench_outputs(model, backend, batch, tmp):
+    """What `dlvp bench --input --save-outputs` computes for `batch` on `backend`."""
+    name = "image_u8" if batch.dtype == np.uint8 else "image"
+    src, out = tmp / f"in-{backend}-{name}.safetensors", tmp / f"out-{backend}-{name}.safetensors"
+    save_file({name: batch}, str(src))
+    dlvp("bench", "--model", model, "--backend", backend, "--input", src, "--save-outputs", out,
+         "--iters", "1", "--warmup", "0")
+    return load_file(str(out))
+
+
+def http_infer(server, batch, binary=True, outputs=OUTPUTS):
+    client = httpclient.InferenceServerClient(server.http)
+    name = "image_u8" if batch.dtype == np.uint8 else "image"
+    inp = httpclient.InferInput(name, list(batch.shape), "UINT8" if batch.dtype == np.uint8 else "FP32")
+    inp.set_data_from_numpy(batch, binary_data=binary)
+    result = client.infer(server.name, [inp], outputs=[
+        httpclient.InferRequestedOutput(o, binary_data=binary) for o in outputs])
+    return {o: result.as_numpy(o) for o in outputs}
+
+
+def grpc_infer(server, batch, outputs=OUTPUTS):
+    client = grpcclient.InferenceServerClient(server.grpc)
+    name = "image_u8" if batch.dtype == np.uint8 else "image"
+    inp = grpcclient.InferInput(name, list(batch.shape), "UINT8" if batch.dtype == np.uint8 else "FP32")
+    inp.set_data_from_numpy(batch)
+    result = client.infer(server.name, [inp], outputs=[grpcclient.InferRequestedOutput(o) for o in outputs])
+    return {o: result.as_numpy(o) for o in outputs}
+
+
+def assert_same(got, want, exact=True):
+    b = want["anomaly_score"].shape[0]
+    assert got["anomaly_score"].shape == (b, 1)
+    assert got["anomaly_map"].shape == want["anomaly_map"].shape
+    if exact:
+        assert np.array_equal(got["anomaly_score"][:, 0], want["anomaly_score"])
+        assert np.array_equal(got["anomaly_map"], want["anomaly_map"])
+    else:
+        assert np.abs(got["anomaly_score"][:, 0] - want["anomaly_score"]).max() <= 1e-5
+        assert np.abs(got["anomaly_map"] - want["anomaly_map"]).max() <= 1e-5
+    assert np.array_equal(got["topk_indices"], want["topk_indices"])
+
+
+@pytest.mark.parametrize("backend", ["ort-cpu", "tract"])
+def test_triton_clients_get_what_dlvp_bench_computes(models, backend, tmp_path):
+    rng = np.random.default_rng(7)
+    batch = rng.standard_normal((3, 3, 56, 56)).astype(np.float32)
+    pixels = rng.integers(0, 256, (2, 56, 56, 3), dtype=np.uint8)
+    want = bench_outputs(models["tiny"], backend, batch, tmp_path)
+    want_u8 = bench_outputs(models["tiny_u8"], backend, pixels, tmp_path)
+    for model, data, expected in [(models["tiny"], batch, want), (models["tiny_u8"], pixels, want_u8)]:
+        server = Server("--model", model, "--backend", backend)
+        try:
+            # tritonclient's defaults (binary tensors), JSON tensors, and gRPC: bit for bit.
+            assert_same(http_infer(server, data), expected)
+            assert_same(http_infer(server, data, binary=False), expected)
+            assert_same(grpc_infer(server, data), expected)
+            # One output asked for, one returned.
+            only = http_infer(server, data, outputs=("topk_indices",))
+            assert list(only) == ["topk_indices"]
+            assert np.array_equal(only["topk_indices"], expected["topk_indices"])
+            # Metadata and config agree between the protocols and with the export's Triton config.
+            http = httpclient.InferenceServerClient(server.http)
+            grpc = grpcclient.InferenceServerClient(server.grpc)
+            assert http.is_server_live() and http.is_server_ready() and http.is_model_ready(server.name)
+            assert grpc.is_server_live() and grpc.is_server_ready() and grpc.is_model_ready(server.name)
+            meta = http.get_model_metadata(server.name)
+            gmeta = grpc.get_model_metadata(server.name, as_json=True)
+            assert [i["name"] for i in meta["inputs"]] == [gmeta["inputs"][0]["name"]]
+            config = http.get_model_config(server.name)
+            gconfig = grpc.get_model_config(server.name, as_json=True)["config"]
+            assert gconfig["max_batch_size"] == config["max_batch_size"] == 8
+            assert [o["name"] for o in gconfig["output"]] == [o["name"] for o in config["output"]] == list(OUTPUTS)
+            assert gconfig["output"][0]["reshape"] == {} or gconfig["output"][0].get("reshape") is not None
+        finally:
+            assert server.stop() == 0
+
+
+def test_the_served_config_is_the_triton_exports(models, tmp_path):
+    """The gRPC ModelConfig (parsed by tritonclient's generated class) states the same I/O,
+    batch and reshape as the config.pbtxt `dlvp export --triton-repo` writes."""
+    from google.protobuf import json_format, text_format
+    from tritonclient.grpc import model_config_pb2
+
+    repo = tmp_path / "repo"
+    dlvp("export", "--weights", TINY_WEIGHTS, "--triton-repo", repo, "--triton-kind", "cpu", "--triton-name", "tiny")
+    exported = text_format.Parse((repo / "tiny/config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    server = Server("--model", models["tiny"], "--backend", "tract", "--model-name", "tiny")
+    try:
+        served = grpcclient.InferenceServerClient(server.grpc).get_model_config("tiny").config
+    finally:
+        assert server.stop() == 0
+    for field in ("name", "max_batch_size", "input", "output"):
+        assert getattr(served, field) == getattr(exported, field), field
+    assert json_format.MessageToDict(served)["platform"] == "onnxruntime_onnx"
+
+
+def test_v1_detect_answers_what_dlvp_detect_prints(tmp_path):
+    samples = SAMPLES[:3]
+    out = tmp_path / "detect"
+    run = dlvp("detect", *samples, "--backend", "ort-cpu", "--json", "--batch", "1", "--out", out)
+    want = {Path(j["image"]).name: j for j in map(json.loads, run.stdout.splitlines())}
+    server = Server("--backend", "ort-cpu")  # the embedded demo model
+    try:
+        for sample in samples:
+            body = sample.read_bytes()
+            req = urllib.request.Request(server.url(f"/v1/detect?map=png&name={sample.name}&threshold=0.5"),
+                                         data=body, method="POST")
+            got = json.load(urllib.request.urlopen(req, timeout=60))
+            assert got["image"] == sample.name
+            assert got["score"] == pytest.approx(want[sample.name]["score"], abs=0)
+            assert got["topk"] == want[sample.name]["topk"]
+            assert got["label"] == ("anomalous" if got["score"] >= 0.5 else "normal")
+            served_map = np.asarray(Image.open(io.BytesIO(base64.b64decode(got["map_png"]))))
+            written = np.asarray(Image.open(out / f"{sample.stem}.map.png"))
+            assert served_map.dtype == written.dtype and np.array_equal(served_map, written)
+        # multipart/form-data, as `curl -F image=@part.png` sends it
+        boundary = "dlvpboundary"
+        sample = samples[0]
+        form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{sample.name}\"\r\n"
+                f"Content-Type: image/png\r\n\r\n").encode() + sample.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+        req = urllib.request.Request(server.url("/v1/detect"), data=form, method="POST",
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        got = json.load(urllib.request.urlopen(req, timeout=60))
+        assert got["image"] == sample.name and got["score"] == want[sample.name]["score"]
+    finally:
+        assert server.stop() == 0
+
+
+def test_concurrent_clients_get_their_own_results_and_are_batched(models, tmp_path):
+    rng = np.random.default_rng(11)
+    batches = [rng.standard_normal((1 + i % 2, 3, 56, 56)).astype(np.float32) for i in range(16)]
+    want = []
+    for i, b in enumerate(batches):
+        (tmp_path / str(i)).mkdir()
+        want.append(bench_outputs(models["tiny"], "ort-cpu", b, tmp_path / str(i)))
+    server = Server("--model", models["tiny"], "--backend", "ort-cpu", "--max-queue-delay-us", "20000")
+    try:
+        def call(i):
+            infer = (http_infer, grpc_infer)[i % 2]
+            return infer(server, batches[i])
+
+        for _ in range(3):
+            with concurrent.futures.ThreadPoolExecutor(16) as pool:
+                results = list(pool.map(call, range(16)))
+            for got, expected in zip(results, want):
+                assert_same(got, expected, exact=False)
+        metrics = server.metric("dlvp_batch_size")
+        count = float(re.search(r'^dlvp_batch_size_count\{[^}]*\} (\S+)', metrics, re.M).group(1))
+        images = float(re.search(r'^dlvp_batch_size_sum\{[^}]*\} (\S+)', metrics, re.M).group(1))
+        assert images == 3 * sum(b.shape[0] for b in batches)
+        assert count < 3 * 16, f"no request was batched with another ({count} runs for {images} images)"
+        assert re.search(r'^nv_inference_request_success\{[^}]*\} 48$', metrics, re.M), metrics
+    finally:
+        assert server.stop() == 0
+
+
+def raw_post(server, path, body, headers=None):
+    req = urllib.request.Request(server.url(path), data=body, method="POST", headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def test_bad_requests_get_the_protocols_errors_and_the_server_keeps_answering(models, tmp_path):
+    server = Server("--model", models["tiny"], "--backend", "ort-cpu", "--max-body-mib", "1",
+                    "--max-pixels", "5000", "--max-batch", "4")
+    good = np.random.default_rng(3).standard_normal((1, 3, 56, 56)).astype(np.float32)
+    want = bench_outputs(models["tiny"], "ort-cpu", good, tmp_path)
+    name = server.name
+    raw = good.tobytes()
+
+    def binary_request(header, binary):
+        head = json.dumps(header).encode()
+        return head + binary, {"Inference-Header-Content-Length": str(len(head)),
+                               "Content-Type": "application/octet-stream"}
+
+    def tensor(shape=(1, 3, 56, 56), name="image", datatype="FP32", size=len(raw)):
+        return {"name": name, "shape": list(shape), "datatype": datatype, "parameters": {"binary_data_size": size}}
+
+    png = io.BytesIO()
+    Image.new("RGB", (100, 100)).save(png, "PNG")
+    cases = [
+        (f"/v2/models/{name}/infer", b"{not json", {}, 400, "not valid JSON"),
+        (f"/v2/models/{name}/infer", *binary_request({"inputs": [tensor(name="pixels")]}, raw), 400, "unexpected inference input 'pixels'"),
+        (f"/v2/models/{name}/infer", *binary_request({"inputs": [tensor(datatype="FP16")]}, raw), 400, "datatype FP16"),
+        (f"/v2/models/{name}/infer", *binary_request({"inputs": [tensor(shape=(1, 3, 55, 56))]}, raw), 400, "shape [1, 3, 55, 56]"),
+        (f"/v2/models/{name}/infer", *binary_request({"inputs": [tensor(shape=(5, 3, 56, 56), size=5 * len(raw))]}, raw * 5), 400, "batch size 5"),
+        (f"/v2/models/{name}/infer", *binary_request({"inputs": [tensor()]}, raw[:-4]), 400, "only 37628 bytes of binary data"),
+        (f"/v2/models/{name}/infer", *binary_request({"inputs": [tensor()]}, raw + b"xxxx"), 400, "4 bytes of binary data are left over"),
+        (f"/v2/models/{name}/infer", *binary_request({"inputs": [tensor(size=len(raw) - 4)]}, raw[:-4]), 400, "37628 bytes for shape"),
+        (f"/v2/models/{name}/infer", b"{}", {"Inference-Header-Content-Length": "99"}, 400, "Inference-Header-Content-Length is 99"),
+        (f"/v2/models/{name}/infer", *binary_request({"inputs": [tensor()], "outputs": [{"name": "heatmap"}]}, raw), 400, "unexpected inference output 'heatmap'"),
+        (f"/v2/models/{name}/infer", b"x" * (2 << 20), {}, 413, "larger than the server's limit"),
+        ("/v2/models/nosuch/infer", *binary_request({"inputs": [tensor()]}, raw), 404, "unknown model: 'nosuch'"),
+        (f"/v2/models/{name}/versions/7/infer", *binary_request({"inputs": [tensor()]}, raw), 404, "version 7"),
+        ("/v1/detect", b"not an image at all", {}, 400, "cannot read image"),
+        ("/v1/detect", png.getvalue(), {}, 413, "more than the limit of 5000"),
+        ("/v1/detect", b"", {}, 400, "no image"),
+    ]
+    try:
+        for path, body, headers, status, message in cases:
+            code, answer = raw_post(server, path, body, headers)
+            assert code == status, (path, message, code, answer)
+            assert message in json.loads(answer)["error"], (message, answer)
+            assert_same(http_infer(server, good), want)  # still answering, correctly
+        # A client that breaks off mid-body.
+        with socket.create_connection(tuple(server.http.rsplit(":", 1)), timeout=10) as s:
+            s.sendall(f"POST /v2/models/{name}/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n".encode() + b"{" * 100)
+        assert_same(http_infer(server, good), want)
+        # gRPC's codes
+        grpc = grpcclient.InferenceServerClient(server.grpc)
+        bad = grpcclient.InferInput("image", [1, 3, 56, 55], "FP32")
+        bad.set_data_from_numpy(np.zeros((1, 3, 56, 55), np.float32))
+        with pytest.raises(Exception, match="INVALID_ARGUMENT.*shape"):
+            grpc.infer(name, [bad])
+        ok = grpcclient.InferInput("image", [1, 3, 56, 56], "FP32")
+        ok.set_data_from_numpy(good)
+        with pytest.raises(Exception, match="NOT_FOUND.*unknown model"):
+            grpc.infer("nosuch", [ok])
+        assert_same(grpc_infer(server, good), want)
+        # Every refused request was counted.
+        assert re.search(r'^dlvp_requests_total\{[^}]*outcome="invalid"[^}]*\} (\d+)', server.metric(""), re.M)
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_full_queue_refuses_at_once_and_a_late_request_times_out(tmp_path):
+    sample = SAMPLES[0].read_bytes()
+    # tract on the demo model takes tens of milliseconds a run: 16 requests at once overflow a
+    # queue of 1 behind a batch of 1.
+    server = Server("--backend", "tract", "--max-batch", "1", "--max-queue", "1")
+    try:
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda _: raw_post(server, "/v1/detect", sample), range(16)))
+        codes = [c for c, _ in answers]
+        assert codes.count(503) >= 1 and codes.count(200) >= 1, codes
+        assert all(c in (200, 503) for c in codes), codes
+        scores = {json.loads(a)["score"] for c, a in answers if c == 200}
+        assert len(scores) == 1  # every accepted one answered, the same
+        assert all("queue is full" in json.loads(a)["error"] for c, a in answers if c == 503)
+    finally:
+        assert server.stop() == 0
+    server = Server("--backend", "tract", "--request-timeout-ms", "1")
+    try:
+        code, answer = raw_post(server, "/v1/detect", sample)
+        assert code == 504 and "timed out" in json.loads(answer)["error"], answer
+    finally:
+        assert server.stop() == 0
+
+
+def test_sigterm_under_load_loses_no_accepted_request(models, tmp_path):
+    good = np.random.default_rng(5).standard_normal((2, 3, 56, 56)).astype(np.float32)
+    want = bench_outputs(models["tiny"], "ort-cpu", good, tmp_path)
+    server = Server("--model", models["tiny"], "--backend", "ort-cpu", "--max-queue-delay-us", "5000")
+    stop_at = time.monotonic() + 1.0
+
+    def client(i):
+        answered, refused = 0, 0
+        while time.monotonic() < stop_at + 3:
+            try:
+                got = (http_infer, grpc_infer)[i % 2](server, good)
+            except Exception as e:  # after SIGTERM: connection refused or closed, never a wrong answer
+                status = str(e.status()) if hasattr(e, "status") else ""
+                assert status not in ("500", "504", "StatusCode.INTERNAL", "StatusCode.DEADLINE_EXCEEDED"), str(e)
+                refused += 1
+                if time.monotonic() > stop_at:
+                    break
+                continue
+            assert_same(got, want, exact=False)
+            answered += 1
+        return answered, refused
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(client, i) for i in range(6)]
+        time.sleep(max(0.0, stop_at - time.monotonic()))
+        code = server.stop()
+        results = [f.result(timeout=60) for f in futures]
+    assert code == 0, server.log
+    assert sum(a for a, _ in results) > 0
+    assert "every accepted request answered" in server.log
