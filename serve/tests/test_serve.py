@@ -143,7 +143,7 @@ def assert_same(got, want, exact=True):
     assert np.array_equal(got["topk_indices"], want["topk_indices"])
 
 
-@pytest.mark.parametrize("backend", ["ort-cpu", "tract"])
+@pytest.mark.parametrize("backend", ["ort-cpu", "tract", "openvino"])
 def test_triton_clients_get_what_dlvp_bench_computes(models, backend, tmp_path):
     rng = np.random.default_rng(7)
     batch = rng.standard_normal((3, 3, 56, 56)).astype(np.float32)
@@ -322,6 +322,8 @@ def test_bad_requests_get_the_protocols_errors_and_the_server_keeps_answering(mo
         ok.set_data_from_numpy(good)
         with pytest.raises(Exception, match="NOT_FOUND.*unknown model"):
             grpc.infer("nosuch", [ok])
+        with pytest.raises(Exception, match="OUT_OF_RANGE.*too large"):
+            grpc.infer(name, [ok], request_id="x" * (2 << 20))
         assert_same(grpc_infer(server, good), want)
         # Every refused request was counted.
         assert re.search(r'^dlvp_requests_total\{[^}]*outcome="invalid"[^}]*\} (\d+)', server.metric(""), re.M)

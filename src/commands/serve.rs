@@ -58,6 +58,12 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    // main() restores SIGPIPE's default for `dlvp detect | head`; a server must instead survive
+    // writing to a client that hung up (the write fails with EPIPE and the connection closes).
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
     let model = resolve_model(args.model.as_deref());
     let max_batch = args.run.max_batch.unwrap_or(8).max(1);
     let detector = load_detector(&model, &args.run, max_batch)?;
