@@ -42,7 +42,7 @@ fn dist_to_segment(p: Point, a: Point, b: Point) -> f32 {
 }
 
 /// Paints coverage `alpha` inside the box `[x0, x1) × [y0, y1)` with `target(old)`; marks the mask.
-fn paint(
+pub(super) fn paint(
     canvas: &mut Canvas,
     mask: &mut [u8],
     bbox: (f32, f32, f32, f32),

@@ -4,11 +4,14 @@
 //!
 //! Deterministic: every image has its own random stream derived from (seed, category, folder,
 //! index), so the same seed gives byte-identical files whatever the counts or thread scheduling.
+//!
+//! `universe` is the other generator: many texture families and generic defects, for training.
 
 pub mod defects;
 pub mod noise;
 pub mod rng;
 pub mod surfaces;
+pub mod universe;
 
 use std::path::{Path, PathBuf};
 

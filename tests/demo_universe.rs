@@ -1,0 +1,218 @@
+//! `dlvp demo-data --universe` through the binary: byte-identical per seed, the MVTec layout with
+//! the defect kind in the path, `--hold-out`, `--defects` and the errors for unknown names.
+
+use std::path::{Path, PathBuf};
+
+use dlvp_test_support::run;
+use run::{assert_fails, dlvp, stderr};
+
+fn files_under(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    fn walk(dir: &Path, root: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, root, out);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().to_path_buf();
+                out.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out
+}
+
+/// `--universe` at 48 px with `count` test images and 1 training image per family.
+fn universe_n(out: &Path, count: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "demo-data",
+        "--universe",
+        "--out",
+        out.to_str().unwrap(),
+        "--count",
+        count,
+        "--train-count",
+        "1",
+        "--size",
+        "48",
+    ];
+    args.extend_from_slice(extra);
+    dlvp(&args)
+}
+
+fn universe(out: &Path, extra: &[&str]) -> std::process::Output {
+    universe_n(out, "6", extra)
+}
+
+fn names(files: &[(PathBuf, Vec<u8>)]) -> Vec<String> {
+    files.iter().map(|(p, _)| p.display().to_string()).collect()
+}
+
+#[test]
+fn same_seed_same_bytes_other_seed_other_bytes_in_the_mvtec_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("c"),
+    );
+    for (out, seed) in [(&a, "3"), (&b, "3"), (&c, "4")] {
+        let run = universe(out, &["--families", "woven,marble,mesh", "--seed", seed]);
+        assert!(run.status.success(), "{}", stderr(&run));
+    }
+    let (fa, fb, fc) = (files_under(&a), files_under(&b), files_under(&c));
+    assert_eq!(fa, fb, "same seed, different bytes");
+    assert_eq!(names(&fa), names(&fc));
+    let differing = fa.iter().zip(&fc).filter(|(x, y)| x.1 != y.1).count();
+    assert!(
+        differing >= fa.len() - 1,
+        "another seed kept {} files",
+        fa.len() - differing
+    );
+    let listed = names(&fa);
+    for expected in [
+        "woven/train/good/00000.png",
+        "woven/test/good/00000.png",
+        "woven/test/foreign/00000.png",
+        "woven/ground_truth/foreign/00000_mask.png",
+        "mesh/test/subtle_spot/00000.png",
+        "mesh/ground_truth/subtle_spot/00000_mask.png",
+        "marble/test/cutpaste/00000.png",
+        "universe.json",
+    ] {
+        assert!(
+            listed.contains(&expected.to_string()),
+            "{expected} not in {listed:?}"
+        );
+    }
+    // 6 test images per family: 2 good, 4 defective, each with its mask; 1 train image
+    assert_eq!(
+        listed
+            .iter()
+            .filter(|n| n.starts_with("woven/test/"))
+            .count(),
+        6
+    );
+    assert_eq!(
+        listed
+            .iter()
+            .filter(|n| n.starts_with("woven/ground_truth/"))
+            .count(),
+        4
+    );
+    assert!(
+        !listed.iter().any(|n| n.contains(".tmp")),
+        "temporary files left: {listed:?}"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.join("universe.json")).unwrap()).unwrap();
+    assert_eq!(manifest["families"]["woven"]["test_good"], 2);
+    assert_eq!(manifest["families"]["woven"]["defects"]["foreign"], 1);
+
+    let again = universe(&a, &["--families", "woven"]);
+    assert_fails(&again, 1, "already exists; pass --force");
+}
+
+#[test]
+fn hold_out_leaves_a_family_out_even_as_a_foreign_texture() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("u");
+    let run = universe_n(&out, "0", &["--hold-out", "marble,knitted"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let mut families: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    families.sort();
+    assert_eq!(families.len(), 10, "{families:?}");
+    assert!(!families.contains(&"marble".into()) && !families.contains(&"knitted".into()));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("universe.json")).unwrap()).unwrap();
+    let pool: Vec<&str> = manifest["foreign_pool"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(pool.len(), 10);
+    assert!(!pool.contains(&"marble") && !pool.contains(&"knitted"));
+}
+
+#[test]
+fn defects_picks_a_group_so_subtle_defects_can_be_evaluated_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("u");
+    let run = universe_n(
+        &out,
+        "12",
+        &["--families", "stripes", "--defects", "subtle"],
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    let mut kinds: Vec<String> = std::fs::read_dir(out.join("stripes/test"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "good",
+            "subtle_blur",
+            "subtle_contrast",
+            "subtle_orientation",
+            "subtle_scale",
+            "subtle_spot",
+            "subtle_thread"
+        ]
+    );
+}
+
+#[test]
+fn unknown_names_are_errors_that_list_the_valid_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("u");
+    let families = "fractal, oriented, woven, knitted, woodgrain, cellular, tiles, granular, \
+                    stripes, gradient, marble, mesh";
+    let bad = universe(&out, &["--families", "woven,velvet"]);
+    assert_fails(
+        &bad,
+        1,
+        &format!("--families: unknown family \"velvet\"; expected one of {families}"),
+    );
+    let bad = universe(&out, &["--hold-out", "fabric"]);
+    assert_fails(
+        &bad,
+        1,
+        &format!("--hold-out: unknown family \"fabric\"; expected one of {families}"),
+    );
+    let bad = universe(&out, &["--defects", "dent"]);
+    assert_fails(&bad, 1, "--defects: unknown defect kind \"dent\"");
+    let bad = universe(&out, &["--families", "mesh", "--hold-out", "mesh"]);
+    assert_fails(&bad, 1, "--hold-out leaves no family to write");
+    assert!(!out.exists(), "a failed run wrote {}", out.display());
+    // the five demo categories and the universe are separate modes
+    let mixed = dlvp(&[
+        "demo-data",
+        "--universe",
+        "--categories",
+        "wood",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(mixed.status.code(), Some(2), "{}", stderr(&mixed));
+    let stray = dlvp(&[
+        "demo-data",
+        "--hold-out",
+        "mesh",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(stray.status.code(), Some(2), "{}", stderr(&stray));
+}
