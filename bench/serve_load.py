@@ -47,10 +47,19 @@ def percentile(values, q):
 
 
 def batch_stats(server):
+    """(model runs, images, server-side request seconds and count by protocol, compute seconds)."""
     text = server.metric("")
-    count = float(re.search(r"^dlvp_batch_size_count\{[^}]*\} (\S+)", text, re.M).group(1))
-    total = float(re.search(r"^dlvp_batch_size_sum\{[^}]*\} (\S+)", text, re.M).group(1))
-    return count, total
+
+    def value(pattern):  # summed over label sets (the request histogram has one per protocol)
+        return sum(float(v) for v in re.findall(pattern, text, re.M))
+
+    return {
+        "runs": value(r"^dlvp_batch_size_count\{[^}]*\} (\S+)"),
+        "images": value(r"^dlvp_batch_size_sum\{[^}]*\} (\S+)"),
+        "compute_s": value(r"^dlvp_compute_duration_seconds_sum\{[^}]*\} (\S+)"),
+        "request_s": value(r'^dlvp_request_duration_seconds_sum\{[^}]*\} (\S+)'),
+        "requests": value(r'^dlvp_request_duration_seconds_count\{[^}]*\} (\S+)'),
+    }
 
 
 def run_ab(url, body, content_type, concurrency, seconds):
@@ -60,6 +69,10 @@ def run_ab(url, body, content_type, concurrency, seconds):
     out = run.stdout
     rps = float(re.search(r"Requests per second:\s+([\d.]+)", out).group(1))
     failed = int(re.search(r"Failed requests:\s+(\d+)", out).group(1))
+    # ab counts a response whose length differs from the first one as failed: JSON numbers print
+    # with varying digits, so those are not errors (non-2xx answers are counted apart).
+    length = re.search(r"\(Connect: \d+, Receive: \d+, Length: (\d+), Exceptions: \d+\)", out)
+    failed -= int(length.group(1)) if length else 0
     non2xx = re.search(r"Non-2xx responses:\s+(\d+)", out)
     p50 = float(re.search(r"^\s+50%\s+(\d+)", out, re.M).group(1))
     p99 = float(re.search(r"^\s+99%\s+(\d+)", out, re.M).group(1))
@@ -157,14 +170,22 @@ def main():
                     before = batch_stats(server)
                     point = run()
                     after = batch_stats(server)
-                    runs, images = after[0] - before[0], after[1] - before[1]
-                    point["mean_batch"] = images / runs if runs else None
+                    d = {k: after[k] - before[k] for k in after}
+                    point["mean_batch"] = d["images"] / d["runs"] if d["runs"] else None
+                    # Inside the server: arrival to answer, less the model's share of it (each
+                    # request waits for its whole batch's compute).
+                    if d["requests"] and d["runs"]:
+                        point["server_ms_per_request"] = 1000 * d["request_s"] / d["requests"]
+                        point["compute_ms_per_run"] = 1000 * d["compute_s"] / d["runs"]
                     points.setdefault(name, {})[str(c)] = point
                     print(f"{backend} {name} c={c}: {point['throughput_rps']:.1f} req/s, "
                           f"p50 {point['p50_ms']:.1f} ms, p99 {point['p99_ms']:.1f} ms, "
                           f"mean batch {point['mean_batch'] or 0:.2f}, failed {point['failed']}", flush=True)
             summary = {
                 "graph_alone_p50_ms": bench["latency_ms"]["p50"],
+                "server_overhead_ms_at_c1": {
+                    k: v["1"]["server_ms_per_request"] - v["1"]["compute_ms_per_run"]
+                    for k, v in points.items() if "1" in v and "server_ms_per_request" in v["1"]},
                 "overhead_p50_ms_at_c1": {k: v["1"]["p50_ms"] - bench["latency_ms"]["p50"]
                                           for k, v in points.items() if "1" in v},
             }

@@ -106,7 +106,8 @@ def bench_outputs(model, backend, batch, tmp):
     name = "image_u8" if batch.dtype == np.uint8 else "image"
     src, out = tmp / f"in-{backend}-{name}.safetensors", tmp / f"out-{backend}-{name}.safetensors"
     save_file({name: batch}, str(src))
-    dlvp("bench", "--model", model, "--backend", backend, "--input", src, "--save-outputs", out,
+    model_args = ["--model", model] if model else []  # None: the embedded demo model
+    dlvp("bench", *model_args, "--backend", backend, "--input", src, "--save-outputs", out,
          "--iters", "1", "--warmup", "0")
     return load_file(str(out))
 
@@ -202,8 +203,13 @@ def test_v1_detect_answers_what_dlvp_detect_prints(tmp_path):
     out = tmp_path / "detect"
     run = dlvp("detect", *samples, "--backend", "ort-cpu", "--json", "--batch", "1", "--out", out)
     want = {Path(j["image"]).name: j for j in map(json.loads, run.stdout.splitlines())}
+    demo_batch = np.random.default_rng(13).standard_normal((2, 3, 224, 224)).astype(np.float32)
+    demo_want = bench_outputs(None, "ort-cpu", demo_batch, tmp_path)
     server = Server("--backend", "ort-cpu")  # the embedded demo model
     try:
+        # tritonclient on the demo model, as on the tiny one: what `dlvp bench` computes, bit for bit
+        assert_same(http_infer(server, demo_batch), demo_want)
+        assert_same(grpc_infer(server, demo_batch), demo_want)
         for sample in samples:
             body = sample.read_bytes()
             req = urllib.request.Request(server.url(f"/v1/detect?map=png&name={sample.name}&threshold=0.5"),
