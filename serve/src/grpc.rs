@@ -75,14 +75,7 @@ fn input_of(
     state: &State,
     request: &ModelInferRequest,
 ) -> Result<dlvp_runtime::GraphInput, BadRequest> {
-    if request.inputs.len() != 1 {
-        return Err(tensor::invalid(format!(
-            "expected 1 input ('{}') for model '{}', got {}",
-            state.model.input.name,
-            state.model.name,
-            request.inputs.len()
-        )));
-    }
+    tensor::one_input(&state.model, request.inputs.len())?;
     let input = &request.inputs[0];
     let data = if !request.raw_input_contents.is_empty() {
         if request.raw_input_contents.len() != 1 {

@@ -318,14 +318,7 @@ async fn infer_for(
         };
         let request: InferRequest = serde_json::from_slice(&json_part)
             .map_err(|e| tensor::invalid(format!("the inference request is not valid JSON for the protocol: {e}")))?;
-        if request.inputs.len() != 1 {
-            return Err(tensor::invalid(format!(
-                "expected 1 input ('{}') for model '{}', got {}",
-                state.model.input.name,
-                state.model.name,
-                request.inputs.len()
-            )));
-        }
+        tensor::one_input(&state.model, request.inputs.len())?;
         let input = &request.inputs[0];
         let input_batch = match input.parameters.get("binary_data_size") {
             Some(size) => {

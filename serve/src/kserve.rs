@@ -120,8 +120,10 @@ pub struct InferTensorContents {
     pub bytes_contents: Vec<Vec<u8>>,
 }
 
+/// `ModelInferRequest.InferInputTensor` and `ModelInferResponse.InferOutputTensor`: the two
+/// messages have the same fields and numbers.
 #[derive(Clone, PartialEq, Message)]
-pub struct InferInputTensor {
+pub struct InferTensor {
     #[prost(string, tag = "1")]
     pub name: String,
     #[prost(string, tag = "2")]
@@ -133,6 +135,9 @@ pub struct InferInputTensor {
     #[prost(message, optional, tag = "5")]
     pub contents: Option<InferTensorContents>,
 }
+pub type InferInputTensor = InferTensor;
+pub type InferOutputTensor = InferTensor;
+
 #[derive(Clone, PartialEq, Message)]
 pub struct InferRequestedOutputTensor {
     #[prost(string, tag = "1")]
@@ -158,19 +163,6 @@ pub struct ModelInferRequest {
     pub raw_input_contents: Vec<Vec<u8>>,
 }
 
-#[derive(Clone, PartialEq, Message)]
-pub struct InferOutputTensor {
-    #[prost(string, tag = "1")]
-    pub name: String,
-    #[prost(string, tag = "2")]
-    pub datatype: String,
-    #[prost(int64, repeated, tag = "3")]
-    pub shape: Vec<i64>,
-    #[prost(map = "string, message", tag = "4")]
-    pub parameters: HashMap<String, InferParameter>,
-    #[prost(message, optional, tag = "5")]
-    pub contents: Option<InferTensorContents>,
-}
 #[derive(Clone, PartialEq, Message)]
 pub struct ModelInferResponse {
     #[prost(string, tag = "1")]

@@ -77,6 +77,17 @@ fn expected_text(t: &Tensor) -> String {
     )
 }
 
+/// A request must carry exactly the model's one input.
+pub fn one_input(model: &ServedModel, count: usize) -> Result<(), BadRequest> {
+    if count == 1 {
+        return Ok(());
+    }
+    Err(invalid(format!(
+        "expected 1 input ('{}') for model '{}', got {count}",
+        model.input.name, model.name
+    )))
+}
+
 /// Checks one request input and builds the graph's input batch from it.
 pub fn graph_input(
     model: &ServedModel,

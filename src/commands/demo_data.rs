@@ -71,19 +71,7 @@ pub fn run(args: DemoDataArgs) -> anyhow::Result<ExitCode> {
     if !(32..=4096).contains(&args.size) {
         bail!("--size {}: expected 32 to 4096 pixels", args.size);
     }
-    for c in &categories {
-        let dir = args.out.join(c);
-        if dir.exists() {
-            if !args.force {
-                bail!(
-                    "{}: already exists; pass --force to replace it",
-                    dir.display()
-                );
-            }
-            std::fs::remove_dir_all(&dir)
-                .with_context(|| format!("{}: cannot remove", dir.display()))?;
-        }
-    }
+    clear_folders(&args.out, &categories, args.force)?;
     let opts = Options {
         categories,
         count: args.count,
@@ -230,19 +218,7 @@ fn run_universe(args: DemoDataArgs) -> anyhow::Result<ExitCode> {
         .copied()
         .filter(|k| selected.is_empty() || selected.contains(k))
         .collect();
-    for f in &families {
-        let dir = args.out.join(f);
-        if dir.exists() {
-            if !args.force {
-                bail!(
-                    "{}: already exists; pass --force to replace it",
-                    dir.display()
-                );
-            }
-            std::fs::remove_dir_all(&dir)
-                .with_context(|| format!("{}: cannot remove", dir.display()))?;
-        }
-    }
+    clear_folders(&args.out, &families, args.force)?;
     let opts = universe::Options {
         families,
         foreign,
@@ -311,4 +287,23 @@ fn write_png(path: &Path, img: &image::DynamicImage) -> anyhow::Result<()> {
     )
     .with_context(|| format!("{}: cannot encode PNG", path.display()))?;
     write_atomically(path, &bytes)
+}
+
+/// The category or family folders a run will write, emptied first with `--force`, else refused
+/// if they exist.
+fn clear_folders(out: &Path, names: &[String], force: bool) -> anyhow::Result<()> {
+    for name in names {
+        let dir = out.join(name);
+        if dir.exists() {
+            if !force {
+                bail!(
+                    "{}: already exists; pass --force to replace it",
+                    dir.display()
+                );
+            }
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("{}: cannot remove", dir.display()))?;
+        }
+    }
+    Ok(())
 }
