@@ -1,33 +1,10 @@
 //! `dlvp demo-data`, `dlvp eval` and `dlvp bench` end to end through the binary, with the golden
 //! tiny model (random weights: the figures are not good, but they must be real and well-formed).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use dlvp_test_support::run;
-use run::{assert_fails, dlvp, exported_golden, stderr, stdout};
-
-fn files_under(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    fn walk(dir: &Path, root: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
-        let mut entries: Vec<_> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        entries.sort();
-        for p in entries {
-            if p.is_dir() {
-                walk(&p, root, out);
-            } else {
-                out.push((
-                    p.strip_prefix(root).unwrap().to_path_buf(),
-                    std::fs::read(&p).unwrap(),
-                ));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(root, root, &mut out);
-    out
-}
+use run::{assert_fails, dlvp, exported_golden, files_under, stderr, stdout};
 
 fn demo_data(out: &Path, extra: &[&str]) {
     let mut args = vec![

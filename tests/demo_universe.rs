@@ -4,28 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use dlvp_test_support::run;
-use run::{assert_fails, dlvp, stderr};
-
-fn files_under(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    fn walk(dir: &Path, root: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
-        let mut entries: Vec<_> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        entries.sort();
-        for p in entries {
-            if p.is_dir() {
-                walk(&p, root, out);
-            } else {
-                let rel = p.strip_prefix(root).unwrap().to_path_buf();
-                out.push((rel, std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(root, root, &mut out);
-    out
-}
+use run::{assert_fails, dlvp, files_under, stderr};
 
 /// `--universe` at 48 px with `count` test images and 1 training image per family.
 fn universe_n(out: &Path, count: &str, extra: &[&str]) -> std::process::Output {
