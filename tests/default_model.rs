@@ -1,5 +1,6 @@
 //! The embedded default model (models/demo/): its provenance, and that it finds the defects in the
-//! sample images (held out from training: another demo-data seed) out of the box.
+//! sample images out of the box — five categories it never saw (it was trained on the surface
+//! universe, with every demo-data category left out).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -81,13 +82,15 @@ fn detect_without_model_uses_the_embedded_model_and_marks_the_sample_defects() {
             .as_f64()
             .unwrap()
     };
-    // Trained categories: each defect outscores the defect-free sample of its category, and the
-    // map is much hotter on the defect than around it (the overlay marks the right place).
+    // Every category, all unseen: each defect outscores the defect-free sample of its category,
+    // and the map is much hotter on the defect than around it (the overlay marks the right place).
+    // Measured margins: scores 0.12 (metal) to 0.49 apart, maps 19-49x hotter on the mask.
     for (defect, good) in [
         ("fabric_hole", "fabric_good"),
         ("wood_crack", "wood_good"),
         ("metal_scratch", "metal_good"),
         ("tile_chip", "tile_good"),
+        ("leather_stain", "leather_good"),
     ] {
         assert!(
             score(defect) > score(good),
@@ -123,8 +126,8 @@ fn detect_without_model_uses_the_embedded_model_and_marks_the_sample_defects() {
     }
 }
 
-/// fixtures/samples and fixtures/sample-masks are `dlvp demo-data --seed 3` output (a seed the
-/// demo model was not trained on), copied under descriptive names.
+/// fixtures/samples and fixtures/sample-masks are `dlvp demo-data --seed 3` output (categories
+/// the demo model was not trained on), copied under descriptive names.
 ///
 /// Compared by pixels, not bytes: demo-data draws its textures with libm's `sinf` and `powf`,
 /// which glibc dispatches to other code (FMA or not) on other CPUs, so a pixel may round to the
