@@ -98,7 +98,8 @@ pub struct RunArgs {
     /// TensorRT: builder workspace in MiB.
     #[arg(long)]
     pub trt_workspace_mib: Option<usize>,
-    /// TensorRT: largest batch of the optimisation profile (default 8, or --batch if larger).
+    /// Largest batch: of TensorRT's optimisation profile (default 8, or --batch if larger); for
+    /// `serve`, also of the dynamic batcher and of one request, on every backend (default 8).
     #[arg(long)]
     pub max_batch: Option<u32>,
     /// CPU threads of one run on ONNX Runtime CPU, OpenVINO and tract (default: one per core;
