@@ -47,6 +47,13 @@ fn an_int8_export_is_deterministic_and_scores_near_the_fp32_graph() {
             stdout(&r),
             stderr(&r)
         );
+        // Which CPU it verified on, and that the weights need nothing of it.
+        assert!(
+            stdout(&r).contains("verify int8 on CPU features: ")
+                && stdout(&r).contains("|q| <= 64, largest pair sum 32640 (exact on every CPU)"),
+            "{}",
+            stdout(&r)
+        );
     }
     assert!(
         std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
@@ -72,6 +79,11 @@ fn an_int8_export_is_deterministic_and_scores_near_the_fp32_graph() {
     assert!(info["ops"]["QuantizeLinear"].as_u64().unwrap() > 0);
     let q = &info["int8"];
     assert!(q["int8_matmuls"].as_u64().unwrap() > 0, "{q}");
+    assert_eq!(meta["dlvp.int8.weight_range"], "reduced");
+    assert_eq!(q["weight_range"], "reduced");
+    assert_eq!(q["weights"]["max_abs_q"], 64, "{q}");
+    assert_eq!(q["weights"]["pairs_over_16_bits"], 0, "{q}");
+    assert_eq!(q["weights"]["exact_without_vnni"], true, "{q}");
     assert!(
         q["kept_f32"]["LayerNormalization"].as_u64().unwrap() > 0,
         "{q}"
@@ -95,6 +107,44 @@ fn an_int8_export_is_deterministic_and_scores_near_the_fp32_graph() {
             );
         }
     }
+}
+
+/// `--int8-weights full`: ±127 weights, which the static audit flags (pairs of products past 16
+/// bits); `--verify` passes where int8 products accumulate in 32 bits (VNNI, AMX) and refuses the
+/// graph, writing nothing, where they do not (reference/tests/test_int8_cpu.py runs both cases
+/// on an emulated AVX2-only CPU).
+#[test]
+fn a_full_range_int8_export_is_flagged_and_verified_only_where_it_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("full.onnx");
+    let r = export_int8(&out, &samples(), &["--int8-weights", "full", "--verify"]);
+    let exact_here = dlvp_runtime::int8_kernels::CpuFeatures::detect().int8_dot_product_exact();
+    if exact_here {
+        assert!(r.status.success(), "{}{}", stdout(&r), stderr(&r));
+        assert!(
+            stdout(&r).contains("pairs past 16 bits: exact only with VNNI"),
+            "{}",
+            stdout(&r)
+        );
+    } else {
+        assert!(!r.status.success() && stderr(&r).contains("would saturate"));
+        assert!(!out.exists());
+        let r = export_int8(&out, &samples(), &["--int8-weights", "full"]);
+        assert!(r.status.success(), "{}", stderr(&r));
+    }
+    let inspect = dlvp(&["inspect", out.to_str().unwrap(), "--json"]);
+    let info: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let q = &info["int8"];
+    assert_eq!(q["weight_range"], "full");
+    assert_eq!(q["weights"]["max_abs_q"], 127, "{q}");
+    assert_eq!(q["weights"]["exact_without_vnni"], false, "{q}");
+    assert!(q["weights"]["first_over"]["weight"].is_string(), "{q}");
+    let r = export_int8(&out, &samples(), &["--int8-weights", "7bit"]);
+    assert!(
+        !r.status.success() && stderr(&r).contains("expected reduced or full"),
+        "{}",
+        stderr(&r)
+    );
 }
 
 #[test]

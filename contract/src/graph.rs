@@ -23,6 +23,9 @@ pub const META_INPUT: &str = "dlvp.input";
 pub const META_PRECISION: &str = "dlvp.precision";
 /// The export target on graphs made for one (`tensorrt-8.5`, ...); absent means generic.
 pub const META_TARGET: &str = "dlvp.target";
+/// How much of int8 an int8 graph's weights use: `reduced` (|q| ≤ 64, exact on every CPU) or
+/// `full` (|q| ≤ 127). An int8 graph without the key predates it and is `full`.
+pub const META_INT8_WEIGHT_RANGE: &str = "dlvp.int8.weight_range";
 /// The value of [`META_FORMAT`] this version writes and reads.
 pub const GRAPH_FORMAT: &str = "dlvp-clip-onnx/1";
 

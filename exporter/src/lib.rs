@@ -29,7 +29,7 @@ use dlvp_contract::{resample, spec};
 
 pub use check::{check_checkpoint, CheckReport, Problem};
 pub use dlvp_contract::{InputKind, Precision, Spec, SpecError};
-pub use graph::int8::Selection;
+pub use graph::int8::{Selection, WeightRange};
 pub use pipeline::{
     calibration_graph, export, export_int8, Export, ExportError, ExportOptions, OnnxModel,
     Quantization,

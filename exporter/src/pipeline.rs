@@ -11,7 +11,7 @@ use dlvp_contract::graph::{InputKind, Precision, META_TARGET};
 use dlvp_contract::Spec;
 use prost::Message;
 
-use crate::graph::int8::{Int8Error, Selection};
+use crate::graph::int8::{Int8Error, Selection, WeightRange};
 use crate::graph::Graph;
 use crate::manifest::{expected_tensors, Usage};
 use crate::model::{self, BuildError, GraphOptions};
@@ -75,6 +75,8 @@ pub struct Export {
 #[derive(Debug, Clone, Default)]
 pub struct Quantization {
     pub selection: Selection,
+    /// How much of int8 the weights use (`dlvp.int8.weight_range`).
+    pub weight_range: WeightRange,
     /// Activation tensor name → per-tensor scale (symmetric int8, zero point 0).
     pub scales: BTreeMap<String, f32>,
     /// `metadata_props` entries (`dlvp.int8.method`, ...), written after the precision.
@@ -146,7 +148,7 @@ fn export_with(
     match (options.precision, quantization) {
         (Precision::Fp16, _) => crate::graph::fp16::convert(&mut graph),
         (Precision::Int8, Some(q)) => {
-            crate::graph::int8::convert(&mut graph, q.selection, &q.scales)?;
+            crate::graph::int8::convert(&mut graph, q.selection, &q.scales, q.weight_range)?;
             graph.metadata.extend(q.metadata.iter().cloned());
         }
         (Precision::Int8, None) => return Err(ExportError::Int8(Int8Error::NoCalibration)),

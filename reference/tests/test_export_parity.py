@@ -204,7 +204,7 @@ def test_int8_graph_is_standard_symmetric_qdq_and_near_the_fp32_graph(dlvp_bin, 
             scales = onnx.numpy_helper.to_array(inits[n.input[1]])
             axis = next(a.i for a in n.attribute if a.name == "axis")
             assert weight.dtype == np.int8 and axis == 1 and scales.shape == (weight.shape[1],)
-            assert np.abs(weight.astype(np.int16)).max() <= 127
+            assert np.abs(weight.astype(np.int16)).max() <= 64  # reduced range: test_int8_cpu.py
     meta = {m.key: m.value for m in graph.metadata_props}
     assert meta["dlvp.precision"] == "int8" and meta["dlvp.int8.images"] == "10"
     fp32 = export(dlvp_bin, REPO / "fixtures/tiny/weights.safetensors", tmp_path / "fp32.onnx")

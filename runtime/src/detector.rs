@@ -173,6 +173,18 @@ pub enum DetectError {
         backend: BackendChoice,
         feature: &'static str,
     },
+    /// An int8 graph with full-range weights asked of a CPU backend whose int8 kernels would
+    /// saturate on this CPU ([`crate::int8_kernels`]).
+    #[error(
+        "{backend} would compute this int8 graph wrongly on this CPU: its weights use the full \
+         int8 range, and without VNNI (this CPU has: {features}) x86 int8 kernels add pairs of \
+         products in 16 bits with saturation; re-export it with reduced-range weights (dlvp \
+         export's default, --int8-weights reduced) or run it on a CPU with avx512_vnni or avx_vnni"
+    )]
+    Int8Inexact {
+        backend: BackendChoice,
+        features: String,
+    },
     /// `auto` found no backend that could run the model: why each was not used.
     #[error("no backend could run the model: {}", reasons.join("; "))]
     NoBackend { reasons: Vec<String> },
@@ -374,6 +386,25 @@ impl Detector {
                 feature: "openvino",
             })
         };
+        // Full-range int8 weights saturate ONNX Runtime's and OpenVINO's CPU kernels on x86
+        // without VNNI: refused there rather than answered wrongly.
+        let cpu = crate::int8_kernels::CpuFeatures::detect();
+        let int8_inexact = |backend: BackendChoice| {
+            let on_cpu = match backend {
+                BackendChoice::OrtCpu => true,
+                BackendChoice::OpenVino => options.openvino.device.starts_with("CPU"),
+                _ => false,
+            };
+            (info.int8_full_range && on_cpu && !cpu.int8_dot_product_exact()).then(|| {
+                DetectError::Int8Inexact {
+                    backend,
+                    features: cpu.names().join(" "),
+                }
+            })
+        };
+        if let Some(e) = int8_inexact(options.backend) {
+            return Err(e);
+        }
         let mut notes = Vec::new();
         let (engine, backend) = match options.backend {
             BackendChoice::OrtTensorrt => (ort(Provider::TensorRt)?, options.backend),
@@ -403,6 +434,10 @@ impl Detector {
                     }
                 };
                 for (provider, name) in providers {
+                    if let Some(e) = int8_inexact(name) {
+                        notes.push(format!("{name} not used: {e}"));
+                        continue;
+                    }
                     match ort(provider) {
                         Ok(engine) => {
                             chosen = Some((engine, name));
@@ -411,7 +446,13 @@ impl Detector {
                         Err(e) => notes.push(format!("{name} not used: {}", chain(&e))),
                     }
                 }
-                if chosen.is_none() && BackendChoice::OpenVino.is_built() {
+                if let Some(e) = chosen
+                    .is_none()
+                    .then(|| int8_inexact(BackendChoice::OpenVino))
+                    .flatten()
+                {
+                    notes.push(format!("openvino not used: {e}"));
+                } else if chosen.is_none() && BackendChoice::OpenVino.is_built() {
                     match openvino(&held) {
                         Ok(engine) => chosen = Some((engine, BackendChoice::OpenVino)),
                         Err(e) => notes.push(format!("openvino not used: {}", chain(&e))),

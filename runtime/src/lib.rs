@@ -48,6 +48,8 @@
 //!   ONNX Runtime / OpenVINO (each
 //!   behind its feature); [`provider`]: ONNX Runtime's providers and GPU settings, as data;
 //! - [`cost`]: the multiply-adds a graph does for one input shape (tract's cost model);
+//! - [`int8_kernels`]: the CPU's int8 features and a static audit of an int8 graph's weights
+//!   against the 16-bit pair sums of x86 kernels without VNNI;
 //! - [`input`]: the graph's input batch, `image` f32 or `image_u8`; [`outputs`]: the graph
 //!   contract's outputs, compared across backends;
 //! - [`preprocess`]: image decoding and PIL-exact resizing to the graph input;
@@ -60,6 +62,7 @@
 pub mod cost;
 pub mod detector;
 pub mod input;
+pub mod int8_kernels;
 pub mod metadata;
 pub mod model_file;
 pub mod onnx_head;

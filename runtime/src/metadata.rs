@@ -6,7 +6,7 @@ use std::path::Path;
 
 use dlvp_contract::graph::{
     self as contract, ElemType, InputKind, Precision, GRAPH_FORMAT, META_FORMAT, META_INPUT,
-    META_PRECISION, META_SPEC,
+    META_INT8_WEIGHT_RANGE, META_PRECISION, META_SPEC,
 };
 use dlvp_contract::Spec;
 use dlvp_onnx_proto as pb;
@@ -26,6 +26,10 @@ pub struct ModelInfo {
     pub input: InputKind,
     /// `dlvp.precision`: fp32 unless the graph says fp16.
     pub precision: Precision,
+    /// An int8 graph whose weights use the full int8 range (`dlvp.int8.weight_range` `full`, or
+    /// absent: exports before the key were full-range): exact only on CPUs whose int8 kernels
+    /// accumulate in 32 bits ([`crate::int8_kernels`]).
+    pub int8_full_range: bool,
 }
 
 /// Reads the metadata of ONNX `bytes` that came from `path`.
@@ -80,10 +84,19 @@ pub fn read(bytes: &[u8], path: &Path) -> Result<ModelInfo, MetadataError> {
         "\"fp32\" or \"fp16\"",
     )
     .map_err(fail)?;
+    let int8_full_range = precision == Precision::Int8
+        && match get(META_INT8_WEIGHT_RANGE) {
+            None | Some("full") => true,
+            Some("reduced") => false,
+            Some(other) => return Err(fail(format!(
+                "metadata {META_INT8_WEIGHT_RANGE} is {other:?}; expected \"reduced\" or \"full\""
+            ))),
+        };
     Ok(ModelInfo {
         spec,
         input,
         precision,
+        int8_full_range,
     })
 }
 

@@ -615,7 +615,7 @@ fn auto_leaves_int8_graphs_off_tract() {
     let quantization = dlvp_exporter::Quantization {
         selection,
         scales: taps.into_iter().map(|t| (t, 0.05)).collect(),
-        metadata: vec![],
+        ..Default::default()
     };
     let options = ExportOptions {
         precision: Precision::Int8,

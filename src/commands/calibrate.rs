@@ -13,7 +13,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::Args;
 use dlvp_exporter::calibration::{Collector, Method};
-use dlvp_exporter::{Checkpoint, ExportOptions, Quantization, Selection, Spec};
+use dlvp_exporter::{Checkpoint, ExportOptions, Quantization, Selection, Spec, WeightRange};
 use dlvp_runtime::ort_backend::OrtModel;
 use dlvp_runtime::preprocess::{graph_input, load_rgb8_limited, DEFAULT_MAX_PIXELS};
 use dlvp_runtime::tract_backend::TractModel;
@@ -54,6 +54,12 @@ pub struct CalibrationArgs {
     #[arg(long, default_value = "blocks", requires = "int8",
           value_parser = ["blocks", "blocks-but-selection"])]
     pub int8_layers: String,
+    /// How much of int8 the weights use: `reduced` (|q| ≤ 64: exact on every CPU — x86 CPUs
+    /// without VNNI sum pairs of int8 products in 16 bits, which larger weights overflow) or
+    /// `full` (|q| ≤ 127: half the weight rounding error, exact only on CPUs with VNNI or AMX,
+    /// Arm and GPUs; `--verify` refuses it on a CPU where ONNX Runtime or OpenVINO would be wrong).
+    #[arg(long, default_value = "reduced", requires = "int8")]
+    pub int8_weights: WeightRange,
 }
 
 impl CalibrationArgs {
@@ -210,6 +216,7 @@ pub fn calibrate(
     let digest: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
     Ok(Quantization {
         selection,
+        weight_range: args.int8_weights,
         scales,
         metadata: vec![
             (META_METHOD.into(), args.calib_method.name().into()),

@@ -366,6 +366,13 @@ fn verify(
             GraphInput::ImageU8(ArrayD::from_shape_simple_fn(shape, || rng.below(256) as u8))
         }
     };
+    // An int8 graph's answers depend on the CPU's int8 kernels: say which ones this verifies,
+    // and refuse a graph that they would compute wrongly here.
+    let cpu_backends_exact = if precision == Precision::Int8 {
+        int8_on_this_cpu(bytes)?
+    } else {
+        true
+    };
     let started = Instant::now();
     let tract = TractModel::load(bytes, input, 2, size)?.run(image.clone())?;
     let finite = tract
@@ -403,6 +410,13 @@ fn verify(
         }
         Ok(())
     };
+    if !cpu_backends_exact {
+        bail!(
+            "verify: this int8 graph's weights would saturate ONNX Runtime's and OpenVINO's int8 \
+             kernels on this CPU (no avx512_vnni, avx_vnni or amx_int8): export with \
+             --int8-weights reduced (the default), or verify and deploy on CPUs with VNNI only"
+        );
+    }
     // A library the user named must exist; one we only looked for may be absent.
     match super::ort_library::find(ort_lib) {
         None => println!("verify onnxruntime: skipped ({})", super::ort_library::HINT),
@@ -425,4 +439,45 @@ fn verify(
         }
     }
     Ok(())
+}
+
+/// Prints the CPU features an int8 verification runs on and what the graph's weights need of
+/// them; whether ONNX Runtime's and OpenVINO's CPU kernels compute the graph exactly here.
+fn int8_on_this_cpu(bytes: &[u8]) -> anyhow::Result<bool> {
+    use dlvp_runtime::int8_kernels::{audit, CpuFeatures};
+    use prost::Message;
+    let model = dlvp_onnx_proto::ModelProto::decode(bytes).context("verify: decoding the graph")?;
+    let weights = match model.graph.as_ref() {
+        Some(g) => audit(g)?,
+        None => None,
+    };
+    let cpu = CpuFeatures::detect();
+    let dot = if cpu.int8_dot_product_exact() {
+        "int8 products accumulate in 32 bits"
+    } else {
+        "no VNNI: int8 products are summed in pairs in 16 bits"
+    };
+    println!(
+        "verify int8 on CPU features: {} ({dot})",
+        cpu.names().join(" ")
+    );
+    let Some(w) = weights else {
+        return Ok(true);
+    };
+    let safe = w.exact_without_vnni();
+    println!(
+        "verify int8 weights: {} tensors, |q| <= {}, largest pair sum {} ({})",
+        w.weights,
+        w.max_abs_q,
+        w.worst_pair_sum,
+        if safe {
+            "exact on every CPU".to_string()
+        } else {
+            format!(
+                "{} pairs past 16 bits: exact only with VNNI, AMX, on Arm and GPUs",
+                w.pairs_over
+            )
+        }
+    );
+    Ok(safe || cpu.int8_dot_product_exact())
 }

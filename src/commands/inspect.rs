@@ -13,6 +13,7 @@ use clap::Args;
 use dlvp_onnx_proto as pb;
 use prost::Message;
 
+use dlvp_contract::graph::META_INT8_WEIGHT_RANGE;
 use dlvp_exporter::targets::{self, Target};
 
 #[derive(Args)]
@@ -110,6 +111,11 @@ pub(super) const DATA_MOVEMENT: &[&str] = &[
     "Flatten",
 ];
 
+/// How dlvp's int8 graphs are quantized (exporter/src/graph/int8.rs).
+const INT8_SCHEME: &str =
+    "QDQ (QuantizeLinear/DequantizeLinear), symmetric int8 with zero points 0: \
+weights per output channel, activations per tensor from calibration";
+
 /// For a QDQ graph: the MatMuls that run in int8 (both inputs from DequantizeLinear) and every
 /// computing op kept in f32, by kind; `None` for a graph without quantization.
 fn int8_summary(graph: &pb::GraphProto) -> Option<(usize, BTreeMap<&str, usize>)> {
@@ -192,6 +198,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|p| (p.key.as_str(), p.value.as_str()))
         .collect();
+    let weights = dlvp_runtime::int8_kernels::audit(graph);
     let violations = args
         .target
         .map(|t| (t.rules().name, targets::check(&model, t.rules())));
@@ -211,7 +218,20 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
             "ops": ops, "nodes": graph.node.len(), "parameters": parameters, "parameter_bytes": init_bytes,
         });
         if let Some((int8, kept)) = int8_summary(graph) {
-            out["int8"] = serde_json::json!({"int8_matmuls": int8, "kept_f32": kept});
+            out["int8"] = serde_json::json!({"int8_matmuls": int8, "kept_f32": kept,
+                "scheme": INT8_SCHEME, "weight_range": metadata.get(META_INT8_WEIGHT_RANGE)});
+            out["int8"]["weights"] = match &weights {
+                Ok(Some(w)) => serde_json::json!({
+                    "tensors": w.weights, "max_abs_q": w.max_abs_q,
+                    "worst_pair_sum": w.worst_pair_sum, "pairs_over_16_bits": w.pairs_over,
+                    "exact_without_vnni": w.exact_without_vnni(),
+                    "first_over": w.first_over.as_ref().map(|p| serde_json::json!({
+                        "weight": p.weight, "row": p.row, "column": p.column,
+                        "values": [p.values.0, p.values.1]})),
+                }),
+                Ok(None) => serde_json::Value::Null,
+                Err(e) => serde_json::json!({"error": e.to_string()}),
+            };
         }
         if let Some((name, v)) = &violations {
             out["target"] =
@@ -265,6 +285,35 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        println!("int8 scheme: {INT8_SCHEME}");
+        match &weights {
+            Ok(Some(w)) => println!(
+                "int8 weights: {} tensors, |q| <= {} (range {}), largest pair sum {}: {}",
+                w.weights,
+                w.max_abs_q,
+                metadata
+                    .get(META_INT8_WEIGHT_RANGE)
+                    .copied()
+                    .unwrap_or("not recorded: full"),
+                w.worst_pair_sum,
+                match &w.first_over {
+                    None => "exact on every CPU (x86 with or without VNNI, Arm, GPUs)".to_string(),
+                    Some(p) => format!(
+                        "WRONG on x86 CPUs without VNNI (ONNX Runtime, OpenVINO): {} pairs pass 16 bits, \
+                         first {} rows {}-{} column {} ({}, {}); exact with VNNI/AMX, on Arm and GPUs",
+                        w.pairs_over,
+                        p.weight,
+                        p.row,
+                        p.row + 1,
+                        p.column,
+                        p.values.0,
+                        p.values.1
+                    ),
+                }
+            ),
+            Ok(None) => {}
+            Err(e) => println!("int8 weights: not audited ({e})"),
+        }
     }
     for (k, v) in metadata {
         let first = v.lines().next().unwrap_or("");

@@ -5,8 +5,13 @@
 //! Only the MatMuls of chosen Linear layers ([`Graph::linears`], picked by [`Selection`]) are
 //! quantized:
 //! - the weight [in, out] becomes an int8 initializer, symmetric per output channel (axis 1,
-//!   zero point 0, scale = max |w| / 127 of the column, values rounded half to even as
-//!   `QuantizeLinear` rounds), read through a `DequantizeLinear`;
+//!   zero point 0, scale = max |w| / qmax of the column, values rounded half to even as
+//!   `QuantizeLinear` rounds), read through a `DequantizeLinear`. qmax is 64 by default
+//!   ([`WeightRange::Reduced`]): x86 CPUs without VNNI multiply int8 in pairs summed in 16 bits
+//!   with saturation (`vpmaddubsw`, in ONNX Runtime's and OpenVINO's AVX2 kernels), and only
+//!   |q| ≤ 64 keeps every pair in range for every activation (255 · 64 · 2 = 32 640 ≤ 32 767);
+//!   [`WeightRange::Full`] (qmax 127) is exact only where an int8 dot product accumulates in 32
+//!   bits (VNNI, AMX, Arm, GPUs);
 //! - the activation [.., in] passes through `QuantizeLinear` → `DequantizeLinear` with one
 //!   per-tensor scale from calibration, symmetric int8 with zero point 0 (TensorRT's explicit
 //!   quantization requires zero points of 0).
@@ -18,12 +23,65 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use dlvp_contract::graph::{Precision, META_PRECISION};
+use std::fmt;
+use std::str::FromStr;
+
+use dlvp_contract::graph::{Precision, META_INT8_WEIGHT_RANGE, META_PRECISION};
 
 use super::{Attr, DType, Graph, Initializer, LinearUse, Node};
 
-/// The largest int8 magnitude used; symmetric quantization leaves −128 out.
+/// The largest int8 magnitude of an activation; symmetric quantization leaves −128 out.
 const QMAX: f32 = 127.0;
+
+/// The metadata key that records the weights' [`WeightRange`] (`reduced` or `full`).
+pub const META_WEIGHT_RANGE: &str = META_INT8_WEIGHT_RANGE;
+
+/// How much of int8 the quantized weights use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightRange {
+    /// |q| ≤ 64 (7 bits and the sign): exact on every int8 kernel, including the AVX2 ones
+    /// that sum pairs of u8 × s8 products in 16 bits with saturation.
+    #[default]
+    Reduced,
+    /// |q| ≤ 127: half the rounding error, but pairs of products can leave 16 bits, so ONNX
+    /// Runtime and OpenVINO compute wrong sums on x86 CPUs without VNNI.
+    Full,
+}
+
+impl WeightRange {
+    pub const ALL: [WeightRange; 2] = [WeightRange::Reduced, WeightRange::Full];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightRange::Reduced => "reduced",
+            WeightRange::Full => "full",
+        }
+    }
+
+    /// The largest |q| a weight may take.
+    pub fn qmax(self) -> f32 {
+        match self {
+            WeightRange::Reduced => 64.0,
+            WeightRange::Full => QMAX,
+        }
+    }
+}
+
+impl fmt::Display for WeightRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for WeightRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        WeightRange::ALL
+            .into_iter()
+            .find(|r| r.name() == s)
+            .ok_or_else(|| format!("`{s}`: expected reduced or full"))
+    }
+}
 
 /// Which Linear layers are quantized, by the scope that built them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -58,29 +116,41 @@ pub fn chosen(graph: &Graph, selection: Selection) -> Vec<&LinearUse> {
 
 /// The activation scale of a tensor whose calibrated range is [−`amax`, `amax`].
 pub fn scale_for(amax: f32) -> f32 {
+    scale_within(amax, QMAX)
+}
+
+/// The scale that maps [−`amax`, `amax`] onto [−`qmax`, `qmax`].
+fn scale_within(amax: f32, qmax: f32) -> f32 {
     if amax.is_finite() && amax > 0.0 {
-        amax / QMAX
+        amax / qmax
     } else {
         // An all-zero activation: any positive scale represents it exactly.
         1.0
     }
 }
 
-/// Per-column symmetric int8 of a row-major [rows, cols] f32 matrix: (values, scales).
-pub fn quantize_columns(values: &[f32], rows: usize, cols: usize) -> (Vec<i8>, Vec<f32>) {
+/// Per-column symmetric int8 of a row-major [rows, cols] f32 matrix, each column within
+/// ±`range.qmax()`: (values, scales).
+pub fn quantize_columns(
+    values: &[f32],
+    rows: usize,
+    cols: usize,
+    range: WeightRange,
+) -> (Vec<i8>, Vec<f32>) {
+    let qmax = range.qmax();
     let mut amax = vec![0f32; cols];
     for row in values.chunks_exact(cols).take(rows) {
         for (m, v) in amax.iter_mut().zip(row) {
             *m = m.max(v.abs());
         }
     }
-    let scales: Vec<f32> = amax.iter().map(|&m| scale_for(m)).collect();
+    let scales: Vec<f32> = amax.iter().map(|&m| scale_within(m, qmax)).collect();
     let q = values
         .iter()
         .enumerate()
         .map(|(i, v)| {
             let x = v / scales[i % cols];
-            x.round_ties_even().clamp(-QMAX, QMAX) as i8
+            x.round_ties_even().clamp(-qmax, qmax) as i8
         })
         .collect();
     (q, scales)
@@ -98,11 +168,12 @@ pub enum Int8Error {
 }
 
 /// Rewrites `graph` in place as the module header says, with `scales` (activation tensor name →
-/// per-tensor scale) from calibration.
+/// per-tensor scale) from calibration and weights within `range`.
 pub fn convert(
     graph: &mut Graph,
     selection: Selection,
     scales: &BTreeMap<String, f32>,
+    range: WeightRange,
 ) -> Result<(), Int8Error> {
     let chosen: HashMap<String, LinearUse> = chosen(graph, selection)
         .into_iter()
@@ -154,7 +225,7 @@ pub fn convert(
                     .chunks_exact(4)
                     .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                     .collect();
-                let (q, s) = quantize_columns(&values, t.dims[0], t.dims[1]);
+                let (q, s) = quantize_columns(&values, t.dims[0], t.dims[1], range);
                 let (qn, sn) = (
                     format!("{}/int8", linear.weight),
                     format!("{}/int8_scale", linear.weight),
@@ -215,6 +286,9 @@ pub fn convert(
     graph
         .metadata
         .push((META_PRECISION.into(), Precision::Int8.name().into()));
+    graph
+        .metadata
+        .push((META_WEIGHT_RANGE.into(), range.name().into()));
     Ok(())
 }
 
@@ -260,10 +334,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn columns_quantize_symmetrically_to_127() {
+    fn columns_quantize_symmetrically_to_127_in_full_range() {
         // 2 × 3: columns with amax 2, 0.5, 0 (the zero column gets scale 1).
         let w = [2.0, -0.25, 0.0, -1.0, 0.5, 0.0];
-        let (q, s) = quantize_columns(&w, 2, 3);
+        let (q, s) = quantize_columns(&w, 2, 3, WeightRange::Full);
         assert_eq!(s, vec![2.0 / 127.0, 0.5 / 127.0, 1.0]);
         assert_eq!(q, vec![127, -64, 0, -64, 127, 0]);
         // Dequantized, every value is within half a step of the original.
@@ -273,10 +347,34 @@ mod tests {
     }
 
     #[test]
+    fn columns_quantize_to_64_in_the_default_reduced_range() {
+        let w = [2.0, -0.25, 0.0, -1.0, 0.5, 0.0];
+        let (q, s) = quantize_columns(&w, 2, 3, WeightRange::default());
+        assert_eq!(s, vec![2.0 / 64.0, 0.5 / 64.0, 1.0]);
+        assert_eq!(q, vec![64, -32, 0, -32, 64, 0]);
+        for (i, (&v, &x)) in q.iter().zip(&w).enumerate() {
+            assert!((v as f32 * s[i % 3] - x).abs() <= s[i % 3] / 2.0 + 1e-7);
+        }
+    }
+
+    #[test]
     fn ties_round_to_even_as_quantize_linear_does() {
         // 1.5 and 2.5 steps: QuantizeLinear rounds half to even (2, 2).
-        let (q, _) = quantize_columns(&[127.0, 1.5, 2.5], 3, 1);
+        let (q, _) = quantize_columns(&[127.0, 1.5, 2.5], 3, 1, WeightRange::Full);
         assert_eq!(q, vec![127, 2, 2]);
+        let (q, _) = quantize_columns(&[64.0, 1.5, 2.5], 3, 1, WeightRange::Reduced);
+        assert_eq!(q, vec![64, 2, 2]);
+    }
+
+    #[test]
+    fn weight_ranges_parse_by_name() {
+        for r in WeightRange::ALL {
+            assert_eq!(r.name().parse::<WeightRange>(), Ok(r));
+        }
+        assert!("7bit"
+            .parse::<WeightRange>()
+            .unwrap_err()
+            .contains("reduced or full"));
     }
 
     #[test]
