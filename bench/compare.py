@@ -239,6 +239,20 @@ def dlvp(binary: Path, *args: str) -> str:
     return run.stdout
 
 
+# What dlvp says when this machine cannot do what a subject asks (a precision or an instruction set
+# the CPU lacks): such a subject is reported as unavailable here, with dlvp's reason, not as a failure.
+UNAVAILABLE_MARKERS = ("cannot compute in", "wrongly on this CPU")
+
+
+def unavailable_reason(message: str) -> str | None:
+    """dlvp's reason, when `message` (a failed dlvp run's error) says this machine cannot run the
+    subject at all; None for any other failure."""
+    for line in message.splitlines():
+        if any(m in line for m in UNAVAILABLE_MARKERS):
+            return line.removeprefix("error: ").strip()
+    return None
+
+
 def errors(reference: Path, other: Path) -> dict:
     import numpy as np
     from safetensors.numpy import load_file
@@ -338,10 +352,18 @@ def compare(a) -> dict:
         )
         for graph, backend, label, extra in dlvp_subjects:
             out = work / f"out-b{batch}-{label.split()[0]}.safetensors"
-            r = json.loads(dlvp(
-                a.dlvp, "bench", "--model", graph, "--backend", backend, "--input", inp,
-                "--save-outputs", out, "--iters", a.iters, "--warmup", a.warmup, "--json", *extra,
-            ))
+            try:
+                r = json.loads(dlvp(
+                    a.dlvp, "bench", "--model", graph, "--backend", backend, "--input", inp,
+                    "--save-outputs", out, "--iters", a.iters, "--warmup", a.warmup, "--json", *extra,
+                ))
+            except RuntimeError as e:
+                reason = unavailable_reason(str(e))
+                if reason is None:
+                    raise
+                results[label] = {"unavailable": reason}
+                log(f"batch {batch}: {label} not available on this CPU: {reason}")
+                continue
             results[label] = {
                 "load_s": r["load_s"], "median_s": r["latency_ms"]["p50"] / 1e3, "times_s": None,
                 "peak_rss_mib": r["peak_rss_bytes"] / 2**20, "bytes": graph_bytes(graph),
@@ -387,6 +409,9 @@ def table(result: dict) -> str:
         for name, r in row["subjects"].items():
             if "error" in r:
                 lines.append(f"| {row['batch']} | {name} | failed: {r['error'][:60]} ||||||||")
+                continue
+            if "unavailable" in r:
+                lines.append(f"| {row['batch']} | {name} | not available on this CPU: {r['unavailable'][:90]} ||||||||")
                 continue
             err = r["err"]
             e = "reference" if err is None else f"{err['score']:.1e} / {err['map']:.1e}"

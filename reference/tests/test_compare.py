@@ -36,6 +36,11 @@ def test_compare_runs_every_subject_on_the_tiny_spec(dlvp_bin, tmp_path):
         }
         for name, r in subjects.items():
             assert "error" not in r, (name, r)
+            if "unavailable" in r:
+                # Only a precision this CPU lacks may be missing, and it says why.
+                assert name == "f dlvp openvino bf16" and not cpu_has_bf16(), (name, r)
+                assert "cannot compute in bf16" in r["unavailable"], r
+                continue
             assert r["median_s"] > 0 and r["peak_rss_mib"] > 10 and r["bytes"] > 0, name
             # bf16 keeps 8 mantissa bits: within 2e-2 on this tiny random model (conformance suite).
             # int8 on random weights and random-normal inputs measured up to 5.7e-2 (maps); a
@@ -46,8 +51,31 @@ def test_compare_runs_every_subject_on_the_tiny_spec(dlvp_bin, tmp_path):
                 assert r["err"]["topk_exact"] or "bf16" in name or "int8" in name, (name, r["err"])
         assert row["flops"] > 0 and row["reference_flops"] > row["flops"]
     assert "c is" in run.stdout and "floor % spec" in run.stdout and "| 2 | d dlvp tract |" in run.stdout
-    assert "dlvp's best f32" in run.stdout and "OpenVINO bf16 is" in run.stdout
+    assert "dlvp's best f32" in run.stdout
+    bf16 = result["rows"][0]["subjects"]["f dlvp openvino bf16"]
+    assert ("OpenVINO bf16 is" in run.stdout) == ("unavailable" not in bf16), bf16
+    assert ("not available on this CPU" in run.stdout) == ("unavailable" in bf16)
     assert "g dlvp int8 ort-cpu is" in run.stdout
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has the bf16 arithmetic OpenVINO's CPU plugin computes in."""
+    flags = next((l for l in open("/proc/cpuinfo") if l.startswith("flags")), "").split()
+    return bool({"avx512_bf16", "amx_bf16", "avx_ne_convert"} & set(flags))
+
+
+def test_a_precision_the_cpu_lacks_is_unavailable_not_a_failure():
+    """bench/compare's reading of a failed dlvp run: dlvp's own words for a precision or an
+    instruction set the CPU lacks make the row unavailable, with the reason; anything else stays
+    a failure."""
+    sys.path.insert(0, str(REPO / "bench"))
+    from compare import unavailable_reason
+
+    bf16 = "dlvp bench ... failed:\nerror: OpenVINO: device `CPU` cannot compute in bf16 (it offers: FP32 INT8 BIN EXPORT_IMPORT)\n"
+    assert unavailable_reason(bf16) == "OpenVINO: device `CPU` cannot compute in bf16 (it offers: FP32 INT8 BIN EXPORT_IMPORT)"
+    int8 = "error: ort-cpu would compute this int8 graph wrongly on this CPU: its weights use the full int8 range"
+    assert unavailable_reason(int8).startswith("ort-cpu would compute")
+    assert unavailable_reason("error: model.onnx: not an ONNX model") is None
 
 
 def test_graph_flops_agree_with_pytorch_flop_counter(dlvp_bin):

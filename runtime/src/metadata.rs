@@ -88,9 +88,11 @@ pub fn read(bytes: &[u8], path: &Path) -> Result<ModelInfo, MetadataError> {
         && match get(META_INT8_WEIGHT_RANGE) {
             None | Some("full") => true,
             Some("reduced") => false,
-            Some(other) => return Err(fail(format!(
+            Some(other) => {
+                return Err(fail(format!(
                 "metadata {META_INT8_WEIGHT_RANGE} is {other:?}; expected \"reduced\" or \"full\""
-            ))),
+            )))
+            }
         };
     Ok(ModelInfo {
         spec,

@@ -44,6 +44,17 @@ pub fn openvino() -> Option<PathBuf> {
     )
 }
 
+/// The oldest ONNX Runtime library dlvp supports (1.19.x), named by `DLVP_ORT_FLOOR_LIB`
+/// (required under `DLVP_REQUIRE_ORT_FLOOR`).
+pub fn onnxruntime_floor() -> Option<PathBuf> {
+    gate(
+        non_empty("DLVP_ORT_FLOOR_LIB").map(PathBuf::from),
+        "the oldest supported ONNX Runtime",
+        "DLVP_REQUIRE_ORT_FLOOR",
+        "set DLVP_ORT_FLOOR_LIB to libonnxruntime.so.1.19.* from the onnxruntime==1.19.2 wheel (scripts/test installs it)",
+    )
+}
+
 /// A headless Chromium to run (required under `DLVP_REQUIRE_CHROMIUM`).
 pub fn chromium() -> Option<&'static str> {
     let found = ["chromium", "chromium-browser", "google-chrome"]
