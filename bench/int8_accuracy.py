@@ -34,7 +34,7 @@ def main() -> None:
                    help="only N test images of each category, spread evenly over its sorted list "
                         "(for slow runs, e.g. under an emulated CPU)")
     p.add_argument("--save", type=Path, default=None,
-                   help="also save every image's int8 score and map to this .npz (to compare CPUs)")
+                   help="also save every image's int8 and fp32 scores and maps to this .npz (to compare CPUs)")
     a = p.parse_args()
     import onnx
 
@@ -60,6 +60,7 @@ def main() -> None:
         ))
         scored.setdefault(sample.category, []).append((sample.label, float(s32.ravel()[0]), float(s8.ravel()[0])))
         saved[f"{sample.image}:score"], saved[f"{sample.image}:map"] = s8, m8
+        saved[f"{sample.image}:fp32_score"], saved[f"{sample.image}:fp32_map"] = s32, m32
     if a.save:
         np.savez(a.save, **saved)
     from sklearn.metrics import roc_auc_score
