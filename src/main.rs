@@ -44,6 +44,19 @@ enum Command {
     DemoData(commands::demo_data::DemoDataArgs),
 }
 
+impl Command {
+    /// Whether the command runs a graph on a backend with TF32 not allowed (`--allow-tf32` absent).
+    fn runs_a_graph_without_tf32(&self) -> bool {
+        match self {
+            Command::Detect(a) => !a.run.allow_tf32,
+            Command::Eval(a) => !a.run.allow_tf32,
+            Command::Bench(a) => !a.run.allow_tf32,
+            Command::Serve(a) => !a.run.allow_tf32,
+            _ => false,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     // Like other Unix tools, stop quietly when the reader of stdout goes away (`dlvp detect ... | head`)
     // instead of panicking on the failed print.
@@ -52,6 +65,14 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    // TensorRT computes in TF32 unless NVIDIA's libraries find NVIDIA_TF32_OVERRIDE=0 when they
+    // initialise, and its provider has no option for it: set here, while this process has one
+    // thread, unless --allow-tf32 or the user's own value says otherwise.
+    if cli.command.runs_a_graph_without_tf32()
+        && std::env::var_os(dlvp_runtime::ort_backend::TF32_OVERRIDE).is_none()
+    {
+        std::env::set_var(dlvp_runtime::ort_backend::TF32_OVERRIDE, "0");
+    }
     // tract's thread count for the whole process (README, Backends); unset: one per CPU.
     if let Some(n) = std::env::var("DLVP_TRACT_THREADS")
         .ok()

@@ -5,10 +5,12 @@
 //!   validation (model-spec/README.md, "Fields");
 //! - [`graph`]: the graph contract — input kinds, output names and shapes, metadata keys,
 //!   precision (model-spec/README.md, "Graph contract");
+//! - [`named`]: `Display` and `FromStr` by name for option enums ([`named_enum!`]);
 //! - [`resample`]: Pillow's resampling weights, shared by the export-time positional-embedding
 //!   resize (§2) and the runtime's image resize (§1).
 
 pub mod graph;
+pub mod named;
 pub mod resample;
 pub mod spec;
 

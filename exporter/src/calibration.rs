@@ -13,9 +13,6 @@
 //! the range doubles and pairs of bins merge, so one pass over the images suffices and the same
 //! images in the same order give the same histogram, bit for bit.
 
-use std::fmt;
-use std::str::FromStr;
-
 /// Histogram bins over [0, range].
 pub const BINS: usize = 2048;
 /// The share of |x| values `percentile` keeps inside the range.
@@ -43,21 +40,7 @@ impl Method {
     }
 }
 
-impl fmt::Display for Method {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Method {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Method::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| format!("`{s}`: expected minmax, percentile or entropy"))
-    }
-}
+dlvp_contract::named_enum!(Method, "calibration method");
 
 /// The |x| histogram of one tensor.
 #[derive(Debug, Clone, PartialEq)]

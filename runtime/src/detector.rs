@@ -103,25 +103,7 @@ impl BackendChoice {
     }
 }
 
-impl std::fmt::Display for BackendChoice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for BackendChoice {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        BackendChoice::ALL
-            .into_iter()
-            .find(|b| b.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = BackendChoice::ALL.iter().map(|b| b.name()).collect();
-                format!("unknown backend `{s}`; one of {}", names.join(", "))
-            })
-    }
-}
+dlvp_contract::named_enum!(BackendChoice, "backend");
 
 #[derive(Debug, Clone, Default)]
 pub struct DetectorOptions {
@@ -199,6 +181,10 @@ pub enum DetectError {
         found_shape: Vec<usize>,
     },
 }
+
+/// Said when TensorRT runs without TF32 allowed and without `NVIDIA_TF32_OVERRIDE=0` set.
+pub const TF32_NOTE: &str = "TensorRT may compute in TF32 (about 1e-3 from f32): set \
+NVIDIA_TF32_OVERRIDE=0 in the environment before the program starts threads to keep the 1e-4 parity";
 
 /// Why `auto` leaves an int8 graph off tract.
 pub const TRACT_INT8_NOTE: &str = "tract not used: it emulates int8 QDQ in float, slower than the \
@@ -471,6 +457,11 @@ impl Detector {
                 }
             }
         };
+        #[cfg(feature = "ort")]
+        if backend == BackendChoice::OrtTensorrt && crate::ort_backend::tf32_override_missing(&gpu)
+        {
+            notes.push(TF32_NOTE.to_string());
+        }
         Ok(Detector {
             info,
             engine,

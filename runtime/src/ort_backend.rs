@@ -60,7 +60,18 @@ pub enum ModelSource<'a> {
 }
 
 /// The environment variable NVIDIA's libraries (TensorRT, cuBLAS, cuDNN) read to forbid TF32.
+/// TensorRT builds with its kTF32 flag set and ONNX Runtime's provider offers no option to clear
+/// it, so only `NVIDIA_TF32_OVERRIDE=0` in the process's environment, set before the libraries
+/// initialise, keeps the 1e-4 parity. A library cannot set it soundly (another thread may be
+/// reading the environment): the program does, at its start (the `dlvp` binary does), and the
+/// detector notes when it is missing ([`tf32_override_missing`]).
 pub const TF32_OVERRIDE: &str = "NVIDIA_TF32_OVERRIDE";
+
+/// Whether TensorRT would compute in TF32 although `gpu` does not allow it: the process's
+/// environment lacks `NVIDIA_TF32_OVERRIDE=0`.
+pub fn tf32_override_missing(gpu: &GpuOptions) -> bool {
+    !gpu.allow_tf32 && std::env::var_os(TF32_OVERRIDE).is_none_or(|v| v != "0")
+}
 
 pub struct OrtModel {
     session: Session,
@@ -177,16 +188,6 @@ impl OrtModel {
                         loaded.path.display()
                     ),
                 });
-            }
-            // TF32 matmuls would cost the 1e-4 parity with the reference; they stay off unless
-            // asked for. TensorRT builds with its kTF32 flag set and ONNX Runtime's provider
-            // offers no option to clear it; NVIDIA libraries read NVIDIA_TF32_OVERRIDE=0 as
-            // "never TF32" when they initialise, which is before the session below exists.
-            if provider == Provider::TensorRt
-                && !gpu.allow_tf32
-                && std::env::var_os(TF32_OVERRIDE).is_none()
-            {
-                std::env::set_var(TF32_OVERRIDE, "0");
             }
             let cuda = ort::ep::CUDA::default()
                 .with_device_id(gpu.device_id)

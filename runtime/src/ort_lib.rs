@@ -6,7 +6,7 @@
 //! project's Python venv) is the program's business, not this library's.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum OrtLibError {
@@ -41,30 +41,34 @@ pub struct Loaded {
     pub environment: ort::environment::Environment,
 }
 
-static LOADED: OnceLock<Result<Loaded, OrtLibError>> = OnceLock::new();
+/// The library once it has loaded; a failure is not kept, so a later call may name another path.
+static LOADED: Mutex<Option<Loaded>> = Mutex::new(None);
 
 /// Loads the library once per process and builds the environment. ONNX Runtime can be loaded
-/// only once, so a later call with another path returns the first outcome. A library older than
-/// ort's API floor (ONNX Runtime 1.17) is a `Load` error naming the version found.
+/// only once, so after a success every call returns that library, whatever path it names; after
+/// a failure (no such file, a library older than ort's API floor — ONNX Runtime 1.17 —, not a
+/// library at all) nothing is kept and the next call tries again with its own path.
 pub fn load(explicit: Option<&Path>) -> Result<Loaded, OrtLibError> {
-    LOADED
-        .get_or_init(|| {
-            let path = locate(explicit)?;
-            let fail = |message: String| OrtLibError::Load {
-                path: path.clone(),
-                message,
-            };
-            let builder = ort::init_from(&path).map_err(|e| fail(e.to_string()))?;
-            let environment = builder
-                .with_name("dlvp")
-                .build()
-                .map_err(|e| fail(e.to_string()))?;
-            Ok(Loaded {
-                path: path.clone(),
-                environment,
-            })
-        })
-        .clone()
+    let mut loaded = LOADED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(l) = loaded.as_ref() {
+        return Ok(l.clone());
+    }
+    let path = locate(explicit)?;
+    let fail = |message: String| OrtLibError::Load {
+        path: path.clone(),
+        message,
+    };
+    let builder = ort::init_from(&path).map_err(|e| fail(e.to_string()))?;
+    let environment = builder
+        .with_name("dlvp")
+        .build()
+        .map_err(|e| fail(e.to_string()))?;
+    let l = Loaded {
+        path: path.clone(),
+        environment,
+    };
+    *loaded = Some(l.clone());
+    Ok(l)
 }
 
 #[cfg(test)]

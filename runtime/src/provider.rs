@@ -44,7 +44,8 @@ pub struct GpuOptions {
     /// CUDA and TensorRT: allow TF32 matrix products (Ampere and later, Jetson Orin included:
     /// faster, but about 1e-3 from f32, which breaks the 1e-4 parity). Off by default: CUDA gets
     /// `use_tf32=0`; TensorRT, whose provider has no option for it and enables TF32 by default,
-    /// gets `NVIDIA_TF32_OVERRIDE=0` in this process's environment unless the variable is set.
+    /// needs `NVIDIA_TF32_OVERRIDE=0` in the process's environment before it initialises — the
+    /// program's to set at its start (the `dlvp` binary does); the detector notes its absence.
     pub allow_tf32: bool,
     /// TensorRT: allow int8 kernels. The detector turns it on for int8 (QDQ) graphs, whose
     /// Q/DQ scales TensorRT then uses as they are (explicit quantization: no calibration table).
@@ -76,22 +77,7 @@ impl OvPrecision {
     }
 }
 
-impl std::fmt::Display for OvPrecision {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for OvPrecision {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        OvPrecision::ALL
-            .into_iter()
-            .find(|p| p.name() == s)
-            .ok_or_else(|| format!("unknown OpenVINO precision `{s}`; one of f32, bf16, f16"))
-    }
-}
+dlvp_contract::named_enum!(OvPrecision, "OpenVINO precision");
 
 /// How OpenVINO runs the graph.
 #[derive(Debug, Clone)]

@@ -29,7 +29,7 @@ pub struct BenchArgs {
     #[arg(long)]
     model: Option<PathBuf>,
     #[command(flatten)]
-    run: RunArgs,
+    pub run: RunArgs,
     /// Images per run.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     batch: u32,

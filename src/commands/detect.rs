@@ -29,7 +29,7 @@ pub struct DetectArgs {
     #[arg(long)]
     model: Option<PathBuf>,
     #[command(flatten)]
-    run: RunArgs,
+    pub run: RunArgs,
     /// Folder for overlays, maps and masks (nothing is written without it).
     #[arg(long)]
     out: Option<PathBuf>,

@@ -46,7 +46,7 @@ pub struct EvalArgs {
     #[arg(long)]
     model: Option<PathBuf>,
     #[command(flatten)]
-    run: RunArgs,
+    pub run: RunArgs,
     /// Folder for metrics.json, metrics.csv, scores.csv, the plots and report.html.
     #[arg(long, default_value = "out/eval")]
     out: PathBuf,

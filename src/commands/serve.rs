@@ -54,7 +54,7 @@ pub struct ServeArgs {
     /// The backend; `--max-batch` (default 8) is also the largest batch the dynamic batcher
     /// forms and a request may carry (max_batch_size).
     #[command(flatten)]
-    run: RunArgs,
+    pub run: RunArgs,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {

@@ -23,9 +23,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use std::fmt;
-use std::str::FromStr;
-
 use dlvp_contract::graph::{Precision, META_INT8_WEIGHT_RANGE, META_PRECISION};
 
 use super::{Attr, DType, Graph, Initializer, LinearUse, Node};
@@ -67,21 +64,7 @@ impl WeightRange {
     }
 }
 
-impl fmt::Display for WeightRange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for WeightRange {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        WeightRange::ALL
-            .into_iter()
-            .find(|r| r.name() == s)
-            .ok_or_else(|| format!("`{s}`: expected reduced or full"))
-    }
-}
+dlvp_contract::named_enum!(WeightRange, "int8 weight range");
 
 /// Which Linear layers are quantized, by the scope that built them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -371,10 +354,10 @@ mod tests {
         for r in WeightRange::ALL {
             assert_eq!(r.name().parse::<WeightRange>(), Ok(r));
         }
-        assert!("7bit"
-            .parse::<WeightRange>()
-            .unwrap_err()
-            .contains("reduced or full"));
+        assert_eq!(
+            "7bit".parse::<WeightRange>().unwrap_err(),
+            "unknown int8 weight range `7bit`; one of reduced, full"
+        );
     }
 
     #[test]

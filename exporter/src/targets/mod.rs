@@ -58,25 +58,7 @@ impl Target {
     }
 }
 
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for Target {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        Target::ALL
-            .into_iter()
-            .find(|t| t.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Target::ALL.iter().map(|t| t.name()).collect();
-                format!("unknown target `{s}`; one of {}", names.join(", "))
-            })
-    }
-}
+dlvp_contract::named_enum!(Target, "target");
 
 /// One thing the target's parser would reject.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
