@@ -24,7 +24,22 @@ const PRECISION_BITS: u32 = 32 - 8 - 2;
 #[error("{}: cannot read image: {message}", path.display())]
 pub struct ImageError {
     pub path: std::path::PathBuf,
+    /// What went wrong, as data: callers branch on this, never on the message.
+    pub kind: ImageErrorKind,
     pub message: String,
+}
+
+/// Why an image could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageErrorKind {
+    /// The file could not be read.
+    Io,
+    /// Not an image in a format we decode, or a corrupt one.
+    Decode,
+    /// A JPEG cut short (no end-of-image marker).
+    Truncated,
+    /// More pixels than the limit, refused from the header before decoding.
+    TooLarge { pixels: u64, limit: u64 },
 }
 
 /// Decodes an image file to RGB8, upright per its EXIF orientation (as PIL's
@@ -43,6 +58,7 @@ pub const DEFAULT_MAX_PIXELS: u64 = 1 << 28;
 pub fn load_rgb8_limited(path: &Path, max_pixels: u64) -> Result<RgbImage, ImageError> {
     let bytes = std::fs::read(path).map_err(|e| ImageError {
         path: path.to_path_buf(),
+        kind: ImageErrorKind::Io,
         message: e.to_string(),
     })?;
     decode_rgb8_limited(&bytes, path, max_pixels)
@@ -58,12 +74,14 @@ pub fn decode_rgb8_limited(
     use image::ImageDecoder;
     let fail = |e: image::ImageError| ImageError {
         path: name.to_path_buf(),
+        kind: ImageErrorKind::Decode,
         message: e.to_string(),
     };
     let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| ImageError {
             path: name.to_path_buf(),
+            kind: ImageErrorKind::Decode,
             message: e.to_string(),
         })?;
     if reader.format() == Some(image::ImageFormat::Jpeg) {
@@ -74,6 +92,10 @@ pub fn decode_rgb8_limited(
     if w as u64 * h as u64 > max_pixels {
         return Err(ImageError {
             path: name.to_path_buf(),
+            kind: ImageErrorKind::TooLarge {
+                pixels: w as u64 * h as u64,
+                limit: max_pixels,
+            },
             message: format!(
                 "{w}×{h} = {} pixels, more than the limit of {max_pixels} (--max-pixels)",
                 w as u64 * h as u64
@@ -110,6 +132,7 @@ fn check_jpeg_complete(bytes: &[u8], name: &Path) -> Result<(), ImageError> {
     } else {
         Err(ImageError {
             path: name.to_path_buf(),
+            kind: ImageErrorKind::Truncated,
             message: "truncated JPEG: no end-of-image marker (FF D9) at the end of the file".into(),
         })
     }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use dlvp_contract::spec::{ResizeFilter, Spec};
 use dlvp_exporter::Checkpoint;
-use dlvp_runtime::preprocess::{load_rgb8, resize_rgb8, to_input};
+use dlvp_runtime::preprocess::{load_rgb8, resize_rgb8, to_input, ImageErrorKind};
 use dlvp_test_support::png;
 use rstest::rstest;
 
@@ -117,8 +117,16 @@ fn a_decompression_bomb_is_refused_before_allocating() {
         "{err}"
     );
     let err = dlvp_runtime::preprocess::load_rgb8_limited(&folder().join("80x64_rgb.png"), 1000)
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+    // The kind is data (serve answers 413 by it), the message says the same in words.
+    assert_eq!(
+        err.kind,
+        ImageErrorKind::TooLarge {
+            pixels: 5120,
+            limit: 1000
+        }
+    );
+    let err = err.to_string();
     assert!(
         err.contains("80×64 = 5120 pixels, more than the limit of 1000"),
         "{err}"
@@ -136,7 +144,9 @@ fn a_truncated_jpeg_is_refused() {
     let bytes = std::fs::read(&whole).unwrap();
     let cut = dir.path().join("cut.jpg");
     std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
-    let err = load_rgb8(&cut).unwrap_err().to_string();
+    let err = load_rgb8(&cut).unwrap_err();
+    assert_eq!(err.kind, ImageErrorKind::Truncated);
+    let err = err.to_string();
     assert!(
         err.contains("cut.jpg") && err.contains("truncated JPEG"),
         "{err}"

@@ -30,6 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
+use dlvp_runtime::preprocess::ImageErrorKind;
 use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -524,10 +525,9 @@ async fn detect(s: S, Query(q): Query<DetectQuery>, request: Request) -> Respons
             let img =
                 dlvp_runtime::preprocess::decode_rgb8_limited(&bytes, &name, state.max_pixels)
                     .map_err(|e| BadRequest {
-                        kind: if e.message.contains("--max-pixels") {
-                            BadKind::TooLarge
-                        } else {
-                            BadKind::Invalid
+                        kind: match e.kind {
+                            ImageErrorKind::TooLarge { .. } => BadKind::TooLarge,
+                            _ => BadKind::Invalid,
                         },
                         message: e.to_string(),
                     })?;
