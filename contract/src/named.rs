@@ -16,9 +16,21 @@
 /// assert_eq!(Shade::Light.to_string(), "light");
 /// assert_eq!("grey".parse::<Shade>().unwrap_err(), "unknown shade `grey`; one of light, dark");
 /// ```
+/// What [`named_enum!`](crate::named_enum) gives a type beyond `Display` and `FromStr`: its
+/// values' names, for command-line parsers that list them.
+pub trait Named: Copy + 'static {
+    fn name_of(self) -> &'static str;
+}
+
 #[macro_export]
 macro_rules! named_enum {
     ($ty:ty, $what:literal) => {
+        impl $crate::named::Named for $ty {
+            fn name_of(self) -> &'static str {
+                self.name()
+            }
+        }
+
         impl ::std::fmt::Display for $ty {
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(self.name())

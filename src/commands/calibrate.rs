@@ -52,23 +52,15 @@ pub struct CalibrationArgs {
     /// text towers) or `blocks-but-selection` (the first image pass, whose CLS attention picks
     /// the Top-K patches, stays f32).
     #[arg(long, default_value = "blocks", requires = "int8",
-          value_parser = ["blocks", "blocks-but-selection"])]
-    pub int8_layers: String,
+          value_parser = super::named_values(&Selection::ALL))]
+    pub int8_layers: Selection,
     /// How much of int8 the weights use: `reduced` (|q| ≤ 64: exact on every CPU — x86 CPUs
     /// without VNNI sum pairs of int8 products in 16 bits, which larger weights overflow) or
     /// `full` (|q| ≤ 127: half the weight rounding error, exact only on CPUs with VNNI or AMX,
     /// Arm and GPUs; `--verify` refuses it on a CPU where ONNX Runtime or OpenVINO would be wrong).
-    #[arg(long, default_value = "reduced", requires = "int8")]
+    #[arg(long, default_value = "reduced", requires = "int8",
+          value_parser = super::named_values(&WeightRange::ALL))]
     pub int8_weights: WeightRange,
-}
-
-impl CalibrationArgs {
-    fn selection(&self) -> Selection {
-        match self.int8_layers.as_str() {
-            "blocks-but-selection" => Selection::BlocksButSelection,
-            _ => Selection::Blocks,
-        }
-    }
 }
 
 /// The images of `dir` (recursive, sorted), or an error naming the folder.
@@ -154,7 +146,7 @@ pub fn calibrate(
         .as_deref()
         .expect("clap: --int8 requires --calibrate");
     let images = spread(calibration_images(dir)?, args.calib_count as usize);
-    let selection = args.selection();
+    let selection = args.int8_layers;
     let (export, taps) = dlvp_exporter::calibration_graph(ckpt, spec, options, selection)?;
     let bytes = export.into_model()?.to_bytes();
     let size = spec.image_size;
@@ -222,7 +214,7 @@ pub fn calibrate(
             (META_METHOD.into(), args.calib_method.name().into()),
             (META_IMAGES.into(), images.len().to_string()),
             (META_SET_SHA256.into(), digest),
-            (META_LAYERS.into(), args.int8_layers.clone()),
+            (META_LAYERS.into(), args.int8_layers.name().into()),
             (META_RUNTIME.into(), runner.name().into()),
         ],
     })

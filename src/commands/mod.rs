@@ -22,8 +22,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 pub use atomic_write::{write_atomically, write_atomically_with};
+use dlvp_contract::named::Named;
 use dlvp_exporter::{Checkpoint, Spec, Target};
-use dlvp_runtime::{BackendChoice, Detector, DetectorOptions, GpuOptions, OvOptions};
+use dlvp_runtime::{BackendChoice, Detector, DetectorOptions, GpuOptions, OvOptions, OvPrecision};
 
 /// `--target`'s parser: the exporter's target names, each with its one-line help.
 pub fn target_parser() -> impl clap::builder::TypedValueParser<Value = Target> {
@@ -33,6 +34,20 @@ pub fn target_parser() -> impl clap::builder::TypedValueParser<Value = Target> {
             name.parse::<Target>()
                 .expect("clap accepts only the listed names")
         })
+}
+
+/// A clap parser for a [`Named`] enum: the listed names only (shown in `--help`), parsed to the
+/// value.
+pub fn named_values<T>(all: &'static [T]) -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T: Named + Send + Sync,
+{
+    use clap::builder::{PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new(all.iter().map(|v| v.name_of())).map(move |name| {
+        *all.iter()
+            .find(|v| v.name_of() == name)
+            .expect("clap accepts only the listed names")
+    })
 }
 
 /// The spec for a checkpoint, and a phrase saying where it came from. An explicit `--spec`
@@ -111,8 +126,8 @@ pub struct RunArgs {
     pub ov_device: String,
     /// OpenVINO: the inference precision; f32 keeps the 1e-4 parity, bf16 and f16 are faster and
     /// less exact (bf16 measured within 2e-2 of f32).
-    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16", "f16"])]
-    pub ov_precision: String,
+    #[arg(long, default_value = "f32", value_parser = named_values(&OvPrecision::ALL))]
+    pub ov_precision: OvPrecision,
     /// OpenVINO: compiled-model cache folder, so the second load of a model is fast.
     #[arg(long)]
     pub ov_cache: Option<PathBuf>,
@@ -164,7 +179,7 @@ pub fn load_detector(model: &Model, run: &RunArgs, batch: u32) -> anyhow::Result
         gpu,
         openvino: OvOptions {
             device: run.ov_device.clone(),
-            precision: run.ov_precision.parse().map_err(anyhow::Error::msg)?,
+            precision: run.ov_precision,
             cache_dir: run.ov_cache.clone(),
             threads: None,
         },

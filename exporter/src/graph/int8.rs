@@ -79,6 +79,16 @@ pub enum Selection {
 }
 
 impl Selection {
+    pub const ALL: [Selection; 2] = [Selection::Blocks, Selection::BlocksButSelection];
+
+    /// `blocks`, `blocks-but-selection`: the option's value and `dlvp.int8.layers`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Selection::Blocks => "blocks",
+            Selection::BlocksButSelection => "blocks-but-selection",
+        }
+    }
+
     pub fn covers(self, scope: &str) -> bool {
         let in_block = scope.contains("/blocks.");
         match self {
@@ -87,6 +97,8 @@ impl Selection {
         }
     }
 }
+
+dlvp_contract::named_enum!(Selection, "int8 layer set");
 
 /// The Linear MatMuls `selection` quantizes, in graph order.
 pub fn chosen(graph: &Graph, selection: Selection) -> Vec<&LinearUse> {
