@@ -172,3 +172,19 @@ def test_dlvp_verifies_the_default_graph_and_refuses_a_full_range_one_on_an_avx2
     assert run.returncode != 0 and "would compute this int8 graph wrongly on this CPU" in run.stderr, run.stderr
     run = on_zen3(dlvp_bin, "detect", image, "--model", graphs["reduced"][0], "--backend", "ort-cpu", "--json")
     assert run.returncode == 0, run.stderr
+
+
+def test_the_cpp_detector_refuses_a_full_range_graph_on_an_avx2_only_cpu(graphs):
+    """examples/cpp's `dlvp_detect` (built by scripts/test, DLVP_CPP_EXAMPLE) on the emulated Zen 3:
+    the default int8 graph runs, a full-range one is refused by name before it is loaded."""
+    binary = os.environ.get("DLVP_CPP_EXAMPLE")
+    if not binary:
+        if os.environ.get("DLVP_REQUIRE_CPP_EXAMPLE"):
+            pytest.fail("DLVP_REQUIRE_CPP_EXAMPLE is set but DLVP_CPP_EXAMPLE is not (scripts/test builds it)")
+        pytest.skip("needs examples/cpp's dlvp_detect (DLVP_CPP_EXAMPLE; scripts/test builds it)")
+    image = SAMPLES / "tile_chip.png"
+    run = on_zen3(binary, graphs["reduced"][0], image, "--json")
+    assert run.returncode == 0 and '"score"' in run.stdout, run.stdout + run.stderr
+    run = on_zen3(binary, graphs["full"][0], image, "--json")
+    assert run.returncode != 0, run.stdout
+    assert "would compute this int8 graph wrongly on this CPU" in run.stderr, run.stderr

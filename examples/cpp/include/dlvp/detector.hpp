@@ -65,7 +65,24 @@ struct ModelInfo {
   std::string input;  // "image" or "image_u8"
   Preprocess preprocess;
   int top_k = 0;
+  // An int8 graph whose weights use the full int8 range (`dlvp.int8.weight_range` "full", or
+  // absent on an int8 graph): exact on CPUs only where int8 products accumulate in 32 bits.
+  bool int8_full_range = false;
 };
+
+// Whether ONNX Runtime's CPU int8 kernels add every product in 32 bits on this CPU (VNNI on
+// x86-64; always elsewhere). Without VNNI they sum pairs of u8 x s8 products in 16 bits with
+// saturation, which only weights within +-64 (dlvp export's default) never overflow.
+inline bool cpu_int8_dot_product_exact() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512vnni") || __builtin_cpu_supports("avxvnni");
+#elif defined(__x86_64__) || defined(_M_X64)
+  return false;  // cannot tell: assume the 16-bit kernels
+#else
+  return true;
+#endif
+}
 
 struct Detection {
   float score = 0;
@@ -148,6 +165,11 @@ class Detector {
     base.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
     base.DisablePerSessionThreads();  // the Runtime's pool
     Ort::SessionOptions options = add_provider(base, provider, gpu);
+    if (provider_ == "CPUExecutionProvider" && info_.int8_full_range && !cpu_int8_dot_product_exact())
+      fail("ONNX Runtime's CPU kernels would compute this int8 graph wrongly on this CPU: its weights use "
+           "the full int8 range, and without VNNI (avx512_vnni, avx_vnni) pairs of int8 products are "
+           "summed in 16 bits with saturation; re-export it with `dlvp export --int8` (weights within "
+           "+-64, the default)");
     try {
       session_ = Ort::Session(runtime_->env(), model_path.c_str(), options);
     } catch (const Ort::Exception& e) {
@@ -396,6 +418,8 @@ class Detector {
     p.resize = metadata(md, "dlvp.preprocess.resize");
     info_.input = metadata(md, "dlvp.input", false);
     if (info_.input.empty()) info_.input = "image";
+    const std::string range = metadata(md, "dlvp.int8.weight_range", false);
+    info_.int8_full_range = metadata(md, "dlvp.precision", false) == "int8" && range != "reduced";
   }
 
   void check_io() {
