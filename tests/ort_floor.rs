@@ -5,7 +5,7 @@
 //! own (a process loads one ONNX Runtime).
 
 use dlvp_exporter::Checkpoint;
-use dlvp_test_support::run::{self, dlvp, stderr};
+use dlvp_test_support::run;
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -18,25 +18,18 @@ fn the_oldest_supported_onnx_runtime_reproduces_the_reference() {
     let model = run::exported_golden(dir.path());
     let golden = run::repo().join("fixtures/tiny/golden.safetensors");
     let out = dir.path().join("out.safetensors");
-    let r = dlvp(&[
-        "bench",
-        "--model",
-        model.to_str().unwrap(),
-        "--backend",
+    let r = run::bench_once(
+        &model,
         "ort-cpu",
-        "--ort-lib",
-        lib.to_str().unwrap(),
-        "--input",
-        golden.to_str().unwrap(),
-        "--save-outputs",
-        out.to_str().unwrap(),
-        "--iters",
-        "1",
-        "--warmup",
-        "0",
-        "--json",
-    ]);
-    assert!(r.status.success(), "{}: {}", lib.display(), stderr(&r));
+        &[
+            "--ort-lib",
+            lib.to_str().unwrap(),
+            "--input",
+            golden.to_str().unwrap(),
+            "--save-outputs",
+            out.to_str().unwrap(),
+        ],
+    );
     let report = run::json_report(&r);
     assert_eq!(report["provider"], "CPUExecutionProvider", "{report}");
     let (expected, got) = (

@@ -21,7 +21,7 @@ import sys
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import numpy_helper
 
 from conftest import REPO
 
@@ -29,7 +29,6 @@ TINY = REPO / "fixtures/tiny/weights.safetensors"
 SAMPLES = REPO / "fixtures/samples"
 ZEN3 = "EPYC-Milan"
 I16_MAX = 32767
-INT8_TOL = 0.1  # int8 vs fp32, as test_export_parity.py
 
 
 def pair_overflows(model: onnx.ModelProto) -> tuple[int, int]:
@@ -133,8 +132,9 @@ def test_the_cause_one_qdq_matmul_saturates_on_an_avx2_only_cpu_past_64(wmax, ex
 
 def test_the_default_int8_graph_gives_the_same_answers_on_an_avx2_only_cpu(graphs, tmp_path):
     """The tiny int8 graph on ONNX Runtime on an emulated Zen 3 vs this machine's CPU: the default
-    (reduced) weights agree to float rounding, and both stay within INT8_TOL of the fp32 graph's
-    scores (tests/int8.rs covers dlvp's own backends)."""
+    (reduced) weights agree to float rounding (measured: identical on a Xeon; the f32 parts' kernels
+    may differ by ISA, hence 1e-3, against the 0.1+ a saturated pair costs), Top-K equal.
+    Closeness to the fp32 graph is test_export_parity.py's and tests/int8.rs's."""
     script = tmp_path / "run.py"
     script.write_text(
         "import sys, numpy as np, onnxruntime as ort\n"
@@ -150,7 +150,7 @@ def test_the_default_int8_graph_gives_the_same_answers_on_an_avx2_only_cpu(graph
     a, b = np.load(native), np.load(zen3)
     e_score, e_map = np.abs(a["score"] - b["score"]).max(), np.abs(a["amap"] - b["amap"]).max()
     print(f"reduced int8, emulated Zen 3 vs this CPU: max abs difference score {e_score:.2e}, map {e_map:.2e}")
-    assert e_score <= 1e-4 and e_map <= 1e-4
+    assert e_score <= 1e-3 and e_map <= 1e-3
     assert np.array_equal(a["topk"], b["topk"])
 
 

@@ -368,11 +368,13 @@ fn verify(
     };
     // An int8 graph's answers depend on the CPU's int8 kernels: say which ones this verifies,
     // and refuse a graph that they would compute wrongly here.
-    let cpu_backends_exact = if precision == Precision::Int8 {
-        int8_on_this_cpu(bytes)?
-    } else {
-        true
-    };
+    if precision == Precision::Int8 && !int8_on_this_cpu(bytes)? {
+        bail!(
+            "verify: this int8 graph's weights would saturate ONNX Runtime's and OpenVINO's int8 \
+             kernels on this CPU (no avx512_vnni, avx_vnni or amx_int8): export with \
+             --int8-weights reduced (the default), or verify and deploy on CPUs with VNNI only"
+        );
+    }
     let started = Instant::now();
     let tract = TractModel::load(bytes, input, 2, size)?.run(image.clone())?;
     let finite = tract
@@ -410,13 +412,6 @@ fn verify(
         }
         Ok(())
     };
-    if !cpu_backends_exact {
-        bail!(
-            "verify: this int8 graph's weights would saturate ONNX Runtime's and OpenVINO's int8 \
-             kernels on this CPU (no avx512_vnni, avx_vnni or amx_int8): export with \
-             --int8-weights reduced (the default), or verify and deploy on CPUs with VNNI only"
-        );
-    }
     // A library the user named must exist; one we only looked for may be absent.
     match super::ort_library::find(ort_lib) {
         None => println!("verify onnxruntime: skipped ({})", super::ort_library::HINT),
