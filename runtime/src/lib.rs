@@ -32,7 +32,8 @@
 //! ```
 //!
 //! [`BackendChoice::Auto`] tries ONNX Runtime with TensorRT, then CUDA, then CPU, then OpenVINO
-//! CPU, then tract ([`Detector::notes`] says why it skipped what it skipped); ONNX Runtime's
+//! CPU, then tract ([`Detector::notes`] says why it skipped what it skipped, as data;
+//! [`Detector::builder`] takes a preference list of one's own); ONNX Runtime's
 //! library comes from [`DetectorOptions::ort_lib`] or `ORT_DYLIB_PATH`, OpenVINO's from
 //! [`DetectorOptions::openvino_lib`] or `DLVP_OPENVINO_LIB`.
 //!
@@ -42,7 +43,9 @@
 //! reported by name ([`DetectError::NotBuilt`]), and `auto` skips it.
 //!
 //! Modules:
-//! - [`detector`]: the `Detector` API;
+//! - [`detector`]: the `Detector` API and its one policy, which backend runs;
+//! - [`backend`]: the [`Backend`] trait every backend implements, and [`backend::open`], the one
+//!   place that switches over them;
 //! - [`ort_lib`]: finds and loads the ONNX Runtime shared library (`ort` with `load-dynamic`);
 //! - [`tract_backend`], [`ort_backend`], [`openvino_backend`]: run an exported graph on tract /
 //!   ONNX Runtime / OpenVINO (each
@@ -58,6 +61,7 @@
 //! - [`metadata`]: what the exporter wrote into the graph; [`postprocess`]: maps back to image
 //!   size, overlays and masks.
 
+pub mod backend;
 #[cfg(feature = "tract")]
 pub mod cost;
 pub mod detector;
@@ -79,7 +83,10 @@ pub mod provider;
 #[cfg(feature = "tract")]
 pub mod tract_backend;
 
-pub use detector::{BackendChoice, DetectError, Detection, Detector, DetectorOptions};
+pub use backend::{Backend, BackendChoice, GraphShape, GraphSource};
+pub use detector::{
+    DetectError, Detection, Detector, DetectorBuilder, DetectorOptions, Note, SkipReason,
+};
 pub use dlvp_contract::{InputKind, Precision, Spec};
 pub use input::GraphInput;
 pub use metadata::ModelInfo;

@@ -18,6 +18,8 @@ use dlvp_contract::graph::{OUTPUT_MAP, OUTPUT_SCORE, OUTPUT_TOPK};
 use ndarray::{ArrayD, IxDyn};
 use openvino::{Core, DeviceType, ElementType, RwPropertyKey, Shape, Tensor};
 
+use crate::backend::{Backend, BackendChoice, GraphSource};
+use crate::detector::{DetectError, DetectorOptions};
 use crate::input::GraphInput;
 use crate::outputs::Outputs;
 pub use crate::provider::{OvOptions, OvPrecision};
@@ -194,7 +196,16 @@ impl OvModel {
 
     /// Runs a batch of either input kind (the graph's own; OpenVINO names a mismatch).
     pub fn run(&mut self, input: impl Into<GraphInput>) -> Result<Outputs, OvError> {
-        let input = input.into();
+        self.infer(input.into())?;
+        Ok(Outputs {
+            anomaly_score: self.output::<f32>(OUTPUT_SCORE, ElementType::F32)?,
+            anomaly_map: self.output::<f32>(OUTPUT_MAP, ElementType::F32)?,
+            topk_indices: self.output::<i64>(OUTPUT_TOPK, ElementType::I64)?,
+        })
+    }
+
+    /// Sets the input and runs the request; the outputs wait in it.
+    fn infer(&mut self, input: GraphInput) -> Result<(), OvError> {
         let dims: Vec<i64> = input.shape().iter().map(|&d| d as i64).collect();
         let shape = Shape::new(&dims).map_err(err("input"))?;
         let name = input.kind().name();
@@ -205,12 +216,20 @@ impl OvModel {
         self.request
             .set_tensor(name, &tensor)
             .map_err(err("input"))?;
-        self.request.infer().map_err(err("run"))?;
-        Ok(Outputs {
-            anomaly_score: self.output::<f32>(OUTPUT_SCORE, ElementType::F32)?,
-            anomaly_map: self.output::<f32>(OUTPUT_MAP, ElementType::F32)?,
-            topk_indices: self.output::<i64>(OUTPUT_TOPK, ElementType::I64)?,
-        })
+        self.request.infer().map_err(err("run"))
+    }
+
+    /// Runs a batch and returns the f32 outputs `names`, in that order.
+    pub fn run_named(
+        &mut self,
+        input: impl Into<GraphInput>,
+        names: &[String],
+    ) -> Result<Vec<ArrayD<f32>>, OvError> {
+        self.infer(input.into())?;
+        names
+            .iter()
+            .map(|n| self.output::<f32>(n, ElementType::F32))
+            .collect()
     }
 
     fn output<T: Copy>(&self, name: &str, wanted: ElementType) -> Result<ArrayD<T>, OvError> {
@@ -253,4 +272,48 @@ fn ov_tensor<T: Copy>(
         .map_err(err("input"))?
         .copy_from_slice(x.as_slice().expect("standard layout"));
     Ok(tensor)
+}
+
+/// [`OvModel`] behind the [`Backend`] trait: one run at a time on the infer request.
+pub struct OvBackend(Mutex<OvModel>);
+
+impl OvBackend {
+    /// Compiles the graph from `source` as `options.openvino` says (its threads default to
+    /// `options.threads`), with the library `options.openvino_lib`.
+    pub fn open(source: &GraphSource, options: &DetectorOptions) -> Result<OvBackend, DetectError> {
+        let bytes = source.bytes()?;
+        let ov = OvOptions {
+            threads: options.openvino.threads.or(options.threads),
+            ..options.openvino.clone()
+        };
+        let model = OvModel::load(&bytes, options.openvino_lib.as_deref(), &ov)?;
+        Ok(OvBackend(Mutex::new(model)))
+    }
+
+    fn model(&self) -> std::sync::MutexGuard<'_, OvModel> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Backend for OvBackend {
+    fn choice(&self) -> BackendChoice {
+        BackendChoice::OpenVino
+    }
+
+    fn executor(&self) -> String {
+        let model = self.model();
+        format!("OpenVINO {} {}", model.device(), model.precision())
+    }
+
+    fn run(&self, batch: GraphInput) -> Result<Outputs, DetectError> {
+        Ok(self.model().run(batch)?)
+    }
+
+    fn run_outputs(
+        &self,
+        batch: GraphInput,
+        names: &[String],
+    ) -> Result<Vec<ArrayD<f32>>, DetectError> {
+        Ok(self.model().run_named(batch, names)?)
+    }
 }

@@ -9,6 +9,8 @@ use ndarray::ArrayD;
 use ort::session::Session;
 use ort::value::Tensor;
 
+use crate::backend::{Backend, BackendChoice, GraphShape, GraphSource};
+use crate::detector::{DetectError, DetectorOptions};
 use crate::input::GraphInput;
 use crate::ort_lib;
 use crate::outputs::Outputs;
@@ -117,51 +119,19 @@ fn tensorrt(
 }
 
 impl OrtModel {
-    /// A CPU session of the ONNX bytes, with the library from `ort_lib` (explicit path, `ORT_DYLIB_PATH`, project venv).
-    pub fn load(bytes: &[u8], ort_lib_path: Option<&Path>) -> Result<OrtModel, OrtError> {
-        OrtModel::load_with(
-            bytes,
-            ort_lib_path,
-            Provider::Cpu,
-            &GpuOptions::default(),
-            InputKind::Image,
-            0,
-        )
-    }
-
-    /// A session on `provider`; a GPU provider the library lacks, or that fails to initialise, is
-    /// an error naming it (never a silent fall back to CPU). The graph's `input` kind and
-    /// `image_size` shape TensorRT's optimisation profile.
-    pub fn load_with(
-        bytes: &[u8],
-        ort_lib_path: Option<&Path>,
-        provider: Provider,
-        gpu: &GpuOptions,
-        input: InputKind,
-        image_size: usize,
-    ) -> Result<OrtModel, OrtError> {
-        OrtModel::load_from(
-            ModelSource::Memory(bytes),
-            ort_lib_path,
-            provider,
-            gpu,
-            input,
-            image_size,
-            None,
-        )
-    }
-
-    /// As [`OrtModel::load_with`], from memory or from a self-contained model file — the latter
-    /// lets ONNX Runtime parse the file itself, so the caller need not hold the model's bytes
-    /// while ONNX Runtime holds its own copy (a ViT-B/16 graph is 0.5 GB). `threads`: the CPU
-    /// threads of one run (ONNX Runtime's intra-op pool; default one per core).
+    /// A session of the graph on `provider`, with the library from `ort_lib_path` (explicit
+    /// path, else `ORT_DYLIB_PATH`); a GPU provider the library lacks, or that fails to
+    /// initialise, is an error naming it (never a silent fall back to CPU). A self-contained file
+    /// is parsed by ONNX Runtime itself, so the caller need not hold the model's bytes while
+    /// ONNX Runtime holds its own copy. The graph's `shape` shapes TensorRT's optimisation
+    /// profile; `threads`: the CPU threads of one run (ONNX Runtime's intra-op pool; default one
+    /// per core).
     pub fn load_from(
         source: ModelSource,
         ort_lib_path: Option<&Path>,
         provider: Provider,
         gpu: &GpuOptions,
-        input: InputKind,
-        image_size: usize,
+        shape: GraphShape,
         threads: Option<usize>,
     ) -> Result<OrtModel, OrtError> {
         use ort::ep::ExecutionProvider;
@@ -198,7 +168,9 @@ impl OrtModel {
                 Provider::Cuda => vec![cuda],
                 // CUDA after TensorRT takes any node TensorRT declines.
                 _ => vec![
-                    tensorrt(gpu, input, image_size)?.build().error_on_failure(),
+                    tensorrt(gpu, shape.input, shape.image_size)?
+                        .build()
+                        .error_on_failure(),
                     cuda,
                 ],
             };
@@ -287,4 +259,62 @@ fn input_value(input: GraphInput) -> Result<(&'static str, ort::value::DynValue)
         GraphInput::ImageU8(x) => Tensor::from_array(x).map_err(err("input"))?.into_dyn(),
     };
     Ok((name, tensor))
+}
+
+/// [`OrtModel`] behind the [`Backend`] trait: one run at a time on the session.
+pub struct OrtBackend(std::sync::Mutex<OrtModel>);
+
+impl OrtBackend {
+    /// The graph from `source` on `provider`; `options` gives the library, GPU settings and
+    /// threads.
+    pub fn open(
+        source: &GraphSource,
+        provider: Provider,
+        shape: GraphShape,
+        options: &DetectorOptions,
+    ) -> Result<OrtBackend, DetectError> {
+        let source = match source {
+            GraphSource::Bytes(b) => ModelSource::Memory(b),
+            GraphSource::File { path, .. } => ModelSource::File(path),
+        };
+        let model = OrtModel::load_from(
+            source,
+            options.ort_lib.as_deref(),
+            provider,
+            &options.gpu,
+            shape,
+            options.threads,
+        )?;
+        Ok(OrtBackend(std::sync::Mutex::new(model)))
+    }
+
+    fn model(&self) -> std::sync::MutexGuard<'_, OrtModel> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Backend for OrtBackend {
+    fn choice(&self) -> BackendChoice {
+        BackendChoice::for_provider(self.model().provider())
+    }
+
+    fn provider(&self) -> Option<Provider> {
+        Some(self.model().provider())
+    }
+
+    fn executor(&self) -> String {
+        self.model().provider().ort_name().to_string()
+    }
+
+    fn run(&self, batch: GraphInput) -> Result<Outputs, DetectError> {
+        Ok(self.model().run(batch)?)
+    }
+
+    fn run_outputs(
+        &self,
+        batch: GraphInput,
+        names: &[String],
+    ) -> Result<Vec<ArrayD<f32>>, DetectError> {
+        Ok(self.model().run_named(batch, names)?)
+    }
 }

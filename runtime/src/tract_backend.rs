@@ -8,9 +8,12 @@ use dlvp_contract::InputKind;
 use ndarray::ArrayD;
 use tract_onnx::prelude::*;
 
+use crate::backend::{Backend, BackendChoice, GraphShape, GraphSource};
+use crate::detector::{DetectError, DetectorOptions};
 use crate::input::GraphInput;
 use crate::outputs::Outputs;
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 use tract_linalg::multithread::{multithread_tract_scope, Executor};
 
 static POOL: OnceLock<Executor> = OnceLock::new();
@@ -64,6 +67,8 @@ pub(crate) fn err(stage: &'static str) -> impl Fn(tract_onnx::prelude::TractErro
 /// An optimised tract plan of a graph for one input shape.
 pub struct TractModel {
     plan: Arc<TypedRunnableModel>,
+    /// The graph's output names, in graph order (tract's optimiser may relabel outlets).
+    output_names: Vec<String>,
 }
 
 impl TractModel {
@@ -80,34 +85,54 @@ impl TractModel {
             InputKind::Image => f32::fact(shape),
             InputKind::ImageU8 => u8::fact(shape),
         };
-        let plan = tract_onnx::onnx()
+        let model = tract_onnx::onnx()
             .model_for_read(&mut &bytes[..])
-            .map_err(err("load"))?
+            .map_err(err("load"))?;
+        let output_names = model
+            .output_outlets()
+            .map_err(err("outputs"))?
+            .iter()
+            .map(|&o| model.outlet_label(o).unwrap_or_default().to_string())
+            .collect();
+        let plan = model
             .with_input_fact(0, fact.into())
             .map_err(err("input shape"))?
             .into_optimized()
             .map_err(err("optimise"))?
             .into_runnable()
             .map_err(err("plan"))?;
-        Ok(TractModel { plan })
+        Ok(TractModel { plan, output_names })
     }
 
-    /// Runs a batch and returns the f32 outputs after the contract's three, in graph order
-    /// (the activations a calibration graph exposes).
-    pub fn run_extra_outputs(
+    /// Runs a batch and returns the f32 outputs `names` (the activations a calibration graph
+    /// exposes), in that order.
+    pub fn run_named(
         &self,
         input: impl Into<GraphInput>,
+        names: &[String],
     ) -> Result<Vec<ArrayD<f32>>, TractError> {
+        let indices = names
+            .iter()
+            .map(|n| {
+                self.output_names
+                    .iter()
+                    .position(|o| o == n)
+                    .ok_or_else(|| {
+                        TractError::ours("outputs", format!("the graph has no output `{n}`"))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let tensor = match input.into() {
             GraphInput::Image(x) => Tensor::from(x),
             GraphInput::ImageU8(x) => Tensor::from(x),
         };
         let out = multithread_tract_scope(executor(), || self.plan.run(tvec!(tensor.into())))
             .map_err(err("run"))?;
-        out.iter()
-            .skip(3)
-            .map(|t| {
-                Ok(t.to_plain_array_view::<f32>()
+        indices
+            .into_iter()
+            .map(|i| {
+                Ok(out[i]
+                    .to_plain_array_view::<f32>()
                     .map_err(err("outputs"))?
                     .to_owned())
             })
@@ -142,5 +167,70 @@ impl TractModel {
                 .map_err(err("outputs"))?
                 .to_owned(),
         })
+    }
+}
+
+/// A graph on tract behind the [`Backend`] trait: one optimised plan per batch size, made on
+/// the first run of that size and shared by every thread after.
+pub struct TractBackend {
+    bytes: Arc<Vec<u8>>,
+    shape: GraphShape,
+    plans: Mutex<HashMap<usize, Arc<TractModel>>>,
+}
+
+impl TractBackend {
+    /// Keeps the graph's bytes for the plans to come; `options.threads` sets tract's pool (one
+    /// per process: the first detector to run on tract fixes it).
+    pub fn open(
+        source: &GraphSource,
+        shape: GraphShape,
+        options: &DetectorOptions,
+    ) -> Result<TractBackend, DetectError> {
+        let bytes = source.bytes()?;
+        if let Some(n) = options.threads {
+            set_threads(n);
+        }
+        Ok(TractBackend {
+            bytes,
+            shape,
+            plans: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn plan(&self, batch: usize) -> Result<Arc<TractModel>, TractError> {
+        let mut plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(plan) = plans.get(&batch) {
+            return Ok(Arc::clone(plan));
+        }
+        let plan = Arc::new(TractModel::load(
+            &self.bytes,
+            self.shape.input,
+            batch,
+            self.shape.image_size,
+        )?);
+        plans.insert(batch, Arc::clone(&plan));
+        Ok(plan)
+    }
+}
+
+impl Backend for TractBackend {
+    fn choice(&self) -> BackendChoice {
+        BackendChoice::Tract
+    }
+
+    fn executor(&self) -> String {
+        "tract".to_string()
+    }
+
+    fn run(&self, batch: GraphInput) -> Result<Outputs, DetectError> {
+        Ok(self.plan(batch.batch())?.run(batch)?)
+    }
+
+    fn run_outputs(
+        &self,
+        batch: GraphInput,
+        names: &[String],
+    ) -> Result<Vec<ArrayD<f32>>, DetectError> {
+        Ok(self.plan(batch.batch())?.run_named(batch, names)?)
     }
 }

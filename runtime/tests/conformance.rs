@@ -9,12 +9,10 @@ use std::sync::Arc;
 
 use dlvp_contract::graph as contract;
 use dlvp_exporter::{onnx, Checkpoint, ExportOptions, Precision};
-#[cfg(feature = "ort")]
-use dlvp_runtime::ort_backend::{GpuOptions, OrtModel, Provider};
 use dlvp_runtime::outputs::Outputs;
-#[cfg(feature = "tract")]
-use dlvp_runtime::tract_backend::TractModel;
-use dlvp_runtime::{BackendChoice, GraphInput, InputKind};
+use dlvp_runtime::{
+    Backend, BackendChoice, DetectorOptions, GraphInput, GraphShape, GraphSource, InputKind,
+};
 use ndarray::{ArrayD, IxDyn};
 
 const TOLERANCE: f32 = 1e-4;
@@ -78,65 +76,63 @@ fn check(backend: &str, got: &Outputs, expected: &Outputs, tolerance: f32, exact
     );
 }
 
-/// A backend by name, as a function from the input batch to the outputs.
-type Runner = (&'static str, Box<dyn FnMut(GraphInput) -> Outputs>);
+/// A backend opened through the runtime's one `Backend` trait, and the name the suite reports.
+type Runner = (&'static str, Box<dyn Backend>);
 
 fn available_backends(bytes: &[u8], batch: usize, size: usize) -> Vec<Runner> {
     available_backends_for(bytes, InputKind::Image, batch, size)
 }
 
+/// Every backend of this build that can run here: tract, ONNX Runtime CPU and OpenVINO CPU when
+/// their libraries are found, CUDA and TensorRT where asked. `batch` is what the suite runs
+/// (tract plans per batch size on first use).
 fn available_backends_for(
     bytes: &[u8],
     input: InputKind,
     batch: usize,
     size: usize,
 ) -> Vec<Runner> {
-    #[allow(unused_mut)]
+    let _ = batch;
+    let source = GraphSource::from(bytes.to_vec());
+    let shape = GraphShape {
+        input,
+        image_size: size,
+    };
+    let open =
+        |backend| dlvp_runtime::backend::open(backend, &source, shape, &DetectorOptions::default());
     let mut backends: Vec<Runner> = Vec::new();
-    #[cfg(feature = "tract")]
-    {
-        let tract = TractModel::load(bytes, input, batch, size).unwrap();
-        backends.push(("tract", Box::new(move |x| tract.run(x).unwrap())));
+    if BackendChoice::Tract.is_built() {
+        backends.push(("tract", open(BackendChoice::Tract).unwrap()));
     }
-    #[cfg(feature = "ort")]
-    ort_backends(bytes, input, size, &mut backends);
-    #[cfg(feature = "openvino")]
-    if dlvp_test_support::gate::openvino().is_some() {
-        let mut ov =
-            dlvp_runtime::openvino_backend::OvModel::load(bytes, None, &Default::default())
-                .unwrap();
-        backends.push(("openvino-cpu", Box::new(move |x| ov.run(x).unwrap())));
-    }
-    let _ = (bytes, input, batch, size);
-    assert!(!backends.is_empty(), "no backend available to test");
-    backends
-}
-
-#[cfg(feature = "ort")]
-fn ort_backends(bytes: &[u8], input: InputKind, size: usize, backends: &mut Vec<Runner>) {
-    if dlvp_test_support::gate::onnxruntime().is_some() {
-        let mut ort = OrtModel::load(bytes, None).unwrap();
-        backends.push(("onnxruntime-cpu", Box::new(move |x| ort.run(x).unwrap())));
+    if BackendChoice::OrtCpu.is_built() && dlvp_test_support::gate::onnxruntime().is_some() {
+        backends.push(("onnxruntime-cpu", open(BackendChoice::OrtCpu).unwrap()));
     }
     // GPU providers only where asked (bench/gpu-check.sh sets these with a GPU build of ONNX
     // Runtime); asked for and missing is a failure, not a skip.
-    for (var, provider, name) in [
-        ("DLVP_TEST_CUDA", Provider::Cuda, "onnxruntime-cuda"),
+    for (var, backend, name) in [
+        ("DLVP_TEST_CUDA", BackendChoice::OrtCuda, "onnxruntime-cuda"),
         (
             "DLVP_TEST_TENSORRT",
-            Provider::TensorRt,
+            BackendChoice::OrtTensorrt,
             "onnxruntime-tensorrt",
         ),
     ] {
+        if !backend.is_built() {
+            continue;
+        }
         if std::env::var_os(var).is_some_and(|v| v == "1") {
-            let gpu = GpuOptions::default();
-            let mut ort = OrtModel::load_with(bytes, None, provider, &gpu, input, size)
-                .unwrap_or_else(|e| panic!("{var}=1 but {name} cannot load: {e}"));
-            backends.push((name, Box::new(move |x| ort.run(x).unwrap())));
+            let opened =
+                open(backend).unwrap_or_else(|e| panic!("{var}=1 but {name} cannot load: {e}"));
+            backends.push((name, opened));
         } else {
             eprintln!("skipped {name}: needs an NVIDIA GPU and a GPU build of ONNX Runtime; set {var}=1 (bench/gpu-check.sh does)");
         }
     }
+    if BackendChoice::OpenVino.is_built() && dlvp_test_support::gate::openvino().is_some() {
+        backends.push(("openvino-cpu", open(BackendChoice::OpenVino).unwrap()));
+    }
+    assert!(!backends.is_empty(), "no backend available to test");
+    backends
 }
 
 /// The detector backends of this build that can run here: tract, and ONNX Runtime CPU and
@@ -161,8 +157,8 @@ fn every_backend_reproduces_the_reference() {
     let (image, expected) = golden();
     let bytes = exported(false);
     let mut results = Vec::new();
-    for (name, mut run) in available_backends(&bytes, image.shape()[0], image.shape()[2]) {
-        let got = run(image.clone().into());
+    for (name, backend) in available_backends(&bytes, image.shape()[0], image.shape()[2]) {
+        let got = backend.run(image.clone().into()).unwrap();
         check(name, &got, &expected, TOLERANCE, true);
         results.push((name, got));
     }
@@ -182,10 +178,10 @@ fn every_backend_reproduces_the_reference() {
 fn every_backend_runs_the_fp16_graph_within_1e_2() {
     let (image, expected) = golden();
     let bytes = exported(true);
-    for (name, mut run) in available_backends(&bytes, image.shape()[0], image.shape()[2]) {
+    for (name, backend) in available_backends(&bytes, image.shape()[0], image.shape()[2]) {
         check(
             &format!("{name} fp16"),
-            &run(image.clone().into()),
+            &backend.run(image.clone().into()).unwrap(),
             &expected,
             1e-2,
             false,
@@ -216,10 +212,10 @@ fn every_backend_runs_the_image_u8_graph_as_the_float_graph() {
     });
     let float_bytes = exported(false);
     let u8_bytes = exported_as(InputKind::ImageU8, false);
-    let (_, mut float_run) = available_backends(&float_bytes, batch, size).remove(0);
-    let expected = float_run(normalised.into());
-    for (name, mut run) in available_backends_for(&u8_bytes, InputKind::ImageU8, batch, size) {
-        let got = run(pixels.clone().into());
+    let (_, float_backend) = available_backends(&float_bytes, batch, size).remove(0);
+    let expected = float_backend.run(normalised.into()).unwrap();
+    for (name, backend) in available_backends_for(&u8_bytes, InputKind::ImageU8, batch, size) {
+        let got = backend.run(pixels.clone().into()).unwrap();
         check(
             &format!("{name} image_u8"),
             &got,
@@ -533,29 +529,39 @@ fn errors_keep_their_source() {
         format!("{}: cannot read model", missing.display())
     );
 
-    let garbage = b"not an onnx model at all";
-    #[cfg(feature = "tract")]
-    {
-        let err = TractModel::load(garbage, InputKind::Image, 1, 8)
+    // Not a graph: each backend names itself and the stage (tract plans on the first run).
+    let garbage = GraphSource::from(b"not an onnx model at all".to_vec());
+    let shape = GraphShape {
+        input: InputKind::Image,
+        image_size: 8,
+    };
+    let batch = GraphInput::Image(ArrayD::zeros(IxDyn(&[1, 3, 8, 8])));
+    for (backend, gate, stage) in [
+        (BackendChoice::Tract, true, "tract: load"),
+        (
+            BackendChoice::OrtCpu,
+            dlvp_test_support::gate::onnxruntime().is_some(),
+            "ONNX Runtime: load",
+        ),
+        (
+            BackendChoice::OpenVino,
+            dlvp_test_support::gate::openvino().is_some(),
+            "OpenVINO: load",
+        ),
+    ] {
+        if !backend.is_built() || !gate {
+            continue;
+        }
+        let err = dlvp_runtime::backend::open(backend, &garbage, shape, &Default::default())
+            .and_then(|opened| opened.run(batch.clone()))
             .err()
             .unwrap();
-        assert_eq!(err.to_string(), "tract: load");
-        assert!(!err.source().unwrap().to_string().is_empty());
-    }
-    #[cfg(feature = "ort")]
-    if dlvp_test_support::gate::onnxruntime().is_some() {
-        let err = OrtModel::load(garbage, None).err().unwrap();
-        assert_eq!(err.to_string(), "ONNX Runtime: load");
-        assert!(err.source().unwrap().downcast_ref::<ort::Error>().is_some());
-    }
-    #[cfg(feature = "openvino")]
-    if dlvp_test_support::gate::openvino().is_some() {
-        let options = Default::default();
-        let err = dlvp_runtime::openvino_backend::OvModel::load(garbage, None, &options)
-            .err()
-            .unwrap();
-        assert_eq!(err.to_string(), "OpenVINO: load");
-        assert!(!err.source().unwrap().to_string().is_empty());
+        assert_eq!(err.to_string(), stage);
+        assert!(!err.source().unwrap().to_string().is_empty(), "{backend}");
+        #[cfg(feature = "ort")]
+        if backend == BackendChoice::OrtCpu {
+            assert!(err.source().unwrap().downcast_ref::<ort::Error>().is_some());
+        }
     }
 }
 
@@ -566,33 +572,47 @@ fn errors_keep_their_source() {
 #[cfg(feature = "openvino")]
 #[test]
 fn openvino_precisions_and_devices() {
-    use dlvp_runtime::openvino_backend::{OvError, OvModel, OvOptions, OvPrecision};
+    use dlvp_runtime::openvino_backend::{OvError, OvOptions, OvPrecision};
+    use dlvp_runtime::DetectError;
     if dlvp_test_support::gate::openvino().is_none() {
         return;
     }
     let (image, expected) = golden();
-    let bytes = exported(false);
+    let source = GraphSource::from(exported(false));
+    let shape = GraphShape {
+        input: InputKind::Image,
+        image_size: image.shape()[2],
+    };
+    let open = |openvino: OvOptions| {
+        let options = DetectorOptions {
+            openvino,
+            ..Default::default()
+        };
+        dlvp_runtime::backend::open(BackendChoice::OpenVino, &source, shape, &options)
+    };
     let bf16 = OvOptions {
         precision: OvPrecision::Bf16,
         ..Default::default()
     };
-    match OvModel::load(&bytes, None, &bf16) {
-        Ok(mut model) => check(
+    match open(bf16) {
+        Ok(model) => check(
             "openvino-cpu bf16",
-            &model.run(image.clone()).unwrap(),
+            &model.run(image.clone().into()).unwrap(),
             &expected,
             2e-2,
             false,
         ),
         // A CPU without bf16 says so by name instead.
-        Err(OvError::Precision { device, .. }) => assert_eq!(device, "CPU"),
+        Err(DetectError::OpenVino(OvError::Precision { device, .. })) => {
+            assert_eq!(device, "CPU")
+        }
         Err(e) => panic!("{e}"),
     }
     let npu = OvOptions {
         device: "NOSUCHDEVICE".into(),
         ..Default::default()
     };
-    let err = OvModel::load(&bytes, None, &npu).err().unwrap();
+    let err = open(npu).err().unwrap();
     assert!(
         err.to_string()
             .contains("device `NOSUCHDEVICE` is not on this machine (available: CPU"),
@@ -636,9 +656,9 @@ fn auto_leaves_int8_graphs_off_tract() {
     // always takes the refusal branch.
     match Detector::from_bytes(bytes.clone(), &auto) {
         Err(DetectError::NoBackend { reasons }) => assert!(
-            reasons
-                .iter()
-                .any(|r| r.starts_with("tract not used: it emulates int8")),
+            reasons.iter().any(|r| r
+                .to_string()
+                .starts_with("tract not used: it emulates int8")),
             "{reasons:?}"
         ),
         Err(e) => panic!("{e}"),
@@ -661,9 +681,9 @@ fn auto_leaves_int8_graphs_off_tract() {
     }
 }
 
-/// The calibration graph's extra outputs (every quantized layer's input) come back in the same
-/// order and with the same values from tract (`run_extra_outputs`, by position) and ONNX
-/// Runtime (`run_named`, by name): int8 calibration may run on either.
+/// The calibration graph's extra outputs (every quantized layer's input) come back by name, in
+/// the order asked, with the same values from tract and ONNX Runtime: int8 calibration may run
+/// on either. A name the graph lacks is an error naming it.
 #[cfg(all(feature = "tract", feature = "ort"))]
 #[test]
 fn calibration_activations_agree_between_tract_and_onnxruntime() {
@@ -682,14 +702,31 @@ fn calibration_activations_agree_between_tract_and_onnxruntime() {
     let bytes = export.into_model().unwrap().to_bytes();
     let (image, _) = golden();
     let batch = image.shape()[0];
-    let tract = TractModel::load(&bytes, InputKind::Image, batch, spec.image_size)
-        .unwrap()
-        .run_extra_outputs(image.clone())
-        .unwrap();
-    let ort = OrtModel::load(&bytes, None)
-        .unwrap()
-        .run_named(image, &taps)
-        .unwrap();
+    let _ = batch;
+    let source = GraphSource::from(bytes);
+    let shape = GraphShape {
+        input: InputKind::Image,
+        image_size: spec.image_size,
+    };
+    let open = |backend| {
+        dlvp_runtime::backend::open(backend, &source, shape, &DetectorOptions::default()).unwrap()
+    };
+    let (tract, ort) = (open(BackendChoice::Tract), open(BackendChoice::OrtCpu));
+    let missing = ["no_such_output".to_string()];
+    for backend in [&tract, &ort] {
+        let err = backend
+            .run_outputs(image.clone().into(), &missing)
+            .err()
+            .unwrap();
+        let (text, source) = (
+            err.to_string(),
+            std::error::Error::source(&err).map(|s| s.to_string()),
+        );
+        let said = format!("{text}: {}", source.unwrap_or_default());
+        assert!(said.contains("no output `no_such_output`"), "{said}");
+    }
+    let tract = tract.run_outputs(image.clone().into(), &taps).unwrap();
+    let ort = ort.run_outputs(image.into(), &taps).unwrap();
     assert_eq!((tract.len(), ort.len()), (taps.len(), taps.len()));
     for ((name, a), b) in taps.iter().zip(&tract).zip(&ort) {
         assert_eq!(a.shape(), b.shape(), "{name}");

@@ -14,10 +14,8 @@ use anyhow::{bail, Context};
 use clap::Args;
 use dlvp_exporter::calibration::{Collector, Method};
 use dlvp_exporter::{Checkpoint, ExportOptions, Quantization, Selection, Spec, WeightRange};
-use dlvp_runtime::ort_backend::OrtModel;
 use dlvp_runtime::preprocess::{graph_input, load_rgb8_limited, DEFAULT_MAX_PIXELS};
-use dlvp_runtime::tract_backend::TractModel;
-use ndarray::ArrayD;
+use dlvp_runtime::{BackendChoice, DetectorOptions, GraphShape};
 use sha2::{Digest, Sha256};
 
 use super::progress::Progress;
@@ -106,29 +104,11 @@ fn spread(all: Vec<PathBuf>, count: usize) -> Vec<PathBuf> {
         .collect()
 }
 
-/// The runtime calibration runs on: ONNX Runtime CPU, else tract.
-enum Runner {
-    Ort(OrtModel),
-    Tract(TractModel),
-}
-
-impl Runner {
-    fn name(&self) -> &'static str {
-        match self {
-            Runner::Ort(_) => "onnxruntime-cpu",
-            Runner::Tract(_) => "tract",
-        }
-    }
-
-    fn run(
-        &mut self,
-        input: dlvp_runtime::GraphInput,
-        taps: &[String],
-    ) -> anyhow::Result<Vec<ArrayD<f32>>> {
-        Ok(match self {
-            Runner::Ort(m) => m.run_named(input, taps)?,
-            Runner::Tract(m) => m.run_extra_outputs(input)?,
-        })
+/// How the metadata names the runtime calibration ran on.
+fn runtime_name(backend: BackendChoice) -> &'static str {
+    match backend {
+        BackendChoice::OrtCpu => "onnxruntime-cpu",
+        other => other.name(),
     }
 }
 
@@ -150,17 +130,30 @@ pub fn calibrate(
     let (export, taps) = dlvp_exporter::calibration_graph(ckpt, spec, options, selection)?;
     let bytes = export.into_model()?.to_bytes();
     let size = spec.image_size;
-    let mut runner = match super::ort_library::find(ort_lib) {
-        Some(lib) => Runner::Ort(OrtModel::load(&bytes, Some(&lib))?),
-        None => Runner::Tract(TractModel::load(&bytes, options.input, 1, size)?),
+    let ort_lib = super::ort_library::find(ort_lib);
+    let backend = match ort_lib {
+        Some(_) => BackendChoice::OrtCpu,
+        None => BackendChoice::Tract,
     };
-    drop(bytes);
+    let shape = GraphShape {
+        input: options.input,
+        image_size: size,
+    };
+    let runner = dlvp_runtime::backend::open(
+        backend,
+        &bytes.into(),
+        shape,
+        &DetectorOptions {
+            ort_lib,
+            ..Default::default()
+        },
+    )?;
     eprintln!(
         "calibrating {} activations on {} image(s) from {} ({}, {})",
         taps.len(),
         images.len(),
         dir.display(),
-        runner.name(),
+        runtime_name(backend),
         args.calib_method
     );
     let mut collectors = vec![Collector::default(); taps.len()];
@@ -177,7 +170,7 @@ pub fn calibrate(
         let image = load_rgb8_limited(path, DEFAULT_MAX_PIXELS)
             .with_context(|| format!("{}: calibration image", path.display()))?;
         let input = graph_input(&[image], size, &spec.preprocess, options.input);
-        let values = runner.run(input, &taps)?;
+        let values = runner.run_outputs(input, &taps)?;
         if values.len() != taps.len() {
             bail!(
                 "calibration graph returned {} activations, expected {}",
@@ -215,7 +208,7 @@ pub fn calibrate(
             (META_IMAGES.into(), images.len().to_string()),
             (META_SET_SHA256.into(), digest),
             (META_LAYERS.into(), args.int8_layers.name().into()),
-            (META_RUNTIME.into(), runner.name().into()),
+            (META_RUNTIME.into(), runtime_name(backend).into()),
         ],
     })
 }

@@ -9,11 +9,8 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::Args;
 use dlvp_exporter::{Checkpoint, ExportError, ExportOptions, InputKind, Precision, Target};
-use dlvp_runtime::openvino_backend::OvModel;
-use dlvp_runtime::ort_backend::OrtModel;
 use dlvp_runtime::outputs::Outputs;
-use dlvp_runtime::tract_backend::TractModel;
-use dlvp_runtime::GraphInput;
+use dlvp_runtime::{BackendChoice, DetectorOptions, GraphInput, GraphShape, GraphSource};
 use ndarray::{ArrayD, IxDyn};
 
 use super::calibrate::{self, CalibrationArgs};
@@ -224,7 +221,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             // Verified before it is written: a graph that fails leaves the previous file in place.
             // The backends load from bytes, a second copy of the weights for as long as this runs.
             verify(
-                &model.to_bytes(),
+                model.to_bytes(),
                 input,
                 spec.image_size,
                 args.ort_lib.as_deref(),
@@ -340,7 +337,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
 /// (when their libraries are found), checks the outputs obey the contract and that the backends
 /// agree with tract within `tolerance`.
 fn verify(
-    bytes: &[u8],
+    bytes: Vec<u8>,
     input: InputKind,
     size: usize,
     ort_lib: Option<&std::path::Path>,
@@ -368,15 +365,23 @@ fn verify(
     };
     // An int8 graph's answers depend on the CPU's int8 kernels: say which ones this verifies,
     // and refuse a graph that they would compute wrongly here.
-    if precision == Precision::Int8 && !int8_on_this_cpu(bytes)? {
+    if precision == Precision::Int8 && !int8_on_this_cpu(&bytes)? {
         bail!(
             "verify: this int8 graph's weights would saturate ONNX Runtime's and OpenVINO's int8 \
              kernels on this CPU (no avx512_vnni, avx_vnni or amx_int8): export with \
              --int8-weights reduced (the default), or verify and deploy on CPUs with VNNI only"
         );
     }
+    let source = GraphSource::from(bytes);
+    let shape = GraphShape {
+        input,
+        image_size: size,
+    };
+    let run_on = |backend: BackendChoice, options: DetectorOptions| -> anyhow::Result<Outputs> {
+        Ok(dlvp_runtime::backend::open(backend, &source, shape, &options)?.run(image.clone())?)
+    };
     let started = Instant::now();
-    let tract = TractModel::load(bytes, input, 2, size)?.run(image.clone())?;
+    let tract = run_on(BackendChoice::Tract, DetectorOptions::default())?;
     let finite = tract
         .anomaly_score
         .iter()
@@ -418,7 +423,11 @@ fn verify(
         Some(path) => {
             dlvp_runtime::ort_lib::locate(Some(&path))?;
             let started = Instant::now();
-            let ort = OrtModel::load(bytes, Some(&path))?.run(image.clone())?;
+            let options = DetectorOptions {
+                ort_lib: Some(path),
+                ..Default::default()
+            };
+            let ort = run_on(BackendChoice::OrtCpu, options)?;
             agree("onnxruntime-cpu", "ONNX Runtime", started, &ort)?;
         }
     }
@@ -429,7 +438,11 @@ fn verify(
         ),
         Some(path) => {
             let started = Instant::now();
-            let ov = OvModel::load(bytes, Some(&path), &Default::default())?.run(image)?;
+            let options = DetectorOptions {
+                openvino_lib: Some(path),
+                ..Default::default()
+            };
+            let ov = run_on(BackendChoice::OpenVino, options)?;
             agree("openvino-cpu", "OpenVINO", started, &ov)?;
         }
     }

@@ -24,7 +24,10 @@ use anyhow::Context;
 pub use atomic_write::{write_atomically, write_atomically_with};
 use dlvp_contract::named::Named;
 use dlvp_exporter::{Checkpoint, Spec, Target};
-use dlvp_runtime::{BackendChoice, Detector, DetectorOptions, GpuOptions, OvOptions, OvPrecision};
+use dlvp_runtime::{
+    BackendChoice, DetectError, Detector, DetectorOptions, GpuOptions, Note, OvOptions,
+    OvPrecision, SkipReason,
+};
 
 /// `--target`'s parser: the exporter's target names, each with its one-line help.
 pub fn target_parser() -> impl clap::builder::TypedValueParser<Value = Target> {
@@ -141,29 +144,20 @@ pub struct RunArgs {
 }
 
 /// Loads a graph for `detect`, `eval` and `bench`, printing the backend that runs it and why.
-/// `batch` is the largest batch the caller will run (it widens TensorRT's profile).
+/// `batch` is the largest batch the caller will run (it widens TensorRT's profile). Which backend
+/// `auto` picks is the runtime's policy; the binary adds where it looks for the libraries (the
+/// project venv too) and says what to do in its own flags.
 pub fn load_detector(model: &Model, run: &RunArgs, batch: u32) -> anyhow::Result<Detector> {
-    let mut backend = run.backend;
+    let backend = run.backend;
     let ort_lib = ort_library::find(run.ort_lib.as_deref());
     let openvino_lib = ort_library::find_openvino(run.ov_lib.as_deref());
-    if ort_lib.is_none() {
-        match backend {
-            // auto's order without ONNX Runtime: OpenVINO, then tract; one note says why.
-            BackendChoice::Auto => {
-                eprintln!("note: onnxruntime not used: {}", ort_library::HINT);
-                backend = if openvino_lib.is_some() {
-                    BackendChoice::OpenVino
-                } else {
-                    BackendChoice::Tract
-                };
-            }
-            BackendChoice::Tract | BackendChoice::OpenVino => {}
-            _ => anyhow::bail!("--backend {backend}: {}", ort_library::HINT),
-        }
+    if ort_lib.is_none() && backend.provider().is_some() {
+        anyhow::bail!("--backend {backend}: {}", ort_library::HINT);
     }
     if backend == BackendChoice::OpenVino && openvino_lib.is_none() {
         anyhow::bail!("--backend openvino: {}", ort_library::OPENVINO_HINT);
     }
+    let found = (ort_lib.is_some(), openvino_lib.is_some());
     let gpu = GpuOptions {
         device_id: run.device,
         fp16: run.trt_fp16,
@@ -187,22 +181,23 @@ pub fn load_detector(model: &Model, run: &RunArgs, batch: u32) -> anyhow::Result
         threads: run.threads.map(|n| n as usize),
         max_model_bytes: Some(run.max_model_mib << 20),
     };
-    let detector = match model {
-        Model::File(path) => Detector::load(path, &options)?,
-        Model::Embedded => Detector::from_bytes(default_model::BYTES.to_vec(), &options)?,
+    let loaded = match model {
+        Model::File(path) => Detector::load(path, &options),
+        Model::Embedded => Detector::from_bytes(default_model::BYTES.to_vec(), &options),
     };
-    if run.backend == BackendChoice::Auto
-        && detector.backend() == BackendChoice::Tract
-        && detector.info().precision == dlvp_runtime::Precision::Int8
-    {
-        anyhow::bail!(
-            "{}: an int8 graph and no ONNX Runtime or OpenVINO: {}",
-            model.label(),
-            dlvp_runtime::detector::TRACT_INT8_NOTE
-        );
-    }
+    let detector = match loaded {
+        Err(DetectError::NoBackend { reasons }) => {
+            let reasons: Vec<String> = reasons.iter().map(|n| note_text(n, found)).collect();
+            anyhow::bail!(
+                "{}: no backend could run the model: {}",
+                model.label(),
+                reasons.join("; ")
+            )
+        }
+        loaded => loaded?,
+    };
     for note in detector.notes() {
-        eprintln!("note: {note}");
+        eprintln!("note: {}", note_text(note, found));
     }
     eprintln!(
         "backend: {} [{}] ({})",
@@ -211,6 +206,29 @@ pub fn load_detector(model: &Model, run: &RunArgs, batch: u32) -> anyhow::Result
         detector.info().spec.name
     );
     Ok(detector)
+}
+
+/// A detector's note in the binary's terms: a library the binary did not find (`found`: ONNX
+/// Runtime's, OpenVINO's) says where it looks; the flag that runs an int8 graph on tract.
+fn note_text(note: &Note, found: (bool, bool)) -> String {
+    let Note::NotUsed { backends, reason } = note else {
+        return note.to_string();
+    };
+    let ort = backends.iter().any(|b| b.provider().is_some());
+    match reason {
+        SkipReason::Library(_) if ort && !found.0 => {
+            format!("{} not used: {}", note.subject(), ort_library::HINT)
+        }
+        SkipReason::Library(_) if !ort && !found.1 => {
+            format!(
+                "{} not used: {}",
+                note.subject(),
+                ort_library::OPENVINO_HINT
+            )
+        }
+        SkipReason::Int8OnTract => format!("{note} (--backend tract)"),
+        _ => note.to_string(),
+    }
 }
 
 /// PNG-encodes an image in memory.
