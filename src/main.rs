@@ -3,7 +3,6 @@
 //! Exit codes: 0 success, 1 the work failed (invalid spec, bad checkpoint, ...), 2 bad usage.
 
 mod commands;
-mod demo_data;
 
 use std::process::ExitCode;
 

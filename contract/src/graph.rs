@@ -26,6 +26,16 @@ pub const META_TARGET: &str = "dlvp.target";
 /// How much of int8 an int8 graph's weights use: `reduced` (|q| ≤ 64, exact on every CPU) or
 /// `full` (|q| ≤ 127). An int8 graph without the key predates it and is `full`.
 pub const META_INT8_WEIGHT_RANGE: &str = "dlvp.int8.weight_range";
+/// An int8 graph's calibration method (`minmax`, `percentile`, `entropy`).
+pub const META_INT8_METHOD: &str = "dlvp.int8.method";
+/// How many images an int8 graph was calibrated on.
+pub const META_INT8_IMAGES: &str = "dlvp.int8.images";
+/// SHA-256 over the calibration images (each one's path within the folder, length and bytes).
+pub const META_INT8_CALIBRATION_SHA256: &str = "dlvp.int8.calibration_sha256";
+/// Which Linear layers are int8: `blocks` or `blocks-but-selection`.
+pub const META_INT8_LAYERS: &str = "dlvp.int8.layers";
+/// The runtime the calibration ran on (`onnxruntime-cpu`, `tract`).
+pub const META_INT8_CALIBRATED_ON: &str = "dlvp.int8.calibrated_on";
 /// The value of [`META_FORMAT`] this version writes and reads.
 pub const GRAPH_FORMAT: &str = "dlvp-clip-onnx/1";
 

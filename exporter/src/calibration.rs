@@ -12,6 +12,20 @@
 //! |x| is histogrammed into [`BINS`] equal bins over [0, range]; when a value exceeds the range,
 //! the range doubles and pairs of bins merge, so one pass over the images suffices and the same
 //! images in the same order give the same histogram, bit for bit.
+//!
+//! A [`Calibration`] is one run of it: the collectors of every calibrated activation, fed one
+//! run of the calibration graph ([`crate::calibration_graph`]) at a time by whatever runtime
+//! the caller has, and the digest of the image set; it ends in the scales and metadata of the
+//! int8 export ([`crate::Quantization`]).
+
+use std::collections::BTreeMap;
+
+use dlvp_contract::graph::{
+    META_INT8_CALIBRATED_ON, META_INT8_CALIBRATION_SHA256, META_INT8_IMAGES, META_INT8_LAYERS,
+    META_INT8_METHOD,
+};
+use ndarray::ArrayD;
+use sha2::{Digest, Sha256};
 
 /// Histogram bins over [0, range].
 pub const BINS: usize = 2048;
@@ -213,9 +227,197 @@ fn kl_divergence(p: &[f64], q: &[f64]) -> f64 {
         .sum()
 }
 
+/// One int8 calibration: every calibrated activation's [`Collector`], fed one run of the
+/// calibration graph at a time, and the identity of the image set (SHA-256 over each image's path
+/// within the calibration folder, length and bytes, in the order given). The same images in the
+/// same order give the same scales and the same digest, so two exports are byte-identical.
+pub struct Calibration {
+    taps: Vec<String>,
+    collectors: Vec<Collector>,
+    hash: Sha256,
+    images: usize,
+}
+
+/// Why a calibration could not give scales.
+#[derive(Debug, thiserror::Error)]
+pub enum CalibrationError {
+    /// A run returned another number of activations than the graph exposes.
+    #[error("calibration graph returned {found} activations, expected {expected}")]
+    Activations { found: usize, expected: usize },
+    #[error("calibration: activation `{name}` had {count} NaN/Inf values; the fp32 graph is broken on these images")]
+    NonFinite { name: String, count: u64 },
+    #[error("calibration: no images")]
+    NoImages,
+}
+
+/// How an int8 export is quantized, beside the scales the calibration measured.
+#[derive(Debug, Clone, Copy)]
+pub struct CalibrationSettings<'a> {
+    pub method: Method,
+    pub selection: crate::Selection,
+    pub weight_range: crate::WeightRange,
+    /// The runtime the calibration graph ran on (`dlvp.int8.calibrated_on`).
+    pub runtime: &'a str,
+}
+
+impl Calibration {
+    /// A calibration of the activations `taps` (the calibration graph's extra outputs).
+    pub fn new(taps: Vec<String>) -> Calibration {
+        Calibration {
+            collectors: vec![Collector::default(); taps.len()],
+            taps,
+            hash: Sha256::new(),
+            images: 0,
+        }
+    }
+
+    /// The activations each run must return, in this order.
+    pub fn taps(&self) -> &[String] {
+        &self.taps
+    }
+
+    /// An image of the set, by its path within the calibration folder and its file's bytes.
+    pub fn add_image(&mut self, relative: &str, bytes: &[u8]) {
+        self.hash.update(relative.as_bytes());
+        self.hash.update([0]);
+        self.hash.update((bytes.len() as u64).to_le_bytes());
+        self.hash.update(bytes);
+        self.images += 1;
+    }
+
+    /// One run's activations, in [`Calibration::taps`] order.
+    pub fn add_activations(&mut self, values: &[ArrayD<f32>]) -> Result<(), CalibrationError> {
+        if values.len() != self.taps.len() {
+            return Err(CalibrationError::Activations {
+                found: values.len(),
+                expected: self.taps.len(),
+            });
+        }
+        for (c, v) in self.collectors.iter_mut().zip(values) {
+            match v.as_slice() {
+                Some(s) => c.add(s),
+                None => c.add(&v.iter().copied().collect::<Vec<_>>()),
+            }
+        }
+        Ok(())
+    }
+
+    /// The scales and the metadata an int8 export records ([`crate::Quantization`]).
+    pub fn finish(
+        self,
+        settings: CalibrationSettings,
+    ) -> Result<crate::Quantization, CalibrationError> {
+        if self.images == 0 {
+            return Err(CalibrationError::NoImages);
+        }
+        let mut scales = BTreeMap::new();
+        for (name, c) in self.taps.iter().zip(&self.collectors) {
+            if c.non_finite() > 0 {
+                return Err(CalibrationError::NonFinite {
+                    name: name.clone(),
+                    count: c.non_finite(),
+                });
+            }
+            let scale = crate::graph::int8::scale_for(c.threshold(settings.method));
+            scales.insert(name.clone(), scale);
+        }
+        let digest: String = self
+            .hash
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(crate::Quantization {
+            selection: settings.selection,
+            weight_range: settings.weight_range,
+            scales,
+            metadata: vec![
+                (META_INT8_METHOD.into(), settings.method.name().into()),
+                (META_INT8_IMAGES.into(), self.images.to_string()),
+                (META_INT8_CALIBRATION_SHA256.into(), digest),
+                (META_INT8_LAYERS.into(), settings.selection.name().into()),
+                (META_INT8_CALIBRATED_ON.into(), settings.runtime.into()),
+            ],
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn settings() -> CalibrationSettings<'static> {
+        CalibrationSettings {
+            method: Method::MinMax,
+            selection: crate::Selection::Blocks,
+            weight_range: crate::WeightRange::Reduced,
+            runtime: "tract",
+        }
+    }
+
+    fn run(order: &[(&str, f32)]) -> crate::Quantization {
+        let mut c = Calibration::new(vec!["a".into(), "b".into()]);
+        for &(name, v) in order {
+            c.add_image(name, name.as_bytes());
+            let x = ArrayD::from_elem(ndarray::IxDyn(&[2, 3]), v);
+            c.add_activations(&[x.clone(), -x]).unwrap();
+        }
+        c.finish(settings()).unwrap()
+    }
+
+    #[test]
+    fn a_calibration_records_its_scales_and_the_identity_of_its_images() {
+        let q = run(&[("x.png", 1.0), ("y.png", 4.0)]);
+        assert_eq!(q.scales["a"], crate::graph::int8::scale_for(4.0));
+        assert_eq!(q.scales["b"], q.scales["a"]);
+        let meta: BTreeMap<_, _> = q.metadata.iter().cloned().collect();
+        assert_eq!(meta[META_INT8_IMAGES], "2");
+        assert_eq!(meta[META_INT8_METHOD], "minmax");
+        assert_eq!(meta[META_INT8_CALIBRATED_ON], "tract");
+        assert_eq!(meta[META_INT8_LAYERS], "blocks");
+        // The same images give the same digest; another order, another set.
+        let again: BTreeMap<_, _> = run(&[("x.png", 1.0), ("y.png", 4.0)])
+            .metadata
+            .into_iter()
+            .collect();
+        let swapped: BTreeMap<_, _> = run(&[("y.png", 4.0), ("x.png", 1.0)])
+            .metadata
+            .into_iter()
+            .collect();
+        assert_eq!(
+            again[META_INT8_CALIBRATION_SHA256],
+            meta[META_INT8_CALIBRATION_SHA256]
+        );
+        assert_ne!(
+            swapped[META_INT8_CALIBRATION_SHA256],
+            meta[META_INT8_CALIBRATION_SHA256]
+        );
+    }
+
+    #[test]
+    fn a_calibration_refuses_a_wrong_run_a_broken_graph_and_no_images() {
+        let mut c = Calibration::new(vec!["a".into(), "b".into()]);
+        let x = ArrayD::from_elem(ndarray::IxDyn(&[2]), 1.0f32);
+        assert!(matches!(
+            c.add_activations(std::slice::from_ref(&x)),
+            Err(CalibrationError::Activations {
+                found: 1,
+                expected: 2
+            })
+        ));
+        assert!(matches!(
+            Calibration::new(vec!["a".into()]).finish(settings()),
+            Err(CalibrationError::NoImages)
+        ));
+        c.add_image("x.png", b"");
+        c.add_activations(&[x.clone(), x.mapv(|_| f32::NAN)])
+            .unwrap();
+        let err = c.finish(settings()).unwrap_err();
+        assert!(
+            matches!(&err, CalibrationError::NonFinite { name, count: 2 } if name == "b"),
+            "{err}"
+        );
+    }
 
     fn ramp(n: usize, top: f32) -> Vec<f32> {
         (0..n).map(|i| top * i as f32 / (n - 1) as f32).collect()

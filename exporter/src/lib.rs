@@ -9,8 +9,13 @@
 //! - [`check`]: a checkpoint compared with a spec, every problem reported by tensor name;
 //! - [`tokenize`]: prompt templates → CLIP token ids;
 //! - [`graph`]: the typed graph builder; [`blocks`]: one builder per model block;
-//!   [`onnx`]: the graph as ONNX bytes.
+//!   [`onnx`]: the graph as ONNX bytes;
+//! - [`calibration`]: int8 calibration — activation statistics and the calibration run's
+//!   account (scales, metadata);
+//! - [`artifacts`]: what is deployed beside the graph — the JSON sidecar and Triton's
+//!   `config.pbtxt`.
 
+pub mod artifacts;
 pub mod blocks;
 pub mod calibration;
 pub mod check;

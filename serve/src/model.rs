@@ -6,9 +6,9 @@
 //! (model-spec/README.md "Graph contract" in Triton's terms), so a client written for a Triton
 //! deployment works unchanged against `dlvp serve`: `max_batch_size > 0`, every tensor's first
 //! dimension is the batch, and `anomaly_score` is `[B, 1]` (the graph's `[B]`, declared `dims: [1]`
-//! with `reshape { shape: [] }`).
+//! with `reshape { shape: [] }`); both take these terms from `dlvp_contract::triton`.
 
-use dlvp_contract::graph::{self as contract, ElemType, TensorDesc};
+use dlvp_contract::graph::{self as contract, ElemType};
 use dlvp_contract::InputKind;
 use dlvp_runtime::metadata::ModelInfo;
 use serde_json::{json, Value};
@@ -16,54 +16,25 @@ use serde_json::{json, Value};
 use crate::kserve;
 
 /// The protocol's datatype names.
-pub fn datatype(elem: ElemType) -> &'static str {
-    match elem {
-        ElemType::F32 => "FP32",
-        ElemType::U8 => "UINT8",
-        ElemType::I64 => "INT64",
-    }
-}
+pub use dlvp_contract::triton::protocol_datatype as datatype;
+/// One tensor as served: its per-request dims (after the batch), in Triton's terms.
+pub use dlvp_contract::triton::TritonTensor as Tensor;
 
+/// Triton's configuration type of an element type: its name, and its number in the protobuf.
 fn config_type(elem: ElemType) -> (&'static str, i32) {
-    match elem {
-        ElemType::F32 => ("TYPE_FP32", kserve::data_type::FP32),
-        ElemType::U8 => ("TYPE_UINT8", kserve::data_type::UINT8),
-        ElemType::I64 => ("TYPE_INT64", kserve::data_type::INT64),
-    }
+    let number = match elem {
+        ElemType::F32 => kserve::data_type::FP32,
+        ElemType::U8 => kserve::data_type::UINT8,
+        ElemType::I64 => kserve::data_type::INT64,
+    };
+    (dlvp_contract::triton::config_data_type(elem), number)
 }
 
-/// One tensor as served: its per-request dims (after the batch).
-#[derive(Debug, Clone)]
-pub struct Tensor {
-    pub name: &'static str,
-    pub elem: ElemType,
-    pub dims: Vec<usize>,
-    /// `anomaly_score`: the graph has no per-item dimension; Triton's config says `reshape []`.
-    pub scalar_per_item: bool,
-}
-
-impl Tensor {
-    fn from_desc(d: &TensorDesc) -> Tensor {
-        let dims = d.per_item_dims();
-        let scalar = dims.is_empty();
-        Tensor {
-            name: d.name,
-            elem: d.elem,
-            dims: if scalar { vec![1] } else { dims },
-            scalar_per_item: scalar,
-        }
-    }
-
-    /// Elements per image.
-    pub fn per_item(&self) -> usize {
-        self.dims.iter().product()
-    }
-
-    fn metadata(&self) -> Value {
-        let mut shape = vec![-1i64];
-        shape.extend(self.dims.iter().map(|&d| d as i64));
-        json!({"name": self.name, "datatype": datatype(self.elem), "shape": shape})
-    }
+/// A tensor's entry in the model metadata: the batch as -1, then its dims.
+fn tensor_metadata(t: &Tensor) -> Value {
+    let mut shape = vec![-1i64];
+    shape.extend(t.dims.iter().map(|&d| d as i64));
+    json!({"name": t.name, "datatype": datatype(t.elem), "shape": shape})
 }
 
 /// Everything the protocol says about the one model `dlvp serve` runs.
@@ -119,8 +90,8 @@ impl ServedModel {
             "name": self.name,
             "versions": [self.version],
             "platform": PLATFORM,
-            "inputs": [self.input.metadata()],
-            "outputs": self.outputs.iter().map(Tensor::metadata).collect::<Vec<_>>(),
+            "inputs": [tensor_metadata(&self.input)],
+            "outputs": self.outputs.iter().map(tensor_metadata).collect::<Vec<_>>(),
         })
     }
 

@@ -141,7 +141,7 @@ fn save_outputs(
     })
     .collect::<anyhow::Result<Vec<_>>>()?;
     let bytes = safetensors::serialize(tensors, None).map_err(|e| anyhow::anyhow!("{e}"))?;
-    super::write_atomically(path, &bytes)
+    Ok(super::write_atomically(path, &bytes)?)
 }
 
 /// Peak resident memory of this process in bytes (Linux `VmHWM`), if the system reports it.

@@ -12,20 +12,12 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use dlvp_exporter::calibration::{Collector, Method};
+use dlvp_exporter::calibration::{Calibration, CalibrationSettings, Method};
 use dlvp_exporter::{Checkpoint, ExportOptions, Quantization, Selection, Spec, WeightRange};
 use dlvp_runtime::preprocess::{graph_input, load_rgb8_limited, DEFAULT_MAX_PIXELS};
 use dlvp_runtime::{BackendChoice, DetectorOptions, GraphShape};
-use sha2::{Digest, Sha256};
 
 use super::progress::Progress;
-
-/// Metadata keys an int8 export carries (after `dlvp.precision` = `int8`).
-pub const META_METHOD: &str = "dlvp.int8.method";
-pub const META_IMAGES: &str = "dlvp.int8.images";
-pub const META_SET_SHA256: &str = "dlvp.int8.calibration_sha256";
-pub const META_LAYERS: &str = "dlvp.int8.layers";
-pub const META_RUNTIME: &str = "dlvp.int8.calibrated_on";
 
 #[derive(Args)]
 pub struct CalibrationArgs {
@@ -156,61 +148,27 @@ pub fn calibrate(
         runtime_name(backend),
         args.calib_method
     );
-    let mut collectors = vec![Collector::default(); taps.len()];
-    let mut hash = Sha256::new();
+    let mut calibration = Calibration::new(taps);
     let mut progress = Progress::new(images.len());
     for path in &images {
         let bytes = std::fs::read(path)
             .with_context(|| format!("{}: cannot read calibration image", path.display()))?;
         let relative = path.strip_prefix(dir).unwrap_or(path);
-        hash.update(relative.to_string_lossy().as_bytes());
-        hash.update([0]);
-        hash.update((bytes.len() as u64).to_le_bytes());
-        hash.update(&bytes);
+        calibration.add_image(&relative.to_string_lossy(), &bytes);
         let image = load_rgb8_limited(path, DEFAULT_MAX_PIXELS)
             .with_context(|| format!("{}: calibration image", path.display()))?;
         let input = graph_input(&[image], size, &spec.preprocess, options.input);
-        let values = runner.run_outputs(input, &taps)?;
-        if values.len() != taps.len() {
-            bail!(
-                "calibration graph returned {} activations, expected {}",
-                values.len(),
-                taps.len()
-            );
-        }
-        for (c, v) in collectors.iter_mut().zip(&values) {
-            match v.as_slice() {
-                Some(s) => c.add(s),
-                None => c.add(&v.iter().copied().collect::<Vec<_>>()),
-            }
-        }
+        let values = runner.run_outputs(input, calibration.taps())?;
+        calibration.add_activations(&values)?;
         progress.advance(1);
     }
     progress.finish();
-    let mut scales = std::collections::BTreeMap::new();
-    for (name, c) in taps.iter().zip(&collectors) {
-        if c.non_finite() > 0 {
-            bail!(
-                "calibration: activation `{name}` had {} NaN/Inf values; the fp32 graph is broken on these images",
-                c.non_finite()
-            );
-        }
-        let scale = dlvp_exporter::graph::int8::scale_for(c.threshold(args.calib_method));
-        scales.insert(name.clone(), scale);
-    }
-    let digest: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    Ok(Quantization {
+    Ok(calibration.finish(CalibrationSettings {
+        method: args.calib_method,
         selection,
         weight_range: args.int8_weights,
-        scales,
-        metadata: vec![
-            (META_METHOD.into(), args.calib_method.name().into()),
-            (META_IMAGES.into(), images.len().to_string()),
-            (META_SET_SHA256.into(), digest),
-            (META_LAYERS.into(), args.int8_layers.name().into()),
-            (META_RUNTIME.into(), runtime_name(backend).into()),
-        ],
-    })
+        runtime: runtime_name(backend),
+    })?)
 }
 
 #[cfg(test)]

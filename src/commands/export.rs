@@ -14,7 +14,8 @@ use dlvp_runtime::{BackendChoice, DetectorOptions, GraphInput, GraphShape, Graph
 use ndarray::{ArrayD, IxDyn};
 
 use super::calibrate::{self, CalibrationArgs};
-use super::{resolve_spec, triton, write_atomically, write_atomically_with};
+use super::{resolve_spec, write_atomically, write_atomically_with};
+use dlvp_exporter::artifacts::{sidecar, triton};
 
 #[derive(Args)]
 pub struct ExportArgs {
@@ -100,7 +101,8 @@ struct TritonArgs {
     instances: u32,
     /// Triton: where the instances run; `cpu` configures no accelerator, `openvino` CPU instances
     /// with ONNX Runtime's OpenVINO execution provider.
-    #[arg(long, requires = "triton_repo", value_enum, default_value = "gpu")]
+    #[arg(long, requires = "triton_repo", default_value = "gpu",
+          value_parser = super::named_values_with_help(&triton::InstanceKind::ALL, triton::InstanceKind::about))]
     triton_kind: triton::InstanceKind,
     /// Triton: how long the dynamic batcher may hold a request to fill a batch, microseconds.
     #[arg(long, requires = "triton_repo", default_value_t = 0)]
@@ -162,7 +164,12 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             };
             triton::check_model_name(&name).map_err(|e| anyhow::anyhow!("--triton-name: {e}"))?;
             triton::check_preferred_batch(&args.triton.preferred_batch, args.triton.max_batch)
-                .map_err(|e| anyhow::anyhow!("--preferred-batch: {e}"))?;
+                .map_err(|e| match e {
+                    triton::PreferredBatchError::AboveMax { size, max_batch } => anyhow::anyhow!(
+                        "--preferred-batch: {size} is larger than --max-batch {max_batch} (Triton refuses a preferred batch size above max_batch_size)"
+                    ),
+                    e => anyhow::anyhow!("--preferred-batch: {e}"),
+                })?;
             Some((dir.join(&name), name))
         }
         None => None,
@@ -269,7 +276,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
                 model.encoded_len()
             }
         };
-        let sidecar = super::sidecar::sidecar(&super::sidecar::SidecarInput {
+        let sidecar = sidecar::sidecar(&sidecar::SidecarInput {
             spec: &spec,
             model_file: &model_file,
             external_data: external.then_some(data_file.as_str()),
@@ -353,7 +360,7 @@ fn verify(
         Precision::Fp16 => (1e-2, true),
         Precision::Int8 => (INT8_BACKEND_TOLERANCE, false),
     };
-    let mut rng = crate::demo_data::rng::Rng::new(0x2545_F491_4F6C_DD1D);
+    let mut rng = dlvp_demo_data::rng::Rng::new(0x2545_F491_4F6C_DD1D);
     let shape = IxDyn(&GraphInput::expected_shape(input, 2, size));
     let image = match input {
         InputKind::Image => {

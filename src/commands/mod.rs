@@ -1,6 +1,5 @@
 //! One module per `dlvp` subcommand, and what several of them share.
 
-pub mod atomic_write;
 pub mod bench;
 pub mod calibrate;
 pub mod default_model;
@@ -13,15 +12,13 @@ pub mod layer_precisions;
 pub mod ort_library;
 pub mod progress;
 pub mod serve;
-pub mod sidecar;
 pub mod spec;
-pub mod triton;
 pub mod weights;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-pub use atomic_write::{write_atomically, write_atomically_with};
+pub use dlvp_contract::atomic_write::{write_atomically, write_atomically_with};
 use dlvp_contract::named::Named;
 use dlvp_exporter::{Checkpoint, Spec, Target};
 use dlvp_runtime::{
@@ -31,12 +28,28 @@ use dlvp_runtime::{
 
 /// `--target`'s parser: the exporter's target names, each with its one-line help.
 pub fn target_parser() -> impl clap::builder::TypedValueParser<Value = Target> {
+    named_values_with_help(&Target::ALL, Target::about)
+}
+
+/// A clap parser for a [`Named`] enum whose values each have a line of help (`--help` lists
+/// them with it).
+pub fn named_values_with_help<T>(
+    all: &'static [T],
+    about: fn(T) -> &'static str,
+) -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T: Named + Send + Sync,
+{
     use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
-    PossibleValuesParser::new(Target::ALL.map(|t| PossibleValue::new(t.name()).help(t.about())))
-        .map(|name| {
-            name.parse::<Target>()
-                .expect("clap accepts only the listed names")
-        })
+    PossibleValuesParser::new(
+        all.iter()
+            .map(|&v| PossibleValue::new(v.name_of()).help(about(v))),
+    )
+    .map(move |name| {
+        *all.iter()
+            .find(|v| v.name_of() == name)
+            .expect("clap accepts only the listed names")
+    })
 }
 
 /// A clap parser for a [`Named`] enum: the listed names only (shown in `--help`), parsed to the

@@ -18,7 +18,7 @@ pub struct ServeArgs {
     model: Option<std::path::PathBuf>,
     /// The model's name in URLs and RPCs (default: the spec's name, as `export --triton-repo`
     /// names it).
-    #[arg(long, value_parser = |s: &str| super::triton::check_model_name(s).map(|()| s.to_string()))]
+    #[arg(long, value_parser = |s: &str| dlvp_exporter::artifacts::triton::check_model_name(s).map(|()| s.to_string()))]
     model_name: Option<String>,
     /// The address to listen on; 0.0.0.0 serves every interface (put it behind your own proxy
     /// or firewall: the protocol has no authentication).
@@ -67,10 +67,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let model = resolve_model(args.model.as_deref());
     let max_batch = args.run.max_batch.unwrap_or(8).max(1);
     let detector = load_detector(&model, &args.run, max_batch)?;
-    let name = args
-        .model_name
-        .clone()
-        .unwrap_or_else(|| super::triton::default_model_name(&detector.info().spec));
+    let name = args.model_name.clone().unwrap_or_else(|| {
+        dlvp_exporter::artifacts::triton::default_model_name(&detector.info().spec)
+    });
     let options = dlvp_serve::Options {
         host: args.host,
         http_port: args.http_port,

@@ -1,21 +1,25 @@
-//! `dlvp demo-data`: procedurally generated industrial surfaces with synthetic defects and exact
-//! pixel masks, in the MVTec AD folder layout (`<cat>/train/good`, `<cat>/test/<defect>`,
-//! `<cat>/ground_truth/<defect>/<stem>_mask.png`).
+//! dlvp-demo-data (`dlvp demo-data`): procedurally generated industrial surfaces with synthetic
+//! defects and exact pixel masks, in the MVTec AD folder layout (`<cat>/train/good`,
+//! `<cat>/test/<defect>`, `<cat>/ground_truth/<defect>/<stem>_mask.png`). The embedded demo
+//! model trains and is evaluated on nothing else, so the same seed must give the same bytes.
 //!
 //! Deterministic: every image has its own random stream derived from (seed, category, folder,
 //! index), so the same seed gives byte-identical files whatever the counts or thread scheduling.
 //!
 //! `universe` is the other generator: many texture families and generic defects, for training.
+//! [`write`] writes either to a folder, with a manifest.
 
 pub mod defects;
 pub mod noise;
 pub mod rng;
 pub mod surfaces;
 pub mod universe;
+pub mod write;
 
 use std::path::{Path, PathBuf};
 
 use rng::Rng;
+pub use write::{write_categories, write_universe, DemoDataError, UniverseRequest, Written};
 
 /// An RGB image in linear [0, 1] floats, square.
 pub struct Canvas {

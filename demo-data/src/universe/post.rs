@@ -4,8 +4,8 @@
 //!
 //! Applied to good and defective images alike, after the defect, so none of these is a cue.
 
-use crate::demo_data::rng::Rng;
-use crate::demo_data::Canvas;
+use crate::rng::Rng;
+use crate::Canvas;
 
 /// Separable Gaussian blur of the whole canvas, edges clamped.
 pub fn gaussian_blur(canvas: &mut Canvas, sigma: f32) {

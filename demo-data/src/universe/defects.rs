@@ -3,7 +3,7 @@
 //! * generic: `foreign` — a Perlin-thresholded region of another texture blended in at a random
 //!   opacity (the DRAEM recipe); `cutpaste` — a patch or thin scar of the same image pasted
 //!   elsewhere, rotated or flipped, slightly recoloured (CutPaste);
-//! * physical: the demo categories' defects (`crate::demo_data::defects`), on any surface;
+//! * physical: the demo categories' defects (`crate::defects`), on any surface;
 //! * subtle: what a line inspector hunts — `subtle_spot` (2–8 px across at 256 px), a small
 //!   disc where the texture turns (`subtle_orientation`), changes scale (`subtle_scale`), blurs
 //!   (`subtle_blur`) or changes contrast (`subtle_contrast`), and `subtle_thread`, a pulled
@@ -21,10 +21,10 @@ use std::f32::consts::{PI, TAU};
 
 use super::post::gaussian_blur;
 use super::textures::Texture;
-use crate::demo_data::defects::paint;
-use crate::demo_data::noise::{Fractal, Perlin};
-use crate::demo_data::rng::Rng;
-use crate::demo_data::Canvas;
+use crate::defects::paint;
+use crate::noise::{Fractal, Perlin};
+use crate::rng::Rng;
+use crate::Canvas;
 
 pub const GENERIC: [&str; 2] = ["foreign", "cutpaste"];
 pub const PHYSICAL: [&str; 8] = [
@@ -157,7 +157,7 @@ fn draw(
             local_change(kind, canvas, m, tex, rng)
         }
         "subtle_thread" => thread(canvas, m, tex, rng),
-        physical => return crate::demo_data::defects::apply(physical, canvas, rng),
+        physical => return crate::defects::apply(physical, canvas, rng),
     }
     mask
 }

@@ -2,11 +2,9 @@
 //! `DIR/<name>/config.pbtxt` and `DIR/<name>/1/model.onnx`, run by Triton's ONNX Runtime backend
 //! with dynamic batching and, on GPU instances, ONNX Runtime's TensorRT provider.
 //!
-//! The config states the graph contract (model-spec/README.md "Graph contract") in Triton's terms:
-//! with `max_batch_size > 0` Triton prepends the batch dimension itself, so `dims` leave it out —
-//! `image` [3, S, S] (or `image_u8` [S, S, 3]), `anomaly_map` [1, S, S], `topk_indices` [K]. The
-//! graph's `anomaly_score` is [B], whose per-request shape is a scalar, which Triton cannot state
-//! as `dims`; it is declared `dims: [1]` with `reshape { shape: [] }`, Triton's documented way.
+//! The config states the graph contract (model-spec/README.md "Graph contract") in Triton's terms,
+//! as [`dlvp_contract::triton`] gives them (`dlvp serve` answers with the same): per-request dims
+//! after the batch, the [B] score declared `dims: [1]` with `reshape { shape: [] }`.
 //! The TensorRT optimisation profile spans batch 1 to max_batch_size, so dynamic batches never
 //! trigger an engine rebuild.
 //!
@@ -19,11 +17,12 @@
 
 use std::fmt::Write as _;
 
-use dlvp_contract::graph::{self as contract, ElemType, InputKind, Precision, TensorDesc};
+use dlvp_contract::graph::{self as contract, InputKind, Precision, TensorDesc};
+use dlvp_contract::triton::{config_data_type, TritonTensor};
 use dlvp_contract::Spec;
 
 /// Where Triton runs the model's instances.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum InstanceKind {
     /// GPU instances; ONNX Runtime's TensorRT provider is configured as the accelerator.
     Gpu,
@@ -33,6 +32,50 @@ pub enum InstanceKind {
     /// CPUs; Triton's x86 containers build their ONNX Runtime backend with it). The ONNX file is
     /// the same; OpenVINO reads it as it is.
     Openvino,
+}
+
+impl InstanceKind {
+    pub const ALL: [InstanceKind; 3] =
+        [InstanceKind::Gpu, InstanceKind::Cpu, InstanceKind::Openvino];
+
+    /// `gpu`, `cpu`, `openvino`.
+    pub fn name(self) -> &'static str {
+        match self {
+            InstanceKind::Gpu => "gpu",
+            InstanceKind::Cpu => "cpu",
+            InstanceKind::Openvino => "openvino",
+        }
+    }
+
+    /// One line on what the kind configures.
+    pub fn about(self) -> &'static str {
+        match self {
+            InstanceKind::Gpu => {
+                "GPU instances, ONNX Runtime's TensorRT provider as the accelerator"
+            }
+            InstanceKind::Cpu => {
+                "CPU instances, no accelerator (servers without a GPU, trying it out)"
+            }
+            InstanceKind::Openvino => {
+                "CPU instances, ONNX Runtime's OpenVINO provider as the accelerator (Intel CPUs)"
+            }
+        }
+    }
+}
+
+dlvp_contract::named_enum!(InstanceKind, "Triton instance kind");
+
+/// A preferred batch size Triton would refuse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PreferredBatchError {
+    #[error("0 is no batch size; give sizes from 1 to the largest batch")]
+    Zero,
+    /// Triton refuses a preferred size above `max_batch_size` ("dynamic batching preferred
+    /// size must be <= max batch size").
+    #[error("{size} is larger than the largest batch {max_batch} (Triton refuses a preferred batch size above max_batch_size)")]
+    AboveMax { size: u32, max_batch: u32 },
+    #[error("sizes must be ascending without repeats, got {previous} then {size}")]
+    NotAscending { previous: u32, size: u32 },
 }
 
 /// Everything `config.pbtxt` depends on.
@@ -55,24 +98,22 @@ pub struct TritonConfig<'a> {
     pub preferred_batch: &'a [u32],
 }
 
-/// `--preferred-batch` against `--max-batch`: Triton refuses a preferred size above
-/// `max_batch_size` ("dynamic batching preferred size must be <= max batch size") or below 1; an
-/// ascending list without repeats is what the batcher reads most easily and what we document.
-pub fn check_preferred_batch(sizes: &[u32], max_batch: u32) -> Result<(), String> {
+/// Preferred batch sizes against the largest batch: Triton refuses a preferred size above
+/// `max_batch_size` or below 1; an ascending list without repeats is what the batcher reads most
+/// easily and what we document.
+pub fn check_preferred_batch(sizes: &[u32], max_batch: u32) -> Result<(), PreferredBatchError> {
     for (i, &size) in sizes.iter().enumerate() {
         if size == 0 {
-            return Err("0 is no batch size; give sizes from 1 to --max-batch".into());
+            return Err(PreferredBatchError::Zero);
         }
         if size > max_batch {
-            return Err(format!(
-                "{size} is larger than --max-batch {max_batch} (Triton refuses a preferred batch size above max_batch_size)"
-            ));
+            return Err(PreferredBatchError::AboveMax { size, max_batch });
         }
         if i > 0 && size <= sizes[i - 1] {
-            return Err(format!(
-                "sizes must be ascending without repeats, got {} then {size}",
-                sizes[i - 1]
-            ));
+            return Err(PreferredBatchError::NotAscending {
+                previous: sizes[i - 1],
+                size,
+            });
         }
     }
     Ok(())
@@ -137,29 +178,19 @@ fn dims(d: &[usize]) -> String {
     format!("[ {} ]", list.join(", "))
 }
 
-/// Triton's name for an element type.
-fn data_type(elem: ElemType) -> &'static str {
-    match elem {
-        ElemType::F32 => "TYPE_FP32",
-        ElemType::U8 => "TYPE_UINT8",
-        ElemType::I64 => "TYPE_INT64",
-    }
-}
-
-/// One `input`/`output` entry: Triton prepends the batch, so `dims` leave it out; the [B] score
-/// is per request a scalar, which `dims` cannot state: `dims: [1]` reshaped to `[]`.
+/// One `input`/`output` entry in Triton's terms ([`TritonTensor`]).
 fn entry(t: &TensorDesc) -> String {
-    let dtype = data_type(t.elem);
-    let per_item = t.per_item_dims();
-    let (d, reshape) = if per_item.is_empty() {
-        (vec![1], "\n    reshape { shape: [ ] }")
+    let t = TritonTensor::from_desc(t);
+    let reshape = if t.scalar_per_item {
+        "\n    reshape { shape: [ ] }"
     } else {
-        (per_item, "")
+        ""
     };
     format!(
-        "  {{\n    name: {}\n    data_type: {dtype}\n    dims: {}{reshape}\n  }}",
+        "  {{\n    name: {}\n    data_type: {}\n    dims: {}{reshape}\n  }}",
         quoted(t.name),
-        dims(&d)
+        config_data_type(t.elem),
+        dims(&t.dims)
     )
 }
 
@@ -281,7 +312,7 @@ pub fn config_pbtxt(c: &TritonConfig) -> String {
         // request. With the explicit profile the engine is built (or loaded from the cache) when
         // the session is created; on a backend without the profile keys these two batches make
         // the provider build its engine for the whole 1..max range here instead of on requests.
-        let dtype = data_type(input.elem);
+        let dtype = config_data_type(input.elem);
         let mut batches = vec![1];
         if c.max_batch > 1 {
             batches.push(c.max_batch);

@@ -11,10 +11,19 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+/// A file that could not be written: its path, what failed, and the system's error.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {what}", path.display())]
+pub struct AtomicWriteError {
+    pub path: PathBuf,
+    /// `cannot create folder`, `not a file path`, `cannot write`.
+    pub what: &'static str,
+    #[source]
+    pub source: std::io::Error,
+}
 
 /// Writes `bytes` to `path` atomically; a missing parent folder is created.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), AtomicWriteError> {
     write_atomically_with(path, |file| file.write_all(bytes))
 }
 
@@ -24,16 +33,21 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 pub fn write_atomically_with(
     path: &Path,
     mut fill: impl FnMut(&mut File) -> std::io::Result<()>,
-) -> anyhow::Result<()> {
+) -> Result<(), AtomicWriteError> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("{}: cannot create folder", dir.display()))?;
-    let name = path
-        .file_name()
-        .with_context(|| format!("{}: not a file path", path.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|source| AtomicWriteError {
+        path: dir.clone(),
+        what: "cannot create folder",
+        source,
+    })?;
+    let name = path.file_name().ok_or_else(|| AtomicWriteError {
+        path: path.to_path_buf(),
+        what: "not a file path",
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name"),
+    })?;
     let tmp = dir.join(format!(
         ".{}.tmp-{}-{}",
         name.to_string_lossy(),
@@ -46,7 +60,11 @@ pub fn write_atomically_with(
     };
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("{}: cannot write", path.display()));
+        return Err(AtomicWriteError {
+            path: path.to_path_buf(),
+            what: "cannot write",
+            source: e,
+        });
     }
     Ok(())
 }
@@ -143,8 +161,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("taken");
         std::fs::create_dir(&path).unwrap();
-        let err = format!("{:#}", write_atomically(&path, b"x").unwrap_err());
-        assert!(err.contains("taken: cannot write"), "{err}");
+        let err = write_atomically(&path, b"x").unwrap_err();
+        assert!(err.to_string().ends_with("taken: cannot write"), "{err}");
+        assert_eq!(err.path, path);
         assert!(path.is_dir());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }

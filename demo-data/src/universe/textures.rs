@@ -9,8 +9,8 @@
 
 use std::f32::consts::{PI, TAU};
 
-use crate::demo_data::noise::{Fractal, Perlin, ValueNoise};
-use crate::demo_data::rng::{mix, Rng};
+use crate::noise::{Fractal, Perlin, ValueNoise};
+use crate::rng::{mix, Rng};
 
 /// Every family, in the order `--families` lists them by default.
 pub const FAMILIES: [&str; 12] = [
