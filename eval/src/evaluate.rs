@@ -33,6 +33,12 @@ pub trait Scorer {
         &self,
         images: &[&RgbImage],
     ) -> Result<Vec<ScoredMap>, Box<dyn std::error::Error + Send + Sync>>;
+    /// The image at the map's resolution with its anomaly map laid over it, for the report's
+    /// worst-ranked images.
+    fn overlay(
+        &self,
+        image: &RgbImage,
+    ) -> Result<RgbImage, Box<dyn std::error::Error + Send + Sync>>;
 }
 
 /// What happens during an evaluation, for the caller to show as it goes.

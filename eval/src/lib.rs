@@ -1,7 +1,7 @@
 //! `dlvp eval`'s library: anomaly-detection metrics that match scikit-learn and the MVTec AD
 //! evaluation, bounded-memory pixel metrics, the MVTec AD / VisA dataset layouts, one category's
-//! evaluation with any scorer ([`evaluate`]), and the report (JSON, CSV, Markdown, plots,
-//! self-contained HTML).
+//! evaluation with any scorer ([`evaluate`]), a whole dataset's evaluation and its files
+//! ([`run`]), and the report (JSON, CSV, Markdown, plots, self-contained HTML).
 
 pub mod dataset;
 pub mod evaluate;
@@ -9,3 +9,4 @@ pub mod metrics;
 pub mod pixels;
 pub mod plot;
 pub mod report;
+pub mod run;

@@ -61,6 +61,14 @@ impl Scorer for Oracle {
             })
             .collect())
     }
+
+    fn overlay(
+        &self,
+        image: &RgbImage,
+    ) -> Result<RgbImage, Box<dyn std::error::Error + Send + Sync>> {
+        let n = SIZE as u32;
+        Ok(RgbImage::from_pixel(n, n, *image.get_pixel(0, 0)))
+    }
 }
 
 fn sample(dir: &Path, name: &str, mask: Option<PathBuf>) -> Sample {
@@ -167,4 +175,62 @@ fn one_class_only_warns_that_image_metrics_are_undefined() {
     assert!(events.contains(&Event::Warning(
         "plain: only normal images; image metrics undefined".into()
     )));
+}
+
+/// The whole run: the report over the categories, three figures, the worst-ranked overlays with
+/// the ground truth outlined, and every file written.
+#[test]
+fn a_dataset_run_reports_every_category_and_writes_its_files() {
+    use dlvp_eval::dataset::Layout;
+    use dlvp_eval::run::{evaluate_all, RunInfo, RunOptions, FILES};
+    let dir = tempfile::tempdir().unwrap();
+    let mask = dir.path().join("mask.png");
+    image::GrayImage::from_pixel(8, 8, image::Luma([255]))
+        .save(&mask)
+        .unwrap();
+    let category = |name: &str, extra: &[&str]| Category {
+        name: name.into(),
+        samples: ["good1.png", "bad1.png"]
+            .iter()
+            .chain(extra)
+            .map(|n| sample(dir.path(), n, n.starts_with("bad").then(|| mask.clone())))
+            .collect(),
+        warnings: vec![],
+    };
+    let categories = [category("a", &[]), category("b", &["broken.png"])];
+    let info = RunInfo {
+        model: "oracle".into(),
+        backend: "none".into(),
+        provider: "test".into(),
+        data: dir.path().to_path_buf(),
+        layout: Layout::Mvtec,
+    };
+    let options = RunOptions { batch: 2, worst: 1 };
+    let mut errors = 0;
+    let run = evaluate_all(&categories, &Oracle, &info, options, &mut |e| {
+        errors += matches!(e, Event::Error(_)) as usize
+    })
+    .unwrap();
+    assert!(run.failed, "broken.png was left out");
+    assert_eq!(errors, 1);
+    assert_eq!(run.report.categories.len(), 2);
+    assert_eq!(run.report.mean.image_auroc, Some(1.0));
+    assert_eq!(run.figures.len(), 3);
+    assert_eq!(run.scores.len(), 4);
+    // One good scored highest and one bad scored lowest per category.
+    assert_eq!(run.worst.len(), 4);
+    assert!(
+        run.worst[1]
+            .caption
+            .contains("hole/bad1.png: hole (missed?)"),
+        "{}",
+        run.worst[1].caption
+    );
+    let out = dir.path().join("report");
+    let written = run.write(&out).unwrap();
+    assert_eq!(written.len(), FILES.len());
+    for (path, name) in written.iter().zip(FILES) {
+        assert_eq!(path, &out.join(name));
+        assert!(std::fs::metadata(path).unwrap().len() > 0, "{name}");
+    }
 }
