@@ -12,6 +12,8 @@
 //!   [`onnx`]: the graph as ONNX bytes;
 //! - [`calibration`]: int8 calibration — activation statistics and the calibration run's
 //!   account (scales, metadata);
+//! - [`ops`]: the one table of what dlvp knows about each ONNX operator (fp16 rule, data
+//!   movement, output type);
 //! - [`artifacts`]: what is deployed beside the graph — the JSON sidecar and Triton's
 //!   `config.pbtxt`.
 
@@ -23,6 +25,7 @@ pub mod graph;
 pub mod manifest;
 pub mod model;
 pub mod onnx;
+pub mod ops;
 pub mod pipeline;
 pub mod pos_embed;
 pub mod targets;

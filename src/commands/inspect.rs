@@ -2,7 +2,7 @@
 //! outputs with shapes, metadata, op histogram, parameter count and bytes; a target's static
 //! check; the multiply-adds of its contractions for one batch (`dlvp_runtime::cost`); for int8
 //! graphs, which MatMuls run in int8 and which ops are kept in f32; for fp16 graphs, the f32
-//! islands as trtexec's `--layerPrecisions` (`layer_precisions`).
+//! islands as trtexec's `--layerPrecisions` (both `dlvp_exporter::targets::precisions`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,6 +14,7 @@ use dlvp_onnx_proto as pb;
 use prost::Message;
 
 use dlvp_contract::graph::META_INT8_WEIGHT_RANGE;
+use dlvp_exporter::targets::precisions::{self, int8_summary, INT8_SCHEME};
 use dlvp_exporter::targets::{self, Target};
 
 #[derive(Args)]
@@ -92,61 +93,6 @@ fn shape(v: &pb::ValueInfoProto) -> (String, Vec<String>) {
     (dtype, dims)
 }
 
-/// Ops that move or reshape data and compute nothing a precision could change.
-pub(super) const DATA_MOVEMENT: &[&str] = &[
-    "Reshape",
-    "Transpose",
-    "Slice",
-    "Concat",
-    "Unsqueeze",
-    "Squeeze",
-    "Gather",
-    "Identity",
-    "Cast",
-    "Shape",
-    "Expand",
-    "Pad",
-    "Constant",
-    "Split",
-    "Flatten",
-];
-
-/// How dlvp's int8 graphs are quantized (exporter/src/graph/int8.rs).
-const INT8_SCHEME: &str =
-    "QDQ (QuantizeLinear/DequantizeLinear), symmetric int8 with zero points 0: \
-weights per output channel, activations per tensor from calibration";
-
-/// For a QDQ graph: the MatMuls that run in int8 (both inputs from DequantizeLinear) and every
-/// computing op kept in f32, by kind; `None` for a graph without quantization.
-fn int8_summary(graph: &pb::GraphProto) -> Option<(usize, BTreeMap<&str, usize>)> {
-    if !graph.node.iter().any(|n| n.op_type == "QuantizeLinear") {
-        return None;
-    }
-    let producer: BTreeMap<&str, &str> = graph
-        .node
-        .iter()
-        .flat_map(|n| {
-            n.output
-                .iter()
-                .map(move |o| (o.as_str(), n.op_type.as_str()))
-        })
-        .collect();
-    let dequantized = |name: &String| producer.get(name.as_str()) == Some(&"DequantizeLinear");
-    let mut int8 = 0;
-    let mut kept: BTreeMap<&str, usize> = BTreeMap::new();
-    for n in &graph.node {
-        let op = n.op_type.as_str();
-        if op == "MatMul" && n.input.iter().all(dequantized) {
-            int8 += 1;
-        } else if !matches!(op, "QuantizeLinear" | "DequantizeLinear")
-            && !DATA_MOVEMENT.contains(&op)
-        {
-            *kept.entry(op).or_default() += 1;
-        }
-    }
-    Some((int8, kept))
-}
-
 pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(&args.model)
         .with_context(|| format!("{}: cannot read", args.model.display()))?;
@@ -157,13 +103,13 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         .as_ref()
         .with_context(|| format!("{}: the model has no graph", args.model.display()))?;
     if args.trt_layer_precisions {
-        let islands = super::layer_precisions::f32_islands(graph).with_context(|| {
+        let islands = precisions::f32_islands(graph).with_context(|| {
             format!(
                 "{}: computes nothing in fp16 (not a `dlvp export --fp16` graph), so there are no fp32 islands to pin",
                 args.model.display()
             )
         })?;
-        println!("{}", super::layer_precisions::layer_precisions(&islands));
+        println!("{}", precisions::layer_precisions(&islands));
         return Ok(ExitCode::SUCCESS);
     }
     let opset: Vec<(String, i64)> = model

@@ -8,7 +8,6 @@ pub mod detect;
 pub mod eval;
 pub mod export;
 pub mod inspect;
-pub mod layer_precisions;
 pub mod ort_library;
 pub mod progress;
 pub mod serve;

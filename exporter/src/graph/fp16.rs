@@ -1,6 +1,6 @@
 //! The fp16 variant of a built graph: weights stored and matrix/elementwise work done in f16,
 //! numerically sensitive ops kept in f32 (LayerNormalization, Softmax, the reductions, the
-//! L2-normalising Div, TopK, Resize), the graph's inputs and outputs unchanged (f32 `image`,
+//! L2-normalising Div, TopK, Resize: [`crate::ops`] says which rule each op follows), the graph's inputs and outputs unchanged (f32 `image`,
 //! f32 scores and maps). Casts are inserted where a value crosses between the two; each value is
 //! cast at most once per target type, and an f32 constant needed in f16 gets an f16 copy instead.
 
@@ -8,29 +8,11 @@ use dlvp_contract::graph::{Precision, META_PRECISION};
 use std::collections::HashMap;
 
 use super::{Attr, DType, Graph, Initializer, Node};
+use crate::ops::F16Rule as Rule;
 
-/// How an op treats its float inputs.
-enum Rule {
-    /// Every float input in f16; float outputs f16.
-    Half,
-    /// Every float input in f32; float outputs f32.
-    Single,
-    /// Output type follows input 0; Concat's float inputs all take input 0's type.
-    Follow,
-    /// Leaves its inputs alone (Cast, Equal).
-    Any,
-}
-
+/// How the fp16 pass treats `op` (the operator table, [`crate::ops`]).
 fn rule(op: &str) -> Rule {
-    match op {
-        "Add" | "Sub" | "Mul" | "MatMul" | "Conv" | "ConvTranspose" | "Erf" | "Sigmoid" => {
-            Rule::Half
-        }
-        "LayerNormalization" | "Softmax" | "ReduceL2" | "ReduceMean" | "ReduceMax" | "TopK"
-        | "Div" | "Resize" => Rule::Single,
-        "Reshape" | "Transpose" | "Slice" | "Concat" | "Unsqueeze" | "Pad" => Rule::Follow,
-        _ => Rule::Any,
-    }
+    crate::ops::kind(op).f16
 }
 
 fn is_float(d: DType) -> bool {

@@ -1,8 +1,10 @@
 //! Export targets and the static compatibility check behind `dlvp inspect --target`: which
 //! nodes, attributes or dtypes of an ONNX graph a target's parser would reject, each with the
 //! node's name, its op and the reason. The limits themselves are data, one table per target, in
-//! [`rules`].
+//! [`rules`] (each TensorRT release's operators as the base release's list plus its additions).
+//! [`precisions`] reads the same graphs for where they compute in which precision.
 
+pub mod precisions;
 mod rules;
 
 use std::collections::HashSet;
@@ -148,11 +150,9 @@ pub fn check(model: &pb::ModelProto, rules: &Rules) -> Vec<Violation> {
             flag(name, op, format!("custom domain `{}`", node.domain));
             continue;
         }
-        if let Some(ops) = rules.ops {
-            if !ops.contains(&op) {
-                flag(name, op, format!("{} has no importer for {op}", rules.name));
-                continue;
-            }
+        if !rules.imports(op) {
+            flag(name, op, format!("{} has no importer for {op}", rules.name));
+            continue;
         }
         for &(rule_op, index, what) in rules.constant_inputs {
             if rule_op == op {

@@ -1,7 +1,9 @@
-//! `dlvp inspect --trt-layer-precisions`: the nodes of an `--fp16` export that compute in f32
-//! (its f32 islands: LayerNormalization, Softmax, the reductions, the L2-normalising Div, TopK,
-//! Resize — model-spec/README.md "Precision"), written as trtexec's `--layerPrecisions` value
-//! (`name:fp32,name:fp32,…`).
+//! Where an exported graph computes in which precision, read back from the ONNX graph (beside
+//! the target checks, which read it the same way): the nodes of an fp16 export that compute in
+//! f32 (its f32 islands: LayerNormalization, Softmax, the reductions, the L2-normalising Div,
+//! TopK, Resize — model-spec/README.md "Precision"), written as trtexec's `--layerPrecisions`
+//! value (`name:fp32,name:fp32,…`, `dlvp inspect --trt-layer-precisions`); and for an int8 export
+//! the MatMuls that run in int8 and the computing ops kept in f32 ([`int8_summary`]).
 //!
 //! A weakly typed TensorRT engine (trtexec `--fp16`, ONNX Runtime's TensorRT provider) treats the
 //! graph's Casts as hints and may run an island in fp16; per-layer precision constraints
@@ -9,16 +11,20 @@
 //! where `--stronglyTyped` does not exist. The ONNX parser names each node's main layer after the
 //! node, which every dlvp export names.
 //!
-//! Element types are propagated through the graph from its inputs, initializers and Casts; an op
-//! not listed below yields its first input's type.
+//! Element types are propagated through the graph from its inputs, initializers and Casts, each
+//! op's outputs typed as the operator table says ([`crate::ops`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use dlvp_onnx_proto as pb;
 use pb::tensor_proto::DataType;
 
-/// Ops that compute nothing a precision could change (the same list the int8 summary uses).
-use super::inspect::DATA_MOVEMENT;
+use crate::ops::{self, OutputType};
+
+/// How dlvp's int8 graphs are quantized ([`crate::graph::int8`]).
+pub const INT8_SCHEME: &str =
+    "QDQ (QuantizeLinear/DequantizeLinear), symmetric int8 with zero points 0: \
+weights per output channel, activations per tensor from calibration";
 
 fn elem_type(v: &pb::ValueInfoProto) -> Option<i32> {
     match v.r#type.as_ref()?.value.as_ref()? {
@@ -43,24 +49,21 @@ fn value_types(graph: &pb::GraphProto) -> HashMap<&str, i32> {
         types.insert(&t.name, t.data_type);
     }
     for n in &graph.node {
-        let first = n.input.first().and_then(|i| types.get(i.as_str()).copied());
-        let bool_ = DataType::Bool as i32;
-        let int64 = DataType::Int64 as i32;
-        let outputs: Vec<Option<i32>> = match n.op_type.as_str() {
-            "Cast" => vec![int_attribute(n, "to").map(|t| t as i32)],
-            "Shape" | "Size" | "ArgMax" | "ArgMin" | "NonZero" => vec![Some(int64)],
-            "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "Not" | "And"
-            | "Or" | "IsNaN" | "IsInf" => vec![Some(bool_)],
-            "TopK" => vec![first, Some(int64)],
-            "Where" => vec![n.input.get(1).and_then(|i| types.get(i.as_str()).copied())],
-            "Constant" | "ConstantOfShape" => vec![n
+        let input = |i: usize| n.input.get(i).and_then(|i| types.get(i.as_str()).copied());
+        let outputs: Vec<Option<i32>> = match ops::kind(&n.op_type).output {
+            OutputType::FirstInput => vec![input(0)],
+            OutputType::SecondInput => vec![input(1)],
+            OutputType::CastTo => vec![int_attribute(n, "to").map(|t| t as i32)],
+            OutputType::Int64 => vec![Some(DataType::Int64 as i32)],
+            OutputType::Bool => vec![Some(DataType::Bool as i32)],
+            OutputType::FirstInputThenInt64 => vec![input(0), Some(DataType::Int64 as i32)],
+            OutputType::ValueAttribute => vec![n
                 .attribute
                 .iter()
                 .find(|a| a.name == "value")
                 .and_then(|a| a.t.as_ref())
                 .map(|t| t.data_type)
                 .or(Some(DataType::Float as i32))],
-            _ => vec![first],
         };
         for (name, t) in n.output.iter().zip(outputs) {
             if let Some(t) = t {
@@ -78,7 +81,7 @@ pub fn f32_islands(graph: &pb::GraphProto) -> Option<Vec<&str>> {
     let f16 = DataType::Float16 as i32;
     let f32 = DataType::Float as i32;
     let computes_in = |n: &pb::NodeProto, t: i32| {
-        !DATA_MOVEMENT.contains(&n.op_type.as_str())
+        !ops::kind(&n.op_type).moves_data
             && n.output
                 .first()
                 .and_then(|o| types.get(o.as_str()))
@@ -104,6 +107,36 @@ pub fn layer_precisions(names: &[&str]) -> String {
         .map(|n| format!("{n}:fp32"))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// For a QDQ graph: the MatMuls that run in int8 (both inputs from DequantizeLinear) and every
+/// computing op kept in f32, by kind; `None` for a graph without quantization.
+pub fn int8_summary(graph: &pb::GraphProto) -> Option<(usize, BTreeMap<&str, usize>)> {
+    if !graph.node.iter().any(|n| n.op_type == "QuantizeLinear") {
+        return None;
+    }
+    let producer: BTreeMap<&str, &str> = graph
+        .node
+        .iter()
+        .flat_map(|n| {
+            n.output
+                .iter()
+                .map(move |o| (o.as_str(), n.op_type.as_str()))
+        })
+        .collect();
+    let dequantized = |name: &String| producer.get(name.as_str()) == Some(&"DequantizeLinear");
+    let mut int8 = 0;
+    let mut kept: BTreeMap<&str, usize> = BTreeMap::new();
+    for n in &graph.node {
+        let op = n.op_type.as_str();
+        if op == "MatMul" && n.input.iter().all(dequantized) {
+            int8 += 1;
+        } else if !matches!(op, "QuantizeLinear" | "DequantizeLinear") && !ops::kind(op).moves_data
+        {
+            *kept.entry(op).or_default() += 1;
+        }
+    }
+    Some((int8, kept))
 }
 
 #[cfg(test)]
