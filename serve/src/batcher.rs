@@ -20,7 +20,25 @@ use ndarray::{ArrayD, Axis, Slice};
 use tokio::sync::oneshot;
 
 /// Runs one batch on the model.
-pub type Runner = dyn Fn(GraphInput) -> Result<Outputs, String> + Send + Sync;
+pub type Runner = dyn Fn(GraphInput) -> Result<Outputs, BatchError> + Send + Sync;
+
+/// Why a batch gave no outputs; every request of the batch gets it (hence `Clone`).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BatchError {
+    /// The detector failed on the batch.
+    #[error(transparent)]
+    Detector(Arc<dlvp_runtime::DetectError>),
+    /// The outputs broke the graph contract (their shapes).
+    #[error("the model broke the graph contract: {0}")]
+    Contract(String),
+    /// Requests of both input kinds in one batch (each request is checked against the model's
+    /// kind before it is queued, so this is a bug, reported rather than run).
+    #[error("requests of different input kinds in one batch")]
+    MixedKinds,
+    /// The requests' images could not be joined into one batch.
+    #[error("cannot join the requests into one batch: {0}")]
+    Join(#[from] ndarray::ShapeError),
+}
 
 /// What a request gets back.
 #[derive(Debug)]
@@ -38,7 +56,7 @@ pub enum JobError {
     #[error("the request waited longer than its timeout of {0:?} before it could run")]
     Timeout(Duration),
     #[error("inference failed: {0}")]
-    Model(String),
+    Model(BatchError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -187,14 +205,14 @@ fn run_batch(jobs: Vec<Job>, runner: &Runner, on_batch: &OnBatch) {
     }
 }
 
-fn concatenate<'a>(inputs: impl Iterator<Item = &'a GraphInput>) -> Result<GraphInput, String> {
+fn concatenate<'a>(inputs: impl Iterator<Item = &'a GraphInput>) -> Result<GraphInput, BatchError> {
     let inputs: Vec<&GraphInput> = inputs.collect();
     if inputs.len() == 1 {
         return Ok(inputs[0].clone());
     }
-    fn join<T: Clone>(parts: Vec<&ArrayD<T>>) -> Result<ArrayD<T>, String> {
+    fn join<T: Clone>(parts: Vec<&ArrayD<T>>) -> Result<ArrayD<T>, BatchError> {
         let views: Vec<_> = parts.iter().map(|a| a.view()).collect();
-        ndarray::concatenate(Axis(0), &views).map_err(|e| e.to_string())
+        Ok(ndarray::concatenate(Axis(0), &views)?)
     }
     match inputs[0] {
         GraphInput::Image(_) => join(
@@ -202,7 +220,7 @@ fn concatenate<'a>(inputs: impl Iterator<Item = &'a GraphInput>) -> Result<Graph
                 .iter()
                 .map(|i| match i {
                     GraphInput::Image(a) => Ok(a),
-                    GraphInput::ImageU8(_) => Err("mixed input kinds".to_string()),
+                    GraphInput::ImageU8(_) => Err(BatchError::MixedKinds),
                 })
                 .collect::<Result<_, _>>()?,
         )
@@ -212,7 +230,7 @@ fn concatenate<'a>(inputs: impl Iterator<Item = &'a GraphInput>) -> Result<Graph
                 .iter()
                 .map(|i| match i {
                     GraphInput::ImageU8(a) => Ok(a),
-                    GraphInput::Image(_) => Err("mixed input kinds".to_string()),
+                    GraphInput::Image(_) => Err(BatchError::MixedKinds),
                 })
                 .collect::<Result<_, _>>()?,
         )
@@ -247,7 +265,7 @@ mod tests {
         Arc::new(move |input: GraphInput| {
             std::thread::sleep(pause);
             let GraphInput::Image(x) = input else {
-                return Err("u8".into());
+                return Err(BatchError::MixedKinds);
             };
             let b = x.shape()[0];
             seen.lock().unwrap().push(b);

@@ -10,8 +10,10 @@
 //! - [`model`], [`tensor`], [`kserve`]: the served model's description, request/response
 //!   tensors, and the protocol's protobuf messages.
 //!
-//! [`run`] binds the three listeners, serves until SIGINT or SIGTERM, then stops accepting,
-//! answers every request already accepted, and returns.
+//! [`serve`] runs on the caller's tokio runtime, on the three [`Listeners`] the caller bound
+//! ([`Listeners::bind`] binds them), until the caller's `shutdown` future completes; then it stops
+//! accepting, answers every request already accepted, and returns. So it can be mounted inside
+//! another service; the `dlvp serve` command owns the runtime and the signals (SIGINT, SIGTERM).
 
 pub mod batcher;
 pub mod grpc;
@@ -33,14 +35,9 @@ use batcher::{Batcher, Done, JobError, Refused};
 use metrics::{Metrics, Outcome};
 use model::ServedModel;
 
-/// What `dlvp serve`'s flags set.
+/// How the model is served: its name, the batcher and the limits on requests.
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub host: IpAddr,
-    /// 0 lets the system pick a free port (printed once bound).
-    pub http_port: u16,
-    pub grpc_port: u16,
-    pub metrics_port: u16,
     /// The model's name in URLs and RPCs (default: the spec's name, as the Triton export names it).
     pub name: String,
     pub max_batch: usize,
@@ -59,6 +56,43 @@ pub struct Bound {
     pub metrics: SocketAddr,
 }
 
+/// The three listeners a server takes: KServe over HTTP, KServe over gRPC, Prometheus metrics.
+#[derive(Debug)]
+pub struct Listeners {
+    pub http: tokio::net::TcpListener,
+    pub grpc: tokio::net::TcpListener,
+    pub metrics: tokio::net::TcpListener,
+}
+
+impl Listeners {
+    /// Binds the three ports on `host` (0 lets the system pick a free port).
+    pub async fn bind(
+        host: IpAddr,
+        http: u16,
+        grpc: u16,
+        metrics: u16,
+    ) -> Result<Listeners, ServeError> {
+        Ok(Listeners {
+            http: bind(host, http, "HTTP").await?,
+            grpc: bind(host, grpc, "gRPC").await?,
+            metrics: bind(host, metrics, "metrics").await?,
+        })
+    }
+
+    /// Where they listen.
+    pub fn local_addrs(&self) -> Result<Bound, ServeError> {
+        let local = |l: &tokio::net::TcpListener, what| {
+            l.local_addr()
+                .map_err(|source| ServeError::Address { what, source })
+        };
+        Ok(Bound {
+            http: local(&self.http, "HTTP")?,
+            grpc: local(&self.grpc, "gRPC")?,
+            metrics: local(&self.metrics, "metrics")?,
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot listen on {addr} ({what}): {source}")]
@@ -67,10 +101,13 @@ pub enum ServeError {
         what: &'static str,
         source: std::io::Error,
     },
+    #[error("{what} listener has no local address: {source}")]
+    Address {
+        what: &'static str,
+        source: std::io::Error,
+    },
     #[error("{what} server failed: {message}")]
     Server { what: &'static str, message: String },
-    #[error("cannot start the async runtime: {0}")]
-    Runtime(std::io::Error),
 }
 
 /// Everything a request handler needs.
@@ -95,8 +132,8 @@ pub enum InferError {
     Refused(#[from] Refused),
     #[error("the request timed out after {0:?} (--request-timeout-ms)")]
     Timeout(Duration),
-    #[error("{0}")]
-    Model(String),
+    #[error(transparent)]
+    Model(batcher::BatchError),
 }
 
 impl State {
@@ -143,19 +180,6 @@ impl State {
     }
 }
 
-/// Serves `detector` until SIGINT/SIGTERM; `on_bound` hears where, once every listener is bound.
-pub fn run(
-    detector: Detector,
-    options: Options,
-    on_bound: impl FnOnce(&Bound),
-) -> Result<(), ServeError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(ServeError::Runtime)?;
-    runtime.block_on(serve(detector, options, on_bound))
-}
-
 async fn bind(
     host: IpAddr,
     port: u16,
@@ -167,10 +191,14 @@ async fn bind(
         .map_err(|source| ServeError::Bind { addr, what, source })
 }
 
-async fn serve(
+/// Serves `detector` on `listeners` until `shutdown` completes, then stops accepting, answers
+/// every request already accepted and returns. Runs on the caller's tokio runtime (multi-thread:
+/// the batcher's worker is a thread of its own, the handlers are tasks).
+pub async fn serve(
+    listeners: Listeners,
     detector: Detector,
     options: Options,
-    on_bound: impl FnOnce(&Bound),
+    shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let info = detector.info().clone();
     let gpu = matches!(
@@ -191,8 +219,12 @@ async fn serve(
     let detector = Arc::new(detector);
     let runner: Arc<batcher::Runner> = Arc::new(move |input: GraphInput| {
         let n = input.batch();
-        let outputs = detector.run(input).map_err(|e| e.to_string())?;
-        outputs.check_shapes(n, size, k)?;
+        let outputs = detector
+            .run(input)
+            .map_err(|e| batcher::BatchError::Detector(Arc::new(e)))?;
+        outputs
+            .check_shapes(n, size, k)
+            .map_err(batcher::BatchError::Contract)?;
         Ok(outputs)
     });
     let on_batch = {
@@ -221,16 +253,11 @@ async fn serve(
         provider,
     });
 
-    let http_listener = bind(options.host, options.http_port, "HTTP").await?;
-    let grpc_listener = bind(options.host, options.grpc_port, "gRPC").await?;
-    let metrics_listener = bind(options.host, options.metrics_port, "metrics").await?;
-    let local = |l: &tokio::net::TcpListener| l.local_addr().expect("a bound listener");
-    on_bound(&Bound {
-        http: local(&http_listener),
-        grpc: local(&grpc_listener),
-        metrics: local(&metrics_listener),
-    });
-
+    let Listeners {
+        http: http_listener,
+        grpc: grpc_listener,
+        metrics: metrics_listener,
+    } = listeners;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|&s| s).await;
@@ -251,7 +278,7 @@ async fn serve(
         until_stopped(stopped.clone()),
     ));
 
-    wait_for_signal().await;
+    shutdown.await;
     state.ready.store(false, Ordering::SeqCst);
     let _ = stop.send(true);
     drop(state);
@@ -286,22 +313,5 @@ async fn serve(
     match failures.into_iter().next() {
         Some(e) => Err(e),
         None => Ok(()),
-    }
-}
-
-async fn wait_for_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = interrupt => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
     }
 }

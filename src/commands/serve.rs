@@ -7,7 +7,9 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Args;
+use dlvp_serve::Listeners;
 
 use super::{load_detector, resolve_model, RunArgs};
 
@@ -71,10 +73,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         dlvp_exporter::artifacts::triton::default_model_name(&detector.info().spec)
     });
     let options = dlvp_serve::Options {
-        host: args.host,
-        http_port: args.http_port,
-        grpc_port: args.grpc_port,
-        metrics_port: args.metrics_port,
         name: name.clone(),
         max_batch: max_batch as usize,
         max_queue_delay: Duration::from_micros(args.max_queue_delay_us),
@@ -84,7 +82,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         max_pixels: args.max_pixels,
     };
     let backend = format!("{} ({})", detector.backend().name(), detector.executor());
-    dlvp_serve::run(detector, options, |bound| {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listeners =
+            Listeners::bind(args.host, args.http_port, args.grpc_port, args.metrics_port).await?;
+        let bound = listeners.local_addrs()?;
         eprintln!(
             "serving model `{name}` on {backend}, max batch {max_batch}\n\
              HTTP    http://{}/v2/models/{name}  (POST /v2/models/{name}/infer, POST /v1/detect)\n\
@@ -93,7 +98,28 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
              ready (Ctrl-C or SIGTERM stops it after answering what it accepted)",
             bound.http, bound.grpc, bound.metrics
         );
+        dlvp_serve::serve(listeners, detector, options, interrupted()).await
     })?;
     eprintln!("stopped: every accepted request answered");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Completes at SIGINT (Ctrl-C) or SIGTERM.
+async fn interrupted() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        },
+        // Without a SIGTERM handler, Ctrl-C still stops it.
+        Err(_) => {
+            let _ = interrupt.await;
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
 }
