@@ -42,6 +42,11 @@ pub enum DatasetError {
         path: PathBuf,
         error: std::io::Error,
     },
+    #[error("{}: cannot list folder: {error}", path.display())]
+    List {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("{path} line {line}: {message}")]
     Csv {
         path: PathBuf,
@@ -62,6 +67,34 @@ pub fn is_image(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_lowercase().as_str()))
+}
+
+/// The images under `dir` (any depth), sorted path by path within each folder, as `detect`,
+/// int8 calibration and the threshold command read a folder.
+pub fn images_under(dir: &Path) -> Result<Vec<PathBuf>, DatasetError> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DatasetError> {
+        let list = |error| DatasetError::List {
+            path: dir.to_path_buf(),
+            error,
+        };
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(list)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()
+            .map_err(list)?;
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                walk(&path, out)?;
+            } else if is_image(&path) {
+                out.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out)?;
+    Ok(out)
 }
 
 /// `mask` if the file exists; a missing one is a warning naming the image and the mask.
@@ -275,6 +308,26 @@ mod tests {
     fn touch(p: &Path) {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, b"x").unwrap();
+    }
+
+    #[test]
+    fn images_under_a_folder_are_found_at_any_depth_in_sorted_order() {
+        let d = tempfile::tempdir().unwrap();
+        for p in ["b.png", "a/z.JPG", "a/notes.txt", "a/deeper/c.bmp", "0.tif"] {
+            touch(&d.path().join(p));
+        }
+        let found: Vec<String> = images_under(d.path())
+            .unwrap()
+            .iter()
+            .map(|p| p.strip_prefix(d.path()).unwrap().display().to_string())
+            .collect();
+        assert_eq!(found, ["0.tif", "a/deeper/c.bmp", "a/z.JPG", "b.png"]);
+        let missing = d.path().join("nope");
+        let err = images_under(&missing).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("{}: cannot list folder: ", missing.display())),
+            "{err}"
+        );
     }
 
     #[test]

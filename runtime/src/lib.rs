@@ -58,6 +58,7 @@
 //! - [`preprocess`]: image decoding and PIL-exact resizing to the graph input;
 //! - [`onnx_head`]: a model's structure decoded without copying its weights;
 //! - [`model_file`]: reading a model file within a size limit, external data checked and inlined;
+//! - [`verify`]: a new graph checked on every backend at hand against tract (`export --verify`);
 //! - [`metadata`]: what the exporter wrote into the graph; [`postprocess`]: maps back to image
 //!   size, overlays and masks.
 
@@ -82,6 +83,7 @@ pub mod preprocess;
 pub mod provider;
 #[cfg(feature = "tract")]
 pub mod tract_backend;
+pub mod verify;
 
 pub use backend::{Backend, BackendChoice, GraphShape, GraphSource};
 pub use detector::{

@@ -738,3 +738,58 @@ fn calibration_activations_agree_between_tract_and_onnxruntime() {
         assert!(worst <= 1e-4, "{name}: differs by {worst:e}");
     }
 }
+
+/// `export --verify`'s check: the golden graph passes on tract and every other backend at hand,
+/// each reported in order; the tolerances are the numerical contract's.
+#[test]
+fn verify_accepts_the_golden_graph_on_every_backend_at_hand() {
+    use dlvp_runtime::verify::{verify, Tolerance};
+    if !BackendChoice::Tract.is_built() {
+        return;
+    }
+    let (image, _) = golden();
+    let shape = GraphShape {
+        input: InputKind::Image,
+        image_size: image.shape()[2],
+    };
+    let mut others = Vec::new();
+    if BackendChoice::OrtCpu.is_built() && dlvp_test_support::gate::onnxruntime().is_some() {
+        others.push((
+            "onnxruntime-cpu",
+            BackendChoice::OrtCpu,
+            DetectorOptions::default(),
+        ));
+    }
+    if BackendChoice::OpenVino.is_built() && dlvp_test_support::gate::openvino().is_some() {
+        others.push((
+            "openvino-cpu",
+            BackendChoice::OpenVino,
+            DetectorOptions::default(),
+        ));
+    }
+    let mut steps = Vec::new();
+    verify(
+        &GraphSource::from(exported(false)),
+        shape,
+        Precision::Fp32,
+        &image.into(),
+        &others,
+        &mut |step| steps.push((step.label.clone(), step.against_tract)),
+    )
+    .unwrap();
+    assert_eq!(steps.len(), 1 + others.len());
+    assert_eq!((steps[0].0.as_str(), steps[0].1), ("tract", None));
+    for ((label, against), (expected, _, _)) in steps[1..].iter().zip(&others) {
+        assert_eq!(label, expected);
+        let (score, map, topk) = against.unwrap();
+        assert!(score <= TOLERANCE && map <= TOLERANCE && topk, "{label}");
+    }
+    assert_eq!(
+        Tolerance::of(Precision::Fp16),
+        Tolerance {
+            max_abs: 1e-2,
+            exact_topk: true
+        }
+    );
+    assert!(!Tolerance::of(Precision::Int8).exact_topk);
+}

@@ -55,27 +55,11 @@ pub struct CalibrationArgs {
 
 /// The images of `dir` (recursive, sorted), or an error naming the folder.
 fn calibration_images(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-            .with_context(|| format!("--calibrate {}: cannot list folder", dir.display()))?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<Result<_, _>>()
-            .with_context(|| format!("--calibrate {}: cannot list folder", dir.display()))?;
-        entries.sort();
-        for path in entries {
-            if path.is_dir() {
-                walk(&path, out)?;
-            } else if dlvp_eval::dataset::is_image(&path) {
-                out.push(path);
-            }
-        }
-        Ok(())
-    }
     if !dir.is_dir() {
         bail!("--calibrate {}: not a folder", dir.display());
     }
-    let mut out = Vec::new();
-    walk(dir, &mut out)?;
+    let out =
+        dlvp_eval::dataset::images_under(dir).map_err(|e| anyhow::anyhow!("--calibrate {e}"))?;
     if out.is_empty() {
         bail!(
             "--calibrate {}: no images (searched recursively for {})",

@@ -51,26 +51,15 @@ pub struct DetectArgs {
 }
 
 fn collect(paths: &[PathBuf], failed: &mut bool) -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<Result<_, _>>()?;
-        entries.sort();
-        for path in entries {
-            if path.is_dir() {
-                walk(&path, out)?;
-            } else if is_image(&path) {
-                out.push(path);
-            }
-        }
-        Ok(())
-    }
     let mut out = Vec::new();
     for path in paths {
         if path.is_dir() {
-            if let Err(e) = walk(path, &mut out) {
-                eprintln!("error: {}: cannot list folder: {e}", path.display());
-                *failed = true;
+            match dlvp_eval::dataset::images_under(path) {
+                Ok(found) => out.extend(found),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    *failed = true;
+                }
             }
         } else if path.exists() {
             out.push(path.clone());

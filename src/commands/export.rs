@@ -9,7 +9,6 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::Args;
 use dlvp_exporter::{Checkpoint, ExportError, ExportOptions, InputKind, Precision, Target};
-use dlvp_runtime::outputs::Outputs;
 use dlvp_runtime::{BackendChoice, DetectorOptions, GraphInput, GraphShape, GraphSource};
 use ndarray::{ArrayD, IxDyn};
 
@@ -62,11 +61,6 @@ pub struct ExportArgs {
     #[command(flatten)]
     triton: TritonArgs,
 }
-
-/// How far backends may drift apart on an int8 graph in `--verify`: each backend runs the QDQ
-/// pairs its own way (integer kernels or float emulation), so results differ by about one
-/// quantization step of the activations rather than by float rounding.
-const INT8_BACKEND_TOLERANCE: f32 = 0.1;
 
 /// An export error as the CLI reports it: unused tensors with the hint, other export errors
 /// naming the checkpoint; anything else (a calibration image, say) names itself already.
@@ -341,8 +335,8 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs the graph on a seeded batch of 2 of its `input` kind on tract, ONNX Runtime and OpenVINO
-/// (when their libraries are found), checks the outputs obey the contract and that the backends
-/// agree with tract within `tolerance`.
+/// (when their libraries are found) and checks it as `dlvp_runtime::verify` does, printing each
+/// run.
 fn verify(
     bytes: Vec<u8>,
     input: InputKind,
@@ -351,15 +345,6 @@ fn verify(
     ov_lib: Option<&std::path::Path>,
     precision: Precision,
 ) -> anyhow::Result<()> {
-    // The numerical contract (docs/performance.md): fp32 backends agree within 1e-4 with equal
-    // Top-K, fp16 within 1e-2 with equal Top-K. int8 backends each run the QDQ pairs their own way (integer
-    // kernels or float emulation): they agree to about a quantization step, and near-tied
-    // patches may swap, so Top-K is reported, not required.
-    let (tolerance, exact_topk) = match precision {
-        Precision::Fp32 => (1e-4, true),
-        Precision::Fp16 => (1e-2, true),
-        Precision::Int8 => (INT8_BACKEND_TOLERANCE, false),
-    };
     let mut rng = dlvp_demo_data::rng::Rng::new(0x2545_F491_4F6C_DD1D);
     let shape = IxDyn(&GraphInput::expected_shape(input, 2, size));
     let image = match input {
@@ -379,63 +364,17 @@ fn verify(
              --int8-weights reduced (the default), or verify and deploy on CPUs with VNNI only"
         );
     }
-    let source = GraphSource::from(bytes);
-    let shape = GraphShape {
-        input,
-        image_size: size,
-    };
-    let run_on = |backend: BackendChoice, options: DetectorOptions| -> anyhow::Result<Outputs> {
-        Ok(dlvp_runtime::backend::open(backend, &source, shape, &options)?.run(image.clone())?)
-    };
-    let started = Instant::now();
-    let tract = run_on(BackendChoice::Tract, DetectorOptions::default())?;
-    let finite = tract
-        .anomaly_score
-        .iter()
-        .chain(tract.anomaly_map.iter())
-        .all(|v| v.is_finite());
-    let (lo, hi) = tract
-        .anomaly_map
-        .iter()
-        .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-    println!(
-        "verify tract (batch 2, {:.1} s): scores {:?}, map range [{lo:.4}, {hi:.4}], topk {:?}",
-        started.elapsed().as_secs_f64(),
-        tract
-            .anomaly_score
-            .iter()
-            .map(|v| format!("{v:.4}"))
-            .collect::<Vec<_>>(),
-        tract.topk_indices.iter().collect::<Vec<_>>()
-    );
-    if !finite || lo < -tolerance || hi > 1.0 + tolerance {
-        bail!("verify: outputs break the contract (finite: {finite}, map range [{lo}, {hi}])");
-    }
-    // Each other backend against tract, within the contract's tolerance.
-    let agree = |label: &str, name: &str, started: Instant, other: &Outputs| {
-        let (score, map, topk) = other.compare(&tract);
-        println!(
-            "verify {label} ({:.1} s): vs tract max abs difference score {score:.2e}, map {map:.2e}, topk {}",
-            started.elapsed().as_secs_f64(),
-            if topk { "equal" } else { "DIFFERENT" }
-        );
-        if (exact_topk && !topk) || score > tolerance || map > tolerance {
-            bail!("verify: {name} and tract disagree (score {score:.2e}, map {map:.2e}, topk equal: {topk})");
-        }
-        Ok(())
-    };
     // A library the user named must exist; one we only looked for may be absent.
+    let mut others = Vec::new();
     match super::ort_library::find(ort_lib) {
         None => println!("verify onnxruntime: skipped ({})", super::ort_library::HINT),
         Some(path) => {
             dlvp_runtime::ort_lib::locate(Some(&path))?;
-            let started = Instant::now();
             let options = DetectorOptions {
                 ort_lib: Some(path),
                 ..Default::default()
             };
-            let ort = run_on(BackendChoice::OrtCpu, options)?;
-            agree("onnxruntime-cpu", "ONNX Runtime", started, &ort)?;
+            others.push(("onnxruntime-cpu", BackendChoice::OrtCpu, options));
         }
     }
     match super::ort_library::find_openvino(ov_lib) {
@@ -444,15 +383,41 @@ fn verify(
             super::ort_library::OPENVINO_HINT
         ),
         Some(path) => {
-            let started = Instant::now();
             let options = DetectorOptions {
                 openvino_lib: Some(path),
                 ..Default::default()
             };
-            let ov = run_on(BackendChoice::OpenVino, options)?;
-            agree("openvino-cpu", "OpenVINO", started, &ov)?;
+            others.push(("openvino-cpu", BackendChoice::OpenVino, options));
         }
     }
+    let shape = GraphShape {
+        input,
+        image_size: size,
+    };
+    let source = GraphSource::from(bytes);
+    dlvp_runtime::verify::verify(&source, shape, precision, &image, &others, &mut |step| {
+        let Some((score, map, topk)) = step.against_tract else {
+            let (lo, hi) = dlvp_runtime::verify::map_range(&step.outputs);
+            let scores: Vec<String> = step
+                .outputs
+                .anomaly_score
+                .iter()
+                .map(|v| format!("{v:.4}"))
+                .collect();
+            let topk: Vec<&i64> = step.outputs.topk_indices.iter().collect();
+            println!(
+                "verify tract (batch 2, {:.1} s): scores {scores:?}, map range [{lo:.4}, {hi:.4}], topk {topk:?}",
+                step.seconds
+            );
+            return;
+        };
+        println!(
+            "verify {} ({:.1} s): vs tract max abs difference score {score:.2e}, map {map:.2e}, topk {}",
+            step.label,
+            step.seconds,
+            if topk { "equal" } else { "DIFFERENT" }
+        );
+    })?;
     Ok(())
 }
 
