@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 success, 1 the work failed (invalid spec, bad checkpoint, ...), 2 bad usage.
 
+mod cli;
 mod commands;
 
 use std::process::ExitCode;

@@ -50,7 +50,7 @@ fn an_int8_export_is_deterministic_and_scores_near_the_fp32_graph() {
         // Which CPU it verified on, and that the weights need nothing of it.
         assert!(
             stdout(&r).contains("verify int8 on CPU features: ")
-                && stdout(&r).contains("|q| <= 64, largest pair sum 32640 (exact on every CPU)"),
+                && stdout(&r).contains("|q| <= 64, largest pair sum 32640: exact on every CPU"),
             "{}",
             stdout(&r)
         );
@@ -122,7 +122,7 @@ fn a_full_range_int8_export_is_flagged_and_verified_only_where_it_is_exact() {
     if exact_here {
         assert!(r.status.success(), "{}{}", stdout(&r), stderr(&r));
         assert!(
-            stdout(&r).contains("pairs past 16 bits: exact only with VNNI"),
+            stdout(&r).contains("pairs pass 16 bits, first"),
             "{}",
             stdout(&r)
         );

@@ -130,6 +130,24 @@ impl WeightAudit {
     pub fn exact_without_vnni(&self) -> bool {
         self.pairs_over == 0
     }
+
+    /// Where the graph is computed exactly, in words (the first overflowing pair named).
+    pub fn verdict(&self) -> String {
+        match &self.first_over {
+            None => "exact on every CPU (x86 with or without VNNI, Arm, GPUs)".to_string(),
+            Some(p) => format!(
+                "WRONG on x86 CPUs without VNNI (ONNX Runtime, OpenVINO): {} pairs pass 16 bits, \
+                 first {} rows {}-{} column {} ({}, {}); exact with VNNI/AMX, on Arm and GPUs",
+                self.pairs_over,
+                p.weight,
+                p.row,
+                p.row + 1,
+                p.column,
+                p.values.0,
+                p.values.1
+            ),
+        }
+    }
 }
 
 /// Why an int8 weight could not be read.

@@ -1,8 +1,9 @@
 //! From the graph's map to what a person looks at: the map resized back to the original image
-//! size (bilinear, half-pixel centres), a heatmap overlay (jet colormap blended on the image)
-//! and a binary mask at a threshold.
+//! size (bilinear, half-pixel centres), a heatmap overlay (jet colormap blended on the image),
+//! the map as a 16-bit grayscale image, a binary mask at a threshold, and PNG bytes of any of
+//! them (what `dlvp detect --out` writes and `dlvp serve`'s `/v1/detect` returns).
 
-use image::{GrayImage, Luma, Rgb, RgbImage};
+use image::{GrayImage, ImageBuffer, Luma, Rgb, RgbImage};
 use ndarray::Array2;
 
 /// Bilinear resize of an [h, w] map to [out_h, out_w] with half-pixel centres (edge-clamped).
@@ -67,6 +68,24 @@ pub fn draw_topk(image: &mut RgbImage, topk: &[i64], grid: usize) {
             }
         }
     }
+}
+
+/// The map as 16-bit grayscale: [0, 1] onto 0..=65535 (clamped, rounded).
+pub fn map_u16(map: &Array2<f32>) -> ImageBuffer<Luma<u16>, Vec<u16>> {
+    let (h, w) = map.dim();
+    ImageBuffer::from_fn(w as u32, h as u32, |x, y| {
+        Luma([(map[[y as usize, x as usize]].clamp(0.0, 1.0) * 65535.0).round() as u16])
+    })
+}
+
+/// An image encoded as PNG, in memory.
+pub fn png_bytes(image: impl Into<image::DynamicImage>) -> Result<Vec<u8>, image::ImageError> {
+    let mut bytes = Vec::new();
+    image.into().write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )?;
+    Ok(bytes)
 }
 
 /// 255 where the map reaches `threshold`, 0 elsewhere.

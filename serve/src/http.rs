@@ -589,14 +589,7 @@ async fn detect(s: S, Query(q): Query<DetectQuery>, request: Request) -> Respons
 
 /// The map at the image's size as `dlvp detect --out` writes it: 16-bit grayscale PNG.
 fn map_png(map: &ndarray::Array2<f32>, width: u32, height: u32) -> Result<Vec<u8>, String> {
-    let full = dlvp_runtime::postprocess::resize_map(map, width as usize, height as usize);
-    let map16: image::ImageBuffer<image::Luma<u16>, Vec<u16>> =
-        image::ImageBuffer::from_fn(width, height, |x, y| {
-            image::Luma([(full[[y as usize, x as usize]].clamp(0.0, 1.0) * 65535.0).round() as u16])
-        });
-    let mut out = std::io::Cursor::new(Vec::new());
-    image::DynamicImage::ImageLuma16(map16)
-        .write_to(&mut out, image::ImageFormat::Png)
-        .map_err(|e| e.to_string())?;
-    Ok(out.into_inner())
+    use dlvp_runtime::postprocess::{map_u16, png_bytes, resize_map};
+    let full = resize_map(map, width as usize, height as usize);
+    png_bytes(map_u16(&full)).map_err(|e| e.to_string())
 }

@@ -20,7 +20,7 @@ use dlvp_exporter::weights::Dtype;
 use dlvp_runtime::{GraphInput, InputKind};
 use image::RgbImage;
 
-use super::{load_detector, RunArgs};
+use crate::cli::{load_detector, RunArgs};
 use dlvp_runtime::BackendChoice;
 
 #[derive(Args)]
@@ -141,7 +141,7 @@ fn save_outputs(
     })
     .collect::<anyhow::Result<Vec<_>>>()?;
     let bytes = safetensors::serialize(tensors, None).map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(super::write_atomically(path, &bytes)?)
+    Ok(crate::cli::write_atomically(path, &bytes)?)
 }
 
 /// Peak resident memory of this process in bytes (Linux `VmHWM`), if the system reports it.
@@ -168,7 +168,7 @@ fn test_image(size: u32, seed: u32) -> RgbImage {
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let model = super::resolve_model(args.model.as_deref());
+    let model = crate::cli::resolve_model(args.model.as_deref());
     let input = args.input.as_deref().map(read_input).transpose()?;
     let batch_size = input.as_ref().map_or(args.batch, |x| x.batch() as u32);
     // OpenVINO with --ov-cache: both load times, compiling and reading the compiled model back.

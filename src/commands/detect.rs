@@ -12,12 +12,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use dlvp_eval::dataset::is_image;
-use dlvp_runtime::postprocess::{draw_topk, mask, overlay, resize_map};
+use dlvp_runtime::postprocess::{draw_topk, map_u16, mask, overlay, png_bytes, resize_map};
 use dlvp_runtime::preprocess::load_rgb8_limited;
-use image::{ImageBuffer, Luma, RgbImage};
+use image::RgbImage;
 
-use super::progress::Progress;
-use super::{load_detector, png_bytes, write_atomically, RunArgs};
+use crate::cli::progress::Progress;
+use crate::cli::{load_detector, write_atomically, RunArgs};
 
 #[derive(Args)]
 pub struct DetectArgs {
@@ -112,7 +112,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
     if files.is_empty() {
         anyhow::bail!("no images to score");
     }
-    let model = super::resolve_model(args.model.as_deref());
+    let model = crate::cli::resolve_model(args.model.as_deref());
     let detector = load_detector(&model, &args.run, args.batch)?;
     let provider = detector.executor();
     if let Some(out) = &args.out {
@@ -180,15 +180,8 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
                     draw_topk(&mut heat, &det.topk, detector.info().spec.grid());
                 }
                 write_atomically(&overlay_path, &png_bytes(heat)?)?;
-                let map16: ImageBuffer<Luma<u16>, Vec<u16>> =
-                    ImageBuffer::from_fn(img.width(), img.height(), |x, y| {
-                        Luma([
-                            (full[[y as usize, x as usize]].clamp(0.0, 1.0) * 65535.0).round()
-                                as u16,
-                        ])
-                    });
                 let map_path = out.join(format!("{stem}.map.png"));
-                write_atomically(&map_path, &png_bytes(map16)?)?;
+                write_atomically(&map_path, &png_bytes(map_u16(&full))?)?;
                 written.insert("overlay".into(), overlay_path.display().to_string().into());
                 written.insert("map".into(), map_path.display().to_string().into());
                 if let Some(t) = args.threshold {

@@ -20,8 +20,8 @@ use dlvp_runtime::postprocess::overlay;
 use dlvp_runtime::preprocess::{load_rgb8_limited, resize_rgb8};
 use image::RgbImage;
 
-use super::progress::Progress;
-use super::{load_detector, RunArgs};
+use crate::cli::progress::Progress;
+use crate::cli::{load_detector, RunArgs};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum LayoutArg {
@@ -107,7 +107,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         LayoutArg::Visa => Layout::Visa,
     };
     let categories = dataset::load(&args.data, layout, &args.categories)?;
-    let model = super::resolve_model(args.model.as_deref());
+    let model = crate::cli::resolve_model(args.model.as_deref());
     let detector = load_detector(&model, &args.run, args.batch)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("{}: cannot create folder", args.out.display()))?;

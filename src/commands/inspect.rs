@@ -15,6 +15,7 @@ use prost::Message;
 
 use dlvp_contract::graph::META_INT8_WEIGHT_RANGE;
 use dlvp_exporter::targets::precisions::{self, int8_summary, INT8_SCHEME};
+use dlvp_exporter::targets::summary::GraphSummary;
 use dlvp_exporter::targets::{self, Target};
 
 #[derive(Args)]
@@ -25,7 +26,7 @@ pub struct InspectArgs {
     json: bool,
     /// Also check the graph against this target's parser: every node, attribute or dtype it
     /// would reject (node, op, reason); exit 1 if any.
-    #[arg(long, value_parser = super::target_parser())]
+    #[arg(long, value_parser = crate::cli::target_parser())]
     target: Option<Target>,
     /// Also count the FLOPs of the graph's contractions (MatMul, Gemm, Conv: 2 × multiply-adds)
     /// for one run at --batch, the image size taken from the graph's metadata.
@@ -66,33 +67,6 @@ fn flops(
         .with_context(|| format!("{}: counting FLOPs", path.display()))
 }
 
-fn shape(v: &pb::ValueInfoProto) -> (String, Vec<String>) {
-    use pb::tensor_shape_proto::dimension::Value;
-    let Some(pb::type_proto::Value::TensorType(t)) =
-        v.r#type.as_ref().and_then(|t| t.value.as_ref())
-    else {
-        return ("?".into(), vec![]);
-    };
-    let dtype = pb::tensor_proto::DataType::try_from(t.elem_type)
-        .map(|d| format!("{d:?}").to_lowercase())
-        .unwrap_or("?".into());
-    let dims = t
-        .shape
-        .as_ref()
-        .map(|s| {
-            s.dim
-                .iter()
-                .map(|d| match &d.value {
-                    Some(Value::DimValue(n)) => n.to_string(),
-                    Some(Value::DimParam(p)) => p.clone(),
-                    None => "?".into(),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    (dtype, dims)
-}
-
 pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(&args.model)
         .with_context(|| format!("{}: cannot read", args.model.display()))?;
@@ -112,37 +86,11 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         println!("{}", precisions::layer_precisions(&islands));
         return Ok(ExitCode::SUCCESS);
     }
-    let opset: Vec<(String, i64)> = model
-        .opset_import
+    let summary = GraphSummary::of(&model);
+    let metadata: BTreeMap<&str, &str> = summary
+        .metadata
         .iter()
-        .map(|o| (o.domain.clone(), o.version))
-        .collect();
-    let mut ops: BTreeMap<&str, usize> = BTreeMap::new();
-    for n in &graph.node {
-        *ops.entry(n.op_type.as_str()).or_default() += 1;
-    }
-    let parameters: i64 = graph
-        .initializer
-        .iter()
-        .map(|t| t.dims.iter().product::<i64>())
-        .sum();
-    let init_bytes: usize = graph
-        .initializer
-        .iter()
-        .map(|t| t.raw_data.len() + 4 * t.float_data.len() + 8 * t.int64_data.len())
-        .sum();
-    let io = |list: &[pb::ValueInfoProto]| -> Vec<serde_json::Value> {
-        list.iter()
-            .map(|v| {
-                let (dtype, dims) = shape(v);
-                serde_json::json!({"name": v.name, "dtype": dtype, "shape": dims})
-            })
-            .collect()
-    };
-    let metadata: BTreeMap<&str, &str> = model
-        .metadata_props
-        .iter()
-        .map(|p| (p.key.as_str(), p.value.as_str()))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     let weights = dlvp_runtime::int8_kernels::audit(graph);
     let violations = args
@@ -158,11 +106,12 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         _ => ExitCode::SUCCESS,
     };
     if args.json {
-        let mut out = serde_json::json!({
-            "model": args.model, "bytes": bytes.len(), "producer": format!("{} {}", model.producer_name, model.producer_version),
-            "opset": opset, "inputs": io(&graph.input), "outputs": io(&graph.output), "metadata": metadata,
-            "ops": ops, "nodes": graph.node.len(), "parameters": parameters, "parameter_bytes": init_bytes,
-        });
+        let mut out = serde_json::json!({"model": args.model, "bytes": bytes.len()});
+        if let (Some(out), serde_json::Value::Object(s)) =
+            (out.as_object_mut(), serde_json::to_value(&summary)?)
+        {
+            out.extend(s);
+        }
         if let Some((int8, kept)) = int8_summary(graph) {
             out["int8"] = serde_json::json!({"int8_matmuls": int8, "kept_f32": kept,
                 "scheme": INT8_SCHEME, "weight_range": metadata.get(META_INT8_WEIGHT_RANGE)});
@@ -191,34 +140,36 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         return Ok(status);
     }
     println!(
-        "{}: {} bytes, producer {} {}",
+        "{}: {} bytes, producer {}",
         args.model.display(),
         bytes.len(),
-        model.producer_name,
-        model.producer_version
+        summary.producer
     );
     println!(
         "opset: {}",
-        opset
+        summary
+            .opset
             .iter()
             .map(|(d, v)| format!("{}{v}", if d.is_empty() { "" } else { d }))
             .collect::<Vec<_>>()
             .join(", ")
     );
-    for (kind, list) in [("input ", &graph.input), ("output", &graph.output)] {
+    for (kind, list) in [("input ", &summary.inputs), ("output", &summary.outputs)] {
         for v in list {
-            let (dtype, dims) = shape(v);
-            println!("{kind}  {} {dtype} [{}]", v.name, dims.join(", "));
+            println!("{kind}  {} {} [{}]", v.name, v.dtype, v.shape.join(", "));
         }
     }
     println!(
-        "nodes: {}, parameters: {parameters} ({:.1} MB)",
-        graph.node.len(),
-        init_bytes as f64 / 1e6
+        "nodes: {}, parameters: {} ({:.1} MB)",
+        summary.nodes,
+        summary.parameters,
+        summary.parameter_bytes as f64 / 1e6
     );
     println!(
         "ops: {}",
-        ops.iter()
+        summary
+            .ops
+            .iter()
             .map(|(k, v)| format!("{k} {v}"))
             .collect::<Vec<_>>()
             .join(", ")
@@ -242,20 +193,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
                     .copied()
                     .unwrap_or("not recorded: full"),
                 w.worst_pair_sum,
-                match &w.first_over {
-                    None => "exact on every CPU (x86 with or without VNNI, Arm, GPUs)".to_string(),
-                    Some(p) => format!(
-                        "WRONG on x86 CPUs without VNNI (ONNX Runtime, OpenVINO): {} pairs pass 16 bits, \
-                         first {} rows {}-{} column {} ({}, {}); exact with VNNI/AMX, on Arm and GPUs",
-                        w.pairs_over,
-                        p.weight,
-                        p.row,
-                        p.row + 1,
-                        p.column,
-                        p.values.0,
-                        p.values.1
-                    ),
-                }
+                w.verdict()
             ),
             Ok(None) => {}
             Err(e) => println!("int8 weights: not audited ({e})"),

@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::Args;
 use dlvp_serve::Listeners;
 
-use super::{load_detector, resolve_model, RunArgs};
+use crate::cli::{load_detector, resolve_model, RunArgs};
 
 #[derive(Args)]
 pub struct ServeArgs {

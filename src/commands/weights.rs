@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clap::Subcommand;
 use dlvp_exporter::{check_checkpoint, Checkpoint};
 
-use super::resolve_spec;
+use crate::cli::resolve_spec;
 
 #[derive(Subcommand)]
 pub enum WeightsCommand {

@@ -2,10 +2,12 @@
 //! nodes, attributes or dtypes of an ONNX graph a target's parser would reject, each with the
 //! node's name, its op and the reason. The limits themselves are data, one table per target, in
 //! [`rules`] (each TensorRT release's operators as the base release's list plus its additions).
-//! [`precisions`] reads the same graphs for where they compute in which precision.
+//! [`precisions`] reads the same graphs for where they compute in which precision, [`summary`]
+//! for their structure at a glance (`dlvp inspect`).
 
 pub mod precisions;
 mod rules;
+pub mod summary;
 
 use std::collections::HashSet;
 

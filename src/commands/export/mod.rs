@@ -1,5 +1,9 @@
 //! `dlvp export --weights CKPT [--spec S] --out MODEL.onnx [--allow-unused] [--verify]`, and/or
-//! `--triton-repo DIR` for a Triton Inference Server model repository (`triton.rs`).
+//! `--triton-repo DIR` for a Triton Inference Server model repository
+//! (`dlvp_exporter::artifacts::triton`); `--int8 --calibrate DIR` calibrates first
+//! ([`calibrate`]).
+
+mod calibrate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,13 +12,13 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use dlvp_exporter::artifacts::{sidecar, triton};
 use dlvp_exporter::{Checkpoint, ExportError, ExportOptions, InputKind, Precision, Target};
 use dlvp_runtime::{BackendChoice, DetectorOptions, GraphInput, GraphShape, GraphSource};
 use ndarray::{ArrayD, IxDyn};
 
-use super::calibrate::{self, CalibrationArgs};
-use super::{resolve_spec, write_atomically, write_atomically_with};
-use dlvp_exporter::artifacts::{sidecar, triton};
+use crate::cli::{resolve_spec, write_atomically, write_atomically_with};
+use calibrate::CalibrationArgs;
 
 #[derive(Args)]
 pub struct ExportArgs {
@@ -54,7 +58,7 @@ pub struct ExportArgs {
     /// The parser the graph is for: `tensorrt-8.5` decomposes LayerNormalization (it has no
     /// importer there). The graph is checked against the target (as `dlvp inspect --target`)
     /// and not written if it would be rejected.
-    #[arg(long, value_parser = super::target_parser(), default_value = "generic")]
+    #[arg(long, value_parser = crate::cli::target_parser(), default_value = "generic")]
     target: Target,
     #[command(flatten)]
     calibration: CalibrationArgs,
@@ -96,7 +100,7 @@ struct TritonArgs {
     /// Triton: where the instances run; `cpu` configures no accelerator, `openvino` CPU instances
     /// with ONNX Runtime's OpenVINO execution provider.
     #[arg(long, requires = "triton_repo", default_value = "gpu",
-          value_parser = super::named_values_with_help(&triton::InstanceKind::ALL, triton::InstanceKind::about))]
+          value_parser = crate::cli::named_values_with_help(&triton::InstanceKind::ALL, triton::InstanceKind::about))]
     triton_kind: triton::InstanceKind,
     /// Triton: how long the dynamic batcher may hold a request to fill a batch, microseconds.
     #[arg(long, requires = "triton_repo", default_value_t = 0)]
@@ -366,8 +370,11 @@ fn verify(
     }
     // A library the user named must exist; one we only looked for may be absent.
     let mut others = Vec::new();
-    match super::ort_library::find(ort_lib) {
-        None => println!("verify onnxruntime: skipped ({})", super::ort_library::HINT),
+    match crate::cli::libraries::find(ort_lib) {
+        None => println!(
+            "verify onnxruntime: skipped ({})",
+            crate::cli::libraries::HINT
+        ),
         Some(path) => {
             dlvp_runtime::ort_lib::locate(Some(&path))?;
             let options = DetectorOptions {
@@ -377,10 +384,10 @@ fn verify(
             others.push(("onnxruntime-cpu", BackendChoice::OrtCpu, options));
         }
     }
-    match super::ort_library::find_openvino(ov_lib) {
+    match crate::cli::libraries::find_openvino(ov_lib) {
         None => println!(
             "verify openvino: skipped ({})",
-            super::ort_library::OPENVINO_HINT
+            crate::cli::libraries::OPENVINO_HINT
         ),
         Some(path) => {
             let options = DetectorOptions {
@@ -444,20 +451,12 @@ fn int8_on_this_cpu(bytes: &[u8]) -> anyhow::Result<bool> {
     let Some(w) = weights else {
         return Ok(true);
     };
-    let safe = w.exact_without_vnni();
     println!(
-        "verify int8 weights: {} tensors, |q| <= {}, largest pair sum {} ({})",
+        "verify int8 weights: {} tensors, |q| <= {}, largest pair sum {}: {}",
         w.weights,
         w.max_abs_q,
         w.worst_pair_sum,
-        if safe {
-            "exact on every CPU".to_string()
-        } else {
-            format!(
-                "{} pairs past 16 bits: exact only with VNNI, AMX, on Arm and GPUs",
-                w.pairs_over
-            )
-        }
+        w.verdict()
     );
-    Ok(safe || cpu.int8_dot_product_exact())
+    Ok(w.exact_without_vnni() || cpu.int8_dot_product_exact())
 }

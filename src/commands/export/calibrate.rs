@@ -17,7 +17,7 @@ use dlvp_exporter::{Checkpoint, ExportOptions, Quantization, Selection, Spec, We
 use dlvp_runtime::preprocess::{graph_input, load_rgb8_limited, DEFAULT_MAX_PIXELS};
 use dlvp_runtime::{BackendChoice, DetectorOptions, GraphShape};
 
-use super::progress::Progress;
+use crate::cli::progress::Progress;
 
 #[derive(Args)]
 pub struct CalibrationArgs {
@@ -42,14 +42,14 @@ pub struct CalibrationArgs {
     /// text towers) or `blocks-but-selection` (the first image pass, whose CLS attention picks
     /// the Top-K patches, stays f32).
     #[arg(long, default_value = "blocks", requires = "int8",
-          value_parser = super::named_values(&Selection::ALL))]
+          value_parser = crate::cli::named_values(&Selection::ALL))]
     pub int8_layers: Selection,
     /// How much of int8 the weights use: `reduced` (|q| ≤ 64: exact on every CPU — x86 CPUs
     /// without VNNI sum pairs of int8 products in 16 bits, which larger weights overflow) or
     /// `full` (|q| ≤ 127: half the weight rounding error, exact only on CPUs with VNNI or AMX,
     /// Arm and GPUs; `--verify` refuses it on a CPU where ONNX Runtime or OpenVINO would be wrong).
     #[arg(long, default_value = "reduced", requires = "int8",
-          value_parser = super::named_values(&WeightRange::ALL))]
+          value_parser = crate::cli::named_values(&WeightRange::ALL))]
     pub int8_weights: WeightRange,
 }
 
@@ -106,7 +106,7 @@ pub fn calibrate(
     let (export, taps) = dlvp_exporter::calibration_graph(ckpt, spec, options, selection)?;
     let bytes = export.into_model()?.to_bytes();
     let size = spec.image_size;
-    let ort_lib = super::ort_library::find(ort_lib);
+    let ort_lib = crate::cli::libraries::find(ort_lib);
     let backend = match ort_lib {
         Some(_) => BackendChoice::OrtCpu,
         None => BackendChoice::Tract,
