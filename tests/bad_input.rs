@@ -140,6 +140,12 @@ fn the_pixel_limit_is_configurable() {
         "64×48 = 3072 pixels, more than the limit of 1000",
         &out,
     );
+    // The library says what the limit is; the command names its option.
+    assert!(
+        stderr(&run).contains("more than the limit of 1000 (--max-pixels)"),
+        "{}",
+        stderr(&run)
+    );
 }
 
 #[test]
@@ -571,6 +577,11 @@ fn a_model_over_the_size_limit_is_refused() {
     // The single-file model (1.4 MB) against a 1 MiB limit: refused from its size alone.
     let run = detect(&image, tiny_model(), &out, &["--max-model-mib", "1"]);
     assert_refused(&run, tiny_model(), "over the limit of 1048576 bytes", &out);
+    assert!(
+        stderr(&run).contains("MiB) (--max-model-mib)"),
+        "{}",
+        stderr(&run)
+    );
     // Split into a 0.1 MB model and 1.3 MB of data, the two are counted together.
     let (model, _) = external_model(dir.path());
     let run = detect(&image, &model, &out, &["--max-model-mib", "1"]);

@@ -47,6 +47,12 @@ pub enum DatasetError {
         path: PathBuf,
         error: std::io::Error,
     },
+    /// The root holds no test images in `layout`.
+    #[error("{}: {}", path.display(), match layout {
+        Layout::Mvtec => "no <category>/test folders (MVTec AD layout)",
+        Layout::Visa => "split_csv/1cls.csv lists no test images",
+    })]
+    Empty { path: PathBuf, layout: Layout },
     #[error("{path} line {line}: {message}")]
     Csv {
         path: PathBuf,
@@ -139,15 +145,9 @@ pub fn load(root: &Path, layout: Layout, wanted: &[String]) -> Result<Vec<Catego
         Layout::Visa => visa(root)?,
     };
     if all.is_empty() {
-        let message = match layout {
-            Layout::Mvtec => {
-                "no <category>/test folders (MVTec AD layout); for VisA pass --layout visa"
-            }
-            Layout::Visa => "split_csv/1cls.csv lists no test images",
-        };
-        return Err(DatasetError::Layout {
+        return Err(DatasetError::Empty {
             path: root.into(),
-            message: message.into(),
+            layout,
         });
     }
     if wanted.is_empty() {

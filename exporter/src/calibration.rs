@@ -227,6 +227,17 @@ fn kl_divergence(p: &[f64], q: &[f64]) -> f64 {
         .sum()
 }
 
+/// `count` of `all`, spread evenly over it in order (all of them when there are no more): the
+/// calibration images taken from a folder's sorted list.
+pub fn spread<T: Clone>(all: Vec<T>, count: usize) -> Vec<T> {
+    if all.len() <= count {
+        return all;
+    }
+    (0..count)
+        .map(|i| all[i * all.len() / count].clone())
+        .collect()
+}
+
 /// One int8 calibration: every calibrated activation's [`Collector`], fed one run of the
 /// calibration graph at a time, and the identity of the image set (SHA-256 over each image's path
 /// within the calibration folder, length and bytes, in the order given). The same images in the
@@ -345,6 +356,13 @@ impl Calibration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spreading_keeps_order_and_reaches_the_end() {
+        let all: Vec<u32> = (0..10).collect();
+        assert_eq!(spread(all.clone(), 4), [0, 2, 5, 7]);
+        assert_eq!(spread(all.clone(), 20), all);
+    }
 
     fn settings() -> CalibrationSettings<'static> {
         CalibrationSettings {

@@ -19,29 +19,51 @@ pub const DEFAULT_MAX_MODEL_BYTES: u64 = 2 << 30;
 #[error("{}: {message}", path.display())]
 pub struct ModelFileError {
     pub path: PathBuf,
+    /// What went wrong, as data (a front end adds the option that raises a limit).
+    pub kind: ModelFileErrorKind,
     pub message: String,
     /// The I/O error behind it, when there is one.
     #[source]
     pub source: Option<std::io::Error>,
 }
 
+/// What kind of failure a [`ModelFileError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelFileErrorKind {
+    /// The file (or its external data) could not be read.
+    Io,
+    /// The model, with its external data, is larger than the limit.
+    TooLarge { bytes: u64, limit: u64 },
+    /// Not a model we can read: not ONNX, or external data that is missing, out of bounds or
+    /// outside the model's folder.
+    Invalid,
+}
+
 /// The model at `path` as one buffer with all external data inlined; at most `max_bytes` in all.
 pub fn read(path: &Path, max_bytes: u64) -> Result<Vec<u8>, ModelFileError> {
     let fail = |message: String| ModelFileError {
         path: path.to_path_buf(),
+        kind: ModelFileErrorKind::Invalid,
         message,
         source: None,
     };
     let unreadable = |source: std::io::Error| ModelFileError {
         path: path.to_path_buf(),
+        kind: ModelFileErrorKind::Io,
         message: "cannot read model".into(),
         source: Some(source),
     };
-    let too_big = |what: &str, bytes: u64| {
-        fail(format!(
-            "{what} {bytes} bytes, over the limit of {max_bytes} bytes ({:.1} MiB; --max-model-mib)",
+    let too_big = |what: &str, bytes: u64| ModelFileError {
+        path: path.to_path_buf(),
+        kind: ModelFileErrorKind::TooLarge {
+            bytes,
+            limit: max_bytes,
+        },
+        message: format!(
+            "{what} {bytes} bytes, over the limit of {max_bytes} bytes ({:.1} MiB)",
             max_bytes as f64 / (1 << 20) as f64
-        ))
+        ),
+        source: None,
     };
     let size = std::fs::metadata(path).map_err(unreadable)?.len();
     if size > max_bytes {

@@ -97,7 +97,7 @@ pub fn decode_rgb8_limited(
                 limit: max_pixels,
             },
             message: format!(
-                "{w}×{h} = {} pixels, more than the limit of {max_pixels} (--max-pixels)",
+                "{w}×{h} = {} pixels, more than the limit of {max_pixels}",
                 w as u64 * h as u64
             ),
         });

@@ -193,9 +193,7 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, BadRequest> {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BadRequest {
             kind: BadKind::TooLarge,
-            message: format!(
-                "the request body is larger than the server's limit of {limit} bytes (--max-body-mib)"
-            ),
+            message: format!("the request body is larger than the server's limit of {limit} bytes"),
         }),
         Err(e) => Err(tensor::invalid(format!("reading the request body: {e}"))),
     }
@@ -472,9 +470,16 @@ async fn detect(s: S, Query(q): Query<DetectQuery>, request: Request) -> Respons
             let field = form.next_field().await.map_err(|e| {
                 let too_large = e.status() == StatusCode::PAYLOAD_TOO_LARGE;
                 BadRequest {
-                    kind: if too_large { BadKind::TooLarge } else { BadKind::Invalid },
+                    kind: if too_large {
+                        BadKind::TooLarge
+                    } else {
+                        BadKind::Invalid
+                    },
                     message: if too_large {
-                        format!("the request body is larger than the server's limit of {} bytes (--max-body-mib)", state.max_body)
+                        format!(
+                            "the request body is larger than the server's limit of {} bytes",
+                            state.max_body
+                        )
                     } else {
                         format!("reading the multipart form: {}", e.body_text())
                     },

@@ -13,7 +13,8 @@
 //! [`serve`] runs on the caller's tokio runtime, on the three [`Listeners`] the caller bound
 //! ([`Listeners::bind`] binds them), until the caller's `shutdown` future completes; then it stops
 //! accepting, answers every request already accepted, and returns. So it can be mounted inside
-//! another service; the `dlvp serve` command owns the runtime and the signals (SIGINT, SIGTERM).
+//! another service; the `dlvp serve` command owns the runtime and chooses the signals
+//! ([`interrupted`]: SIGINT, SIGTERM) as its shutdown.
 
 pub mod batcher;
 pub mod grpc;
@@ -130,7 +131,7 @@ pub struct State {
 pub enum InferError {
     #[error(transparent)]
     Refused(#[from] Refused),
-    #[error("the request timed out after {0:?} (--request-timeout-ms)")]
+    #[error("the request timed out after {0:?} (the server's request timeout)")]
     Timeout(Duration),
     #[error(transparent)]
     Model(batcher::BatchError),
@@ -313,5 +314,26 @@ pub async fn serve(
     match failures.into_iter().next() {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// Completes at SIGINT (Ctrl-C) or SIGTERM: a `shutdown` for [`serve`] in a program that lets
+/// the server own those signals (the `dlvp serve` command does).
+pub async fn interrupted() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        },
+        // Without a SIGTERM handler, Ctrl-C still stops it.
+        Err(_) => {
+            let _ = interrupt.await;
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
     }
 }

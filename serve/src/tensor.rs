@@ -125,7 +125,7 @@ pub fn graph_input(
     let batch = shape[0];
     if batch < 1 || batch as usize > model.max_batch {
         return Err(invalid(format!(
-            "input '{name}': batch size {batch} must be between 1 and max_batch_size {} (the server's --max-batch)",
+            "input '{name}': batch size {batch} must be between 1 and max_batch_size {} (the server's max_batch_size)",
             model.max_batch
         )));
     }

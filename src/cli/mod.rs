@@ -14,3 +14,12 @@ pub use dlvp_contract::atomic_write::{write_atomically, write_atomically_with};
 pub use model::{resolve_model, resolve_spec};
 pub use parsers::{named_values, named_values_with_help, target_parser};
 pub use run_args::{load_detector, RunArgs};
+
+/// An image that could not be loaded, in the binary's terms: the option that raises the pixel
+/// limit named where the limit refused it.
+pub fn image_error(e: dlvp_runtime::preprocess::ImageError) -> String {
+    match e.kind {
+        dlvp_runtime::preprocess::ImageErrorKind::TooLarge { .. } => format!("{e} (--max-pixels)"),
+        _ => e.to_string(),
+    }
+}

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use dlvp_runtime::model_file::ModelFileErrorKind;
+
 use dlvp_runtime::{
     BackendChoice, DetectError, Detector, DetectorOptions, GpuOptions, Note, OvOptions,
     OvPrecision, SkipReason,
@@ -108,6 +110,9 @@ pub fn load_detector(model: &Model, run: &RunArgs, batch: u32) -> anyhow::Result
         Model::Embedded => Detector::from_bytes(default_model::BYTES.to_vec(), &options),
     };
     let detector = match loaded {
+        Err(DetectError::Read(e)) if matches!(e.kind, ModelFileErrorKind::TooLarge { .. }) => {
+            anyhow::bail!("{e} (--max-model-mib)")
+        }
         Err(DetectError::NoBackend { reasons }) => {
             let reasons: Vec<String> = reasons.iter().map(|n| note_text(n, found)).collect();
             anyhow::bail!(

@@ -134,7 +134,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
                 .map(|p| {
                     (
                         p.clone(),
-                        load_rgb8_limited(p, max_pixels).map_err(|e| e.to_string()),
+                        load_rgb8_limited(p, max_pixels).map_err(crate::cli::image_error),
                     )
                 })
                 .collect();

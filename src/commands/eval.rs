@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use dlvp_eval::dataset::{self, Layout};
+use dlvp_eval::dataset::{self, DatasetError, Layout};
 use dlvp_eval::evaluate::{Event, ScoredMap, Scorer};
 use dlvp_eval::run::{evaluate_all, RunInfo, RunOptions, FILES};
 use dlvp_runtime::detector::Detector;
@@ -70,7 +70,7 @@ impl Scorer for DetectorScorer<'_> {
     }
 
     fn load(&self, path: &Path) -> Result<RgbImage, String> {
-        load_rgb8_limited(path, self.max_pixels).map_err(|e| e.to_string())
+        load_rgb8_limited(path, self.max_pixels).map_err(crate::cli::image_error)
     }
 
     fn overlay(
@@ -106,7 +106,15 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         LayoutArg::Mvtec => Layout::Mvtec,
         LayoutArg::Visa => Layout::Visa,
     };
-    let categories = dataset::load(&args.data, layout, &args.categories)?;
+    let categories = match dataset::load(&args.data, layout, &args.categories) {
+        Err(
+            e @ DatasetError::Empty {
+                layout: Layout::Mvtec,
+                ..
+            },
+        ) => anyhow::bail!("{e}; for VisA pass --layout visa"),
+        loaded => loaded?,
+    };
     let model = crate::cli::resolve_model(args.model.as_deref());
     let detector = load_detector(&model, &args.run, args.batch)?;
     std::fs::create_dir_all(&args.out)

@@ -98,28 +98,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
              ready (Ctrl-C or SIGTERM stops it after answering what it accepted)",
             bound.http, bound.grpc, bound.metrics
         );
-        dlvp_serve::serve(listeners, detector, options, interrupted()).await
+        dlvp_serve::serve(listeners, detector, options, dlvp_serve::interrupted()).await
     })?;
     eprintln!("stopped: every accepted request answered");
     Ok(ExitCode::SUCCESS)
-}
-
-/// Completes at SIGINT (Ctrl-C) or SIGTERM.
-async fn interrupted() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => tokio::select! {
-            _ = interrupt => {}
-            _ = term.recv() => {}
-        },
-        // Without a SIGTERM handler, Ctrl-C still stops it.
-        Err(_) => {
-            let _ = interrupt.await;
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
 }

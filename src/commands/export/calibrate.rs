@@ -70,16 +70,6 @@ fn calibration_images(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// `count` of `all`, spread evenly (all of them when there are no more).
-fn spread(all: Vec<PathBuf>, count: usize) -> Vec<PathBuf> {
-    if all.len() <= count {
-        return all;
-    }
-    (0..count)
-        .map(|i| all[i * all.len() / count].clone())
-        .collect()
-}
-
 /// How the metadata names the runtime calibration ran on.
 fn runtime_name(backend: BackendChoice) -> &'static str {
     match backend {
@@ -101,7 +91,8 @@ pub fn calibrate(
         .calibrate
         .as_deref()
         .expect("clap: --int8 requires --calibrate");
-    let images = spread(calibration_images(dir)?, args.calib_count as usize);
+    let images =
+        dlvp_exporter::calibration::spread(calibration_images(dir)?, args.calib_count as usize);
     let selection = args.int8_layers;
     let (export, taps) = dlvp_exporter::calibration_graph(ckpt, spec, options, selection)?;
     let bytes = export.into_model()?.to_bytes();
@@ -153,17 +144,4 @@ pub fn calibrate(
         weight_range: args.int8_weights,
         runtime: runtime_name(backend),
     })?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn spreading_keeps_order_and_reaches_the_end() {
-        let all: Vec<PathBuf> = (0..10).map(|i| PathBuf::from(format!("{i}"))).collect();
-        let picked = spread(all.clone(), 4);
-        assert_eq!(picked, ["0", "2", "5", "7"].map(PathBuf::from));
-        assert_eq!(spread(all.clone(), 20), all);
-    }
 }
