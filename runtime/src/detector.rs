@@ -530,11 +530,18 @@ impl Detector {
     ) -> Result<Vec<Detection>, DetectError> {
         let size = self.info.spec.image_size;
         let input = graph_input(images, size, &self.info.spec.preprocess, self.info.input);
-        let outputs = self.run(input)?;
+        self.detections(input, images.len())
+    }
+
+    /// Runs a batch of `n` images already prepared as §1 says (the graph's input kind and
+    /// shape; [`crate::preprocess::stack`]) and splits the outputs into each image's result.
+    pub fn detections(&self, batch: GraphInput, n: usize) -> Result<Vec<Detection>, DetectError> {
+        let size = self.info.spec.image_size;
+        let outputs = self.run(batch)?;
         outputs
-            .check_shapes(images.len(), size, self.info.spec.slfs.top_k)
+            .check_shapes(n, size, self.info.spec.slfs.top_k)
             .map_err(DetectError::Contract)?;
-        Ok((0..images.len())
+        Ok((0..n)
             .map(|i| Detection {
                 score: outputs.anomaly_score[[i]],
                 map: outputs

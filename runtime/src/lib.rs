@@ -56,6 +56,8 @@
 //! - [`input`]: the graph's input batch, `image` f32 or `image_u8`; [`outputs`]: the graph
 //!   contract's outputs, compared across backends;
 //! - [`preprocess`]: image decoding and PIL-exact resizing to the graph input;
+//! - [`pipeline`]: files → decode and resize → infer → the caller's postprocessing → results in
+//!   file order, the stages overlapped on bounded queues, with per-stage times;
 //! - [`onnx_head`]: a model's structure decoded without copying its weights;
 //! - [`model_file`]: reading a model file within a size limit, external data checked and inlined;
 //! - [`verify`]: a new graph checked on every backend at hand against tract (`export --verify`);
@@ -78,6 +80,7 @@ pub mod ort_backend;
 #[cfg(feature = "ort")]
 pub mod ort_lib;
 pub mod outputs;
+pub mod pipeline;
 pub mod postprocess;
 pub mod preprocess;
 pub mod provider;

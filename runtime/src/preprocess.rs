@@ -239,6 +239,55 @@ pub fn to_input(img: &RgbImage, size: usize, pre: &PreprocessSpec) -> Array3<f32
     })
 }
 
+/// One image prepared for the graph, as §1 says: for an `image` graph resized, scaled and
+/// normalised (f32 [3, S, S]); for an `image_u8` graph resized (the graph normalises).
+#[derive(Debug, Clone)]
+pub enum Prepared {
+    Image(Array3<f32>),
+    ImageU8(RgbImage),
+}
+
+/// `img` (RGB8, any size) prepared for a graph of input `kind` and side `size`.
+pub fn prepare(img: &RgbImage, size: usize, pre: &PreprocessSpec, kind: InputKind) -> Prepared {
+    match kind {
+        InputKind::Image => Prepared::Image(to_input(img, size, pre)),
+        InputKind::ImageU8 => Prepared::ImageU8(resize_rgb8(img, size, size, pre.resize)),
+    }
+}
+
+/// Prepared images of one `kind` stacked into the graph's input batch: f32 [B, 3, S, S] or
+/// u8 [B, S, S, 3].
+pub fn stack<P: std::borrow::Borrow<Prepared>>(
+    images: &[P],
+    size: usize,
+    kind: InputKind,
+) -> GraphInput {
+    match kind {
+        InputKind::Image => {
+            let mut batch = ndarray::Array4::<f32>::zeros((images.len(), 3, size, size));
+            for (i, p) in images.iter().enumerate() {
+                let Prepared::Image(x) = p.borrow() else {
+                    panic!("an `image_u8` preparation stacked for an `image` graph")
+                };
+                batch.index_axis_mut(ndarray::Axis(0), i).assign(x);
+            }
+            GraphInput::Image(batch.into_dyn())
+        }
+        InputKind::ImageU8 => {
+            let mut batch = ndarray::Array4::<u8>::zeros((images.len(), size, size, 3));
+            for (i, p) in images.iter().enumerate() {
+                let Prepared::ImageU8(resized) = p.borrow() else {
+                    panic!("an `image` preparation stacked for an `image_u8` graph")
+                };
+                let pixels = ndarray::ArrayView3::from_shape((size, size, 3), resized.as_raw())
+                    .expect("an RGB8 image of size × size");
+                batch.index_axis_mut(ndarray::Axis(0), i).assign(&pixels);
+            }
+            GraphInput::ImageU8(batch.into_dyn())
+        }
+    }
+}
+
 /// The graph input for a batch of RGB8 images of any size, as §1 says: each resized to
 /// `size` × `size`; for an `image` graph also scaled and normalised (f32 [B, 3, S, S]), for an
 /// `image_u8` graph kept as pixels (u8 [B, S, S, 3]; the graph normalises).
@@ -248,27 +297,9 @@ pub fn graph_input<I: std::borrow::Borrow<RgbImage>>(
     pre: &PreprocessSpec,
     kind: InputKind,
 ) -> GraphInput {
-    match kind {
-        InputKind::Image => {
-            let mut batch = ndarray::Array4::<f32>::zeros((images.len(), 3, size, size));
-            for (i, img) in images.iter().enumerate() {
-                batch.index_axis_mut(ndarray::Axis(0), i).assign(&to_input(
-                    img.borrow(),
-                    size,
-                    pre,
-                ));
-            }
-            GraphInput::Image(batch.into_dyn())
-        }
-        InputKind::ImageU8 => {
-            let mut batch = ndarray::Array4::<u8>::zeros((images.len(), size, size, 3));
-            for (i, img) in images.iter().enumerate() {
-                let resized = resize_rgb8(img.borrow(), size, size, pre.resize);
-                let pixels = ndarray::ArrayView3::from_shape((size, size, 3), resized.as_raw())
-                    .expect("an RGB8 image of size × size");
-                batch.index_axis_mut(ndarray::Axis(0), i).assign(&pixels);
-            }
-            GraphInput::ImageU8(batch.into_dyn())
-        }
-    }
+    let prepared: Vec<Prepared> = images
+        .iter()
+        .map(|img| prepare(img.borrow(), size, pre, kind))
+        .collect();
+    stack(&prepared, size, kind)
 }

@@ -3,7 +3,8 @@
 //! Scores images (files, or directories searched recursively) with a dlvp graph; with `--out`,
 //! writes per image a heatmap overlay, the map as a 16-bit PNG at the image's size and, with
 //! `--threshold`, a binary mask — each written atomically. A bad image is reported and skipped;
-//! the exit status is then 1.
+//! the exit status is then 1. The work runs on `dlvp_runtime::pipeline`: decoding, the graph and
+//! the PNG encoding overlap; files are written and lines printed in file order on this thread.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -12,9 +13,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use dlvp_eval::dataset::is_image;
+use dlvp_runtime::pipeline::{self, PipelineOptions, Scored};
 use dlvp_runtime::postprocess::{draw_topk, map_u16, mask, overlay, png_bytes, resize_map};
-use dlvp_runtime::preprocess::load_rgb8_limited;
-use image::RgbImage;
+use dlvp_runtime::preprocess::ImageError;
+use dlvp_runtime::Detection;
 
 use crate::cli::progress::Progress;
 use crate::cli::{load_detector, write_atomically, RunArgs};
@@ -48,6 +50,10 @@ pub struct DetectArgs {
     /// One JSON object per image on stdout.
     #[arg(long)]
     json: bool,
+    /// At the end, print images/s and the milliseconds per image of each stage (decode, resize,
+    /// infer, finish: overlays and PNG encoding, deliver: writing and printing) to stderr.
+    #[arg(long)]
+    profile: bool,
 }
 
 fn collect(paths: &[PathBuf], failed: &mut bool) -> Vec<PathBuf> {
@@ -106,6 +112,21 @@ fn unique_stem(path: &Path, used: &mut HashSet<String>) -> String {
     candidate
 }
 
+/// One scored image after the finishers: its detection and, with `--out`, the PNGs to write.
+struct Finished {
+    detection: Detection,
+    pngs: Option<Pngs>,
+}
+
+/// The encoded files of one image.
+struct Pngs {
+    overlay: Vec<u8>,
+    /// 16-bit, at the image's size.
+    map: Vec<u8>,
+    /// With `--threshold`.
+    mask: Option<Vec<u8>>,
+}
+
 pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     let files = collect(&args.paths, &mut failed);
@@ -119,109 +140,139 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
         std::fs::create_dir_all(out)
             .with_context(|| format!("{}: cannot create folder", out.display()))?;
     }
+    let grid = detector.info().spec.grid();
+    let options = PipelineOptions {
+        keep_images: args.out.is_some(),
+        ..PipelineOptions::new(args.batch as usize, args.max_pixels)
+    };
+    // On the finisher threads: the map at the image's size, the overlay and mask, PNG-encoded.
+    let finish = |scored: Scored| -> Result<Finished, image::ImageError> {
+        let Some(img) = scored.image else {
+            return Ok(Finished {
+                detection: scored.detection,
+                pngs: None,
+            });
+        };
+        let det = scored.detection;
+        let full = resize_map(&det.map, img.width() as usize, img.height() as usize);
+        let mut heat = overlay(&img, &full);
+        if args.show_topk {
+            draw_topk(&mut heat, &det.topk, grid);
+        }
+        let masked = args
+            .threshold
+            .map(|t| png_bytes(mask(&full, t)))
+            .transpose()?;
+        let pngs = Pngs {
+            overlay: png_bytes(heat)?,
+            map: png_bytes(map_u16(&full))?,
+            mask: masked,
+        };
+        Ok(Finished {
+            detection: det,
+            pngs: Some(pngs),
+        })
+    };
     let mut used = HashSet::new();
     let mut progress = Progress::new(files.len());
-    // Decoding runs on its own thread, a batch or two ahead of the model.
-    let (sender, batches) =
-        std::sync::mpsc::sync_channel::<Vec<(PathBuf, Result<RgbImage, String>)>>(2);
-    let batch_size = args.batch as usize;
-    let to_decode = files.clone();
-    let max_pixels = args.max_pixels;
-    let decoder = std::thread::spawn(move || {
-        for chunk in to_decode.chunks(batch_size) {
-            let decoded = chunk
-                .iter()
-                .map(|p| {
-                    (
-                        p.clone(),
-                        load_rgb8_limited(p, max_pixels).map_err(crate::cli::image_error),
-                    )
-                })
-                .collect();
-            if sender.send(decoded).is_err() {
-                break; // the model side stopped
-            }
-        }
-    });
-    for decoded in batches {
-        let count = decoded.len();
+    let mut stopped = None;
+    // On this thread, in file order: the files written and the lines printed.
+    let deliver = |_: usize, path: &Path, result: Result<_, ImageError>| {
         progress.clear();
-        let mut images: Vec<(PathBuf, RgbImage)> = Vec::new();
-        for (path, result) in decoded {
-            match result {
-                Ok(img) => images.push((path, img)),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    failed = true;
-                }
+        let outcome = match result {
+            Err(e) => {
+                eprintln!("error: {}", crate::cli::image_error(e));
+                failed = true;
+                Ok(())
             }
-        }
-        if images.is_empty() {
-            progress.advance(count);
-            continue;
-        }
-        let rgb: Vec<&RgbImage> = images.iter().map(|(_, img)| img).collect();
-        let detections = detector.detect_batch(&rgb)?;
-        for ((path, img), det) in images.iter().zip(detections) {
-            let label = args.threshold.map(|t| {
-                if det.score >= t {
-                    "anomalous"
-                } else {
-                    "normal"
-                }
-            });
-            let mut written = serde_json::Map::new();
-            if let Some(out) = &args.out {
-                let stem = unique_stem(path, &mut used);
-                let full = resize_map(&det.map, img.width() as usize, img.height() as usize);
-                let overlay_path = out.join(format!("{stem}.overlay.png"));
-                let mut heat = overlay(img, &full);
-                if args.show_topk {
-                    draw_topk(&mut heat, &det.topk, detector.info().spec.grid());
-                }
-                write_atomically(&overlay_path, &png_bytes(heat)?)?;
-                let map_path = out.join(format!("{stem}.map.png"));
-                write_atomically(&map_path, &png_bytes(map_u16(&full))?)?;
-                written.insert("overlay".into(), overlay_path.display().to_string().into());
-                written.insert("map".into(), map_path.display().to_string().into());
-                if let Some(t) = args.threshold {
-                    let mask_path = out.join(format!("{stem}.mask.png"));
-                    write_atomically(&mask_path, &png_bytes(mask(&full, t))?)?;
-                    written.insert("mask".into(), mask_path.display().to_string().into());
-                }
-            }
-            if args.json {
-                let mut line = serde_json::json!({
-                    "image": path.display().to_string(),
-                    "score": det.score,
-                    "topk": det.topk,
-                    "backend": detector.backend().name(),
-                    "provider": provider,
-                });
-                let obj = line.as_object_mut().expect("an object");
-                if let Some(l) = label {
-                    obj.insert("label".into(), l.into());
-                }
-                obj.extend(written);
-                println!("{line}");
-            } else {
-                println!(
-                    "{}  score {:.4}{}",
-                    path.display(),
-                    det.score,
-                    label.map(|l| format!("  {l}")).unwrap_or_default()
-                );
-            }
-        }
-        progress.advance(count);
-    }
+            Ok(finished) => report(&args, path, finished, &mut used, &provider, &detector),
+        };
+        progress.advance(1);
+        outcome.map_err(|e| stopped = Some(e)).is_ok()
+    };
+    let times = pipeline::run(&detector, &files, &options, finish, deliver)?;
     progress.finish();
-    decoder
-        .join()
-        .map_err(|_| anyhow::anyhow!("the image decoding thread panicked"))?;
+    if let Some(e) = stopped {
+        return Err(e);
+    }
+    if args.profile {
+        let stages: Vec<String> = times
+            .ms_per_image()
+            .iter()
+            .map(|(stage, ms)| format!("{stage} {ms:.2}"))
+            .collect();
+        eprintln!(
+            "profile: {} images in {:.2} s, {:.1} images/s; ms per image, each stage's busy time over its threads: {} ({} decode, {} finish threads, batches of {})",
+            times.images,
+            times.wall.as_secs_f64(),
+            times.images_per_second(),
+            stages.join(", "),
+            options.decoders,
+            options.finishers,
+            options.batch
+        );
+    }
     Ok(if failed {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Writes one scored image's files (`--out`) and prints its line.
+fn report(
+    args: &DetectArgs,
+    path: &Path,
+    finished: Result<Finished, image::ImageError>,
+    used: &mut HashSet<String>,
+    provider: &str,
+    detector: &dlvp_runtime::Detector,
+) -> anyhow::Result<()> {
+    let finished = finished.with_context(|| format!("{}: cannot encode PNG", path.display()))?;
+    let det = finished.detection;
+    let label = args.threshold.map(|t| {
+        if det.score >= t {
+            "anomalous"
+        } else {
+            "normal"
+        }
+    });
+    let mut written = serde_json::Map::new();
+    if let (Some(out), Some(pngs)) = (&args.out, finished.pngs) {
+        let stem = unique_stem(path, used);
+        let overlay_path = out.join(format!("{stem}.overlay.png"));
+        write_atomically(&overlay_path, &pngs.overlay)?;
+        let map_path = out.join(format!("{stem}.map.png"));
+        write_atomically(&map_path, &pngs.map)?;
+        written.insert("overlay".into(), overlay_path.display().to_string().into());
+        written.insert("map".into(), map_path.display().to_string().into());
+        if let Some(masked) = pngs.mask {
+            let mask_path = out.join(format!("{stem}.mask.png"));
+            write_atomically(&mask_path, &masked)?;
+            written.insert("mask".into(), mask_path.display().to_string().into());
+        }
+    }
+    if args.json {
+        let mut line = serde_json::json!({
+            "image": path.display().to_string(),
+            "score": det.score,
+            "topk": det.topk,
+            "backend": detector.backend().name(),
+            "provider": provider,
+        });
+        let obj = line.as_object_mut().expect("an object");
+        if let Some(l) = label {
+            obj.insert("label".into(), l.into());
+        }
+        obj.extend(written);
+        println!("{line}");
+    } else {
+        println!(
+            "{}  score {:.4}{}",
+            path.display(),
+            det.score,
+            label.map(|l| format!("  {l}")).unwrap_or_default()
+        );
+    }
+    Ok(())
 }

@@ -1,0 +1,359 @@
+//! The staged pipeline from image files to results, its stages overlapped on bounded queues:
+//!
+//! ```text
+//! decode + resize (D threads) → infer (1 thread) → finish (W threads) → deliver (caller)
+//! ```
+//!
+//! The decoders read each file within the pixel limit and prepare its graph input (§1: resize,
+//! and for an `image` graph scale and normalise); the inference thread stacks a batch and runs
+//! the graph; the finishers run the caller's `finish` on each scored image (overlays, maps, PNG
+//! encoding and writing: the CPU work after the graph); the caller's thread gets every file's
+//! result in file order. Batches are the files taken `batch` at a time in order, less the ones
+//! that fail to decode — what a loop over [`Detector::detect_batch`] runs — so every number is
+//! the serial path's. At most `window` batches are between the decoders and delivery, so memory
+//! is bounded by the window (decoded images, their inputs and the finishers' work), not by the
+//! number of files.
+//!
+//! [`StageTimes`] says where the time went: each stage's busy time summed over its threads, and
+//! the wall time, so a user sees whether the files, the CPU stages or the model set the pace.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use image::RgbImage;
+
+use crate::detector::{DetectError, Detection, Detector};
+use crate::preprocess::{load_rgb8_limited, prepare, stack, ImageError, Prepared};
+
+/// How the pipeline runs.
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    /// Images per graph run.
+    pub batch: usize,
+    /// Larger images are refused from their header.
+    pub max_pixels: u64,
+    /// Decode-and-resize threads.
+    pub decoders: usize,
+    /// Threads running the caller's `finish`.
+    pub finishers: usize,
+    /// Batches between the decoders and delivery at most.
+    pub window: usize,
+    /// Whether `finish` gets each decoded image (overlays need it; scores alone do not, and the
+    /// image is then dropped once its input is prepared).
+    pub keep_images: bool,
+}
+
+impl PipelineOptions {
+    /// `batch` images per run; decoders and finishers one per core beside the inference
+    /// thread (at least one each), a window of four batches.
+    pub fn new(batch: usize, max_pixels: u64) -> PipelineOptions {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let helpers = cores.saturating_sub(1).max(1);
+        PipelineOptions {
+            batch: batch.max(1),
+            max_pixels,
+            decoders: helpers,
+            finishers: helpers,
+            window: 4,
+            keep_images: true,
+        }
+    }
+}
+
+/// One decoded and scored image, as `finish` gets it.
+pub struct Scored<'a> {
+    /// Its place in the file list.
+    pub index: usize,
+    pub path: &'a Path,
+    /// The decoded image (RGB8, its own size); `None` unless [`PipelineOptions::keep_images`].
+    pub image: Option<RgbImage>,
+    pub detection: Detection,
+}
+
+/// Where the time went: each stage's busy time summed over its threads.
+#[derive(Debug, Clone, Default)]
+pub struct StageTimes {
+    /// Reading and decoding files.
+    pub decode: Duration,
+    /// Resizing (and normalising) to the graph input.
+    pub resize: Duration,
+    /// Stacking batches and running the graph.
+    pub infer: Duration,
+    /// The caller's `finish`.
+    pub finish: Duration,
+    /// The caller's `deliver`.
+    pub deliver: Duration,
+    /// From the start to the last delivery.
+    pub wall: Duration,
+    /// Images scored, files that failed to decode, graph runs.
+    pub images: usize,
+    pub failed: usize,
+    pub batches: usize,
+}
+
+impl StageTimes {
+    /// Images scored per second of wall time.
+    pub fn images_per_second(&self) -> f64 {
+        self.images as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+
+    /// Milliseconds per scored image of each stage's busy time, in pipeline order.
+    pub fn ms_per_image(&self) -> [(&'static str, f64); 5] {
+        let per = |d: Duration| d.as_secs_f64() * 1e3 / self.images.max(1) as f64;
+        [
+            ("decode", per(self.decode)),
+            ("resize", per(self.resize)),
+            ("infer", per(self.infer)),
+            ("finish", per(self.finish)),
+            ("deliver", per(self.deliver)),
+        ]
+    }
+}
+
+/// One file as the decoders leave it.
+struct Decoded {
+    index: usize,
+    outcome: Result<(Option<RgbImage>, Prepared), ImageError>,
+}
+
+/// One file as the inference thread leaves it: the image (if kept) and its result.
+type ScoredFile = (usize, Result<(Option<RgbImage>, Detection), ImageError>);
+
+/// One file as the finishers leave it.
+type Finished<T> = (usize, Result<T, ImageError>);
+
+/// Batches delivered so far, and whether the run stopped; decoders wait on it to stay within
+/// the window.
+struct Gate {
+    state: Mutex<(usize, bool)>,
+    moved: Condvar,
+}
+
+impl Gate {
+    /// Waits until batch `chunk` is within `window` of delivery; false when the run stopped.
+    fn admit(&self, chunk: usize, window: usize) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        while !state.1 && chunk >= state.0 + window {
+            state = self.moved.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        !state.1
+    }
+
+    fn delivered(&self, chunks: usize) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).0 = chunks;
+        self.moved.notify_all();
+    }
+
+    fn stop(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+        self.moved.notify_all();
+    }
+}
+
+/// Takes messages `(chunk, payload)` from `receiver` and returns them in chunk order.
+struct InOrder<M> {
+    receiver: Receiver<(usize, M)>,
+    waiting: BTreeMap<usize, M>,
+    next: usize,
+}
+
+impl<M> InOrder<M> {
+    fn new(receiver: Receiver<(usize, M)>) -> Self {
+        InOrder {
+            receiver,
+            waiting: BTreeMap::new(),
+            next: 0,
+        }
+    }
+
+    /// The next chunk's payload; `None` once the senders are gone without it.
+    fn next(&mut self) -> Option<M> {
+        loop {
+            if let Some(m) = self.waiting.remove(&self.next) {
+                self.next += 1;
+                return Some(m);
+            }
+            let (chunk, m) = self.receiver.recv().ok()?;
+            self.waiting.insert(chunk, m);
+        }
+    }
+}
+
+/// Runs `files` through `detector` as the module header says. `finish` runs on the finisher
+/// threads for every scored image; `deliver` runs on this thread for every file, in file order,
+/// with `finish`'s result or the file's decoding error, and returns whether to go on (`false`
+/// stops the run: nothing after that file is delivered). An error of the graph stops the run
+/// and is returned (files already delivered stay delivered).
+pub fn run<T: Send>(
+    detector: &Detector,
+    files: &[PathBuf],
+    options: &PipelineOptions,
+    finish: impl Fn(Scored) -> T + Sync,
+    mut deliver: impl FnMut(usize, &Path, Result<T, ImageError>) -> bool,
+) -> Result<StageTimes, DetectError> {
+    let started = Instant::now();
+    let info = detector.info();
+    let (size, kind) = (info.spec.image_size, info.input);
+    let batch = options.batch.max(1);
+    let window = options.window.max(1);
+    let chunks = files.len().div_ceil(batch);
+    let next_chunk = AtomicUsize::new(0);
+    let gate = Gate {
+        state: Mutex::new((0, false)),
+        moved: Condvar::new(),
+    };
+    let busy = Mutex::new(StageTimes::default());
+    let add = |f: &dyn Fn(&mut StageTimes)| f(&mut busy.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut error = None;
+    let (to_infer, decoded) = sync_channel::<(usize, Vec<Decoded>)>(window);
+    let (to_finish, scored) = sync_channel::<(usize, Vec<ScoredFile>)>(window);
+    let (to_deliver, finished) = sync_channel::<(usize, Vec<Finished<T>>)>(window);
+    let scored = Mutex::new(scored);
+    std::thread::scope(|scope| {
+        for _ in 0..options.decoders.max(1) {
+            let to_infer = to_infer.clone();
+            let (next_chunk, gate, add) = (&next_chunk, &gate, &add);
+            scope.spawn(move || loop {
+                let chunk = next_chunk.fetch_add(1, Ordering::Relaxed);
+                if chunk >= chunks || !gate.admit(chunk, window) {
+                    return;
+                }
+                let (mut decode, mut resize) = (Duration::ZERO, Duration::ZERO);
+                let range = chunk * batch..((chunk + 1) * batch).min(files.len());
+                let items = range
+                    .map(|index| {
+                        let t = Instant::now();
+                        let loaded = load_rgb8_limited(&files[index], options.max_pixels);
+                        decode += t.elapsed();
+                        let t = Instant::now();
+                        let outcome = loaded.map(|img| {
+                            let prepared = prepare(&img, size, &info.spec.preprocess, kind);
+                            (options.keep_images.then_some(img), prepared)
+                        });
+                        resize += t.elapsed();
+                        Decoded { index, outcome }
+                    })
+                    .collect();
+                add(&|s| {
+                    s.decode += decode;
+                    s.resize += resize;
+                });
+                if to_infer.send((chunk, items)).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(to_infer);
+        {
+            let (gate, add, error) = (&gate, &add, &mut error);
+            scope.spawn(move || {
+                let mut decoded = InOrder::new(decoded);
+                for chunk in 0..chunks {
+                    let Some(items) = decoded.next() else { break };
+                    let t = Instant::now();
+                    let ok: Vec<&Prepared> = items
+                        .iter()
+                        .filter_map(|d| d.outcome.as_ref().ok().map(|(_, p)| p))
+                        .collect();
+                    let detections = if ok.is_empty() {
+                        Ok(Vec::new())
+                    } else {
+                        detector.detections(stack(&ok, size, kind), ok.len())
+                    };
+                    let mut detections = match detections {
+                        Ok(d) => d.into_iter(),
+                        Err(e) => {
+                            *error = Some(e);
+                            gate.stop();
+                            return;
+                        }
+                    };
+                    let runs = usize::from(!ok.is_empty());
+                    add(&|s| {
+                        s.infer += t.elapsed();
+                        s.batches += runs;
+                    });
+                    let scored = items
+                        .into_iter()
+                        .map(|d| {
+                            let outcome = d.outcome.map(|(img, _)| {
+                                (img, detections.next().expect("one detection per input"))
+                            });
+                            (d.index, outcome)
+                        })
+                        .collect();
+                    if to_finish.send((chunk, scored)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        for _ in 0..options.finishers.max(1) {
+            let to_deliver = to_deliver.clone();
+            let (scored, finish, add) = (&scored, &finish, &add);
+            scope.spawn(move || loop {
+                let next = scored.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                let Ok((chunk, items)) = next else { return };
+                let t = Instant::now();
+                let done = items
+                    .into_iter()
+                    .map(|(index, outcome)| {
+                        let result = outcome.map(|(image, detection)| {
+                            finish(Scored {
+                                index,
+                                path: &files[index],
+                                image,
+                                detection,
+                            })
+                        });
+                        (index, result)
+                    })
+                    .collect();
+                add(&|s| s.finish += t.elapsed());
+                if to_deliver.send((chunk, done)).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(to_deliver);
+        let mut finished = InOrder::new(finished);
+        'chunks: for chunk in 0..chunks {
+            let Some(items) = finished.next() else { break };
+            let t = Instant::now();
+            let (mut images, mut failures, mut go_on) = (0, 0, true);
+            for (index, result) in items {
+                match &result {
+                    Ok(_) => images += 1,
+                    Err(_) => failures += 1,
+                }
+                go_on = deliver(index, &files[index], result);
+                if !go_on {
+                    break;
+                }
+            }
+            add(&|s| {
+                s.deliver += t.elapsed();
+                s.images += images;
+                s.failed += failures;
+            });
+            if !go_on {
+                break 'chunks;
+            }
+            gate.delivered(chunk + 1);
+        }
+        // Unblocks decoders still waiting when the run stopped early; the other stages stop
+        // when their next send finds no receiver.
+        gate.stop();
+        drop(finished);
+    });
+    if let Some(e) = error {
+        return Err(e);
+    }
+    let mut times = busy.into_inner().unwrap_or_else(|p| p.into_inner());
+    times.wall = started.elapsed();
+    Ok(times)
+}
