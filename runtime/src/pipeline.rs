@@ -14,8 +14,8 @@
 //! is bounded by the window (decoded images, their inputs and the finishers' work), not by the
 //! number of files.
 //!
-//! [`StageTimes`] says where the time went: each stage's busy time summed over its threads, and
-//! the wall time, so a user sees whether the files, the CPU stages or the model set the pace.
+//! [`StageTimes`] says where the time went: each CPU stage's CPU time, the graph's time and the
+//! wall time, so a user sees whether the files, the CPU stages or the model set the pace.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,16 +48,16 @@ pub struct PipelineOptions {
 }
 
 impl PipelineOptions {
-    /// `batch` images per run; decoders and finishers one per core beside the inference
-    /// thread (at least one each), a window of four batches.
+    /// `batch` images per run; decoders and finishers one per core each (a stage waiting on
+    /// another costs nothing, so whichever is the bottleneck gets every core the backend leaves
+    /// idle), a window of four batches.
     pub fn new(batch: usize, max_pixels: u64) -> PipelineOptions {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let helpers = cores.saturating_sub(1).max(1);
         PipelineOptions {
             batch: batch.max(1),
             max_pixels,
-            decoders: helpers,
-            finishers: helpers,
+            decoders: cores,
+            finishers: cores,
             window: 4,
             keep_images: true,
         }
@@ -65,16 +65,21 @@ impl PipelineOptions {
 }
 
 /// One decoded and scored image, as `finish` gets it.
-pub struct Scored<'a> {
+pub struct Scored<'a, L> {
     /// Its place in the file list.
     pub index: usize,
     pub path: &'a Path,
+    /// What the caller's `label` said of it, in file order.
+    pub label: L,
     /// The decoded image (RGB8, its own size); `None` unless [`PipelineOptions::keep_images`].
     pub image: Option<RgbImage>,
     pub detection: Detection,
 }
 
-/// Where the time went: each stage's busy time summed over its threads.
+/// Where the time went, summed over each stage's threads: the CPU time of the decoding, resizing,
+/// finishing and delivering threads (where the system reports a thread's CPU time, as Linux
+/// does; else their busy wall time), and the wall time of the graph runs (the backend's own
+/// threads do that work).
 #[derive(Debug, Clone, Default)]
 pub struct StageTimes {
     /// Reading and decoding files.
@@ -101,7 +106,7 @@ impl StageTimes {
         self.images as f64 / self.wall.as_secs_f64().max(1e-9)
     }
 
-    /// Milliseconds per scored image of each stage's busy time, in pipeline order.
+    /// Milliseconds per scored image of each stage's time, in pipeline order.
     pub fn ms_per_image(&self) -> [(&'static str, f64); 5] {
         let per = |d: Duration| d.as_secs_f64() * 1e3 / self.images.max(1) as f64;
         [
@@ -114,14 +119,53 @@ impl StageTimes {
     }
 }
 
+/// This thread's CPU time, where the system reports it.
+fn thread_cpu() -> Option<Duration> {
+    #[cfg(unix)]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid timespec for the call to fill.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        (rc == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+    }
+    #[cfg(not(unix))]
+    None
+}
+
+/// The CPU time this thread spends from `start` on (its wall time where there is no CPU clock):
+/// a stage's cost, not what it waited for the cores the others held.
+struct Stopwatch {
+    cpu: Option<Duration>,
+    wall: Instant,
+}
+
+impl Stopwatch {
+    fn start() -> Stopwatch {
+        Stopwatch {
+            cpu: thread_cpu(),
+            wall: Instant::now(),
+        }
+    }
+
+    fn elapsed(&self) -> Duration {
+        match (self.cpu, thread_cpu()) {
+            (Some(start), Some(now)) => now.saturating_sub(start),
+            _ => self.wall.elapsed(),
+        }
+    }
+}
+
 /// One file as the decoders leave it.
 struct Decoded {
     index: usize,
     outcome: Result<(Option<RgbImage>, Prepared), ImageError>,
 }
 
-/// One file as the inference thread leaves it: the image (if kept) and its result.
-type ScoredFile = (usize, Result<(Option<RgbImage>, Detection), ImageError>);
+/// One file as the inference thread leaves it: the image (if kept), its result and label.
+type ScoredFile<L> = (usize, Result<(Option<RgbImage>, Detection, L), ImageError>);
 
 /// One file as the finishers leave it.
 type Finished<T> = (usize, Result<T, ImageError>);
@@ -183,16 +227,19 @@ impl<M> InOrder<M> {
     }
 }
 
-/// Runs `files` through `detector` as the module header says. `finish` runs on the finisher
-/// threads for every scored image; `deliver` runs on this thread for every file, in file order,
+/// Runs `files` through `detector` as the module header says. `label` runs on the inference
+/// thread for every file that decoded, in file order (names that depend on the files before,
+/// say); `finish` runs on the finisher threads for every scored image, with its label;
+/// `deliver` runs on this thread for every file, in file order,
 /// with `finish`'s result or the file's decoding error, and returns whether to go on (`false`
 /// stops the run: nothing after that file is delivered). An error of the graph stops the run
 /// and is returned (files already delivered stay delivered).
-pub fn run<T: Send>(
+pub fn run<L: Send, T: Send>(
     detector: &Detector,
     files: &[PathBuf],
     options: &PipelineOptions,
-    finish: impl Fn(Scored) -> T + Sync,
+    mut label: impl FnMut(usize, &Path) -> L + Send,
+    finish: impl Fn(Scored<L>) -> T + Sync,
     mut deliver: impl FnMut(usize, &Path, Result<T, ImageError>) -> bool,
 ) -> Result<StageTimes, DetectError> {
     let started = Instant::now();
@@ -210,7 +257,7 @@ pub fn run<T: Send>(
     let add = |f: &dyn Fn(&mut StageTimes)| f(&mut busy.lock().unwrap_or_else(|p| p.into_inner()));
     let mut error = None;
     let (to_infer, decoded) = sync_channel::<(usize, Vec<Decoded>)>(window);
-    let (to_finish, scored) = sync_channel::<(usize, Vec<ScoredFile>)>(window);
+    let (to_finish, scored) = sync_channel::<(usize, Vec<ScoredFile<L>>)>(window);
     let (to_deliver, finished) = sync_channel::<(usize, Vec<Finished<T>>)>(window);
     let scored = Mutex::new(scored);
     std::thread::scope(|scope| {
@@ -226,10 +273,10 @@ pub fn run<T: Send>(
                 let range = chunk * batch..((chunk + 1) * batch).min(files.len());
                 let items = range
                     .map(|index| {
-                        let t = Instant::now();
+                        let t = Stopwatch::start();
                         let loaded = load_rgb8_limited(&files[index], options.max_pixels);
                         decode += t.elapsed();
-                        let t = Instant::now();
+                        let t = Stopwatch::start();
                         let outcome = loaded.map(|img| {
                             let prepared = prepare(&img, size, &info.spec.preprocess, kind);
                             (options.keep_images.then_some(img), prepared)
@@ -249,7 +296,7 @@ pub fn run<T: Send>(
         }
         drop(to_infer);
         {
-            let (gate, add, error) = (&gate, &add, &mut error);
+            let (gate, add, error, label) = (&gate, &add, &mut error, &mut label);
             scope.spawn(move || {
                 let mut decoded = InOrder::new(decoded);
                 for chunk in 0..chunks {
@@ -281,7 +328,8 @@ pub fn run<T: Send>(
                         .into_iter()
                         .map(|d| {
                             let outcome = d.outcome.map(|(img, _)| {
-                                (img, detections.next().expect("one detection per input"))
+                                let detection = detections.next().expect("one detection per input");
+                                (img, detection, label(d.index, &files[d.index]))
                             });
                             (d.index, outcome)
                         })
@@ -298,14 +346,15 @@ pub fn run<T: Send>(
             scope.spawn(move || loop {
                 let next = scored.lock().unwrap_or_else(|p| p.into_inner()).recv();
                 let Ok((chunk, items)) = next else { return };
-                let t = Instant::now();
+                let t = Stopwatch::start();
                 let done = items
                     .into_iter()
                     .map(|(index, outcome)| {
-                        let result = outcome.map(|(image, detection)| {
+                        let result = outcome.map(|(image, detection, label)| {
                             finish(Scored {
                                 index,
                                 path: &files[index],
+                                label,
                                 image,
                                 detection,
                             })
@@ -323,7 +372,7 @@ pub fn run<T: Send>(
         let mut finished = InOrder::new(finished);
         'chunks: for chunk in 0..chunks {
             let Some(items) = finished.next() else { break };
-            let t = Instant::now();
+            let t = Stopwatch::start();
             let (mut images, mut failures, mut go_on) = (0, 0, true);
             for (index, result) in items {
                 match &result {

@@ -15,9 +15,13 @@ pub fn resize_map(map: &Array2<f32>, out_w: usize, out_h: usize) -> Array2<f32> 
         let x1 = (x0 + 1).min(inp - 1);
         (x0, x1, x - x0 as f32)
     };
+    // Each column's and row's taps once, not once per pixel (a 5 MP image has 5 M pixels and
+    // only ~2 500 columns); the arithmetic per pixel is the same, so are the values.
+    let columns: Vec<(usize, usize, f32)> = (0..out_w).map(|x| coord(x, w, out_w)).collect();
+    let rows: Vec<(usize, usize, f32)> = (0..out_h).map(|y| coord(y, h, out_h)).collect();
     Array2::from_shape_fn((out_h, out_w), |(y, x)| {
-        let (y0, y1, fy) = coord(y, h, out_h);
-        let (x0, x1, fx) = coord(x, w, out_w);
+        let (y0, y1, fy) = rows[y];
+        let (x0, x1, fx) = columns[x];
         let top = map[[y0, x0]] * (1.0 - fx) + map[[y0, x1]] * fx;
         let bottom = map[[y1, x0]] * (1.0 - fx) + map[[y1, x1]] * fx;
         top * (1.0 - fy) + bottom * fy
@@ -85,6 +89,47 @@ pub fn png_bytes(image: impl Into<image::DynamicImage>) -> Result<Vec<u8>, image
         &mut std::io::Cursor::new(&mut bytes),
         image::ImageFormat::Png,
     )?;
+    Ok(bytes)
+}
+
+/// How PNGs are encoded: the pixels are the same either way, the files and the time differ.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PngEncoding {
+    /// Each row filtered by whichever of PNG's filters compresses it best (the `image` crate's
+    /// default, [`png_bytes`]): the smallest files.
+    #[default]
+    Compact,
+    /// Every row with the Sub filter: about half the encoding time of a 5 MP overlay, files
+    /// about a third larger (measured on a 2448×2048 overlay: 41 vs 84 ms, 4 vs 3 MB).
+    Fast,
+}
+
+impl PngEncoding {
+    pub const ALL: [PngEncoding; 2] = [PngEncoding::Compact, PngEncoding::Fast];
+
+    /// `compact`, `fast`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PngEncoding::Compact => "compact",
+            PngEncoding::Fast => "fast",
+        }
+    }
+}
+
+dlvp_contract::named_enum!(PngEncoding, "PNG encoding");
+
+/// An image encoded as PNG, in memory, as `encoding` says.
+pub fn png_bytes_with(
+    image: impl Into<image::DynamicImage>,
+    encoding: PngEncoding,
+) -> Result<Vec<u8>, image::ImageError> {
+    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+    if encoding == PngEncoding::Compact {
+        return png_bytes(image);
+    }
+    let mut bytes = Vec::new();
+    let encoder = PngEncoder::new_with_quality(&mut bytes, CompressionType::Fast, FilterType::Sub);
+    image.into().write_with_encoder(encoder)?;
     Ok(bytes)
 }
 

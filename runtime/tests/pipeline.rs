@@ -76,17 +76,23 @@ fn the_pipeline_gives_the_serial_numbers_in_file_order(
         keep_images,
     };
     let finished_on = Mutex::new(std::collections::HashSet::new());
+    let mut labelled = Vec::new();
     let mut delivered = Vec::new();
     let times = run(
         &detector,
         &files,
         &options,
+        |index, _| {
+            labelled.push(index);
+            index * 10
+        },
         |scored| {
             finished_on
                 .lock()
                 .unwrap()
                 .insert(std::thread::current().id());
             assert_eq!(scored.path, files[scored.index]);
+            assert_eq!(scored.label, scored.index * 10);
             assert_eq!(scored.image.is_some(), keep_images);
             scored.detection
         },
@@ -114,6 +120,13 @@ fn the_pipeline_gives_the_serial_numbers_in_file_order(
         }
     }
     assert_eq!((times.images, times.failed), (files.len() - 1, 1));
+    let decodable: Vec<usize> = (0..files.len())
+        .filter(|&i| expected[i].is_some())
+        .collect();
+    assert_eq!(
+        labelled, decodable,
+        "labels in file order, for decoded files only"
+    );
     let runs = expected
         .chunks(batch)
         .filter(|c| c.iter().any(Option::is_some))
@@ -146,6 +159,7 @@ fn files_refused_by_the_pixel_limit_are_delivered_and_no_graph_runs() {
         &detector,
         &files,
         &options,
+        |_, _| (),
         |s| s.index,
         |_, _, r| {
             errors += r.is_err() as usize;
@@ -175,6 +189,7 @@ fn deliver_can_stop_the_run() {
         &detector,
         &files,
         &options,
+        |_, _| (),
         |s| s.index,
         |index, _, _| {
             seen.push(index);
