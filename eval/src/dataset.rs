@@ -103,6 +103,42 @@ pub fn images_under(dir: &Path) -> Result<Vec<PathBuf>, DatasetError> {
     Ok(out)
 }
 
+/// The image files that command-line `paths` name, in order: a file as it is, a folder's images
+/// at any depth ([`images_under`]), a quoted glob pattern's matches (`**` recurses; sorted).
+/// What names nothing is a problem, said in words beside the files found.
+pub fn expand_paths(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
+    let (mut files, mut problems) = (Vec::new(), Vec::new());
+    for path in paths {
+        if path.is_dir() {
+            match images_under(path) {
+                Ok(found) => files.extend(found),
+                Err(e) => problems.push(e.to_string()),
+            }
+        } else if path.exists() {
+            files.push(path.clone());
+        } else if let Some(pattern) = path.to_str().filter(|p| p.contains(['*', '?', '['])) {
+            // A glob the shell did not expand (quoted, or from a script).
+            match glob::glob(pattern) {
+                Ok(matches) => {
+                    let mut found: Vec<PathBuf> = matches
+                        .filter_map(Result::ok)
+                        .filter(|p| p.is_file() && is_image(p))
+                        .collect();
+                    found.sort();
+                    if found.is_empty() {
+                        problems.push(format!("{pattern}: the pattern matches no image"));
+                    }
+                    files.extend(found);
+                }
+                Err(e) => problems.push(format!("{pattern}: bad glob pattern: {e}")),
+            }
+        } else {
+            problems.push(format!("{}: no such file or folder", path.display()));
+        }
+    }
+    (files, problems)
+}
+
 /// `mask` if the file exists; a missing one is a warning naming the image and the mask.
 fn existing_mask(
     mask: Option<PathBuf>,
@@ -328,6 +364,46 @@ mod tests {
             err.starts_with(&format!("{}: cannot list folder: ", missing.display())),
             "{err}"
         );
+    }
+
+    #[test]
+    fn command_line_paths_expand_to_files_folders_and_globs_in_order() {
+        let d = tempfile::tempdir().unwrap();
+        for p in [
+            "one.png",
+            "dir/b.png",
+            "dir/a.jpg",
+            "glob/x1.png",
+            "glob/x2.png",
+            "glob/y.txt",
+        ] {
+            touch(&d.path().join(p));
+        }
+        let at = |p: &str| d.path().join(p);
+        let (files, problems) = expand_paths(&[
+            at("one.png"),
+            at("dir"),
+            at("glob/x*"),
+            at("missing.png"),
+            at("glob/z*"),
+        ]);
+        let names: Vec<String> = files
+            .iter()
+            .map(|p| p.strip_prefix(d.path()).unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "one.png",
+                "dir/a.jpg",
+                "dir/b.png",
+                "glob/x1.png",
+                "glob/x2.png"
+            ]
+        );
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].ends_with("missing.png: no such file or folder"));
+        assert!(problems[1].ends_with("glob/z*: the pattern matches no image"));
     }
 
     #[test]

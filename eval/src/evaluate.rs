@@ -39,6 +39,33 @@ pub trait Scorer {
         &self,
         image: &RgbImage,
     ) -> Result<RgbImage, Box<dyn std::error::Error + Send + Sync>>;
+    /// Scores the files `paths`, `batch` at a time (those that cannot be read left out of their
+    /// batch), and gives `each` every file's result in file order: its score and map, or why it
+    /// could not be read. The default loads a batch, scores it, then the next; a scorer may
+    /// overlap the two, with the same batches and so the same numbers.
+    fn score_files(
+        &self,
+        paths: &[&Path],
+        batch: usize,
+        each: &mut dyn FnMut(usize, Result<ScoredMap, String>),
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        for (c, chunk) in paths.chunks(batch.max(1)).enumerate() {
+            let loaded: Vec<Result<RgbImage, String>> =
+                chunk.iter().map(|p| self.load(p)).collect();
+            let images: Vec<&RgbImage> = loaded.iter().flatten().collect();
+            let mut results = if images.is_empty() {
+                Vec::new()
+            } else {
+                self.score(&images)?
+            }
+            .into_iter();
+            for (i, image) in loaded.into_iter().enumerate() {
+                let result = image.map(|_| results.next().expect("one result per image"));
+                each(c * batch.max(1) + i, result);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What happens during an evaluation, for the caller to show as it goes.
@@ -115,31 +142,26 @@ pub fn evaluate_category<'a>(
     let mut failed = false;
     let mut scored: Vec<(&Sample, f32)> = Vec::new();
     let mut pixel_images = 0;
-    for chunk in category.samples.chunks(batch.max(1)) {
-        let mut loaded: Vec<(&Sample, RgbImage)> = Vec::new();
-        for sample in chunk {
-            match scorer.load(&sample.image) {
-                Ok(img) => loaded.push((sample, img)),
-                Err(e) => {
-                    events(Event::Error(format!("{e}; left out")));
-                    failed = true;
-                }
+    let paths: Vec<&Path> = category.samples.iter().map(|s| s.image.as_path()).collect();
+    scorer.score_files(&paths, batch, &mut |index, result| {
+        let sample = &category.samples[index];
+        events(Event::Progress(1));
+        let result = match result {
+            Ok(result) => result,
+            Err(e) => {
+                events(Event::Error(format!("{e}; left out")));
+                failed = true;
+                return;
             }
-        }
-        let images: Vec<&RgbImage> = loaded.iter().map(|(_, img)| img).collect();
-        let results = if images.is_empty() {
-            Vec::new()
-        } else {
-            scorer.score(&images)?
         };
-        for ((sample, _), result) in loaded.iter().zip(results) {
+        {
             if !result.score.is_finite() || result.map.iter().any(|v| !v.is_finite()) {
                 events(Event::Error(format!(
                     "{}: the model produced a non-finite score or map; left out",
                     sample.image.display()
                 )));
                 failed = true;
-                continue;
+                return;
             }
             scored.push((sample, result.score));
             let mask = match (&sample.mask, sample.anomalous) {
@@ -161,8 +183,7 @@ pub fn evaluate_category<'a>(
                 pixel_images += 1;
             }
         }
-        events(Event::Progress(chunk.len()));
-    }
+    })?;
 
     let scores: Vec<f32> = scored.iter().map(|(_, s)| *s).collect();
     let labels: Vec<bool> = scored.iter().map(|(s, _)| s.anomalous).collect();

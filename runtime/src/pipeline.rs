@@ -158,6 +158,38 @@ impl Stopwatch {
     }
 }
 
+/// `N images in S s, R images/s; ms per image (…): decode a, resize b, infer c, finish d,
+/// deliver e`.
+impl std::fmt::Display for StageTimes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let stages: Vec<String> = self
+            .ms_per_image()
+            .iter()
+            .map(|(stage, ms)| format!("{stage} {ms:.2}"))
+            .collect();
+        write!(
+            f,
+            "{} images in {:.2} s, {:.1} images/s; ms per image (CPU time of decode, resize, \
+             finish, deliver; time of the graph runs): {}",
+            self.images,
+            self.wall.as_secs_f64(),
+            self.images_per_second(),
+            stages.join(", ")
+        )
+    }
+}
+
+/// `D decode, F finish threads, batches of B`.
+impl std::fmt::Display for PipelineOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} decode, {} finish threads, batches of {}",
+            self.decoders, self.finishers, self.batch
+        )
+    }
+}
+
 /// One file as the decoders leave it.
 struct Decoded {
     index: usize,

@@ -12,7 +12,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use dlvp_eval::dataset::is_image;
 use dlvp_runtime::pipeline::{self, PipelineOptions, Scored};
 use dlvp_runtime::postprocess::{
     draw_topk, map_u16, mask, overlay, png_bytes_with, resize_map, PngEncoding,
@@ -62,47 +61,6 @@ pub struct DetectArgs {
     profile: bool,
 }
 
-fn collect(paths: &[PathBuf], failed: &mut bool) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            match dlvp_eval::dataset::images_under(path) {
-                Ok(found) => out.extend(found),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    *failed = true;
-                }
-            }
-        } else if path.exists() {
-            out.push(path.clone());
-        } else if let Some(pattern) = path.to_str().filter(|p| p.contains(['*', '?', '['])) {
-            // A glob the shell did not expand (quoted, or from a script): `**` recurses.
-            match glob::glob(pattern) {
-                Ok(matches) => {
-                    let mut found: Vec<PathBuf> = matches
-                        .filter_map(Result::ok)
-                        .filter(|p| p.is_file() && is_image(p))
-                        .collect();
-                    found.sort();
-                    if found.is_empty() {
-                        eprintln!("error: {pattern}: the pattern matches no image");
-                        *failed = true;
-                    }
-                    out.extend(found);
-                }
-                Err(e) => {
-                    eprintln!("error: {pattern}: bad glob pattern: {e}");
-                    *failed = true;
-                }
-            }
-        } else {
-            eprintln!("error: {}: no such file or folder", path.display());
-            *failed = true;
-        }
-    }
-    out
-}
-
 /// A file stem unique within this run (`part`, `part-1`, ...).
 fn unique_stem(path: &Path, used: &mut HashSet<String>) -> String {
     let stem = path
@@ -125,8 +83,11 @@ struct Finished {
 }
 
 pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
-    let mut failed = false;
-    let files = collect(&args.paths, &mut failed);
+    let (files, problems) = dlvp_eval::dataset::expand_paths(&args.paths);
+    for p in &problems {
+        eprintln!("error: {p}");
+    }
+    let mut failed = !problems.is_empty();
     if files.is_empty() {
         anyhow::bail!("no images to score");
     }
@@ -199,21 +160,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
         return Err(e);
     }
     if args.profile {
-        let stages: Vec<String> = times
-            .ms_per_image()
-            .iter()
-            .map(|(stage, ms)| format!("{stage} {ms:.2}"))
-            .collect();
-        eprintln!(
-            "profile: {} images in {:.2} s, {:.1} images/s; ms per image (CPU time of decode, resize, finish, deliver; time of the graph runs): {} ({} decode, {} finish threads, batches of {})",
-            times.images,
-            times.wall.as_secs_f64(),
-            times.images_per_second(),
-            stages.join(", "),
-            options.decoders,
-            options.finishers,
-            options.batch
-        );
+        eprintln!("profile: {times} ({options})");
     }
     Ok(if failed {
         ExitCode::from(1)

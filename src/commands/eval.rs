@@ -16,6 +16,7 @@ use dlvp_eval::dataset::{self, DatasetError, Layout};
 use dlvp_eval::evaluate::{Event, ScoredMap, Scorer};
 use dlvp_eval::run::{evaluate_all, RunInfo, RunOptions, FILES};
 use dlvp_runtime::detector::Detector;
+use dlvp_runtime::pipeline::{self, PipelineOptions, Scored};
 use dlvp_runtime::postprocess::overlay;
 use dlvp_runtime::preprocess::{load_rgb8_limited, resize_rgb8};
 use image::RgbImage;
@@ -83,6 +84,36 @@ impl Scorer for DetectorScorer<'_> {
         let size = self.map_size();
         let resize = self.detector.info().spec.preprocess.resize;
         Ok(overlay(&resize_rgb8(image, size, size, resize), &det.map))
+    }
+
+    /// On the pipeline: the next batch decodes while the graph runs this one.
+    fn score_files(
+        &self,
+        paths: &[&Path],
+        batch: usize,
+        each: &mut dyn FnMut(usize, Result<ScoredMap, String>),
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let files: Vec<PathBuf> = paths.iter().map(|p| p.to_path_buf()).collect();
+        let options = PipelineOptions {
+            keep_images: false,
+            ..PipelineOptions::new(batch, self.max_pixels)
+        };
+        let to_map = |scored: Scored<()>| ScoredMap {
+            score: scored.detection.score,
+            map: scored.detection.map.iter().copied().collect(),
+        };
+        pipeline::run(
+            self.detector,
+            &files,
+            &options,
+            |_, _| (),
+            to_map,
+            |index, _, result| {
+                each(index, result.map_err(crate::cli::image_error));
+                true
+            },
+        )?;
+        Ok(())
     }
 
     fn score(
