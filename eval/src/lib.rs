@@ -1,7 +1,8 @@
 //! `dlvp eval`'s library: anomaly-detection metrics that match scikit-learn and the MVTec AD
 //! evaluation, bounded-memory pixel metrics, the MVTec AD / VisA dataset layouts, one category's
 //! evaluation with any scorer ([`evaluate`]), a whole dataset's evaluation and its files
-//! ([`run`]), and the report (JSON, CSV, Markdown, plots, self-contained HTML).
+//! ([`run`]), the report (JSON, CSV, Markdown, plots, self-contained HTML), and decision
+//! thresholds with a stated false-alarm rate ([`threshold`], split-conformal).
 
 pub mod dataset;
 pub mod evaluate;
@@ -10,3 +11,4 @@ pub mod pixels;
 pub mod plot;
 pub mod report;
 pub mod run;
+pub mod threshold;
