@@ -40,6 +40,9 @@ enum Command {
     Bench(commands::bench::BenchArgs),
     /// Serve a graph over the KServe v2 / Triton protocol (HTTP, gRPC) with dynamic batching.
     Serve(commands::serve::ServeArgs),
+    /// Calibrate decision thresholds on a line's good images (a false-alarm rate you choose) and
+    /// store them in the graph.
+    Threshold(commands::threshold::ThresholdArgs),
     /// Generate a synthetic defect dataset (MVTec AD layout) for demos, tests and training.
     DemoData(commands::demo_data::DemoDataArgs),
 }
@@ -52,6 +55,7 @@ impl Command {
             Command::Eval(a) => !a.run.allow_tf32,
             Command::Bench(a) => !a.run.allow_tf32,
             Command::Serve(a) => !a.run.allow_tf32,
+            Command::Threshold(a) => !a.run.allow_tf32,
             _ => false,
         }
     }
@@ -90,6 +94,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => commands::eval::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::Serve(args) => commands::serve::run(args),
+        Command::Threshold(args) => commands::threshold::run(args),
         Command::DemoData(args) => commands::demo_data::run(args),
     };
     match outcome {

@@ -36,6 +36,21 @@ pub const META_INT8_CALIBRATION_SHA256: &str = "dlvp.int8.calibration_sha256";
 pub const META_INT8_LAYERS: &str = "dlvp.int8.layers";
 /// The runtime the calibration ran on (`onnxruntime-cpu`, `tract`).
 pub const META_INT8_CALIBRATED_ON: &str = "dlvp.int8.calibrated_on";
+/// A decision threshold calibrated on a line's good images (`dlvp threshold`): an image whose
+/// `anomaly_score` is above it is NG. Split-conformal: a new good image is above it with
+/// probability at most [`META_THRESHOLD_FALSE_ALARM`].
+pub const META_THRESHOLD_IMAGE: &str = "dlvp.threshold.image";
+/// The pixel threshold: a good image has any `anomaly_map` value above it with probability at
+/// most [`META_THRESHOLD_FALSE_ALARM`] (masks are the map above it).
+pub const META_THRESHOLD_PIXEL: &str = "dlvp.threshold.pixel";
+/// The false-alarm rate α both thresholds guarantee at most.
+pub const META_THRESHOLD_FALSE_ALARM: &str = "dlvp.threshold.false_alarm";
+/// How many good images the thresholds were calibrated on.
+pub const META_THRESHOLD_IMAGES: &str = "dlvp.threshold.images";
+/// SHA-256 over those images (each one's path within the folder, length and bytes, in order).
+pub const META_THRESHOLD_IMAGES_SHA256: &str = "dlvp.threshold.images_sha256";
+/// How the images were scored: `resize` (the whole image at the graph's size) and the backend.
+pub const META_THRESHOLD_SCORED_WITH: &str = "dlvp.threshold.scored_with";
 /// The value of [`META_FORMAT`] this version writes and reads.
 pub const GRAPH_FORMAT: &str = "dlvp-clip-onnx/1";
 

@@ -139,6 +139,25 @@ pub fn expand_paths(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
     (files, problems)
 }
 
+/// SHA-256 over image files — each one's name as given, its length and its bytes, in order — so
+/// that a calibration records which images it saw, and the same images give the same digest.
+pub fn digest_files(paths: &[PathBuf]) -> Result<String, DatasetError> {
+    use sha2::{Digest, Sha256};
+    let mut digest = Sha256::new();
+    for path in paths {
+        let bytes = std::fs::read(path).map_err(io(path))?;
+        digest.update(path.to_string_lossy().as_bytes());
+        digest.update([0]);
+        digest.update((bytes.len() as u64).to_le_bytes());
+        digest.update(&bytes);
+    }
+    Ok(digest
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
 /// `mask` if the file exists; a missing one is a warning naming the image and the mask.
 fn existing_mask(
     mask: Option<PathBuf>,

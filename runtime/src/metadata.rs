@@ -6,7 +6,8 @@ use std::path::Path;
 
 use dlvp_contract::graph::{
     self as contract, ElemType, InputKind, Precision, GRAPH_FORMAT, META_FORMAT, META_INPUT,
-    META_INT8_WEIGHT_RANGE, META_PRECISION, META_SPEC,
+    META_INT8_WEIGHT_RANGE, META_PRECISION, META_SPEC, META_THRESHOLD_FALSE_ALARM,
+    META_THRESHOLD_IMAGE, META_THRESHOLD_IMAGES, META_THRESHOLD_PIXEL,
 };
 use dlvp_contract::Spec;
 use dlvp_onnx_proto as pb;
@@ -30,6 +31,21 @@ pub struct ModelInfo {
     /// absent: exports before the key were full-range): exact only on CPUs whose int8 kernels
     /// accumulate in 32 bits ([`crate::int8_kernels`]).
     pub int8_full_range: bool,
+    /// The decision thresholds `dlvp threshold` stored, if any.
+    pub thresholds: Option<Thresholds>,
+}
+
+/// Decision thresholds calibrated on a line's good images (`dlvp.threshold.*`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// An `anomaly_score` above it is NG.
+    pub image: f32,
+    /// An `anomaly_map` value above it belongs to the mask.
+    pub pixel: f32,
+    /// The false-alarm rate both guarantee at most on good images like the calibration's.
+    pub false_alarm: f64,
+    /// Good images they were calibrated on.
+    pub images: usize,
 }
 
 /// Reads the metadata of ONNX `bytes` that came from `path`.
@@ -94,12 +110,88 @@ pub fn read(bytes: &[u8], path: &Path) -> Result<ModelInfo, MetadataError> {
             )))
             }
         };
+    let thresholds = match get(META_THRESHOLD_IMAGE) {
+        None => None,
+        Some(image) => {
+            let number = |key: &str, text: Option<&str>| -> Result<f64, String> {
+                text.ok_or_else(|| {
+                    format!("metadata {key} is missing beside {META_THRESHOLD_IMAGE}")
+                })?
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| format!("metadata {key} is not a number"))
+            };
+            Some(Thresholds {
+                image: number(META_THRESHOLD_IMAGE, Some(image)).map_err(fail)? as f32,
+                pixel: number(META_THRESHOLD_PIXEL, get(META_THRESHOLD_PIXEL)).map_err(fail)?
+                    as f32,
+                false_alarm: number(META_THRESHOLD_FALSE_ALARM, get(META_THRESHOLD_FALSE_ALARM))
+                    .map_err(fail)?,
+                images: number(META_THRESHOLD_IMAGES, get(META_THRESHOLD_IMAGES)).map_err(fail)?
+                    as usize,
+            })
+        }
+    };
     Ok(ModelInfo {
         spec,
         input,
         precision,
         int8_full_range,
+        thresholds,
     })
+}
+
+/// How the thresholds were calibrated, beside their values (the `dlvp.threshold.*` keys a
+/// reader does not need to decide).
+#[derive(Debug, Clone)]
+pub struct ThresholdSource {
+    /// SHA-256 of the good images (paths as given, lengths, bytes, in order).
+    pub images_sha256: String,
+    /// `resize` and the backend that scored them.
+    pub scored_with: String,
+}
+
+/// ONNX `bytes` with `thresholds` stored in their `dlvp.threshold.*` keys (the ones [`read`]
+/// reads back into [`ModelInfo::thresholds`]); nothing else changes ([`with_props`]).
+pub fn with_thresholds(
+    bytes: &[u8],
+    thresholds: &Thresholds,
+    source: &ThresholdSource,
+) -> Result<Vec<u8>, prost::DecodeError> {
+    use dlvp_contract::graph::{META_THRESHOLD_IMAGES_SHA256, META_THRESHOLD_SCORED_WITH};
+    with_props(
+        bytes,
+        &[
+            (META_THRESHOLD_IMAGE, thresholds.image.to_string()),
+            (META_THRESHOLD_PIXEL, thresholds.pixel.to_string()),
+            (
+                META_THRESHOLD_FALSE_ALARM,
+                thresholds.false_alarm.to_string(),
+            ),
+            (META_THRESHOLD_IMAGES, thresholds.images.to_string()),
+            (META_THRESHOLD_IMAGES_SHA256, source.images_sha256.clone()),
+            (META_THRESHOLD_SCORED_WITH, source.scored_with.clone()),
+        ],
+    )
+}
+
+/// ONNX `bytes` with the metadata `props` set: each key's value replaced where the model has the
+/// key, else appended in the order given. Nothing else changes: the graph, its weights and the
+/// other keys are re-encoded as they were (every field of ONNX's messages is kept).
+pub fn with_props(bytes: &[u8], props: &[(&str, String)]) -> Result<Vec<u8>, prost::DecodeError> {
+    use prost::Message;
+    let mut model = pb::ModelProto::decode(bytes)?;
+    for (key, value) in props {
+        match model.metadata_props.iter_mut().find(|p| p.key == *key) {
+            Some(p) => p.value = value.clone(),
+            None => model.metadata_props.push(pb::StringStringEntryProto {
+                key: key.to_string(),
+                value: value.clone(),
+            }),
+        }
+    }
+    Ok(model.encode_to_vec())
 }
 
 /// An optional metadata `value` of `key`: the default when absent, an error naming the value when

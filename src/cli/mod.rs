@@ -11,7 +11,7 @@ pub mod progress;
 pub mod run_args;
 
 pub use dlvp_contract::atomic_write::{write_atomically, write_atomically_with};
-pub use model::{resolve_model, resolve_spec};
+pub use model::{resolve_model, resolve_spec, Model};
 pub use parsers::{named_values, named_values_with_help, target_parser};
 pub use run_args::{load_detector, RunArgs};
 

@@ -8,4 +8,5 @@ pub mod export;
 pub mod inspect;
 pub mod serve;
 pub mod spec;
+pub mod threshold;
 pub mod weights;

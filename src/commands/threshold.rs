@@ -1,0 +1,125 @@
+//! `dlvp threshold --good DIR --false-alarm A --out M.onnx [--model M] [RUN]`: calibrates a
+//! graph's decision thresholds on a line's good images (split-conformal, `dlvp_eval::threshold`)
+//! and writes the graph with them in its metadata (`dlvp.threshold.*`, model-spec/README.md);
+//! nothing else in the graph changes, and the same images give the same file.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use dlvp_eval::threshold::{conformal, images_needed, pixel_threshold};
+use dlvp_runtime::metadata::{with_thresholds, ThresholdSource, Thresholds};
+use dlvp_runtime::pipeline::{self, PipelineOptions};
+
+use crate::cli::{default_model, load_detector, write_atomically, Model, RunArgs};
+
+#[derive(Args)]
+pub struct ThresholdArgs {
+    /// Defect-free images of the line: folders (searched recursively), files or quoted globs.
+    #[arg(long, required = true, num_args = 1..)]
+    good: Vec<PathBuf>,
+    /// The false-alarm rate to guarantee at most on good parts, between 0 and 1 (0.01: at most
+    /// one good part in a hundred flagged NG). Needs at least (1 − A)/A good images.
+    #[arg(long, value_name = "A")]
+    false_alarm: f64,
+    /// Where to write the graph with its thresholds (atomically; it may be --model itself).
+    #[arg(long)]
+    out: PathBuf,
+    /// The graph to calibrate (default: the embedded demo model).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Images per model run.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    batch: u32,
+    /// Refuse images of more pixels than this, from their header.
+    #[arg(long, default_value_t = dlvp_runtime::preprocess::DEFAULT_MAX_PIXELS)]
+    max_pixels: u64,
+}
+
+pub fn run(args: ThresholdArgs) -> anyhow::Result<ExitCode> {
+    let alpha = args.false_alarm;
+    let needed = images_needed(alpha).map_err(|e| anyhow::anyhow!("--false-alarm: {e}"))?;
+    let (files, problems) = dlvp_eval::dataset::expand_paths(&args.good);
+    if !problems.is_empty() {
+        bail!("--good: {}", problems.join("; "));
+    }
+    if files.len() < needed {
+        bail!(
+            "--good: {} image(s) are too few for --false-alarm {alpha}: the guarantee needs at least {needed}",
+            files.len()
+        );
+    }
+    let model = crate::cli::resolve_model(args.model.as_deref());
+    let bytes = match &model {
+        Model::File(path) => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("{}: cannot read model", path.display()))?;
+            if dlvp_runtime::onnx_head::ModelHead::decode_from(&bytes)
+                .is_ok_and(|h| h.has_external_data())
+            {
+                bail!("{}: keeps its weights in external data; thresholds are written into self-contained graphs", path.display());
+            }
+            bytes
+        }
+        Model::Embedded => default_model::BYTES.to_vec(),
+    };
+    let detector = load_detector(&model, &args.run, args.batch)?;
+    let options = PipelineOptions {
+        keep_images: false,
+        ..PipelineOptions::new(args.batch as usize, args.max_pixels)
+    };
+    let (mut scores, mut maxima, mut unreadable) = (Vec::new(), Vec::new(), Vec::new());
+    let peak = |s: pipeline::Scored<()>| {
+        let max = s.detection.map.iter().copied().fold(f32::MIN, f32::max);
+        (s.detection.score, max)
+    };
+    pipeline::run(
+        &detector,
+        &files,
+        &options,
+        |_, _| (),
+        peak,
+        |_, _, result| {
+            match result {
+                Ok((score, max)) => {
+                    scores.push(score);
+                    maxima.push(max);
+                }
+                Err(e) => unreadable.push(crate::cli::image_error(e)),
+            }
+            true
+        },
+    )?;
+    // Every good image counts in the guarantee's n: one that cannot be scored is an error.
+    if !unreadable.is_empty() {
+        bail!("--good: {}", unreadable.join("; "));
+    }
+    let image = conformal(&scores, alpha)?;
+    let pixel = pixel_threshold(&maxima, alpha)?;
+    let thresholds = Thresholds {
+        image: image.value,
+        pixel: pixel.value,
+        false_alarm: alpha,
+        images: image.n,
+    };
+    let source = ThresholdSource {
+        images_sha256: dlvp_eval::dataset::digest_files(&files)?,
+        scored_with: format!("resize, {} ({})", detector.backend(), detector.executor()),
+    };
+    let written = with_thresholds(&bytes, &thresholds, &source)
+        .with_context(|| format!("{}: not an ONNX model", model.label()))?;
+    write_atomically(&args.out, &written)?;
+    println!(
+        "image threshold {} (score {} of {} good), pixel threshold {}: a good image like these is NG with probability at most {alpha} (at least {:.4}); wrote {}",
+        image.value,
+        image.rank,
+        image.n,
+        pixel.value,
+        image.lower_rate(),
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
