@@ -15,6 +15,16 @@ const MODEL: &[u8] = include_bytes!(concat!(
     "/../models/demo/dlvp-clip-demo.onnx"
 ));
 
+/// The demo model on tract; `None` in a build without tract.
+fn tract_detector() -> Option<Detector> {
+    BackendChoice::Tract.is_built().then(|| {
+        Detector::builder()
+            .backend(BackendChoice::Tract)
+            .build_from_bytes(MODEL.to_vec())
+            .unwrap()
+    })
+}
+
 /// The sample images with an undecodable file in the middle, and the folder that holds it.
 fn files() -> (tempfile::TempDir, Vec<PathBuf>) {
     let dir = tempfile::tempdir().unwrap();
@@ -58,13 +68,9 @@ fn the_pipeline_gives_the_serial_numbers_in_file_order(
     #[case] window: usize,
     #[case] keep_images: bool,
 ) {
-    if !BackendChoice::Tract.is_built() {
+    let Some(detector) = tract_detector() else {
         return;
-    }
-    let detector = Detector::builder()
-        .backend(BackendChoice::Tract)
-        .build_from_bytes(MODEL.to_vec())
-        .unwrap();
+    };
     let (_dir, files) = files();
     let expected = serial(&detector, &files, batch);
     let options = PipelineOptions {
@@ -141,13 +147,9 @@ fn the_pipeline_gives_the_serial_numbers_in_file_order(
 
 #[test]
 fn files_refused_by_the_pixel_limit_are_delivered_and_no_graph_runs() {
-    if !BackendChoice::Tract.is_built() {
+    let Some(detector) = tract_detector() else {
         return;
-    }
-    let detector = Detector::builder()
-        .backend(BackendChoice::Tract)
-        .build_from_bytes(MODEL.to_vec())
-        .unwrap();
+    };
     let (_dir, files) = files();
     let options = PipelineOptions {
         batch: 2,
@@ -172,13 +174,9 @@ fn files_refused_by_the_pixel_limit_are_delivered_and_no_graph_runs() {
 
 #[test]
 fn deliver_can_stop_the_run() {
-    if !BackendChoice::Tract.is_built() {
+    let Some(detector) = tract_detector() else {
         return;
-    }
-    let detector = Detector::builder()
-        .backend(BackendChoice::Tract)
-        .build_from_bytes(MODEL.to_vec())
-        .unwrap();
+    };
     let (_dir, files) = files();
     let options = PipelineOptions {
         window: 1,
