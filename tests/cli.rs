@@ -592,3 +592,57 @@ fn export_creates_the_output_folder() {
     assert!(run.status.success(), "{}", stderr(&run));
     assert!(out.is_file());
 }
+
+/// `bench --pipeline`: the images end to end through the staged pipeline, every stage timed, an
+/// unreadable image counted and the run failed.
+#[test]
+fn bench_times_the_pipeline_stage_by_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = exported_golden(dir.path());
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    for entry in std::fs::read_dir(run::repo().join("fixtures/samples")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, images.join(path.file_name().unwrap())).unwrap();
+    }
+    let bench = |extra: &[&str]| {
+        let mut args = vec![
+            "bench",
+            "--model",
+            model.to_str().unwrap(),
+            "--backend",
+            "tract",
+        ];
+        args.extend_from_slice(&[
+            "--pipeline",
+            images.to_str().unwrap(),
+            "--json",
+            "--batch",
+            "4",
+        ]);
+        args.extend_from_slice(extra);
+        dlvp(&args)
+    };
+    let ok = bench(&[]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let report: serde_json::Value = serde_json::from_str(stdout(&ok).trim()).unwrap();
+    assert_eq!(
+        (report["images"].as_u64(), report["failed"].as_u64()),
+        (Some(10), Some(0))
+    );
+    assert!(report["images_per_s"].as_f64().unwrap() > 0.0);
+    for stage in ["decode", "resize", "infer", "finish", "deliver"] {
+        assert!(
+            report["ms_per_image"][stage].as_f64().unwrap() >= 0.0,
+            "{stage}"
+        );
+    }
+    std::fs::write(images.join("broken.png"), b"not a png").unwrap();
+    let broken = bench(&[]);
+    assert_eq!(broken.status.code(), Some(1));
+    assert!(
+        stderr(&broken).contains("broken.png"),
+        "{}",
+        stderr(&broken)
+    );
+}

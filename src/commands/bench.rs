@@ -17,6 +17,8 @@ use std::time::Instant;
 use anyhow::bail;
 use clap::Args;
 use dlvp_exporter::weights::Dtype;
+use dlvp_runtime::pipeline::{self, PipelineOptions};
+use dlvp_runtime::preprocess::DEFAULT_MAX_PIXELS;
 use dlvp_runtime::{GraphInput, InputKind};
 use image::RgbImage;
 
@@ -51,6 +53,65 @@ pub struct BenchArgs {
     /// safetensors file.
     #[arg(long, value_name = "FILE.safetensors", requires = "input")]
     save_outputs: Option<PathBuf>,
+    /// Time the whole pipeline instead, end to end on these images (folders, files or quoted
+    /// globs) as `dlvp detect` reads them, in batches of --batch: images/s and the ms per image
+    /// of each stage (decode, resize, infer, finish, deliver), nothing written.
+    #[arg(long, value_name = "DIR", num_args = 1.., conflicts_with = "input")]
+    pipeline: Vec<PathBuf>,
+}
+
+/// `--pipeline`: the images through `dlvp_runtime::pipeline`, timed by stage.
+fn bench_pipeline(detector: &dlvp_runtime::Detector, args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let (files, problems) = dlvp_eval::dataset::expand_paths(&args.pipeline);
+    if !problems.is_empty() || files.is_empty() {
+        bail!(
+            "--pipeline: {}",
+            if problems.is_empty() {
+                "no images".into()
+            } else {
+                problems.join("; ")
+            }
+        );
+    }
+    let options = PipelineOptions::new(args.batch as usize, DEFAULT_MAX_PIXELS);
+    let mut failed = Vec::new();
+    let times = pipeline::run(
+        detector,
+        &files,
+        &options,
+        |_, _| (),
+        |_| (),
+        |_, _, r| {
+            if let Err(e) = r {
+                failed.push(crate::cli::image_error(e));
+            }
+            true
+        },
+    )?;
+    for e in &failed {
+        eprintln!("error: {e}");
+    }
+    if args.json {
+        let stages: serde_json::Map<String, serde_json::Value> = times
+            .ms_per_image()
+            .iter()
+            .map(|(k, v)| (k.to_string(), (*v).into()))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"images": times.images, "failed": times.failed,
+            "seconds": times.wall.as_secs_f64(), "images_per_s": times.images_per_second(),
+            "ms_per_image": stages, "decoders": options.decoders, "finishers": options.finishers,
+            "batch": options.batch, "backend": detector.backend().name(), "provider": detector.executor()})
+        );
+    } else {
+        println!("pipeline: {times} ({options})");
+    }
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// The input batch of a `--input` file: tensor `image` (f32 [B, 3, S, S]) or `image_u8` (U8
@@ -191,6 +252,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let t = Instant::now();
     let detector = load_detector(&model, &args.run, batch_size)?;
     let load_s = t.elapsed().as_secs_f64();
+    if !args.pipeline.is_empty() {
+        return bench_pipeline(&detector, &args);
+    }
     let size = detector.info().spec.image_size as u32;
     if let (Some(x), Some(path)) = (&input, &args.input) {
         let wanted = detector.info().input;
