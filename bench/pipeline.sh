@@ -39,17 +39,17 @@ for i, f in enumerate(sorted(src.glob("*.png"))[:20]):
 EOF
 cp "$work/jpeg/00.jpg" "$work/one/00.jpg"
 
-seconds() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>&1 || true; t1=$(date +%s.%N); echo "$t1 - $t0" | bc -l; }
+seconds() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>&1 || true; t1=$(date +%s.%N); awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'; }
 # ms per image of `detect` with these arguments over folder $1 of $2 images (one-image run subtracted).
 per_image() {
   local bin=$1 dir=$2 n=$3 one=$4; shift 4
   local all single
   all=$(seconds "$bin" detect "$dir" --backend "$backend" "$@")
   single=$(seconds "$bin" detect "$one" --backend "$backend" "$@")
-  echo "($all - $single) * 1000 / ($n - 1)" | bc -l
+  awk -v a="$all" -v s="$single" -v n="$n" 'BEGIN { print (a - s) * 1000 / (n - 1) }'
 }
 printf '%-58s %10s %10s\n' "workload ($backend)" "ms/image" "images/s"
-row() { printf '%-58s %10.2f %10.1f\n' "$1" "$2" "$(echo "1000 / $2" | bc -l)"; }
+row() { printf '%-58s %10.2f %10.1f\n' "$1" "$2" "$(awk -v m="$2" 'BEGIN { print 1000 / m }')"; }
 
 graph=$("$dlvp" bench --backend "$backend" --batch 8 --iters 10 --json 2>/dev/null |
   "$python" -c 'import json,sys; print(1000 / json.load(sys.stdin)["images_per_s"])')
