@@ -53,19 +53,10 @@ pub fn run(args: ThresholdArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let model = crate::cli::resolve_model(args.model.as_deref());
-    let bytes = match &model {
-        Model::File(path) => {
-            let bytes = std::fs::read(path)
-                .with_context(|| format!("{}: cannot read model", path.display()))?;
-            if dlvp_runtime::onnx_head::ModelHead::decode_from(&bytes)
-                .is_ok_and(|h| h.has_external_data())
-            {
-                bail!("{}: keeps its weights in external data; thresholds are written into self-contained graphs", path.display());
-            }
-            bytes
-        }
-        Model::Embedded => default_model::BYTES.to_vec(),
-    };
+    if let Model::File(path) = &model {
+        // Refused before any image is scored; the bytes are read again once the detector is gone.
+        self_contained(path)?;
+    }
     let detector = load_detector(&model, &args.run, args.batch)?;
     let options = PipelineOptions {
         keep_images: false,
@@ -109,6 +100,12 @@ pub fn run(args: ThresholdArgs) -> anyhow::Result<ExitCode> {
         images_sha256: dlvp_eval::dataset::digest_files(&files)?,
         scored_with: format!("resize, {} ({})", detector.backend(), detector.executor()),
     };
+    // Read once the detector is gone, so a large model is not held twice beside the backend's copy.
+    drop(detector);
+    let bytes = match &model {
+        Model::File(path) => self_contained(path)?,
+        Model::Embedded => default_model::BYTES.to_vec(),
+    };
     let written = with_thresholds(&bytes, &thresholds, &source)
         .with_context(|| format!("{}: not an ONNX model", model.label()))?;
     write_atomically(&args.out, &written)?;
@@ -122,4 +119,19 @@ pub fn run(args: ThresholdArgs) -> anyhow::Result<ExitCode> {
         args.out.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The model file's bytes, unless it keeps its weights in external data (thresholds are written
+/// into self-contained graphs).
+fn self_contained(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("{}: cannot read model", path.display()))?;
+    if dlvp_runtime::onnx_head::ModelHead::decode_from(&bytes).is_ok_and(|h| h.has_external_data())
+    {
+        bail!(
+            "{}: keeps its weights in external data; thresholds are written into self-contained graphs",
+            path.display()
+        );
+    }
+    Ok(bytes)
 }
