@@ -478,7 +478,7 @@ fn detect_scores_valid_images_reports_bad_ones_and_leaves_no_stray_files(#[case]
         assert!((0.0..=1.0).contains(&score));
         assert_eq!(
             line["label"],
-            if score >= 0.5 { "anomalous" } else { "normal" }
+            if score > 0.5 { "anomalous" } else { "normal" }
         );
         assert_eq!(line["topk"].as_array().unwrap().len(), 4);
         let provider = line["provider"].as_str().unwrap();

@@ -144,3 +144,108 @@ fn too_few_images_a_bad_rate_and_an_unreadable_image_are_refused_and_nothing_is_
     assert_fails(&unreadable, 1, "zz_broken.png");
     assert!(!out.exists(), "a refused run wrote {}", out.display());
 }
+
+#[test]
+fn detect_decides_with_the_stored_thresholds_unless_told_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = exported_golden(dir.path());
+    let good = good_images(dir.path(), 20);
+    let line = dir.path().join("line3.onnx");
+    assert!(threshold(&model, &good, "0.1", &line).status.success());
+    let stored = dlvp_runtime::Detector::load(&line, &Default::default())
+        .unwrap()
+        .info()
+        .thresholds
+        .unwrap();
+
+    // Every line decides, NG exactly where the score is above the stored threshold.
+    let lines = detect_json(&good, &line, "tract");
+    assert_eq!(lines.len(), 20);
+    let mut ng = 0;
+    for l in &lines {
+        let score = l["score"].as_f64().unwrap() as f32;
+        let want = if score > stored.image { "NG" } else { "OK" };
+        ng += (want == "NG") as usize;
+        assert_eq!(l["decision"], want, "{l}");
+        assert_eq!(l["threshold"].as_f64().unwrap() as f32, stored.image);
+    }
+    assert!(
+        ng <= 2,
+        "rank 19 of 20: at most the one above it (and ties) is NG, got {ng}"
+    );
+
+    // --fail-on-ng: 2 when any image is NG, else 0; --threshold overrides the stored one.
+    let detect = |extra: &[&str]| {
+        let mut args = vec![
+            "detect",
+            good.to_str().unwrap(),
+            "--model",
+            line.to_str().unwrap(),
+            "--backend",
+            "tract",
+        ];
+        args.extend_from_slice(extra);
+        dlvp(&args)
+    };
+    let strict = detect(&["--fail-on-ng", "--threshold=-1"]);
+    assert_eq!(strict.status.code(), Some(2), "{}", stderr(&strict));
+    assert_eq!(stdout(&strict).matches("  NG").count(), 20);
+    assert!(
+        stderr(&strict).contains("decisions: 0 OK, 20 NG"),
+        "{}",
+        stderr(&strict)
+    );
+    let lenient = detect(&["--fail-on-ng", "--threshold", "2"]);
+    assert_eq!(lenient.status.code(), Some(0), "{}", stderr(&lenient));
+    assert_eq!(stdout(&lenient).matches("  OK").count(), 20);
+    let calibrated = detect(&[]);
+    assert!(
+        stderr(&calibrated).contains(&format!(
+            "decisions: {} OK, {ng} NG (NG: score above {}, the model's, calibrated on 20 good images",
+            20 - ng,
+            stored.image
+        )),
+        "{}",
+        stderr(&calibrated)
+    );
+
+    // Masks are the map above the pixel threshold: none above 2, all above -1.
+    let one = good.join("fabric/train/good/000.png");
+    for (pixel, value) in [("2", 0u8), ("-1", 255)] {
+        let out = dir.path().join(format!("out{pixel}"));
+        let run = dlvp(&[
+            "detect",
+            one.to_str().unwrap(),
+            "--model",
+            line.to_str().unwrap(),
+            "--backend",
+            "tract",
+            &format!("--pixel-threshold={pixel}"),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(run.status.success(), "{}", stderr(&run));
+        let mask = image::open(out.join("000.mask.png")).unwrap().to_luma8();
+        assert!(
+            mask.pixels().all(|p| p[0] == value),
+            "--pixel-threshold {pixel}"
+        );
+    }
+
+    // Without a threshold anywhere, asking for decisions is an error that says what to do.
+    let none = dlvp(&[
+        "detect",
+        one.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--backend",
+        "tract",
+        "--fail-on-ng",
+    ]);
+    assert_fails(&none, 1, "--fail-on-ng needs an image threshold");
+    assert!(
+        stderr(&none).contains("dlvp threshold"),
+        "{}",
+        stderr(&none)
+    );
+}

@@ -61,12 +61,15 @@
 //! - [`onnx_head`]: a model's structure decoded without copying its weights;
 //! - [`model_file`]: reading a model file within a size limit, external data checked and inlined;
 //! - [`verify`]: a new graph checked on every backend at hand against tract (`export --verify`);
+//! - [`decision`]: OK/NG from a score and the thresholds (stored or given), masks and the
+//!   overlay scale anchored on the pixel threshold;
 //! - [`metadata`]: what the exporter wrote into the graph; [`postprocess`]: maps back to image
 //!   size, overlays and masks.
 
 pub mod backend;
 #[cfg(feature = "tract")]
 pub mod cost;
+pub mod decision;
 pub mod detector;
 pub mod input;
 pub mod int8_kernels;
@@ -89,6 +92,7 @@ pub mod tract_backend;
 pub mod verify;
 
 pub use backend::{Backend, BackendChoice, GraphShape, GraphSource};
+pub use decision::{Decider, Verdict};
 pub use detector::{
     DetectError, Detection, Detector, DetectorBuilder, DetectorOptions, Note, SkipReason,
 };

@@ -1,10 +1,13 @@
 //! From the graph's map to what a person looks at: the map resized back to the original image
-//! size (bilinear, half-pixel centres), a heatmap overlay (jet colormap blended on the image),
-//! the map as a 16-bit grayscale image, a binary mask at a threshold, and PNG bytes of any of
-//! them (what `dlvp detect --out` writes and `dlvp serve`'s `/v1/detect` returns).
+//! size (bilinear, half-pixel centres), a heatmap overlay (jet colormap blended on the image, on
+//! the raw scale or one anchored on a pixel threshold), the map as a 16-bit grayscale image, a
+//! binary mask above a threshold, and PNG bytes of any of them (what `dlvp detect --out` writes
+//! and `dlvp serve`'s `/v1/detect` returns).
 
 use image::{GrayImage, ImageBuffer, Luma, Rgb, RgbImage};
 use ndarray::Array2;
+
+pub use crate::decision::OverlayScale;
 
 /// Bilinear resize of an [h, w] map to [out_h, out_w] with half-pixel centres (edge-clamped).
 pub fn resize_map(map: &Array2<f32>, out_w: usize, out_h: usize) -> Array2<f32> {
@@ -37,8 +40,13 @@ pub fn jet(t: f32) -> [u8; 3] {
 
 /// The map in jet colours blended half-and-half on the image (same size as the image).
 pub fn overlay(image: &RgbImage, map: &Array2<f32>) -> RgbImage {
+    overlay_scaled(image, map, OverlayScale::Raw)
+}
+
+/// The map in jet colours at `scale`'s positions, blended half-and-half on the image.
+pub fn overlay_scaled(image: &RgbImage, map: &Array2<f32>, scale: OverlayScale) -> RgbImage {
     RgbImage::from_fn(image.width(), image.height(), |x, y| {
-        let c = jet(map[[y as usize, x as usize]]);
+        let c = jet(scale.position(map[[y as usize, x as usize]]));
         let p = image.get_pixel(x, y);
         Rgb([0, 1, 2].map(|i| (p[i] as u16 + c[i] as u16).div_ceil(2) as u8))
     })
@@ -133,11 +141,12 @@ pub fn png_bytes_with(
     Ok(bytes)
 }
 
-/// 255 where the map reaches `threshold`, 0 elsewhere.
+/// 255 where the map is above `threshold`, 0 elsewhere (the side [`crate::decision`] decides
+/// on: a value equal to a calibrated pixel threshold is not a defect).
 pub fn mask(map: &Array2<f32>, threshold: f32) -> GrayImage {
     let (h, w) = map.dim();
     GrayImage::from_fn(w as u32, h as u32, |x, y| {
-        Luma([if map[[y as usize, x as usize]] >= threshold {
+        Luma([if map[[y as usize, x as usize]] > threshold {
             255
         } else {
             0

@@ -1,10 +1,13 @@
 //! `dlvp detect PATH... --model M [--backend B] [--out DIR] [--threshold T] [--show-topk] [--batch N] [--json]`.
 //!
-//! Scores images (files, or directories searched recursively) with a dlvp graph; with `--out`,
-//! writes per image a heatmap overlay, the map as a 16-bit PNG at the image's size and, with
-//! `--threshold`, a binary mask — each written atomically. A bad image is reported and skipped;
-//! the exit status is then 1. The work runs on `dlvp_runtime::pipeline`: decoding, the graph and
-//! the PNG encoding overlap; files are written and lines printed in file order on this thread.
+//! Scores images (files, or directories searched recursively) with a dlvp graph and, when the
+//! graph holds thresholds (`dlvp threshold`) or `--threshold` gives one, decides OK/NG
+//! (`dlvp_runtime::decision`); with `--out`, writes per image a heatmap overlay (anchored on the
+//! pixel threshold when there is one), the map as a 16-bit PNG at the image's size and, with a
+//! threshold, a binary mask — each written atomically. A bad image is reported and skipped; the
+//! exit status is then 1 (else 2 with `--fail-on-ng` when any image is NG). The work runs on
+//! `dlvp_runtime::pipeline`: decoding, the graph and the PNG encoding overlap; files are written
+//! and lines printed in file order on this thread.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -12,9 +15,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use dlvp_runtime::decision::{Decider, Origin, OverlayScale, Verdict};
 use dlvp_runtime::pipeline::{self, PipelineOptions, Scored};
 use dlvp_runtime::postprocess::{
-    draw_topk, map_u16, mask, overlay, png_bytes_with, resize_map, PngEncoding,
+    draw_topk, map_u16, mask, overlay_scaled, png_bytes_with, resize_map, PngEncoding,
 };
 use dlvp_runtime::preprocess::ImageError;
 use dlvp_runtime::Detection;
@@ -36,9 +40,18 @@ pub struct DetectArgs {
     /// Folder for overlays, maps and masks (nothing is written without it).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Label images with score ≥ T anomalous, and write masks of the map ≥ T.
-    #[arg(long)]
+    /// Decide with this threshold instead of the graph's: NG when the score is above T; masks
+    /// where the map is above T (unless --pixel-threshold). Without it, a graph calibrated by
+    /// `dlvp threshold` decides with its stored thresholds.
+    #[arg(long, value_name = "T")]
     threshold: Option<f32>,
+    /// Masks (and the overlay's colour change) where the map is above P, instead of the stored
+    /// pixel threshold or --threshold.
+    #[arg(long, value_name = "P")]
+    pixel_threshold: Option<f32>,
+    /// Exit with status 2 when any image is NG (status 1, for an unreadable image, comes first).
+    #[arg(long)]
+    fail_on_ng: bool,
     /// Outline the Top-K patches SLFS selected on the overlay.
     #[arg(long)]
     show_topk: bool,
@@ -94,6 +107,23 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
     let model = crate::cli::resolve_model(args.model.as_deref());
     let detector = load_detector(&model, &args.run, args.batch)?;
     let provider = detector.executor();
+    let decider = Decider::resolve(
+        detector.info().thresholds.as_ref(),
+        args.threshold,
+        args.pixel_threshold,
+    );
+    if decider.is_none() && (args.fail_on_ng || args.pixel_threshold.is_some()) {
+        let flag = if args.fail_on_ng {
+            "--fail-on-ng"
+        } else {
+            "--pixel-threshold"
+        };
+        anyhow::bail!(
+            "{flag} needs an image threshold: {} has none stored (calibrate one with `dlvp threshold`) and --threshold is not given",
+            model.label()
+        );
+    }
+    let scale = decider.map_or(OverlayScale::Raw, |d| d.overlay_scale());
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out)
             .with_context(|| format!("{}: cannot create folder", out.display()))?;
@@ -113,7 +143,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
         if let (Some(out), Some(img)) = (&args.out, &scored.image) {
             let det = &scored.detection;
             let full = resize_map(&det.map, img.width() as usize, img.height() as usize);
-            let mut heat = overlay(img, &full);
+            let mut heat = overlay_scaled(img, &full, scale);
             if args.show_topk {
                 draw_topk(&mut heat, &det.topk, grid);
             }
@@ -122,8 +152,8 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
                 ("overlay", png_bytes_with(heat, args.png)),
                 ("map", png_bytes_with(map_u16(&full), args.png)),
             ];
-            if let Some(t) = args.threshold {
-                files.push(("mask", png_bytes_with(mask(&full, t), args.png)));
+            if let Some(d) = &decider {
+                files.push(("mask", png_bytes_with(mask(&full, d.pixel), args.png)));
             }
             for (kind, png) in files {
                 let png =
@@ -140,6 +170,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
     };
     let mut progress = Progress::new(files.len());
     let mut stopped = None;
+    let mut counts = [0usize; 2];
     // On this thread, in file order: the lines printed.
     let deliver = |_: usize, path: &Path, result: Result<anyhow::Result<Finished>, ImageError>| {
         progress.clear();
@@ -149,7 +180,21 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
                 failed = true;
                 Ok(())
             }
-            Ok(finished) => finished.map(|f| report(&args, path, f, &provider, &detector)),
+            Ok(finished) => finished.map(|f| {
+                let verdict = decider.map(|d| d.verdict(f.detection.score));
+                if let Some(v) = verdict {
+                    counts[(v == Verdict::Ng) as usize] += 1;
+                }
+                report(
+                    &args,
+                    path,
+                    f,
+                    verdict,
+                    decider.as_ref(),
+                    &provider,
+                    &detector,
+                )
+            }),
         };
         progress.advance(1);
         outcome.map_err(|e| stopped = Some(e)).is_ok()
@@ -162,11 +207,33 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
     if args.profile {
         eprintln!("profile: {times} ({options})");
     }
+    if let (Some(d), false) = (&decider, args.json) {
+        eprintln!("{}", summary(d, counts));
+    }
     Ok(if failed {
         ExitCode::from(1)
+    } else if args.fail_on_ng && counts[1] > 0 {
+        ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The run's decisions and where their threshold came from, for a person.
+fn summary(decider: &Decider, [ok, ng]: [usize; 2]) -> String {
+    let source = match decider.origin {
+        Origin::Model {
+            false_alarm,
+            images,
+        } => format!(
+            "the model's, calibrated on {images} good images for a false-alarm rate of at most {false_alarm}"
+        ),
+        Origin::Given => "--threshold".into(),
+    };
+    format!(
+        "decisions: {ok} OK, {ng} NG (NG: score above {}, {source}; masks above {})",
+        decider.image, decider.pixel
+    )
 }
 
 /// Prints one scored image's line.
@@ -174,17 +241,12 @@ fn report(
     args: &DetectArgs,
     path: &Path,
     finished: Finished,
+    verdict: Option<Verdict>,
+    decider: Option<&Decider>,
     provider: &str,
     detector: &dlvp_runtime::Detector,
 ) {
     let det = finished.detection;
-    let label = args.threshold.map(|t| {
-        if det.score >= t {
-            "anomalous"
-        } else {
-            "normal"
-        }
-    });
     if args.json {
         let mut line = serde_json::json!({
             "image": path.display().to_string(),
@@ -194,8 +256,11 @@ fn report(
             "provider": provider,
         });
         let obj = line.as_object_mut().expect("an object");
-        if let Some(l) = label {
-            obj.insert("label".into(), l.into());
+        if let (Some(v), Some(d)) = (verdict, decider) {
+            obj.insert("decision".into(), v.name().into());
+            obj.insert("threshold".into(), d.image.into());
+            // The older field, kept for scripts that read it.
+            obj.insert("label".into(), v.label().into());
         }
         obj.extend(finished.written);
         println!("{line}");
@@ -204,7 +269,7 @@ fn report(
             "{}  score {:.4}{}",
             path.display(),
             det.score,
-            label.map(|l| format!("  {l}")).unwrap_or_default()
+            verdict.map(|v| format!("  {v}")).unwrap_or_default()
         );
     }
 }

@@ -1,0 +1,236 @@
+//! OK/NG from a score and a map (model-spec/README.md, "Decision thresholds"): an image is NG
+//! when its `anomaly_score` is **above** the image threshold, and a map pixel belongs to the
+//! mask when it is **above** the pixel threshold — the side split-conformal calibration
+//! guarantees (a tie with the threshold is OK). Every front end decides here: `dlvp detect`,
+//! `dlvp eval`, `dlvp serve` and, by the same rule, the C++ `dlvp::Detector`.
+//!
+//! The thresholds come from the graph (`dlvp threshold` stores them) unless the caller gives its
+//! own ([`Decider::resolve`]); the overlay scale anchored on the pixel threshold is
+//! [`OverlayScale`].
+
+use crate::metadata::Thresholds;
+
+/// The decision on one image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Not above the image threshold.
+    Ok,
+    /// Above it: an anomaly.
+    Ng,
+}
+
+impl Verdict {
+    /// `OK`, `NG`: what every front end prints and returns.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Ok => "OK",
+            Verdict::Ng => "NG",
+        }
+    }
+
+    /// The older label of `--threshold` and `/v1/detect?threshold=`: `normal`, `anomalous`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Ok => "normal",
+            Verdict::Ng => "anomalous",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where a decider's thresholds come from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Origin {
+    /// Calibrated by `dlvp threshold` and stored in the graph: at most `false_alarm` of good
+    /// images like the `images` it was calibrated on are NG.
+    Model { false_alarm: f64, images: usize },
+    /// Given by the caller (`--threshold`): no stated false-alarm rate.
+    Given,
+}
+
+/// The thresholds one run decides with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decider {
+    /// An `anomaly_score` above it is NG.
+    pub image: f32,
+    /// An `anomaly_map` value above it is in the mask.
+    pub pixel: f32,
+    pub origin: Origin,
+}
+
+impl Decider {
+    /// The thresholds of a run: `image` given by the caller overrides the stored image threshold
+    /// and, unless `pixel` is given too, the pixel threshold (one number, as `--threshold` has
+    /// always meant); otherwise the graph's stored thresholds, with `pixel` overriding the pixel
+    /// one. `None` when neither the graph nor the caller has an image threshold: no decisions.
+    pub fn resolve(
+        stored: Option<&Thresholds>,
+        image: Option<f32>,
+        pixel: Option<f32>,
+    ) -> Option<Decider> {
+        match (image, stored) {
+            (Some(image), _) => Some(Decider {
+                image,
+                pixel: pixel.unwrap_or(image),
+                origin: Origin::Given,
+            }),
+            (None, Some(t)) => Some(Decider {
+                image: t.image,
+                pixel: pixel.unwrap_or(t.pixel),
+                origin: Origin::Model {
+                    false_alarm: t.false_alarm,
+                    images: t.images,
+                },
+            }),
+            (None, None) => None,
+        }
+    }
+
+    /// The decision on an image of this score.
+    pub fn verdict(&self, score: f32) -> Verdict {
+        verdict(score, self.image)
+    }
+
+    /// Whether a map value is in the mask.
+    pub fn in_mask(&self, value: f32) -> bool {
+        value > self.pixel
+    }
+
+    /// The overlay's colour scale: anchored on the pixel threshold.
+    pub fn overlay_scale(&self) -> OverlayScale {
+        OverlayScale::Anchored { pixel: self.pixel }
+    }
+}
+
+/// NG when `score` is above `threshold`; a tie (and NaN) is OK.
+pub fn verdict(score: f32, threshold: f32) -> Verdict {
+    if score > threshold {
+        Verdict::Ng
+    } else {
+        Verdict::Ok
+    }
+}
+
+/// How map values become colours on an overlay.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum OverlayScale {
+    /// The map's value is the colormap position: [0, 1] from dark blue to dark red.
+    #[default]
+    Raw,
+    /// Anchored on a pixel threshold, the same for every image of the line: values up to it
+    /// take the calm lower part of the colormap (dark blue to blue, [0, 0.25]), values above it
+    /// the alarming upper part (yellow to dark red, [0.65, 1] up to a map value of 1), so the
+    /// colour jumps exactly where the mask begins.
+    Anchored { pixel: f32 },
+}
+
+/// The calm part of the colormap ends here; the alarming part starts at [`ALARM_FROM`].
+pub const CALM_UP_TO: f32 = 0.25;
+pub const ALARM_FROM: f32 = 0.65;
+
+impl OverlayScale {
+    /// The colormap position, in [0, 1], of map value `v`.
+    pub fn position(self, v: f32) -> f32 {
+        match self {
+            OverlayScale::Raw => v.clamp(0.0, 1.0),
+            OverlayScale::Anchored { pixel } => {
+                if v > pixel {
+                    let above = if pixel < 1.0 {
+                        ((v - pixel) / (1.0 - pixel)).clamp(0.0, 1.0)
+                    } else {
+                        1.0
+                    };
+                    ALARM_FROM + (1.0 - ALARM_FROM) * above
+                } else if pixel > 0.0 {
+                    CALM_UP_TO * (v / pixel).clamp(0.0, 1.0)
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn stored() -> Thresholds {
+        Thresholds {
+            image: 0.5,
+            pixel: 0.6,
+            false_alarm: 0.01,
+            images: 200,
+        }
+    }
+
+    #[rstest]
+    #[case::below(0.49, Verdict::Ok)]
+    #[case::tie_is_ok(0.5, Verdict::Ok)]
+    #[case::above(0.5000001, Verdict::Ng)]
+    #[case::nan_is_ok(f32::NAN, Verdict::Ok)]
+    fn ng_is_strictly_above(#[case] score: f32, #[case] want: Verdict) {
+        assert_eq!(verdict(score, 0.5), want);
+    }
+
+    #[rstest]
+    #[case::stored_only(None, None, Some((0.5, 0.6, true)))]
+    #[case::pixel_override(None, Some(0.7), Some((0.5, 0.7, true)))]
+    #[case::given_sets_both(Some(0.3), None, Some((0.3, 0.3, false)))]
+    #[case::given_both(Some(0.3), Some(0.8), Some((0.3, 0.8, false)))]
+    fn resolving_with_a_stored_threshold(
+        #[case] image: Option<f32>,
+        #[case] pixel: Option<f32>,
+        #[case] want: Option<(f32, f32, bool)>,
+    ) {
+        let got = Decider::resolve(Some(&stored()), image, pixel)
+            .map(|d| (d.image, d.pixel, matches!(d.origin, Origin::Model { .. })));
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn without_any_threshold_there_is_no_decision() {
+        assert_eq!(Decider::resolve(None, None, None), None);
+        assert_eq!(Decider::resolve(None, None, Some(0.4)), None);
+        let given = Decider::resolve(None, Some(0.4), None).unwrap();
+        assert_eq!(
+            (given.image, given.pixel, given.origin),
+            (0.4, 0.4, Origin::Given)
+        );
+    }
+
+    #[test]
+    fn the_anchored_scale_jumps_at_the_pixel_threshold_and_is_monotone() {
+        let scale = OverlayScale::Anchored { pixel: 0.6 };
+        assert_eq!(scale.position(0.0), 0.0);
+        assert!((scale.position(0.6) - CALM_UP_TO).abs() < 1e-6);
+        assert!(scale.position(0.600001) >= ALARM_FROM);
+        assert_eq!(scale.position(1.0), 1.0);
+        assert_eq!(scale.position(7.0), 1.0);
+        let values: Vec<f32> = (0..=1000).map(|i| i as f32 / 1000.0).collect();
+        let positions: Vec<f32> = values.iter().map(|&v| scale.position(v)).collect();
+        assert!(positions.windows(2).all(|w| w[0] <= w[1]));
+        // Every value at or under the threshold is calm, every value over it alarming.
+        for (&v, &p) in values.iter().zip(&positions) {
+            assert_eq!(p > CALM_UP_TO, v > 0.6, "{v} → {p}");
+        }
+    }
+
+    #[rstest]
+    #[case::zero(0.0)]
+    #[case::one(1.0)]
+    fn the_anchored_scale_at_the_ends_of_the_range(#[case] pixel: f32) {
+        let scale = OverlayScale::Anchored { pixel };
+        for v in [-1.0, 0.0, 0.5, 1.0, 2.0] {
+            let p = scale.position(v);
+            assert!((0.0..=1.0).contains(&p));
+            assert_eq!(p >= ALARM_FROM, v > pixel, "{v} → {p}");
+        }
+    }
+}
