@@ -153,6 +153,40 @@ fn eval_on_demo_data_writes_every_report_with_real_figures() {
         html.contains("<table id=\"metrics\">")
             && html.matches("data:image/png;base64,").count() >= 3 + 2 * 2 * 2
     );
+
+    // At a threshold, the false alarms and detections are the scores above it, counted.
+    let rows: Vec<(bool, f32)> = scores
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[2] == "anomaly", f[3].parse().unwrap())
+        })
+        .collect();
+    let mut sorted: Vec<f32> = rows.iter().map(|r| r.1).collect();
+    sorted.sort_by(f32::total_cmp);
+    // Midway between two scores: scores.csv rounds them, the comparison must not hinge on it.
+    let t = (sorted[6] + sorted[7]) / 2.0;
+    assert!(sorted[7] - sorted[6] > 1e-5, "{sorted:?}");
+    let count = |defective: bool| rows.iter().filter(|r| r.0 == defective && r.1 > t).count();
+    let at = dir.path().join("at");
+    let run = eval(&data, &model, &at, &["--threshold", &t.to_string()]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        stdout(&run).contains(&format!("Decisions at threshold {t} (--threshold)")),
+        "{}",
+        stdout(&run)
+    );
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(at.join("metrics.json")).unwrap()).unwrap();
+    let all = &metrics["decisions_all"];
+    assert_eq!(all["false_alarms"]["count"], count(false) as u64, "{all}");
+    assert_eq!(all["false_alarms"]["of"], 4);
+    assert_eq!(all["detected"]["count"], count(true) as u64, "{all}");
+    assert_eq!(all["detected"]["of"], 8);
+    assert!(std::fs::read_to_string(at.join("report.html"))
+        .unwrap()
+        .contains("<table id=\"decisions\">"));
 }
 
 #[test]

@@ -242,6 +242,7 @@ pub fn evaluate_category<'a>(
                 aupro: aupro_range,
             },
             warnings,
+            decisions: None,
         },
         curves: CategoryCurves {
             roc: groups.roc().map(|c| c.thinned(CURVE_POINTS)),

@@ -4,6 +4,8 @@
 use base64::Engine;
 use serde::Serialize;
 
+use crate::decisions::{DecisionRates, DecisionThreshold};
+
 /// The six metrics of one category (or their mean); `None` = undefined for these samples.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct Metrics {
@@ -77,6 +79,9 @@ pub struct CategoryReport {
     /// these [lower, upper] intervals (see `dlvp_eval::pixels`).
     pub pixel_intervals: PixelIntervals,
     pub warnings: Vec<String>,
+    /// The false alarms and detections at [`Report::decision`]'s threshold, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decisions: Option<DecisionRates>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -108,6 +113,12 @@ pub struct Report {
     /// Categories each mean is taken over.
     pub mean_over: [usize; 6],
     pub seconds: f64,
+    /// The decision threshold the rates are counted at (the graph's stored threshold, or one
+    /// given), and the rates over every image of every category.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<DecisionThreshold>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decisions_all: Option<DecisionRates>,
 }
 
 fn fmt(v: Option<f64>) -> String {
@@ -194,7 +205,34 @@ impl Report {
             s += &format!(" **{}** |", fmt(v));
         }
         s.push('\n');
+        if let Some(table) = self.decisions_markdown() {
+            s += "\n";
+            s += &table;
+        }
         s
+    }
+
+    /// The decisions at the threshold: per category, then over all images.
+    fn decisions_markdown(&self) -> Option<String> {
+        let (d, all) = (self.decision.as_ref()?, self.decisions_all.as_ref()?);
+        let mut s = format!("{}\n\n", decision_title(d));
+        s += "| category | false alarms (good images NG) [95%] | detected (defective images NG) [95%] |\n|---|---:|---:|\n";
+        for c in &self.categories {
+            if let Some(r) = &c.decisions {
+                s += &format!(
+                    "| {} | {} | {} |\n",
+                    c.name,
+                    r.false_alarms.show(),
+                    r.detected.show()
+                );
+            }
+        }
+        s += &format!(
+            "| **all** | **{}** | **{}** |\n",
+            all.false_alarms.show(),
+            all.detected.show()
+        );
+        Some(s)
     }
 
     pub fn scores_csv(scores: &[ImageScore]) -> String {
@@ -226,6 +264,18 @@ pub struct Worst {
     pub category: String,
     pub caption: String,
     pub png: Vec<u8>,
+}
+
+/// "Decisions at threshold 0.69 (stored in the graph: ...; stated false-alarm rate ≤ 0.05):".
+fn decision_title(d: &DecisionThreshold) -> String {
+    let stated = d
+        .stated_false_alarm
+        .map(|a| format!("; calibrated for a false-alarm rate of at most {a}"))
+        .unwrap_or_default();
+    format!(
+        "Decisions at threshold {} ({}{stated}): NG when the score is above it.",
+        d.threshold, d.source
+    )
 }
 
 fn data_uri(png: &[u8]) -> String {
@@ -278,6 +328,27 @@ pub fn to_html(report: &Report, figures: &[Figure], worst: &[Worst]) -> String {
         h += &format!("<td>{}</td>", fmt(v));
     }
     h += "</tr></table>\n<p>n/a: undefined for these samples (one class only, or no masks). AUPRO as the MVTec AD evaluation defines it (FPR ≤ 0.3, normalised). Pixel metrics come from bounded-memory histograms; <code>metrics.json</code> gives intervals that contain their exact values.</p>\n";
+    if let (Some(d), Some(all)) = (&report.decision, &report.decisions_all) {
+        h += &format!(
+            "<h2>Decisions</h2><p>{}</p>\n<table id=\"decisions\"><tr><th>category</th><th>false alarms (good images NG) [95%]</th><th>detected (defective images NG) [95%]</th></tr>\n",
+            html_escape(&decision_title(d))
+        );
+        for c in &report.categories {
+            if let Some(r) = &c.decisions {
+                h += &format!(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                    html_escape(&c.name),
+                    r.false_alarms.show(),
+                    r.detected.show()
+                );
+            }
+        }
+        h += &format!(
+            "<tr class=\"mean\"><td>all</td><td>{}</td><td>{}</td></tr></table>\n<p>Intervals: 95% Wilson score intervals of the rates.</p>\n",
+            all.false_alarms.show(),
+            all.detected.show()
+        );
+    }
     let warnings: Vec<&String> = report.categories.iter().flat_map(|c| &c.warnings).collect();
     if !warnings.is_empty() {
         h += "<h2>Warnings</h2><ul class=\"warn\">\n";
@@ -359,11 +430,43 @@ mod tests {
                 metrics: m.clone(),
                 pixel_intervals: PixelIntervals::default(),
                 warnings: vec!["<x> missing".into()],
+                decisions: None,
             }],
             mean: m,
             mean_over: [1, 0, 0, 0, 0, 0],
             seconds: 1.0,
+            decision: None,
+            decisions_all: None,
         }
+    }
+
+    #[test]
+    fn decisions_are_reported_only_with_a_threshold() {
+        let mut r = report();
+        assert!(!r.to_markdown().contains("Decisions"));
+        assert!(!r.to_json().contains("decision"));
+        assert!(!to_html(&r, &[], &[]).contains("Decisions"));
+        let rates = DecisionRates::at(0.5, [(0.1, false), (0.7, false), (0.9, true)]);
+        r.categories[0].decisions = Some(rates);
+        r.decisions_all = Some(rates);
+        r.decision = Some(DecisionThreshold {
+            threshold: 0.5,
+            stated_false_alarm: Some(0.05),
+            source: "stored in the graph".into(),
+        });
+        let md = r.to_markdown();
+        assert!(
+            md.contains("Decisions at threshold 0.5 (stored in the graph; calibrated for a false-alarm rate of at most 0.05)"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| a,b | 1/2 = 50.0% [9.5, 90.5] | 1/1 = 100.0% [20.7, 100.0] |"),
+            "{md}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(json["decisions_all"]["false_alarms"]["count"], 1);
+        assert_eq!(json["categories"][0]["decisions"]["detected"]["of"], 1);
+        assert!(to_html(&r, &[], &[]).contains("<table id=\"decisions\">"));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use dlvp_contract::atomic_write::{write_atomically, AtomicWriteError};
 use image::{Rgb, RgbImage};
 
 use crate::dataset::{Category, Layout, Sample};
+use crate::decisions::{DecisionRates, DecisionThreshold};
 use crate::evaluate::{evaluate_category, load_mask, CategoryCurves, Event, Scorer};
 use crate::metrics::Curve;
 use crate::pixels::PixelAccumulator;
@@ -26,6 +27,8 @@ pub struct RunInfo {
     pub provider: String,
     pub data: PathBuf,
     pub layout: Layout,
+    /// A decision threshold to count false alarms and detections at (`None`: no decisions).
+    pub decision: Option<DecisionThreshold>,
 }
 
 /// How the images are run and how much of the worst is shown.
@@ -87,8 +90,12 @@ pub fn evaluate_all(
     let mut worst = Vec::new();
     let mut pixels = PixelAccumulator::default();
     for cat in categories {
-        let result = evaluate_category(cat, scorer, options.batch, &mut pixels, events)
+        let mut result = evaluate_category(cat, scorer, options.batch, &mut pixels, events)
             .map_err(RunError::Scorer)?;
+        if let Some(d) = &info.decision {
+            let scored = result.scored.iter().map(|(s, score)| (*score, s.anomalous));
+            result.report.decisions = Some(DecisionRates::at(d.threshold, scored));
+        }
         failed |= result.failed;
         curves.push(result.curves);
         worst.extend(worst_overlays(
@@ -123,6 +130,11 @@ pub fn evaluate_all(
         mean,
         mean_over,
         seconds: started.elapsed().as_secs_f64(),
+        decisions_all: info
+            .decision
+            .as_ref()
+            .map(|d| DecisionRates::at(d.threshold, scores.iter().map(|s| (s.score, s.anomalous)))),
+        decision: info.decision.clone(),
     };
     let figures = figures(&report, &curves)?;
     Ok(Evaluation {

@@ -204,6 +204,11 @@ fn a_dataset_run_reports_every_category_and_writes_its_files() {
         provider: "test".into(),
         data: dir.path().to_path_buf(),
         layout: Layout::Mvtec,
+        decision: Some(dlvp_eval::decisions::DecisionThreshold {
+            threshold: 0.5,
+            stated_false_alarm: None,
+            source: "--threshold".into(),
+        }),
     };
     let options = RunOptions { batch: 2, worst: 1 };
     let mut errors = 0;
@@ -215,6 +220,18 @@ fn a_dataset_run_reports_every_category_and_writes_its_files() {
     assert_eq!(errors, 1);
     assert_eq!(run.report.categories.len(), 2);
     assert_eq!(run.report.mean.image_auroc, Some(1.0));
+    // The oracle scores good 0.1 and bad 0.9: no false alarm, every defect detected.
+    let all = run.report.decisions_all.unwrap();
+    assert_eq!(
+        (
+            all.false_alarms.count,
+            all.false_alarms.of,
+            all.detected.count,
+            all.detected.of
+        ),
+        (0, 2, 2, 2)
+    );
+    assert!(run.report.categories.iter().all(|c| c.decisions.is_some()));
     assert_eq!(run.figures.len(), 3);
     assert_eq!(run.scores.len(), 4);
     // One good scored highest and one bad scored lowest per category.

@@ -13,8 +13,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use dlvp_eval::dataset::{self, DatasetError, Layout};
+use dlvp_eval::decisions::DecisionThreshold;
 use dlvp_eval::evaluate::{Event, ScoredMap, Scorer};
 use dlvp_eval::run::{evaluate_all, RunInfo, RunOptions, FILES};
+use dlvp_runtime::decision::{Decider, Origin};
 use dlvp_runtime::detector::Detector;
 use dlvp_runtime::pipeline::{self, PipelineOptions, Scored};
 use dlvp_runtime::postprocess::overlay;
@@ -57,6 +59,10 @@ pub struct EvalArgs {
     /// Worst-ranked images per category and class shown in the report.
     #[arg(long, default_value_t = 3)]
     worst: usize,
+    /// Count false alarms and detections at this threshold (NG: score above T) instead of the
+    /// one the graph stores (`dlvp threshold`); without either, no decisions are reported.
+    #[arg(long, value_name = "T")]
+    threshold: Option<f32>,
 }
 
 /// The detector as `dlvp_eval`'s scorer: images decoded within `--max-pixels`.
@@ -132,6 +138,26 @@ impl Scorer for DetectorScorer<'_> {
     }
 }
 
+/// The threshold the report counts decisions at, as `dlvp detect` decides.
+fn decision_threshold(detector: &Detector, given: Option<f32>) -> Option<DecisionThreshold> {
+    let decider = Decider::resolve(detector.info().thresholds.as_ref(), given, None)?;
+    Some(match decider.origin {
+        Origin::Model {
+            false_alarm,
+            images,
+        } => DecisionThreshold {
+            threshold: decider.image,
+            stated_false_alarm: Some(false_alarm),
+            source: format!("stored in the graph from {images} good images"),
+        },
+        Origin::Given => DecisionThreshold {
+            threshold: decider.image,
+            stated_false_alarm: None,
+            source: "--threshold".into(),
+        },
+    })
+}
+
 pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let layout = match args.layout {
         LayoutArg::Mvtec => Layout::Mvtec,
@@ -162,6 +188,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         provider: detector.executor(),
         data: args.data.clone(),
         layout,
+        decision: decision_threshold(&detector, args.threshold),
     };
     let options = RunOptions {
         batch: args.batch as usize,
