@@ -152,6 +152,20 @@ pub struct ThresholdSource {
     pub scored_with: String,
 }
 
+/// The decision values of `thresholds` under their `dlvp.threshold.*` keys, as the graph stores
+/// them (what a Triton config's or a server's model parameters repeat).
+pub fn threshold_props(thresholds: &Thresholds) -> Vec<(&'static str, String)> {
+    vec![
+        (META_THRESHOLD_IMAGE, thresholds.image.to_string()),
+        (META_THRESHOLD_PIXEL, thresholds.pixel.to_string()),
+        (
+            META_THRESHOLD_FALSE_ALARM,
+            thresholds.false_alarm.to_string(),
+        ),
+        (META_THRESHOLD_IMAGES, thresholds.images.to_string()),
+    ]
+}
+
 /// ONNX `bytes` with `thresholds` stored in their `dlvp.threshold.*` keys (the ones [`read`]
 /// reads back into [`ModelInfo::thresholds`]); nothing else changes ([`with_props`]).
 pub fn with_thresholds(
@@ -160,20 +174,10 @@ pub fn with_thresholds(
     source: &ThresholdSource,
 ) -> Result<Vec<u8>, prost::DecodeError> {
     use dlvp_contract::graph::{META_THRESHOLD_IMAGES_SHA256, META_THRESHOLD_SCORED_WITH};
-    with_props(
-        bytes,
-        &[
-            (META_THRESHOLD_IMAGE, thresholds.image.to_string()),
-            (META_THRESHOLD_PIXEL, thresholds.pixel.to_string()),
-            (
-                META_THRESHOLD_FALSE_ALARM,
-                thresholds.false_alarm.to_string(),
-            ),
-            (META_THRESHOLD_IMAGES, thresholds.images.to_string()),
-            (META_THRESHOLD_IMAGES_SHA256, source.images_sha256.clone()),
-            (META_THRESHOLD_SCORED_WITH, source.scored_with.clone()),
-        ],
-    )
+    let mut props = threshold_props(thresholds);
+    props.push((META_THRESHOLD_IMAGES_SHA256, source.images_sha256.clone()));
+    props.push((META_THRESHOLD_SCORED_WITH, source.scored_with.clone()));
+    with_props(bytes, &props)
 }
 
 /// ONNX `bytes` with the metadata `props` set: each key's value replaced where the model has the

@@ -30,6 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
+use dlvp_runtime::decision::Decider;
 use dlvp_runtime::preprocess::ImageErrorKind;
 use http_body_util::BodyExt;
 use serde::Deserialize;
@@ -435,10 +436,14 @@ async fn infer_for(
 
 #[derive(Deserialize)]
 struct DetectQuery {
-    /// Adds `label` ("anomalous" at or above it, else "normal"), as `detect --threshold`.
+    /// Decides with this threshold instead of the graph's stored one (NG: score above it), as
+    /// `detect --threshold`.
     threshold: Option<f32>,
     /// `png`: adds `map_png`, the map at the image's size as a 16-bit grayscale PNG, base64.
     map: Option<String>,
+    /// `png`: adds `mask_png`, where the map at the image's size is above the pixel threshold
+    /// (the graph's, else `threshold`), as an 8-bit PNG (255 in the mask), base64.
+    mask: Option<String>,
     /// What the answer's `image` field says (default: the multipart file name, else "request").
     name: Option<String>,
 }
@@ -447,12 +452,19 @@ async fn detect(s: S, Query(q): Query<DetectQuery>, request: Request) -> Respons
     let state = s.0;
     let arrived = Instant::now();
     let read = async {
-        if let Some(m) = &q.map {
-            if m != "png" {
+        for (key, value) in [("map", &q.map), ("mask", &q.mask)] {
+            if let Some(v) = value.as_deref().filter(|&v| v != "png") {
                 return Err(tensor::invalid(format!(
-                    "map={m}: the only map format is `png`"
+                    "{key}={v}: the only {key} format is `png`"
                 )));
             }
+        }
+        if q.mask.is_some()
+            && Decider::resolve(state.info.thresholds.as_ref(), q.threshold, None).is_none()
+        {
+            return Err(tensor::invalid(
+                "mask=png needs a threshold: the model has none stored (`dlvp threshold`) and the request gives no `threshold`",
+            ));
         }
         let multipart = request
             .headers()
@@ -568,10 +580,16 @@ async fn detect(s: S, Query(q): Query<DetectQuery>, request: Request) -> Respons
         "backend": state.backend,
         "provider": state.provider,
     });
-    if let Some(t) = q.threshold {
-        answer["label"] = if score >= t { "anomalous" } else { "normal" }.into();
+    // As `dlvp detect` decides: the graph's stored threshold unless the request gives one.
+    let decider = Decider::resolve(state.info.thresholds.as_ref(), q.threshold, None);
+    if let Some(d) = &decider {
+        let verdict = d.verdict(score);
+        answer["decision"] = verdict.name().into();
+        answer["threshold"] = d.image.into();
+        answer["label"] = verdict.label().into();
     }
-    if q.map.is_some() {
+    let pixel = q.mask.is_some().then(|| decider.map(|d| d.pixel)).flatten();
+    if q.map.is_some() || pixel.is_some() {
         let s = state.info.spec.image_size;
         let map = done
             .outputs
@@ -579,11 +597,16 @@ async fn detect(s: S, Query(q): Query<DetectQuery>, request: Request) -> Respons
             .to_shape((s, s))
             .expect("[1, 1, S, S]")
             .to_owned();
-        let png =
-            tokio::task::spawn_blocking(move || map_png(&map, img.width(), img.height())).await;
-        match png {
-            Ok(Ok(png)) => {
-                answer["map_png"] = base64::engine::general_purpose::STANDARD.encode(png).into()
+        let want_map = q.map.is_some();
+        let pngs = tokio::task::spawn_blocking(move || {
+            full_size_pngs(&map, img.width(), img.height(), want_map, pixel)
+        })
+        .await;
+        match pngs {
+            Ok(Ok(pngs)) => {
+                for (key, png) in pngs {
+                    answer[key] = base64::engine::general_purpose::STANDARD.encode(png).into();
+                }
             }
             Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -592,9 +615,29 @@ async fn detect(s: S, Query(q): Query<DetectQuery>, request: Request) -> Respons
     Json(answer).into_response()
 }
 
-/// The map at the image's size as `dlvp detect --out` writes it: 16-bit grayscale PNG.
-fn map_png(map: &ndarray::Array2<f32>, width: u32, height: u32) -> Result<Vec<u8>, String> {
-    use dlvp_runtime::postprocess::{map_u16, png_bytes, resize_map};
+/// The map at the image's size as `dlvp detect --out` writes it (16-bit grayscale PNG), and the
+/// mask above `pixel` (8-bit), each when asked for.
+fn full_size_pngs(
+    map: &ndarray::Array2<f32>,
+    width: u32,
+    height: u32,
+    want_map: bool,
+    pixel: Option<f32>,
+) -> Result<Vec<(&'static str, Vec<u8>)>, String> {
+    use dlvp_runtime::postprocess::{map_u16, mask, png_bytes, resize_map};
     let full = resize_map(map, width as usize, height as usize);
-    png_bytes(map_u16(&full)).map_err(|e| e.to_string())
+    let mut pngs = Vec::new();
+    if want_map {
+        pngs.push((
+            "map_png",
+            png_bytes(map_u16(&full)).map_err(|e| e.to_string())?,
+        ));
+    }
+    if let Some(p) = pixel {
+        pngs.push((
+            "mask_png",
+            png_bytes(mask(&full, p)).map_err(|e| e.to_string())?,
+        ));
+    }
+    Ok(pngs)
 }

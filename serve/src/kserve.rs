@@ -222,8 +222,18 @@ pub struct ModelConfig {
     pub instance_group: Vec<ModelInstanceGroup>,
     #[prost(message, optional, tag = "11")]
     pub dynamic_batching: Option<ModelDynamicBatching>,
+    /// Model-level parameters (`map<string, ModelParameter> parameters = 14`): the decision
+    /// thresholds stored in the graph, under their metadata keys.
+    #[prost(map = "string, message", tag = "14")]
+    pub parameters: HashMap<String, ModelParameter>,
     #[prost(string, tag = "17")]
     pub backend: String,
+}
+/// `ModelParameter`: a configuration parameter's value, always a string in Triton's config.
+#[derive(Clone, PartialEq, Message)]
+pub struct ModelParameter {
+    #[prost(string, tag = "1")]
+    pub string_value: String,
 }
 #[derive(Clone, PartialEq, Message)]
 pub struct ModelTensorReshape {

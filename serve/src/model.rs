@@ -10,7 +10,7 @@
 
 use dlvp_contract::graph::{self as contract, ElemType};
 use dlvp_contract::InputKind;
-use dlvp_runtime::metadata::ModelInfo;
+use dlvp_runtime::metadata::{ModelInfo, Thresholds};
 use serde_json::{json, Value};
 
 use crate::kserve;
@@ -49,6 +49,8 @@ pub struct ServedModel {
     pub queue_delay_us: u64,
     /// `KIND_GPU` when the backend runs on a GPU.
     pub gpu: bool,
+    /// The graph's decision thresholds (`dlvp threshold`), stated as model parameters.
+    pub thresholds: Option<Thresholds>,
 }
 
 /// The platform Triton would serve the graph with.
@@ -72,7 +74,17 @@ impl ServedModel {
             max_batch,
             queue_delay_us,
             gpu,
+            thresholds: info.thresholds,
         }
+    }
+
+    /// The thresholds as parameters under their `dlvp.threshold.*` metadata keys, values as the
+    /// graph stores them (strings, as Triton's `ModelParameter` holds them).
+    pub fn parameters(&self) -> Vec<(&'static str, String)> {
+        self.thresholds
+            .as_ref()
+            .map(dlvp_runtime::metadata::threshold_props)
+            .unwrap_or_default()
     }
 
     /// Whether a request's model version addresses this model ("" means the latest).
@@ -86,13 +98,23 @@ impl ServedModel {
 
     /// `GET /v2/models/{name}`.
     pub fn metadata_json(&self) -> Value {
-        json!({
+        let mut metadata = json!({
             "name": self.name,
             "versions": [self.version],
             "platform": PLATFORM,
             "inputs": [tensor_metadata(&self.input)],
             "outputs": self.outputs.iter().map(tensor_metadata).collect::<Vec<_>>(),
-        })
+        });
+        // The protocol's optional model `parameters`: the decision thresholds, as numbers.
+        if let Some(t) = &self.thresholds {
+            metadata["parameters"] = json!({
+                contract::META_THRESHOLD_IMAGE: t.image,
+                contract::META_THRESHOLD_PIXEL: t.pixel,
+                contract::META_THRESHOLD_FALSE_ALARM: t.false_alarm,
+                contract::META_THRESHOLD_IMAGES: t.images,
+            });
+        }
+        metadata
     }
 
     pub fn metadata_proto(&self) -> kserve::ModelMetadataResponse {
@@ -122,6 +144,7 @@ impl ServedModel {
 
     /// `GET /v2/models/{name}/config`: Triton's model configuration as JSON (its field names).
     pub fn config_json(&self) -> Value {
+        let mut config;
         let output = |t: &Tensor| {
             let mut o = json!({"name": t.name, "data_type": config_type(t.elem).0, "dims": t.dims});
             if t.scalar_per_item {
@@ -129,7 +152,7 @@ impl ServedModel {
             }
             o
         };
-        json!({
+        config = json!({
             "name": self.name,
             "platform": PLATFORM,
             "backend": "onnxruntime",
@@ -138,7 +161,16 @@ impl ServedModel {
             "output": self.outputs.iter().map(output).collect::<Vec<_>>(),
             "dynamic_batching": {"max_queue_delay_microseconds": self.queue_delay_us},
             "instance_group": [{"name": self.name, "kind": self.kind_name().0, "count": 1}],
-        })
+        });
+        let parameters = self.parameters();
+        if !parameters.is_empty() {
+            config["parameters"] = parameters
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), json!({"string_value": v})))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+        }
+        config
     }
 
     pub fn config_proto(&self) -> kserve::ModelConfig {
@@ -174,6 +206,11 @@ impl ServedModel {
                 preferred_batch_size: vec![],
                 max_queue_delay_microseconds: self.queue_delay_us,
             }),
+            parameters: self
+                .parameters()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), kserve::ModelParameter { string_value: v }))
+                .collect(),
         }
     }
 }

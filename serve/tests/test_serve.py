@@ -218,7 +218,8 @@ def test_v1_detect_answers_what_dlvp_detect_prints(tmp_path):
             assert got["image"] == sample.name
             assert got["score"] == pytest.approx(want[sample.name]["score"], abs=0)
             assert got["topk"] == want[sample.name]["topk"]
-            assert got["label"] == ("anomalous" if got["score"] >= 0.5 else "normal")
+            assert got["label"] == ("anomalous" if got["score"] > 0.5 else "normal")
+            assert got["decision"] == ("NG" if got["score"] > 0.5 else "OK") and got["threshold"] == 0.5
             served_map = np.asarray(Image.open(io.BytesIO(base64.b64decode(got["map_png"]))))
             written = np.asarray(Image.open(out / f"{sample.stem}.map.png"))
             assert served_map.dtype == written.dtype and np.array_equal(served_map, written)
@@ -231,6 +232,53 @@ def test_v1_detect_answers_what_dlvp_detect_prints(tmp_path):
                                      headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
         got = json.load(urllib.request.urlopen(req, timeout=60))
         assert got["image"] == sample.name and got["score"] == want[sample.name]["score"]
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_calibrated_model_decides_and_states_its_thresholds(models, tmp_path):
+    """A graph `dlvp threshold` calibrated: /v1/detect decides with its stored thresholds (as
+    `dlvp detect` does) and returns the mask above the pixel threshold; the KServe metadata and
+    the Triton config (HTTP JSON, and gRPC parsed by tritonclient) carry the thresholds."""
+    data, line = tmp_path / "good", tmp_path / "line.onnx"
+    dlvp("demo-data", "--out", data, "--count", "0", "--train-count", "4", "--size", "64", "--seed", "3")
+    dlvp("threshold", "--model", models["tiny"], "--good", data, "--false-alarm", "0.1", "--out", line,
+         "--backend", "tract")
+    sample = SAMPLES[0]
+    want = json.loads(dlvp("detect", sample, "--model", line, "--backend", "tract", "--json").stdout)
+    stored = float(want["threshold"])
+    server = Server("--model", line, "--backend", "tract", "--model-name", "line")
+    try:
+        req = urllib.request.Request(server.url("/v1/detect?mask=png"), data=sample.read_bytes(), method="POST")
+        got = json.load(urllib.request.urlopen(req, timeout=60))
+        assert (got["decision"], got["threshold"], got["score"]) == (want["decision"], want["threshold"], want["score"])
+        mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(got["mask_png"]))))
+        assert mask.shape == Image.open(sample).size[::-1] and set(np.unique(mask)) <= {0, 255}
+        # The request's threshold overrides the stored one.
+        req = urllib.request.Request(server.url("/v1/detect?threshold=-1"), data=sample.read_bytes(), method="POST")
+        assert json.load(urllib.request.urlopen(req, timeout=60))["decision"] == "NG"
+
+        metadata = httpclient.InferenceServerClient(server.http).get_model_metadata("line")
+        assert metadata["parameters"]["dlvp.threshold.image"] == pytest.approx(stored, abs=0)
+        assert metadata["parameters"]["dlvp.threshold.images"] == 20
+        config = httpclient.InferenceServerClient(server.http).get_model_config("line")
+        # The config states the f32 as the graph's metadata does (shortest decimal); JSON numbers
+        # carry it widened to f64: equal as f32.
+        assert np.float32(config["parameters"]["dlvp.threshold.image"]["string_value"]) == np.float32(stored)
+        gconfig = grpcclient.InferenceServerClient(server.grpc).get_model_config("line").config
+        assert np.float32(gconfig.parameters["dlvp.threshold.image"].string_value) == np.float32(stored)
+        assert gconfig.parameters["dlvp.threshold.false_alarm"].string_value == "0.1"
+        assert set(gconfig.parameters) == {"dlvp.threshold.image", "dlvp.threshold.pixel",
+                                           "dlvp.threshold.false_alarm", "dlvp.threshold.images"}
+    finally:
+        assert server.stop() == 0
+    # Without a threshold anywhere, a mask cannot be drawn: the request is refused, by name.
+    server = Server("--model", models["tiny"], "--backend", "tract")
+    try:
+        req = urllib.request.Request(server.url("/v1/detect?mask=png"), data=sample.read_bytes(), method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(req, timeout=60)
+        assert refused.value.code == 400 and "mask=png needs a threshold" in refused.value.read().decode()
     finally:
         assert server.stop() == 0
 
