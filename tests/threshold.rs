@@ -249,3 +249,83 @@ fn detect_decides_with_the_stored_thresholds_unless_told_otherwise() {
         stderr(&none)
     );
 }
+
+#[test]
+fn a_triton_repository_gets_the_thresholds_in_its_graph_and_its_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let export = dlvp(&[
+        "export",
+        "--weights",
+        run::golden_weights().to_str().unwrap(),
+        "--triton-repo",
+        repo.to_str().unwrap(),
+        "--triton-kind",
+        "cpu",
+        "--triton-name",
+        "line3",
+    ]);
+    assert!(export.status.success(), "{}", stderr(&export));
+    let good = good_images(dir.path(), 10);
+    let calibrate = || {
+        dlvp(&[
+            "threshold",
+            "--triton-repo",
+            repo.to_str().unwrap(),
+            "--good",
+            good.to_str().unwrap(),
+            "--false-alarm",
+            "0.1",
+            "--backend",
+            "tract",
+        ])
+    };
+    let run = calibrate();
+    assert!(run.status.success(), "{}", stderr(&run));
+    let onnx = repo.join("line3/1/model.onnx");
+    let stored = dlvp_runtime::Detector::load(&onnx, &Default::default())
+        .unwrap()
+        .info()
+        .thresholds
+        .unwrap();
+    let config = std::fs::read_to_string(repo.join("line3/config.pbtxt")).unwrap();
+    assert!(
+        config.contains(&format!(
+            "parameters {{ key: \"dlvp.threshold.image\" value {{ string_value: \"{}\" }} }}",
+            stored.image
+        )),
+        "{config}"
+    );
+    assert!(config.contains("key: \"dlvp.threshold.false_alarm\" value { string_value: \"0.1\" }"));
+    // Again on the same images: the same graph and config, each key stated once.
+    let graph = std::fs::read(&onnx).unwrap();
+    assert!(calibrate().status.success());
+    assert_eq!(std::fs::read(&onnx).unwrap(), graph);
+    assert_eq!(
+        std::fs::read_to_string(repo.join("line3/config.pbtxt")).unwrap(),
+        config
+    );
+    // A repository without the model named, and a folder that is no repository, are refused.
+    let missing = dlvp(&[
+        "threshold",
+        "--triton-repo",
+        repo.to_str().unwrap(),
+        "--triton-name",
+        "nope",
+        "--good",
+        good.to_str().unwrap(),
+        "--false-alarm",
+        "0.1",
+    ]);
+    assert_fails(&missing, 1, "nope/config.pbtxt is missing");
+    let empty = dlvp(&[
+        "threshold",
+        "--triton-repo",
+        good.to_str().unwrap(),
+        "--good",
+        good.to_str().unwrap(),
+        "--false-alarm",
+        "0.1",
+    ]);
+    assert_fails(&empty, 1, "no model folder with a config.pbtxt");
+}

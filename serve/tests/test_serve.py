@@ -281,6 +281,17 @@ def test_a_calibrated_model_decides_and_states_its_thresholds(models, tmp_path):
         assert refused.value.code == 400 and "mask=png needs a threshold" in refused.value.read().decode()
     finally:
         assert server.stop() == 0
+    # `dlvp threshold --triton-repo`: Triton's own ModelConfig parses the config it rewrote, and
+    # states there what the served model states.
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    repo = tmp_path / "repo"
+    dlvp("export", "--weights", TINY_WEIGHTS, "--triton-repo", repo, "--triton-kind", "gpu", "--triton-name", "line")
+    dlvp("threshold", "--triton-repo", repo, "--good", data, "--false-alarm", "0.1", "--backend", "tract")
+    parsed = text_format.Parse((repo / "line/config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    assert dict((k, v.string_value) for k, v in parsed.parameters.items()) == \
+        dict((k, v.string_value) for k, v in gconfig.parameters.items())
 
 
 def test_concurrent_clients_get_their_own_results_and_are_batched(models, tmp_path):

@@ -1,7 +1,9 @@
 //! `dlvp threshold --good DIR --false-alarm A --out M.onnx [--model M] [RUN]`: calibrates a
 //! graph's decision thresholds on a line's good images (split-conformal, `dlvp_eval::threshold`)
 //! and writes the graph with them in its metadata (`dlvp.threshold.*`, model-spec/README.md);
-//! nothing else in the graph changes, and the same images give the same file.
+//! nothing else in the graph changes, and the same images give the same file. With
+//! `--triton-repo`, the graph is the repository's `NAME/1/model.onnx` (rewritten in place), and
+//! `NAME/config.pbtxt` states the thresholds as model parameters too.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,11 +26,23 @@ pub struct ThresholdArgs {
     #[arg(long, value_name = "A")]
     false_alarm: f64,
     /// Where to write the graph with its thresholds (atomically; it may be --model itself).
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(
+        long,
+        required_unless_present = "triton_repo",
+        conflicts_with = "triton_repo"
+    )]
+    out: Option<PathBuf>,
     /// The graph to calibrate (default: the embedded demo model).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "triton_repo")]
     model: Option<PathBuf>,
+    /// A Triton model repository `dlvp export --triton-repo` wrote: calibrate its model's
+    /// `1/model.onnx`, write the thresholds into it, and state them in its `config.pbtxt` as
+    /// model parameters (`dlvp.threshold.*`).
+    #[arg(long, value_name = "DIR")]
+    triton_repo: Option<PathBuf>,
+    /// With --triton-repo: the model's folder in the repository (default: its only model).
+    #[arg(long, requires = "triton_repo", value_name = "NAME")]
+    triton_name: Option<String>,
     #[command(flatten)]
     pub run: RunArgs,
     /// Images per model run.
@@ -52,7 +66,18 @@ pub fn run(args: ThresholdArgs) -> anyhow::Result<ExitCode> {
             files.len()
         );
     }
-    let model = crate::cli::resolve_model(args.model.as_deref());
+    let triton = match &args.triton_repo {
+        Some(repo) => Some(triton_model(repo, args.triton_name.as_deref())?),
+        None => None,
+    };
+    let (model, out) = match (&triton, &args.out) {
+        (Some(t), _) => (Model::File(t.onnx.clone()), t.onnx.clone()),
+        (None, Some(out)) => (
+            crate::cli::resolve_model(args.model.as_deref()),
+            out.clone(),
+        ),
+        (None, None) => unreachable!("clap requires --out without --triton-repo"),
+    };
     if let Model::File(path) = &model {
         // Refused before any image is scored; the bytes are read again once the detector is gone.
         self_contained(path)?;
@@ -108,7 +133,20 @@ pub fn run(args: ThresholdArgs) -> anyhow::Result<ExitCode> {
     };
     let written = with_thresholds(&bytes, &thresholds, &source)
         .with_context(|| format!("{}: not an ONNX model", model.label()))?;
-    write_atomically(&args.out, &written)?;
+    if let Some(t) = &triton {
+        // The graph first: a config that states thresholds its graph lacks would mislead.
+        write_atomically(&out, &written)?;
+        let config = std::fs::read_to_string(&t.config)
+            .with_context(|| format!("{}: cannot read", t.config.display()))?;
+        let config = dlvp_exporter::artifacts::triton::with_model_parameters(
+            &config,
+            &dlvp_runtime::metadata::threshold_props(&thresholds),
+        );
+        write_atomically(&t.config, config.as_bytes())?;
+        eprintln!("stated them in {}", t.config.display());
+    } else {
+        write_atomically(&out, &written)?;
+    }
     println!(
         "image threshold {} (score {} of {} good), pixel threshold {}: a good image like these is NG with probability at most {alpha} (at least {:.4}); wrote {}",
         image.value,
@@ -116,9 +154,63 @@ pub fn run(args: ThresholdArgs) -> anyhow::Result<ExitCode> {
         image.n,
         pixel.value,
         image.lower_rate(),
-        args.out.display()
+        out.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// A model of a Triton repository: its graph and its configuration.
+struct TritonModel {
+    onnx: PathBuf,
+    config: PathBuf,
+}
+
+/// `REPO/NAME` (NAME given, or the repository's only model folder) with its `config.pbtxt` and
+/// `1/model.onnx`, as `dlvp export --triton-repo` writes them.
+fn triton_model(repo: &std::path::Path, name: Option<&str>) -> anyhow::Result<TritonModel> {
+    let folder = match name {
+        Some(name) => repo.join(name),
+        None => {
+            let entries = std::fs::read_dir(repo)
+                .with_context(|| format!("--triton-repo {}: cannot read", repo.display()))?;
+            let mut models: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.join("config.pbtxt").is_file())
+                .collect();
+            models.sort();
+            match models.len() {
+                1 => models.remove(0),
+                0 => bail!(
+                    "--triton-repo {}: no model folder with a config.pbtxt (write one with `dlvp export --triton-repo`)",
+                    repo.display()
+                ),
+                _ => {
+                    let names: Vec<String> = models
+                        .iter()
+                        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                        .collect();
+                    bail!(
+                        "--triton-repo {}: holds models {}; choose one with --triton-name",
+                        repo.display(),
+                        names.join(", ")
+                    )
+                }
+            }
+        }
+    };
+    let model = TritonModel {
+        onnx: folder.join("1").join("model.onnx"),
+        config: folder.join("config.pbtxt"),
+    };
+    for path in [&model.config, &model.onnx] {
+        if !path.is_file() {
+            bail!(
+                "--triton-repo: {} is missing (a model folder of `dlvp export --triton-repo` has config.pbtxt and 1/model.onnx)",
+                path.display()
+            );
+        }
+    }
+    Ok(model)
 }
 
 /// The model file's bytes, unless it keeps its weights in external data (thresholds are written

@@ -194,6 +194,36 @@ fn entry(t: &TensorDesc) -> String {
     )
 }
 
+/// The start of each model-level parameter line [`with_model_parameters`] writes.
+const PARAMETER_LINE: &str = "parameters { key: ";
+
+/// A `config.pbtxt` (`config`) with model-level `parameters` (`ModelConfig.parameters`, string
+/// values) for `params`: each key's earlier line, if this function wrote one, is replaced; other
+/// lines stay as they are. `dlvp threshold --triton-repo` states the graph's decision thresholds
+/// this way (Triton's ONNX Runtime backend reads only the parameter keys it knows; clients read
+/// them all with the model configuration).
+pub fn with_model_parameters(config: &str, params: &[(&str, String)]) -> String {
+    let replaced = |line: &str| {
+        params
+            .iter()
+            .any(|(key, _)| line.starts_with(&format!("{PARAMETER_LINE}{} ", quoted(key))))
+    };
+    let mut out: String = config
+        .lines()
+        .filter(|line| !replaced(line))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    for (key, value) in params {
+        let _ = writeln!(
+            out,
+            "{PARAMETER_LINE}{} value {{ string_value: {} }} }}",
+            quoted(key),
+            quoted(value)
+        );
+    }
+    out
+}
+
 /// `config.pbtxt` for the repository (protobuf text format of Triton's `ModelConfig`).
 pub fn config_pbtxt(c: &TritonConfig) -> String {
     let input = c.input.desc(c.spec.image_size);
@@ -358,6 +388,29 @@ mod tests {
     #[case("x\"y", Err(()))]
     fn model_names(#[case] name: &str, #[case] ok: Result<(), ()>) {
         assert_eq!(check_model_name(name).map_err(|_| ()), ok, "{name}");
+    }
+
+    #[test]
+    fn model_parameters_are_appended_once_and_replaced_on_the_next_call() {
+        let config = "name: \"m\"\nmax_batch_size: 8\n";
+        let first = with_model_parameters(
+            config,
+            &[
+                ("dlvp.threshold.image", "0.5".into()),
+                ("other", "x".into()),
+            ],
+        );
+        assert_eq!(
+            first,
+            "name: \"m\"\nmax_batch_size: 8\n\
+             parameters { key: \"dlvp.threshold.image\" value { string_value: \"0.5\" } }\n\
+             parameters { key: \"other\" value { string_value: \"x\" } }\n"
+        );
+        let second = with_model_parameters(&first, &[("dlvp.threshold.image", "0.7".into())]);
+        assert_eq!(second.matches("dlvp.threshold.image").count(), 1);
+        assert!(second.contains("string_value: \"0.7\""));
+        assert!(second.contains("key: \"other\""), "other keys stay");
+        assert!(second.starts_with(config));
     }
 
     #[test]
