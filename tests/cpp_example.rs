@@ -374,6 +374,96 @@ fn detectors_sharing_one_runtime_from_several_threads_agree() {
     }
 }
 
+/// A graph `dlvp threshold` calibrated: the C++ detector reads the stored threshold (the same f32
+/// the runtime reads) and decides OK/NG as `dlvp detect` does; `--threshold` overrides it.
+#[test]
+fn the_cpp_detector_decides_at_the_stored_threshold() {
+    let Some(bin) = example() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let model = export(dir.path(), "tiny.onnx", &[]);
+    let good = dir.path().join("good");
+    let data = dlvp(&[
+        "demo-data",
+        "--out",
+        good.to_str().unwrap(),
+        "--count",
+        "0",
+        "--train-count",
+        "2",
+        "--size",
+        "56",
+        "--seed",
+        "4",
+    ]);
+    assert!(data.status.success(), "{}", stderr(&data));
+    let line = dir.path().join("line.onnx");
+    let calibrate = dlvp(&[
+        "threshold",
+        "--model",
+        model.to_str().unwrap(),
+        "--good",
+        good.to_str().unwrap(),
+        "--false-alarm",
+        "0.1",
+        "--out",
+        line.to_str().unwrap(),
+        "--backend",
+        "ort-cpu",
+    ]);
+    assert!(calibrate.status.success(), "{}", stderr(&calibrate));
+    let stored = Detector::load(&line, &Default::default())
+        .unwrap()
+        .info()
+        .thresholds
+        .unwrap()
+        .image;
+    let (at_size, resized) = images(dir.path());
+    let mut all = at_size;
+    all.push(resized);
+    let decisions = |extra: &[&str]| -> Vec<(f32, String, f32)> {
+        let run = Command::new(&bin)
+            .arg(&line)
+            .args(&all)
+            .arg("--json")
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{}", stderr(&run));
+        stdout(&run)
+            .lines()
+            .map(|l| {
+                let j: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    j["score"].as_f64().unwrap() as f32,
+                    j["decision"].as_str().unwrap().to_string(),
+                    j["threshold"].as_f64().unwrap() as f32,
+                )
+            })
+            .collect()
+    };
+    let rust = rust_detections(&line, &all);
+    for ((score, decision, threshold), r) in decisions(&[]).iter().zip(&rust) {
+        assert_eq!(*threshold, stored, "the stored f32, exactly");
+        let want = if *score > stored { "NG" } else { "OK" };
+        assert_eq!(decision, want);
+        // As `dlvp detect` decides, wherever the scores (within 1e-5) are not at the threshold.
+        if (r.score - stored).abs() > 1e-5 {
+            assert_eq!(decision, if r.score > stored { "NG" } else { "OK" });
+        }
+    }
+    for (_, decision, threshold) in decisions(&["--threshold", "-1"]) {
+        assert_eq!((decision.as_str(), threshold), ("NG", -1.0));
+    }
+    // Without a stored threshold, no decision is printed.
+    let plain = Command::new(&bin)
+        .arg(&model)
+        .arg(&all[0])
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(!stdout(&plain).contains("decision"), "{}", stdout(&plain));
+}
+
 /// A user's own CMake project (examples/cpp/tests/consumer) builds against dlvp::detector both
 /// from the installed package (`cmake --install`, then find_package(dlvp CONFIG)) and by
 /// add_subdirectory (which builds no example and needs no OpenCV), and scores as `dlvp detect`.

@@ -254,7 +254,8 @@ fn frames_of_known_pixels_score_as_the_same_pictures_in_png() {
     }
 }
 
-/// `--frames N` stops an endless live source after N frames, partial batch scored.
+/// `--frames N` stops an endless live source after N frames, partial batch scored; `--threshold`
+/// decides every frame.
 #[test]
 fn frames_stops_a_live_source() {
     let Some(bin) = example() else { return };
@@ -277,6 +278,23 @@ fn frames_stops_a_live_source() {
         })
         .collect();
     assert_eq!(frames, [0, 1, 2]);
+    assert!(
+        !stdout(&run).contains("decision"),
+        "no threshold, no decision"
+    );
+
+    // With a threshold every frame is decided, as `dlvp detect` decides: here all NG.
+    let decided = stream(
+        &bin,
+        &model,
+        "videotestsrc num-buffers=3 ! video/x-raw,width=64,height=48",
+        &["--batch", "2", "--threshold", "-1"],
+    );
+    assert!(decided.status.success(), "{}", stderr(&decided));
+    let text = stdout(&decided);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines.iter().all(|l| l.ends_with("  NG")), "{lines:?}");
 }
 
 #[test]

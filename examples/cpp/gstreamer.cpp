@@ -4,7 +4,7 @@
 //   dlvp_stream MODEL.onnx [--source "GST-LAUNCH SOURCE"] [--format RGB|BGR|RGBA|BGRA|RGBx|BGRx|GRAY8]
 //               [--frames N] [--batch N] [--drop] [--json] [--dump DIR] [--verbose]
 //               [--provider cpu|cuda|tensorrt|auto] [--trt-cache DIR] [--trt-fp16] [--allow-tf32]
-//               [--threads N]
+//               [--threads N] [--threshold T]
 //
 // The source (default `videotestsrc num-buffers=8`) is completed to
 //   SOURCE ! videoconvert ! video/x-raw,format=FORMAT ! appsink name=dlvp sync=false ...
@@ -13,7 +13,9 @@
 // model's S×S with dlvp/resize.hpp — Pillow's filter bit for bit, the bytes `dlvp detect` would
 // feed the graph, which videoscale or nvvidconv do not give — and queued; every --batch frames
 // (and the partial batch at end of stream, --frames N, or Ctrl-C) run as one batch. One line per
-// frame on stdout (--json: {"frame", "pts_ns", "score", "topk"}). --dump DIR writes, per frame,
+// frame on stdout (--json: {"frame", "pts_ns", "score", "topk"}), ending in OK or NG ("decision",
+// "threshold") when the graph stores a decision threshold (`dlvp threshold`) or --threshold T
+// gives one. --dump DIR writes, per frame,
 // frame-NNNNNN.ppm (the S×S RGB pixels the detector saw) and frame-NNNNNN-source.ppm (the frame as
 // the appsink delivered it, RGB), both binary PPM, written atomically.
 //
@@ -44,7 +46,7 @@ static int usage() {
   std::cerr << "usage: dlvp_stream MODEL.onnx [--source \"GST-LAUNCH SOURCE\"]"
                " [--format RGB|BGR|RGBA|BGRA|RGBx|BGRx|GRAY8] [--frames N] [--batch N] [--drop] [--json]"
                " [--dump DIR] [--verbose] [--provider cpu|cuda|tensorrt|auto] [--trt-cache DIR] [--trt-fp16]"
-               " [--allow-tf32] [--threads N]\n";
+               " [--allow-tf32] [--threads N] [--threshold T]\n";
   return 2;
 }
 
@@ -143,6 +145,7 @@ int main(int argc, char** argv) {
   long frames_limit = 0, batch = 4;
   bool json = false, drop = false, verbose = false;
   int threads = 0;
+  std::optional<float> threshold;
   dlvp::GpuOptions gpu;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -169,7 +172,12 @@ int main(int argc, char** argv) {
     else if (a == "--trt-cache" && has_value) gpu.cache_dir = argv[++i];
     else if (a == "--trt-fp16") gpu.fp16 = true;
     else if (a == "--allow-tf32") gpu.allow_tf32 = true;
-    else if (a.rfind("--", 0) == 0 || !model.empty()) return usage();
+    else if (a == "--threshold" && has_value) {
+      char* end = nullptr;
+      const char* text = argv[++i];
+      threshold = std::strtof(text, &end);
+      if (end == text || *end != '\0') return usage();
+    } else if (a.rfind("--", 0) == 0 || !model.empty()) return usage();
     else model = a;
   }
   if (model.empty()) return usage();
@@ -189,6 +197,7 @@ int main(int argc, char** argv) {
   try {
     // The model first: a bad one fails before any pipeline starts.
     dlvp::Detector detector(model, provider, gpu, std::make_shared<dlvp::Runtime>(threads));
+    if (threshold) detector.set_threshold(*threshold);
     for (const std::string& note : detector.notes()) std::cerr << "note: " << note << "\n";
     const int s = detector.info().preprocess.image_size;
     const dlvp::Filter filter = dlvp::filter_from_name(detector.info().preprocess.resize);
@@ -246,11 +255,17 @@ int main(int argc, char** argv) {
           std::printf(",\"score\":%.9g,\"topk\":[", r.score);
           for (std::size_t t = 0; t < r.topk.size(); ++t)
             std::printf("%s%lld", t ? "," : "", static_cast<long long>(r.topk[t]));
-          std::printf("]}\n");
-        } else if (has_pts) {
-          std::printf("frame %ld  pts %.3f s  score %.4f\n", f.index, static_cast<double>(f.pts) / 1e9, r.score);
+          std::printf("]");
+          if (r.verdict)
+            std::printf(",\"decision\":\"%s\",\"threshold\":%.9g", dlvp::verdict_name(*r.verdict), *detector.threshold());
+          std::printf("}\n");
         } else {
-          std::printf("frame %ld  score %.4f\n", f.index, r.score);
+          const std::string decision = r.verdict ? std::string("  ") + dlvp::verdict_name(*r.verdict) : "";
+          if (has_pts)
+            std::printf("frame %ld  pts %.3f s  score %.4f%s\n", f.index, static_cast<double>(f.pts) / 1e9, r.score,
+                        decision.c_str());
+          else
+            std::printf("frame %ld  score %.4f%s\n", f.index, r.score, decision.c_str());
         }
       }
       std::fflush(stdout);  // a line per frame as soon as it is scored, also into a pipe

@@ -2,7 +2,7 @@
 //
 //   dlvp_detect MODEL.onnx IMAGE... [--out DIR] [--provider cpu|cuda|tensorrt|auto] [--batch N] [--json]
 //               [--as bgr|bgra|gray] [--trt-cache DIR] [--trt-fp16] [--trt-int8] [--allow-tf32]
-//               [--max-batch N] [--threads N] [--detectors N]
+//               [--max-batch N] [--threads N] [--detectors N] [--threshold T]
 //
 // Loads each image with OpenCV (BGR, as C++ pipelines hold them), resizes it to the model's
 // S×S if it is not already that size with dlvp/resize.hpp (Pillow's filter, as the model's
@@ -10,7 +10,10 @@
 // runs batches, prints one line per image and, with --out, writes NAME.map.png (16-bit, S×S)
 // and NAME.map.f32 (the raw float32 map, row-major). --detectors N loads the model N times on
 // one dlvp::Runtime (one shared thread pool of --threads) and runs the batches from N threads
-// at once: the output is the same. Exit 0, or 1 on any error, 2 on bad usage.
+// at once: the output is the same. A graph calibrated by `dlvp threshold` decides OK/NG at its
+// stored threshold (--threshold T decides at T instead): the line ends in OK or NG and the JSON
+// has "decision" and "threshold", as `dlvp detect` prints them. Exit 0, or 1 on any error, 2 on
+// bad usage.
 #include <dlvp/detector.hpp>
 #include <dlvp/resize.hpp>
 
@@ -23,6 +26,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -32,7 +36,7 @@ namespace fs = std::filesystem;
 static int usage() {
   std::cerr << "usage: dlvp_detect MODEL.onnx IMAGE... [--out DIR] [--provider cpu|cuda|tensorrt|auto] [--batch N] [--json]"
                " [--as bgr|bgra|gray] [--trt-cache DIR] [--trt-fp16] [--trt-int8] [--allow-tf32]"
-               " [--max-batch N] [--threads N] [--detectors N]\n";
+               " [--max-batch N] [--threads N] [--detectors N] [--threshold T]\n";
   return 2;
 }
 
@@ -53,6 +57,7 @@ int main(int argc, char** argv) {
   std::size_t batch = 4;
   int threads = 0, detectors = 1;
   bool json = false;
+  std::optional<float> threshold;
   dlvp::GpuOptions gpu;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -68,6 +73,12 @@ int main(int argc, char** argv) {
     else if (a == "--max-batch" && i + 1 < argc) gpu.max_batch = std::max(1, std::atoi(argv[++i]));
     else if (a == "--threads" && i + 1 < argc) threads = std::max(0, std::atoi(argv[++i]));
     else if (a == "--detectors" && i + 1 < argc) detectors = std::max(1, std::atoi(argv[++i]));
+    else if (a == "--threshold" && i + 1 < argc) {
+      char* end = nullptr;
+      const char* text = argv[++i];
+      threshold = std::strtof(text, &end);
+      if (end == text || *end != '\0') return usage();
+    }
     else if (a.rfind("--", 0) == 0) return usage();
     else positional.push_back(a);
   }
@@ -88,8 +99,10 @@ int main(int argc, char** argv) {
   try {
     auto runtime = std::make_shared<dlvp::Runtime>(threads);
     std::vector<std::unique_ptr<dlvp::Detector>> pool;
-    for (int d = 0; d < detectors; ++d)
+    for (int d = 0; d < detectors; ++d) {
       pool.push_back(std::make_unique<dlvp::Detector>(positional[0], provider, gpu, runtime));
+      if (threshold) pool.back()->set_threshold(*threshold);
+    }
     const dlvp::Detector& detector = *pool[0];
     for (const std::string& note : detector.notes()) std::cerr << "note: " << note << "\n";
     const dlvp::ModelInfo& info = detector.info();
@@ -141,9 +154,13 @@ int main(int argc, char** argv) {
       if (json) {
         std::printf("{\"image\":\"%s\",\"score\":%.9g,\"topk\":[", name.c_str(), r.score);
         for (std::size_t t = 0; t < r.topk.size(); ++t) std::printf("%s%lld", t ? "," : "", static_cast<long long>(r.topk[t]));
-        std::printf("]}\n");
+        std::printf("]");
+        if (r.verdict)
+          std::printf(",\"decision\":\"%s\",\"threshold\":%.9g", dlvp::verdict_name(*r.verdict), *detector.threshold());
+        std::printf("}\n");
       } else {
-        std::printf("%s  score %.4f\n", name.c_str(), r.score);
+        std::printf("%s  score %.4f%s%s\n", name.c_str(), r.score, r.verdict ? "  " : "",
+                    r.verdict ? dlvp::verdict_name(*r.verdict) : "");
       }
       if (!out_dir.empty()) {
         const fs::path stem = fs::path(out_dir) / fs::path(name).stem();

@@ -122,10 +122,17 @@ pub fn read(bytes: &[u8], path: &Path) -> Result<ModelInfo, MetadataError> {
                 .filter(|v| v.is_finite())
                 .ok_or_else(|| format!("metadata {key} is not a number"))
             };
+            // The f32 thresholds parsed as f32: the nearest to the decimal written, which is the
+            // f32 calibrated (the C++ detector reads them with strtof for the same reason).
+            let single = |key: &str, text: Option<&str>| -> Result<f32, String> {
+                number(key, text)?;
+                text.and_then(|t| t.parse::<f32>().ok())
+                    .filter(|v| v.is_finite())
+                    .ok_or_else(|| format!("metadata {key} is not a number"))
+            };
             Some(Thresholds {
-                image: number(META_THRESHOLD_IMAGE, Some(image)).map_err(fail)? as f32,
-                pixel: number(META_THRESHOLD_PIXEL, get(META_THRESHOLD_PIXEL)).map_err(fail)?
-                    as f32,
+                image: single(META_THRESHOLD_IMAGE, Some(image)).map_err(fail)?,
+                pixel: single(META_THRESHOLD_PIXEL, get(META_THRESHOLD_PIXEL)).map_err(fail)?,
                 false_alarm: number(META_THRESHOLD_FALSE_ALARM, get(META_THRESHOLD_FALSE_ALARM))
                     .map_err(fail)?,
                 images: number(META_THRESHOLD_IMAGES, get(META_THRESHOLD_IMAGES)).map_err(fail)?

@@ -15,6 +15,7 @@
 #include <onnxruntime_cxx_api.h>
 
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <map>
@@ -61,6 +62,24 @@ struct Preprocess {
   std::string resize;  // "bicubic" or "bilinear" (Pillow's filters)
 };
 
+// Decision thresholds `dlvp threshold` stored in the graph (`dlvp.threshold.*`, model-spec
+// "Decision thresholds"): calibrated on `images` good images so that at most `false_alarm` of
+// good images like them are NG.
+struct Thresholds {
+  float image = 0;   // an anomaly_score above it is NG
+  float pixel = 0;   // an anomaly_map value above it is in the mask
+  double false_alarm = 0;
+  long images = 0;
+};
+
+enum class Verdict { Ok, Ng };
+
+// NG when the score is above the threshold; a tie (and NaN) is OK — the side split-conformal
+// calibration guarantees, and the rule of `dlvp detect`, `dlvp eval` and `dlvp serve`.
+inline Verdict decide(float score, float threshold) { return score > threshold ? Verdict::Ng : Verdict::Ok; }
+
+inline const char* verdict_name(Verdict v) { return v == Verdict::Ng ? "NG" : "OK"; }
+
 struct ModelInfo {
   std::string input;  // "image" or "image_u8"
   Preprocess preprocess;
@@ -68,6 +87,8 @@ struct ModelInfo {
   // An int8 graph whose weights use the full int8 range (`dlvp.int8.weight_range` "full", or
   // absent on an int8 graph): exact on CPUs only where int8 products accumulate in 32 bits.
   bool int8_full_range = false;
+  // The graph's stored decision thresholds, when it was calibrated (`dlvp threshold`).
+  std::optional<Thresholds> thresholds;
 };
 
 // Whether ONNX Runtime's CPU int8 kernels add every product in 32 bits on this CPU (VNNI on
@@ -89,6 +110,9 @@ struct Detection {
   int size = 0;                 // the map is size × size, row-major
   std::vector<float> map;
   std::vector<std::int64_t> topk;
+  // OK/NG at the detector's image threshold (the graph's stored one, or set_threshold's); empty
+  // when it has none.
+  std::optional<Verdict> verdict;
 };
 
 enum class Provider { Cpu, Cuda, TensorRt, Auto };
@@ -188,6 +212,16 @@ class Detector {
   // Why `Provider::Auto` skipped a provider, one line each.
   const std::vector<std::string>& notes() const { return notes_; }
 
+  // The image threshold detect() decides at: set_threshold's, else the graph's stored one.
+  std::optional<float> threshold() const {
+    if (threshold_) return threshold_;
+    if (info_.thresholds) return info_.thresholds->image;
+    return std::nullopt;
+  }
+  // Decide at `image` instead of the stored threshold (as `dlvp detect --threshold`). Set it
+  // before the threads that call detect() start.
+  void set_threshold(float image) { threshold_ = image; }
+
   // Scores a batch. May be called from several threads at once: ONNX Runtime's Run is
   // thread-safe and the detector keeps no per-call state. Every failure is a dlvp::Error.
   std::vector<Detection> detect(const std::vector<ImageView>& images) {
@@ -271,8 +305,10 @@ class Detector {
     const float* maps = out[1].GetTensorData<float>();
     const std::int64_t* topk = out[2].GetTensorData<std::int64_t>();
     std::vector<Detection> result(batch);
+    const std::optional<float> at = threshold();
     for (std::size_t b = 0; b < batch; ++b) {
       result[b].score = scores[b];
+      if (at) result[b].verdict = decide(scores[b], *at);
       result[b].size = s;
       result[b].map.assign(maps + b * plane, maps + (b + 1) * plane);
       result[b].topk.assign(topk + b * info_.top_k, topk + (b + 1) * info_.top_k);
@@ -420,6 +456,31 @@ class Detector {
     if (info_.input.empty()) info_.input = "image";
     const std::string range = metadata(md, "dlvp.int8.weight_range", false);
     info_.int8_full_range = metadata(md, "dlvp.precision", false) == "int8" && range != "reduced";
+    read_thresholds(md);
+  }
+
+  // `dlvp.threshold.*`: all four decision keys, or none.
+  void read_thresholds(const std::map<std::string, std::string>& md) {
+    if (md.find("dlvp.threshold.image") == md.end()) return;
+    // The f32 thresholds are read as f32 (the nearest to the decimal the exporter wrote, which is
+    // the f32 it calibrated), the others as f64.
+    auto number = [&](const char* key, auto parse) {
+      const std::string text = md.count(key) ? md.at(key) : std::string();
+      if (text.empty()) fail(std::string("metadata ") + key + " is missing beside dlvp.threshold.image");
+      char* end = nullptr;
+      const auto v = parse(text.c_str(), &end);
+      if (end == text.c_str() || *end != '\0' || !std::isfinite(v))
+        fail(std::string("metadata ") + key + " is not a number");
+      return v;
+    };
+    auto f32 = [](const char* s, char** end) { return std::strtof(s, end); };
+    auto f64 = [](const char* s, char** end) { return std::strtod(s, end); };
+    Thresholds t;
+    t.image = number("dlvp.threshold.image", f32);
+    t.pixel = number("dlvp.threshold.pixel", f32);
+    t.false_alarm = number("dlvp.threshold.false_alarm", f64);
+    t.images = static_cast<long>(number("dlvp.threshold.images", f64));
+    info_.thresholds = t;
   }
 
   void check_io() {
@@ -461,6 +522,7 @@ class Detector {
   std::shared_ptr<Runtime> runtime_;  // outlives the session
   Ort::Session session_{nullptr};
   ModelInfo info_;
+  std::optional<float> threshold_;
   std::string provider_;
   std::vector<std::string> notes_;
 };
