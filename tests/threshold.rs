@@ -329,3 +329,99 @@ fn a_triton_repository_gets_the_thresholds_in_its_graph_and_its_config() {
     ]);
     assert_fails(&empty, 1, "no model folder with a config.pbtxt");
 }
+
+#[test]
+fn defects_are_reported_at_the_threshold_as_dlvp_eval_reports_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = exported_golden(dir.path());
+    let good = good_images(dir.path(), 10);
+    let data = dir.path().join("line");
+    let made = dlvp(&[
+        "demo-data",
+        "--out",
+        data.to_str().unwrap(),
+        "--categories",
+        "metal",
+        "--count",
+        "6",
+        "--train-count",
+        "0",
+        "--size",
+        "64",
+        "--seed",
+        "5",
+    ]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    let check = |defects: &Path, report: &Path| {
+        dlvp(&[
+            "threshold",
+            "--model",
+            model.to_str().unwrap(),
+            "--good",
+            good.to_str().unwrap(),
+            "--false-alarm",
+            "0.1",
+            "--out",
+            dir.path().join("out.onnx").to_str().unwrap(),
+            "--backend",
+            "tract",
+            "--defects",
+            defects.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ])
+    };
+    let decisions = |report: &Path| -> serde_json::Value {
+        let metrics: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(report.join("metrics.json")).unwrap()).unwrap();
+        assert!(report.join("report.html").is_file());
+        metrics["decisions_all"].clone()
+    };
+
+    // An MVTec category: its own test/good images count the false alarms (2 good, 4 defects).
+    let mvtec = dir.path().join("mvtec-report");
+    let run = check(&data.join("metal"), &mvtec);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        stdout(&run).contains("Decisions at threshold"),
+        "{}",
+        stdout(&run)
+    );
+    let all = decisions(&mvtec);
+    assert_eq!(
+        (
+            all["detected"]["of"].as_u64(),
+            all["false_alarms"]["of"].as_u64()
+        ),
+        (Some(4), Some(2))
+    );
+    assert!(!stdout(&run).contains("calibration images"));
+
+    // A plain folder of defects: the calibration images stand in for the good ones, and it says so.
+    let flat = dir.path().join("flat-report");
+    let run = check(&data.join("metal/test/scratch"), &flat);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        stdout(&run).contains("are the calibration images"),
+        "{}",
+        stdout(&run)
+    );
+    let scratches = std::fs::read_dir(data.join("metal/test/scratch"))
+        .unwrap()
+        .count() as u64;
+    let all = decisions(&flat);
+    assert_eq!(
+        (
+            all["detected"]["of"].as_u64(),
+            all["false_alarms"]["of"].as_u64()
+        ),
+        (Some(scratches), Some(10))
+    );
+
+    // A folder without images is refused before anything is scored or written.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let run = check(&empty, &dir.path().join("none"));
+    assert_fails(&run, 1, "--defects");
+    assert!(!dir.path().join("none").exists());
+}

@@ -139,7 +139,10 @@ impl Scorer for DetectorScorer<'_> {
 }
 
 /// The threshold the report counts decisions at, as `dlvp detect` decides.
-fn decision_threshold(detector: &Detector, given: Option<f32>) -> Option<DecisionThreshold> {
+pub(crate) fn decision_threshold(
+    detector: &Detector,
+    given: Option<f32>,
+) -> Option<DecisionThreshold> {
     let decider = Decider::resolve(detector.info().thresholds.as_ref(), given, None)?;
     Some(match decider.origin {
         Origin::Model {
@@ -174,14 +177,6 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     };
     let model = crate::cli::resolve_model(args.model.as_deref());
     let detector = load_detector(&model, &args.run, args.batch)?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("{}: cannot create folder", args.out.display()))?;
-    let total: usize = categories.iter().map(|c| c.samples.len()).sum();
-    let mut progress = Progress::new(total);
-    let scorer = DetectorScorer {
-        detector: &detector,
-        max_pixels: args.max_pixels,
-    };
     let info = RunInfo {
         model: model.label(),
         backend: detector.backend().to_string(),
@@ -194,10 +189,45 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         batch: args.batch as usize,
         worst: args.worst,
     };
-    let evaluation = evaluate_all(
+    let evaluation = evaluate_and_write(
+        &detector,
         &categories,
-        &scorer,
         &info,
+        options,
+        args.max_pixels,
+        &args.out,
+    )?;
+    print!("{}", evaluation.report.to_markdown());
+    eprintln!("wrote {}/{{{}}}", args.out.display(), FILES.join(","));
+    Ok(if evaluation.failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `categories` scored by `detector` with a progress line, and the report's files written into
+/// `out` (what `dlvp eval` and `dlvp threshold --defects` do).
+pub(crate) fn evaluate_and_write(
+    detector: &Detector,
+    categories: &[dataset::Category],
+    info: &RunInfo,
+    options: RunOptions,
+    max_pixels: u64,
+    out: &Path,
+) -> anyhow::Result<dlvp_eval::run::Evaluation> {
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("{}: cannot create folder", out.display()))?;
+    let total: usize = categories.iter().map(|c| c.samples.len()).sum();
+    let mut progress = Progress::new(total);
+    let scorer = DetectorScorer {
+        detector,
+        max_pixels,
+    };
+    let evaluation = evaluate_all(
+        categories,
+        &scorer,
+        info,
         options,
         &mut |event| match event {
             Event::Warning(w) => {
@@ -212,12 +242,6 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         },
     )?;
     progress.finish();
-    evaluation.write(&args.out)?;
-    print!("{}", evaluation.report.to_markdown());
-    eprintln!("wrote {}/{{{}}}", args.out.display(), FILES.join(","));
-    Ok(if evaluation.failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    evaluation.write(out)?;
+    Ok(evaluation)
 }

@@ -3,13 +3,17 @@
 //! and writes the graph with them in its metadata (`dlvp.threshold.*`, model-spec/README.md);
 //! nothing else in the graph changes, and the same images give the same file. With
 //! `--triton-repo`, the graph is the repository's `NAME/1/model.onnx` (rewritten in place), and
-//! `NAME/config.pbtxt` states the thresholds as model parameters too.
+//! `NAME/config.pbtxt` states the thresholds as model parameters too. With `--defects DIR`, the
+//! written graph then runs `dlvp eval`'s report on the defects (and good images): the detection
+//! rate at the threshold with its 95% interval, AUROC, and the worst misses and false alarms.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use dlvp_eval::dataset::{self, Category, Layout, Sample};
+use dlvp_eval::run::{RunInfo, RunOptions};
 use dlvp_eval::threshold::{conformal, images_needed, pixel_threshold};
 use dlvp_runtime::metadata::{with_thresholds, ThresholdSource, Thresholds};
 use dlvp_runtime::pipeline::{self, PipelineOptions};
@@ -43,6 +47,20 @@ pub struct ThresholdArgs {
     /// With --triton-repo: the model's folder in the repository (default: its only model).
     #[arg(long, requires = "triton_repo", value_name = "NAME")]
     triton_name: Option<String>,
+    /// Defective images to check the threshold on: a folder of them (searched recursively), or
+    /// an MVTec AD dataset or category (its test/good images then count the false alarms, its
+    /// masks give the pixel metrics). Reports the detection rate at the threshold (95%
+    /// interval), AUROC and the worst misses and false alarms, as `dlvp eval` does.
+    #[arg(long, value_name = "DIR")]
+    defects: Option<PathBuf>,
+    /// With --defects: the folder for the report (metrics.json, report.html, ...).
+    #[arg(
+        long,
+        requires = "defects",
+        default_value = "out/threshold",
+        value_name = "DIR"
+    )]
+    report: PathBuf,
     #[command(flatten)]
     pub run: RunArgs,
     /// Images per model run.
@@ -82,6 +100,11 @@ pub fn run(args: ThresholdArgs) -> anyhow::Result<ExitCode> {
         // Refused before any image is scored; the bytes are read again once the detector is gone.
         self_contained(path)?;
     }
+    // Listed before any image is scored, so a wrong folder fails at once.
+    let defects = match &args.defects {
+        Some(dir) => Some(defect_categories(dir, &files)?),
+        None => None,
+    };
     let detector = load_detector(&model, &args.run, args.batch)?;
     let options = PipelineOptions {
         keep_images: false,
@@ -156,7 +179,107 @@ pub fn run(args: ThresholdArgs) -> anyhow::Result<ExitCode> {
         image.lower_rate(),
         out.display()
     );
-    Ok(ExitCode::SUCCESS)
+    let Some((categories, calibration_goods)) = defects else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    // The graph just written, thresholds read back from it: what a line will run.
+    let detector = load_detector(&Model::File(out.clone()), &args.run, args.batch)?;
+    let info = RunInfo {
+        model: out.display().to_string(),
+        backend: detector.backend().to_string(),
+        provider: detector.executor(),
+        data: args.defects.clone().expect("defects given"),
+        layout: Layout::Mvtec,
+        decision: super::eval::decision_threshold(&detector, None),
+    };
+    let options = RunOptions {
+        batch: args.batch as usize,
+        worst: 3,
+    };
+    let evaluation = super::eval::evaluate_and_write(
+        &detector,
+        &categories,
+        &info,
+        options,
+        args.max_pixels,
+        &args.report,
+    )?;
+    print!("\n{}", evaluation.report.to_markdown());
+    if calibration_goods {
+        println!(
+            "\nThe good images beside the defects are the calibration images: their false alarms are about α by construction, not an estimate; held-out good images (an MVTec test/good folder) measure them."
+        );
+    }
+    eprintln!(
+        "wrote {}/{{{}}}",
+        args.report.display(),
+        dlvp_eval::run::FILES.join(",")
+    );
+    Ok(if evaluation.failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The report's categories for `--defects DIR`: an MVTec AD category folder (`DIR/test`) or
+/// dataset (`DIR/<category>/test`) as `dlvp eval` reads it, else every image under DIR as a
+/// defect. A category without good images of its own gets the calibration images as its good
+/// ones (AUROC needs both kinds); the flag says whether any did.
+fn defect_categories(dir: &Path, good: &[PathBuf]) -> anyhow::Result<(Vec<Category>, bool)> {
+    let name = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let mut categories = if dir.join("test").is_dir() {
+        let parent = dir.parent().unwrap_or(Path::new("."));
+        dataset::load(parent, Layout::Mvtec, &[name(dir)])
+            .with_context(|| format!("--defects {}", dir.display()))?
+    } else {
+        match dataset::load(dir, Layout::Mvtec, &[]) {
+            Ok(categories) => categories,
+            Err(dataset::DatasetError::Empty { .. }) => {
+                let images = dataset::images_under(dir)
+                    .with_context(|| format!("--defects {}", dir.display()))?;
+                vec![Category {
+                    name: name(dir),
+                    samples: images
+                        .into_iter()
+                        .map(|image| Sample {
+                            image,
+                            anomalous: true,
+                            mask: None,
+                            defect: "defect".into(),
+                        })
+                        .collect(),
+                    warnings: vec![],
+                }]
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!("--defects {}", dir.display())))
+            }
+        }
+    };
+    if !categories
+        .iter()
+        .any(|c| c.samples.iter().any(|s| s.anomalous))
+    {
+        bail!("--defects {}: no defective images", dir.display());
+    }
+    let mut calibration_goods = false;
+    for category in &mut categories {
+        if !category.samples.iter().any(|s| !s.anomalous) {
+            calibration_goods = true;
+            category.samples.extend(good.iter().map(|image| Sample {
+                image: image.clone(),
+                anomalous: false,
+                mask: None,
+                defect: "good (calibration)".into(),
+            }));
+        }
+    }
+    Ok((categories, calibration_goods))
 }
 
 /// A model of a Triton repository: its graph and its configuration.
