@@ -1,7 +1,8 @@
 //! `dlvp threshold` through the binary: the split-conformal threshold of the good images' scores
 //! (checked against `dlvp detect`'s own scores) written into the graph's metadata with nothing
 //! else changed, the same file for the same images, and the refusals (too few images for the
-//! rate, a rate outside (0, 1), an unreadable good image) that write nothing.
+//! rate, a rate outside (0, 1), an unreadable good image, a graph without the contract's
+//! outputs) that write nothing; then every front end deciding with the stored thresholds.
 
 use std::path::Path;
 
@@ -142,6 +143,27 @@ fn too_few_images_a_bad_rate_and_an_unreadable_image_are_refused_and_nothing_is_
     std::fs::write(&broken, b"not a png").unwrap();
     let unreadable = threshold(&model, &good, "0.2", &out);
     assert_fails(&unreadable, 1, "zz_broken.png");
+    std::fs::remove_file(&broken).unwrap();
+    // A graph without the contract's anomaly_map output cannot give a pixel threshold.
+    let no_map = dir.path().join("no map.onnx");
+    std::fs::write(
+        &no_map,
+        dlvp_test_support::onnx_edit::edited(&model, |m| {
+            m.graph
+                .as_mut()
+                .unwrap()
+                .output
+                .retain(|o| o.name != "anomaly_map")
+        }),
+    )
+    .unwrap();
+    let missing = threshold(&no_map, &good, "0.2", &out);
+    assert_eq!(missing.status.code(), Some(1), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("the graph has no output `anomaly_map`"),
+        "{}",
+        stderr(&missing)
+    );
     assert!(!out.exists(), "a refused run wrote {}", out.display());
 }
 

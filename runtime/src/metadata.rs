@@ -93,6 +93,7 @@ pub fn read(bytes: &[u8], path: &Path) -> Result<ModelInfo, MetadataError> {
     )
     .map_err(fail)?;
     check_input(&model, input, spec.image_size).map_err(fail)?;
+    check_outputs(&model, &spec).map_err(fail)?;
     let precision = optional(
         get(META_PRECISION),
         META_PRECISION,
@@ -217,6 +218,37 @@ fn optional<T: Default>(
         None => Ok(T::default()),
         Some(v) => parse(v).ok_or_else(|| format!("metadata {key} is {v:?}; expected {expected}")),
     }
+}
+
+/// The graph's outputs must be the contract's, by name and in its order (backends that read
+/// outputs by position rely on it): a graph edited after export fails here, naming what is
+/// missing, rather than in a backend's first run.
+fn check_outputs(model: &pb::ModelProto, spec: &Spec) -> Result<(), String> {
+    let graph = model.graph.as_ref().ok_or("the model has no graph")?;
+    let have: Vec<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
+    let want: Vec<&str> = contract::outputs(spec).iter().map(|d| d.name).collect();
+    if have == want {
+        return Ok(());
+    }
+    let missing: Vec<&str> = want.iter().copied().filter(|w| !have.contains(w)).collect();
+    Err(if missing.is_empty() {
+        format!(
+            "the graph's outputs are [{}]; a dlvp graph has [{}], in that order",
+            have.join(", "),
+            want.join(", ")
+        )
+    } else {
+        format!(
+            "the graph has no output {} (it has [{}]; a dlvp graph has [{}])",
+            missing
+                .iter()
+                .map(|m| format!("`{m}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            have.join(", "),
+            want.join(", ")
+        )
+    })
 }
 
 /// The graph's one input must be what its metadata promises: `image` f32 [B, 3, S, S] or

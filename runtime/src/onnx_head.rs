@@ -1,5 +1,5 @@
 //! An ONNX model's structure without its weights: the ModelProto fields the runtime inspects
-//! (metadata, graph inputs, initializer names and data locations, node attributes' tensors),
+//! (metadata, graph inputs and outputs, initializer names and data locations, node attributes' tensors),
 //! decoded by prost message types that leave out every other field — prost skips unknown fields
 //! without copying them, so the weights' `raw_data` is never duplicated. A full decode of a
 //! ViT-B/16 graph costs another 0.5 GB at load; this costs kilobytes. Field numbers are onnx.proto's.
@@ -37,6 +37,8 @@ pub struct GraphHead {
     pub initializer: Vec<TensorHead>,
     #[prost(message, repeated, tag = "11")]
     pub input: Vec<pb::ValueInfoProto>,
+    #[prost(message, repeated, tag = "12")]
+    pub output: Vec<pb::ValueInfoProto>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -73,6 +75,7 @@ impl ModelHead {
             metadata_props: self.metadata_props.clone(),
             graph: self.graph.as_ref().map(|g| pb::GraphProto {
                 input: g.input.clone(),
+                output: g.output.clone(),
                 initializer: g
                     .initializer
                     .iter()
