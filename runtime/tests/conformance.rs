@@ -305,7 +305,9 @@ fn the_detector_is_shareable_and_batches_like_single_images() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// A graph that carries our metadata but not our outputs is an error on every backend, not a panic.
+/// A graph that carries our metadata but not our outputs is an error on every backend, not a
+/// panic: missing outputs are named when it loads; the contract's names on tensors of the wrong
+/// shape and type fail its first run.
 #[test]
 fn a_graph_breaking_the_output_contract_is_an_error() {
     use dlvp_exporter::graph::{DType, Dim, Graph};
@@ -317,44 +319,56 @@ fn a_graph_breaking_the_output_contract_is_an_error() {
         .unwrap()
         .unwrap();
     let size = spec.image_size;
-    let mut g = Graph::new();
-    let image = g.input(
-        "image",
-        DType::F32,
-        vec![
-            Dim::Batch,
-            Dim::Fixed(3),
-            Dim::Fixed(size),
-            Dim::Fixed(size),
-        ],
-    );
-    g.output("anomaly_map", &image); // wrong shape, and the other two outputs are missing
-    g.metadata = vec![
-        (contract::META_FORMAT.into(), contract::GRAPH_FORMAT.into()),
-        (contract::META_SPEC.into(), spec.to_yaml()),
-    ];
-    let dir = std::env::temp_dir().join(format!("dlvp-contract-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("broken.onnx");
-    std::fs::write(&path, onnx::to_bytes(&g, "broken")).unwrap();
+    let graph = |outputs: &[&str]| {
+        let mut g = Graph::new();
+        let image = g.input(
+            "image",
+            DType::F32,
+            vec![
+                Dim::Batch,
+                Dim::Fixed(3),
+                Dim::Fixed(size),
+                Dim::Fixed(size),
+            ],
+        );
+        for name in outputs {
+            g.output(name, &image); // the image itself: wrong shape (and type, for topk)
+        }
+        g.metadata = vec![
+            (contract::META_FORMAT.into(), contract::GRAPH_FORMAT.into()),
+            (contract::META_SPEC.into(), spec.to_yaml()),
+        ];
+        onnx::to_bytes(&g, "broken")
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.onnx");
+    std::fs::write(&missing, graph(&["anomaly_map"])).unwrap();
+    let misshaped = dir.path().join("misshaped.onnx");
+    std::fs::write(
+        &misshaped,
+        graph(&["anomaly_score", "anomaly_map", "topk_indices"]),
+    )
+    .unwrap();
     let img = image::RgbImage::new(20, 20);
     for backend in detector_backends() {
-        let detector = Detector::load(
-            &path,
-            &DetectorOptions {
-                backend,
-                ort_lib: None,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let options = DetectorOptions {
+            backend,
+            ort_lib: None,
+            ..Default::default()
+        };
+        let err = Detector::load(&missing, &options).err().expect("refused");
+        assert!(
+            err.to_string()
+                .contains("the graph has no output `anomaly_score`, `topk_indices`"),
+            "{backend:?}: {err}"
+        );
+        let detector = Detector::load(&misshaped, &options).unwrap();
         let err = detector
             .detect_batch(std::slice::from_ref(&img))
             .unwrap_err();
         eprintln!("{backend:?}: {err}");
         assert!(err.to_string().contains("output"), "{backend:?}: {err}");
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// One `Detector` shared by 8 threads over 100 images gives exactly (bit for bit) what one
