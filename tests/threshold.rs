@@ -254,6 +254,27 @@ fn detect_decides_with_the_stored_thresholds_unless_told_otherwise() {
         );
     }
 
+    // --write chooses the files: the mask alone here.
+    let only = dir.path().join("only-mask");
+    let run = dlvp(&[
+        "detect",
+        one.to_str().unwrap(),
+        "--model",
+        line.to_str().unwrap(),
+        "--backend",
+        "tract",
+        "--out",
+        only.to_str().unwrap(),
+        "--write",
+        "mask",
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let names: Vec<String> = std::fs::read_dir(&only)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["000.mask.png"]);
+
     // Without a threshold anywhere, asking for decisions is an error that says what to do.
     let none = dlvp(&[
         "detect",
@@ -265,6 +286,19 @@ fn detect_decides_with_the_stored_thresholds_unless_told_otherwise() {
         "--fail-on-ng",
     ]);
     assert_fails(&none, 1, "--fail-on-ng needs an image threshold");
+    let no_mask = dlvp(&[
+        "detect",
+        one.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--backend",
+        "tract",
+        "--out",
+        dir.path().join("x").to_str().unwrap(),
+        "--write",
+        "map,mask",
+    ]);
+    assert_fails(&no_mask, 1, "--write mask needs a threshold");
     assert!(
         stderr(&none).contains("dlvp threshold"),
         "{}",

@@ -40,6 +40,12 @@ pub struct DetectArgs {
     /// Folder for overlays, maps and masks (nothing is written without it).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// What --out writes per image, comma-separated: `overlay` (the heatmap on the image),
+    /// `map` (16-bit PNG), `mask` (needs a threshold). Default: overlay and map, and the mask
+    /// when there is a threshold. Each costs its own encoding: on 5 MP images write only what
+    /// you look at.
+    #[arg(long, requires = "out", value_delimiter = ',', value_enum)]
+    write: Vec<Written>,
     /// Decide with this threshold instead of the graph's: NG when the score is above T; masks
     /// where the map is above T (unless --pixel-threshold). Without it, a graph calibrated by
     /// `dlvp threshold` decides with its stored thresholds.
@@ -72,6 +78,14 @@ pub struct DetectArgs {
     /// infer, finish: overlays, PNG encoding and writing, deliver: printing) to stderr.
     #[arg(long)]
     profile: bool,
+}
+
+/// A file `--out` writes per image.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Written {
+    Overlay,
+    Map,
+    Mask,
 }
 
 /// A file stem unique within this run (`part`, `part-1`, ...).
@@ -124,6 +138,19 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let scale = decider.map_or(OverlayScale::Raw, |d| d.overlay_scale());
+    let kinds: Vec<Written> = if args.write.is_empty() {
+        let mut kinds = vec![Written::Overlay, Written::Map];
+        kinds.extend(decider.map(|_| Written::Mask));
+        kinds
+    } else {
+        args.write.clone()
+    };
+    if kinds.contains(&Written::Mask) && decider.is_none() {
+        anyhow::bail!(
+            "--write mask needs a threshold: {} has none stored (calibrate one with `dlvp threshold`) and --threshold is not given",
+            model.label()
+        );
+    }
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out)
             .with_context(|| format!("{}: cannot create folder", out.display()))?;
@@ -143,16 +170,20 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
         if let (Some(out), Some(img)) = (&args.out, &scored.image) {
             let det = &scored.detection;
             let full = resize_map(&det.map, img.width() as usize, img.height() as usize);
-            let mut heat = overlay_scaled(img, &full, scale);
-            if args.show_topk {
-                draw_topk(&mut heat, &det.topk, grid);
-            }
             let stem = &scored.label;
-            let mut files = vec![
-                ("overlay", png_bytes_with(heat, args.png)),
-                ("map", png_bytes_with(map_u16(&full), args.png)),
-            ];
-            if let Some(d) = &decider {
+            // In overlay, map, mask order, whatever order --write named them in.
+            let mut files = vec![];
+            if kinds.contains(&Written::Overlay) {
+                let mut heat = overlay_scaled(img, &full, scale);
+                if args.show_topk {
+                    draw_topk(&mut heat, &det.topk, grid);
+                }
+                files.push(("overlay", png_bytes_with(heat, args.png)));
+            }
+            if kinds.contains(&Written::Map) {
+                files.push(("map", png_bytes_with(map_u16(&full), args.png)));
+            }
+            if let (true, Some(d)) = (kinds.contains(&Written::Mask), &decider) {
                 files.push(("mask", png_bytes_with(mask(&full, d.pixel), args.png)));
             }
             for (kind, png) in files {
