@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use image::RgbImage;
 
 use crate::detector::{DetectError, Detection, Detector};
-use crate::preprocess::{load_rgb8_limited, prepare, stack, ImageError, Prepared};
+use crate::preprocess::{load_rgb8_draft, load_rgb8_limited, prepare, stack, ImageError, Prepared};
 
 /// How the pipeline runs.
 #[derive(Debug, Clone)]
@@ -45,6 +45,10 @@ pub struct PipelineOptions {
     /// Whether `finish` gets each decoded image (overlays need it; scores alone do not, and the
     /// image is then dropped once its input is prepared).
     pub keep_images: bool,
+    /// Decode large JPEGs at a reduced scale in the DCT domain, never below the graph's input
+    /// size ([`crate::preprocess::decode_rgb8_draft`]): much faster on multi-megapixel frames,
+    /// outside the Pillow parity; the image `finish` gets is then the reduced one.
+    pub jpeg_draft: bool,
 }
 
 impl PipelineOptions {
@@ -60,6 +64,7 @@ impl PipelineOptions {
             finishers: cores,
             window: 4,
             keep_images: true,
+            jpeg_draft: false,
         }
     }
 }
@@ -184,8 +189,11 @@ impl std::fmt::Display for PipelineOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} decode, {} finish threads, batches of {}",
-            self.decoders, self.finishers, self.batch
+            "{} decode, {} finish threads, batches of {}{}",
+            self.decoders,
+            self.finishers,
+            self.batch,
+            if self.jpeg_draft { ", JPEG draft" } else { "" }
         )
     }
 }
@@ -306,7 +314,11 @@ pub fn run<L: Send, T: Send>(
                 let items = range
                     .map(|index| {
                         let t = Stopwatch::start();
-                        let loaded = load_rgb8_limited(&files[index], options.max_pixels);
+                        let loaded = if options.jpeg_draft {
+                            load_rgb8_draft(&files[index], options.max_pixels, size as u32)
+                        } else {
+                            load_rgb8_limited(&files[index], options.max_pixels)
+                        };
                         decode += t.elapsed();
                         let t = Stopwatch::start();
                         let outcome = loaded.map(|img| {

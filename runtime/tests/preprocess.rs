@@ -215,3 +215,75 @@ fn exif_orientation_6() -> Vec<u8> {
     b.extend_from_slice(&0u32.to_le_bytes()); // no next IFD
     b
 }
+
+/// A camera-sized JPEG, smooth with some texture (a gradient and a weave), encoded at quality 90.
+fn camera_jpeg(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        let weave = if (x / 6 + y / 6) % 2 == 0 { 30 } else { 0 };
+        image::Rgb([
+            ((x * 200 / w) + weave) as u8,
+            ((y * 200 / h) + weave) as u8,
+            (((x + y) * 100 / (w + h)) + 60) as u8,
+        ])
+    });
+    let mut bytes = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90)
+        .encode_image(&img)
+        .unwrap();
+    bytes
+}
+
+/// `--jpeg-draft`: a large JPEG decodes at the smallest of 1/2, 1/4, 1/8 that keeps both sides at
+/// least the input size, and resizes to nearly what the full decode gives; anything else (small
+/// JPEGs, other formats) decodes exactly as the full path; a truncated JPEG is still refused.
+#[rstest]
+#[case::eighth(2448, 2048, 224, (306, 256))]
+#[case::quarter_for_the_short_side(2048, 1536, 224, (512, 384))]
+#[case::half(600, 500, 224, (300, 250))]
+#[case::too_small_to_reduce(400, 300, 224, (400, 300))]
+fn a_draft_jpeg_decodes_at_the_largest_reduction_that_keeps_the_input_size(
+    #[case] w: u32,
+    #[case] h: u32,
+    #[case] at_least: u32,
+    #[case] want: (u32, u32),
+) {
+    use dlvp_runtime::preprocess::{decode_rgb8_draft, decode_rgb8_limited};
+    let bytes = camera_jpeg(w, h);
+    let name = Path::new("camera.jpg");
+    let draft = decode_rgb8_draft(&bytes, name, u64::MAX, at_least).unwrap();
+    assert_eq!(draft.dimensions(), want);
+    let full = decode_rgb8_limited(&bytes, name, u64::MAX).unwrap();
+    if want == (w, h) {
+        assert_eq!(draft, full, "not reduced: the full decode, byte for byte");
+        return;
+    }
+    let s = at_least as usize;
+    let (a, b) = (
+        resize_rgb8(&draft, s, s, ResizeFilter::Bicubic),
+        resize_rgb8(&full, s, s, ResizeFilter::Bicubic),
+    );
+    let mean = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(&x, &y)| (x as f64 - y as f64).abs())
+        .sum::<f64>()
+        / a.as_raw().len() as f64;
+    assert!(mean < 2.0, "mean |draft − full| after the resize: {mean}");
+}
+
+#[test]
+fn a_draft_decode_keeps_the_full_paths_refusals_and_other_formats() {
+    use dlvp_runtime::preprocess::{decode_rgb8_draft, decode_rgb8_limited};
+    let name = Path::new("cut.jpg");
+    let bytes = camera_jpeg(2448, 2048);
+    let err = decode_rgb8_draft(&bytes[..bytes.len() / 2], name, u64::MAX, 224).unwrap_err();
+    assert_eq!(err.kind, ImageErrorKind::Truncated);
+    let err = decode_rgb8_draft(&bytes, name, 1000, 224).unwrap_err();
+    assert!(matches!(err.kind, ImageErrorKind::TooLarge { .. }), "{err}");
+    let png = std::fs::read(folder().join("80x64_rgb.png")).unwrap();
+    assert_eq!(
+        decode_rgb8_draft(&png, name, u64::MAX, 16).unwrap(),
+        decode_rgb8_limited(&png, name, u64::MAX).unwrap()
+    );
+}

@@ -58,6 +58,9 @@ pub struct BenchArgs {
     /// of each stage (decode, resize, infer, finish, deliver), nothing written.
     #[arg(long, value_name = "DIR", num_args = 1.., conflicts_with = "input")]
     pipeline: Vec<PathBuf>,
+    /// With --pipeline: decode JPEGs at 1/2, 1/4 or 1/8 scale (as `detect --jpeg-draft`).
+    #[arg(long, requires = "pipeline")]
+    jpeg_draft: bool,
 }
 
 /// `--pipeline`: the images through `dlvp_runtime::pipeline`, timed by stage.
@@ -73,7 +76,10 @@ fn bench_pipeline(detector: &dlvp_runtime::Detector, args: &BenchArgs) -> anyhow
             }
         );
     }
-    let options = PipelineOptions::new(args.batch as usize, DEFAULT_MAX_PIXELS);
+    let options = PipelineOptions {
+        jpeg_draft: args.jpeg_draft,
+        ..PipelineOptions::new(args.batch as usize, DEFAULT_MAX_PIXELS)
+    };
     let mut failed = Vec::new();
     let times = pipeline::run(
         detector,

@@ -74,6 +74,12 @@ pub struct DetectArgs {
     /// same pixels in about half the encoding time, files about a third larger).
     #[arg(long, default_value = "compact", value_parser = crate::cli::named_values(&PngEncoding::ALL))]
     png: PngEncoding,
+    /// Decode JPEGs at 1/2, 1/4 or 1/8 scale in the DCT domain when still at least the model's
+    /// input size (Pillow's `draft`): several times faster on multi-megapixel frames, but the
+    /// pixels differ from the full decode, so scores move (about 1e-3; outside the Pillow
+    /// parity). Calibrate thresholds the same way.
+    #[arg(long)]
+    jpeg_draft: bool,
     /// At the end, print images/s and the milliseconds per image of each stage (decode, resize,
     /// infer, finish: overlays, PNG encoding and writing, deliver: printing) to stderr.
     #[arg(long)]
@@ -158,6 +164,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
     let grid = detector.info().spec.grid();
     let options = PipelineOptions {
         keep_images: args.out.is_some(),
+        jpeg_draft: args.jpeg_draft,
         ..PipelineOptions::new(args.batch as usize, args.max_pixels)
     };
     // On the inference thread, in file order: each decoded image's unique file stem.

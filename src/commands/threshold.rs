@@ -66,6 +66,12 @@ pub struct ThresholdArgs {
     /// Images per model run.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
     batch: u32,
+    /// Decode JPEGs at 1/2, 1/4 or 1/8 scale in the DCT domain when still at least the model's
+    /// input size (Pillow's `draft`): several times faster on multi-megapixel frames, but the
+    /// pixels differ from the full decode, so scores move (about 1e-3; outside the Pillow
+    /// parity). Detect with it too.
+    #[arg(long)]
+    jpeg_draft: bool,
     /// Refuse images of more pixels than this, from their header.
     #[arg(long, default_value_t = dlvp_runtime::preprocess::DEFAULT_MAX_PIXELS)]
     max_pixels: u64,
@@ -108,6 +114,7 @@ pub fn run(args: ThresholdArgs) -> anyhow::Result<ExitCode> {
     let detector = load_detector(&model, &args.run, args.batch)?;
     let options = PipelineOptions {
         keep_images: false,
+        jpeg_draft: args.jpeg_draft,
         ..PipelineOptions::new(args.batch as usize, args.max_pixels)
     };
     let (mut scores, mut maxima, mut unreadable) = (Vec::new(), Vec::new(), Vec::new());
@@ -146,7 +153,12 @@ pub fn run(args: ThresholdArgs) -> anyhow::Result<ExitCode> {
     };
     let source = ThresholdSource {
         images_sha256: dlvp_eval::dataset::digest_files(&files)?,
-        scored_with: format!("resize, {} ({})", detector.backend(), detector.executor()),
+        scored_with: format!(
+            "resize{}, {} ({})",
+            if args.jpeg_draft { " (JPEG draft)" } else { "" },
+            detector.backend(),
+            detector.executor()
+        ),
     };
     // Read once the detector is gone, so a large model is not held twice beside the backend's copy.
     drop(detector);
