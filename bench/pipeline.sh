@@ -3,7 +3,8 @@
 # where detect's time goes (`--profile`). Three workloads: the demo model on 200 demo-data images
 # of 256 px; the tiny golden graph (1.6 ms per image: the CPU stages alone) on the same images;
 # the tiny graph on 20 JPEGs of 2448×2048 (5 MP, a line camera), beside Pillow's
-# open → convert("RGB") → resize(224, BICUBIC) of the same files in the same run.
+# open → convert("RGB") → resize(224, BICUBIC) of the same files in the same run (and with
+# Pillow's draft, beside `--jpeg-draft`); then what `--jpeg-draft` does to the demo model's scores.
 #
 #   bench/pipeline.sh [DLVP] [BACKEND] [OLD_DLVP]
 #
@@ -72,18 +73,44 @@ for bin in "$dlvp" ${old:+"$old"}; do
 done
 row "[new] tiny graph, detect --json --out --png fast (20 × 5 MP JPEG)" \
   "$(per_image "$dlvp" "$work/jpeg" 20 "$work/one/00.jpg" --json --out "$work/out-new" --png fast --model "$work/tiny.onnx")"
-pillow=$("$python" - "$work/jpeg" <<'EOF'
+row "[new] tiny graph, detect --json --out --write overlay (20 × 5 MP JPEG)" \
+  "$(per_image "$dlvp" "$work/jpeg" 20 "$work/one/00.jpg" --json --out "$work/out-new" --write overlay --model "$work/tiny.onnx")"
+row "[new] tiny graph, detect --json --out --write overlay --png fast (5 MP)" \
+  "$(per_image "$dlvp" "$work/jpeg" 20 "$work/one/00.jpg" --json --out "$work/out-new" --write overlay --png fast --model "$work/tiny.onnx")"
+row "[new] tiny graph, detect --json --jpeg-draft (20 × 5 MP JPEG)" \
+  "$(per_image "$dlvp" "$work/jpeg" 20 "$work/one/00.jpg" --json --jpeg-draft --model "$work/tiny.onnx")"
+row "[new] tiny graph, detect --json --out --jpeg-draft (20 × 5 MP JPEG)" \
+  "$(per_image "$dlvp" "$work/jpeg" 20 "$work/one/00.jpg" --json --out "$work/out-new" --jpeg-draft --model "$work/tiny.onnx")"
+# Pillow in the same run: the full decode (what the parity is with), and with draft("RGB", 224×224)
+# (libjpeg's DCT scaling, what --jpeg-draft does with another IDCT).
+pillow() {
+  "$python" - "$work/jpeg" "$1" <<'EOF'
 import sys, pathlib, time
 from PIL import Image
-files = sorted(pathlib.Path(sys.argv[1]).glob("*.jpg"))
+files, draft = sorted(pathlib.Path(sys.argv[1]).glob("*.jpg")), sys.argv[2] == "draft"
 t = time.perf_counter()
 for f in files:
-    Image.open(f).convert("RGB").resize((224, 224), Image.BICUBIC)
+    im = Image.open(f)
+    if draft:
+        im.draft("RGB", (224, 224))
+    im.convert("RGB").resize((224, 224), Image.BICUBIC)
 print((time.perf_counter() - t) * 1000 / len(files))
 EOF
-)
-row "Pillow open → convert → resize(224, BICUBIC), 5 MP JPEG" "$pillow"
+}
+row "Pillow open → convert → resize(224, BICUBIC), 5 MP JPEG" "$(pillow full)"
+row "Pillow open → draft → convert → resize(224, BICUBIC), 5 MP JPEG" "$(pillow draft)"
 echo
 echo "where the time goes (new; demo model, then the tiny graph on 5 MP JPEGs; --json --out):"
 "$dlvp" detect "$work/png" --backend "$backend" --json --out "$work/out-new" --profile 2>&1 >/dev/null | grep '^profile'
 "$dlvp" detect "$work/jpeg" --backend "$backend" --json --out "$work/out-new" --model "$work/tiny.onnx" --profile 2>&1 >/dev/null | grep '^profile'
+"$dlvp" detect "$work/jpeg" --backend "$backend" --json --jpeg-draft --model "$work/tiny.onnx" --profile 2>&1 >/dev/null | grep '^profile'
+echo
+echo "what --jpeg-draft does to the demo model's scores on the 5 MP JPEGs (|draft − full|):"
+"$dlvp" detect "$work/jpeg" --backend "$backend" --json 2>/dev/null >"$work/full.jsonl"
+"$dlvp" detect "$work/jpeg" --backend "$backend" --json --jpeg-draft 2>/dev/null >"$work/draft.jsonl"
+"$python" - "$work/full.jsonl" "$work/draft.jsonl" <<'EOF'
+import json, sys
+full, draft = ([json.loads(l)["score"] for l in open(p)] for p in sys.argv[1:])
+d = [abs(a - b) for a, b in zip(full, draft)]
+print(f"max {max(d):.2e}, mean {sum(d) / len(d):.2e} over {len(d)} images")
+EOF

@@ -138,7 +138,8 @@ pub fn decode_rgb8_limited(
 /// `at_least` — by scaling in the DCT domain (libjpeg's and Pillow's `Image.draft`; here
 /// jpeg-decoder's scaled IDCT). A 5 MP frame for a 224 px model decodes at 1/8 in a fraction of
 /// the full decode's time, but the pixels the resize then sees are not Pillow's full decode:
-/// scores move by a few 1e-3 (outside the preprocessing parity; `--jpeg-draft` says so). Other
+/// scores move (the demo model on 5 MP JPEGs: 0.005 on average, up to 0.04; outside the
+/// preprocessing parity, as `--jpeg-draft` says). Other
 /// formats, smaller JPEGs and JPEGs this decoder cannot reduce (grey 16-bit, CMYK) decode as
 /// [`decode_rgb8_limited`] does. The size limit and the truncation check apply to the full size.
 pub fn decode_rgb8_draft(
