@@ -2,7 +2,7 @@
 //
 //   dlvp_detect MODEL.onnx IMAGE... [--out DIR] [--provider cpu|cuda|tensorrt|auto] [--batch N] [--json]
 //               [--as bgr|bgra|gray] [--trt-cache DIR] [--trt-fp16] [--trt-int8] [--allow-tf32]
-//               [--max-batch N] [--threads N] [--detectors N] [--threshold T]
+//               [--max-batch N] [--threads N] [--detectors N] [--threshold T] [--profile]
 //
 // Loads each image with OpenCV (BGR, as C++ pipelines hold them), resizes it to the model's
 // S×S if it is not already that size with dlvp/resize.hpp (Pillow's filter, as the model's
@@ -12,7 +12,9 @@
 // one dlvp::Runtime (one shared thread pool of --threads) and runs the batches from N threads
 // at once: the output is the same. A graph calibrated by `dlvp threshold` decides OK/NG at its
 // stored threshold (--threshold T decides at T instead): the line ends in OK or NG and the JSON
-// has "decision" and "threshold", as `dlvp detect` prints them. Exit 0, or 1 on any error, 2 on
+// has "decision" and "threshold", as `dlvp detect` prints them. --profile prints, at the end, the
+// milliseconds per image of each stage (decode, resize, detect, write) to stderr, as
+// `dlvp detect --profile` does for its own. Exit 0, or 1 on any error, 2 on
 // bad usage.
 #include <dlvp/detector.hpp>
 #include <dlvp/resize.hpp>
@@ -21,6 +23,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -36,7 +39,7 @@ namespace fs = std::filesystem;
 static int usage() {
   std::cerr << "usage: dlvp_detect MODEL.onnx IMAGE... [--out DIR] [--provider cpu|cuda|tensorrt|auto] [--batch N] [--json]"
                " [--as bgr|bgra|gray] [--trt-cache DIR] [--trt-fp16] [--trt-int8] [--allow-tf32]"
-               " [--max-batch N] [--threads N] [--detectors N] [--threshold T]\n";
+               " [--max-batch N] [--threads N] [--detectors N] [--threshold T] [--profile]\n";
   return 2;
 }
 
@@ -56,7 +59,7 @@ int main(int argc, char** argv) {
   std::string out_dir, provider_name = "cpu", layout = "bgr";
   std::size_t batch = 4;
   int threads = 0, detectors = 1;
-  bool json = false;
+  bool json = false, profile = false;
   std::optional<float> threshold;
   dlvp::GpuOptions gpu;
   for (int i = 1; i < argc; ++i) {
@@ -65,6 +68,7 @@ int main(int argc, char** argv) {
     else if (a == "--provider" && i + 1 < argc) provider_name = argv[++i];
     else if (a == "--batch" && i + 1 < argc) batch = std::max(1, std::atoi(argv[++i]));
     else if (a == "--json") json = true;
+    else if (a == "--profile") profile = true;
     else if (a == "--as" && i + 1 < argc) layout = argv[++i];
     else if (a == "--trt-cache" && i + 1 < argc) gpu.cache_dir = argv[++i];
     else if (a == "--trt-fp16") gpu.fp16 = true;
@@ -112,15 +116,25 @@ int main(int argc, char** argv) {
     const dlvp::Filter filter = dlvp::filter_from_name(info.preprocess.resize);
 
     const std::vector<std::string> names(positional.begin() + 1, positional.end());
+    using Clock = std::chrono::steady_clock;
+    auto ms_since = [](Clock::time_point t0) {
+      return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    };
+    double decode_ms = 0, resize_ms = 0, detect_ms = 0, write_ms = 0;
+    const auto started = Clock::now();
     std::vector<cv::Mat> images;
     for (const std::string& name : names) {
+      auto t0 = Clock::now();
       cv::Mat img = cv::imread(name, channels == dlvp::Channels::Gray ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR);
+      decode_ms += ms_since(t0);
       if (img.empty()) throw dlvp::Error(name + ": cannot read image");
       if (channels == dlvp::Channels::BGRA) cv::cvtColor(img, img, cv::COLOR_BGR2BGRA);
       if (img.cols != s || img.rows != s) {
         // Pillow-exact, as `dlvp detect` resizes (OpenCV's INTER_CUBIC is another kernel).
+        t0 = Clock::now();
         std::vector<std::uint8_t> px = dlvp::resize8(img.data, img.cols, img.rows, img.step[0], pixel, s, s, filter);
         img = cv::Mat(s, s, CV_8UC(pixel), px.data()).clone();
+        resize_ms += ms_since(t0);
       }
       images.push_back(img);
     }
@@ -141,10 +155,12 @@ int main(int argc, char** argv) {
         errors[worker] = e.what();
       }
     };
+    auto t0 = Clock::now();
     std::vector<std::thread> workers;
     for (std::size_t w = 1; w < pool.size(); ++w) workers.emplace_back(work, w);
     work(0);
     for (std::thread& t : workers) t.join();
+    detect_ms = ms_since(t0);
     for (const std::string& e : errors)
       if (!e.empty()) throw dlvp::Error(e);
 
@@ -163,6 +179,7 @@ int main(int argc, char** argv) {
                     r.verdict ? dlvp::verdict_name(*r.verdict) : "");
       }
       if (!out_dir.empty()) {
+        t0 = Clock::now();
         const fs::path stem = fs::path(out_dir) / fs::path(name).stem();
         write_atomically(stem.string() + ".map.f32", r.map.data(), r.map.size() * sizeof(float));
         cv::Mat map16(s, s, CV_16UC1);
@@ -173,7 +190,17 @@ int main(int argc, char** argv) {
         std::vector<unsigned char> png;
         cv::imencode(".png", map16, png);
         write_atomically(stem.string() + ".map.png", png.data(), png.size());
+        write_ms += ms_since(t0);
       }
+    }
+    if (profile) {
+      // One thread per stage, one stage after another: the sum is the wall time.
+      const double n = static_cast<double>(names.size()), wall = ms_since(started);
+      std::fprintf(stderr,
+                   "profile: %zu images in %.2f s, %.1f images/s; ms per image: decode %.2f, resize %.2f, "
+                   "detect %.2f, write %.2f (batches of %zu, %zu detector(s))\n",
+                   names.size(), wall / 1000, n * 1000 / wall, decode_ms / n, resize_ms / n, detect_ms / n,
+                   write_ms / n, batch, pool.size());
     }
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";

@@ -250,6 +250,9 @@ fn clip8(v: i64) -> u8 {
 }
 
 /// One separable pass over `src` ([rows][cols][3] as `h`×`w`) along columns (horizontal) or rows.
+/// The horizontal pass keeps one output pixel's three channels together over its taps; the
+/// vertical pass adds whole source rows into a row of accumulators (contiguous, so it
+/// vectorises). Each output is the same sum, in the same order, as the per-sample definition.
 fn pass(
     src: &[u8],
     w: usize,
@@ -268,21 +271,34 @@ fn pass(
     } else {
         (w, out_len)
     };
+    let half: i64 = 1 << (PRECISION_BITS - 1);
     let mut out = vec![0u8; ow * oh * 3];
-    for y in 0..oh {
-        for x in 0..ow {
-            let (start, k) = if horizontal { &wins[x] } else { &wins[y] };
-            for c in 0..3 {
-                let mut acc: i64 = 1 << (PRECISION_BITS - 1);
-                for (t, &kt) in k.iter().enumerate() {
-                    let (sx, sy) = if horizontal {
-                        (start + t, y)
-                    } else {
-                        (x, start + t)
-                    };
-                    acc += src[(sy * w + sx) * 3 + c] as i64 * kt;
+    if horizontal {
+        for (row, to) in src.chunks_exact(w * 3).zip(out.chunks_exact_mut(ow * 3)) {
+            for ((start, k), px) in wins.iter().zip(to.chunks_exact_mut(3)) {
+                let taps = &row[start * 3..(start + k.len()) * 3];
+                let mut acc = [half; 3];
+                for (p, &kt) in taps.chunks_exact(3).zip(k) {
+                    acc[0] += p[0] as i64 * kt;
+                    acc[1] += p[1] as i64 * kt;
+                    acc[2] += p[2] as i64 * kt;
                 }
-                out[(y * ow + x) * 3 + c] = clip8(acc);
+                px.copy_from_slice(&acc.map(clip8));
+            }
+        }
+    } else {
+        let len = w * 3;
+        let mut acc = vec![0i64; len];
+        for ((start, k), to) in wins.iter().zip(out.chunks_exact_mut(len)) {
+            acc.fill(half);
+            for (t, &kt) in k.iter().enumerate() {
+                let row = &src[(start + t) * len..(start + t + 1) * len];
+                for (a, &v) in acc.iter_mut().zip(row) {
+                    *a += v as i64 * kt;
+                }
+            }
+            for (o, &a) in to.iter_mut().zip(&acc) {
+                *o = clip8(a);
             }
         }
     }
@@ -296,22 +312,32 @@ pub fn resize_rgb8(img: &RgbImage, width: usize, height: usize, filter: ResizeFi
         ResizeFilter::Bilinear => Kernel::Bilinear,
     };
     let (mut w, mut h) = (img.width() as usize, img.height() as usize);
-    let mut data = img.as_raw().clone();
+    // The first pass reads the image in place (a 5 MP frame is not copied); later ones the last
+    // pass's output.
+    let mut data: Option<Vec<u8>> = None;
     // Pillow 13 runs the vertical pass first when it shrinks more than the horizontal one does
     // (measured on a grid of sizes against Pillow 13.0.0; with u8 rounding between passes the
     // order changes the result).
     let (in_w, in_h) = (w as u64, h as u64);
     let vertical_first = in_h > height as u64 && in_h * width as u64 > in_w * height as u64;
+    let resample = |data: &mut Option<Vec<u8>>, w: &mut usize, h: &mut usize, len, horizontal| {
+        let src = data.as_deref().unwrap_or(img.as_raw());
+        let (out, ow, oh) = pass(src, *w, *h, len, kernel, horizontal);
+        (*data, *w, *h) = (Some(out), ow, oh);
+    };
     if vertical_first && h != height {
-        (data, w, h) = pass(&data, w, h, height, kernel, false);
+        resample(&mut data, &mut w, &mut h, height, false);
     }
     if w != width {
-        (data, w, h) = pass(&data, w, h, width, kernel, true);
+        resample(&mut data, &mut w, &mut h, width, true);
     }
     if !vertical_first && h != height {
-        (data, w, h) = pass(&data, w, h, height, kernel, false);
+        resample(&mut data, &mut w, &mut h, height, false);
     }
-    RgbImage::from_raw(w as u32, h as u32, data).expect("sized by the passes")
+    match data {
+        Some(data) => RgbImage::from_raw(w as u32, h as u32, data).expect("sized by the passes"),
+        None => img.clone(),
+    }
 }
 
 /// The graph input [3, size, size] f32 of an RGB8 image: resize, scale to [0, 1], normalise.

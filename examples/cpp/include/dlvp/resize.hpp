@@ -83,25 +83,59 @@ inline std::uint8_t clip8(std::int64_t v) {
   return static_cast<std::uint8_t>(v >> kPrecisionBits);
 }
 
-// One pass over a packed w×h image of `n` channels along x (horizontal) or y.
-inline std::vector<std::uint8_t> pass(const std::vector<std::uint8_t>& src, int& w, int& h, int n, int out_len,
-                                      Filter f, bool horizontal) {
+// One pass over a w×h image of `n` interleaved channels (rows `stride` bytes apart) along x
+// (horizontal) or y, into a packed image. The horizontal pass keeps the taps of one output
+// pixel's channels together; the vertical one adds whole source rows into a row of accumulators
+// (contiguous, so the compiler vectorises it). The sums are those of the per-sample definition.
+inline std::vector<std::uint8_t> pass(const std::uint8_t* src, std::size_t stride, int& w, int& h, int n,
+                                      int out_len, Filter f, bool horizontal) {
   const std::vector<Window> wins = windows(horizontal ? w : h, out_len, f);
   const int ow = horizontal ? out_len : w, oh = horizontal ? h : out_len;
+  const std::int64_t half = std::int64_t{1} << (kPrecisionBits - 1);
   std::vector<std::uint8_t> out(static_cast<std::size_t>(ow) * oh * n);
-  for (int y = 0; y < oh; ++y)
-    for (int x = 0; x < ow; ++x) {
-      const Window& win = horizontal ? wins[x] : wins[y];
-      for (int c = 0; c < n; ++c) {
-        std::int64_t acc = std::int64_t{1} << (kPrecisionBits - 1);
-        for (std::size_t t = 0; t < win.weights.size(); ++t) {
-          const int sx = horizontal ? win.start + static_cast<int>(t) : x;
-          const int sy = horizontal ? y : win.start + static_cast<int>(t);
-          acc += static_cast<std::int64_t>(src[(static_cast<std::size_t>(sy) * w + sx) * n + c]) * win.weights[t];
+  if (horizontal) {
+    for (int y = 0; y < oh; ++y) {
+      const std::uint8_t* row = src + static_cast<std::size_t>(y) * stride;
+      std::uint8_t* to = out.data() + static_cast<std::size_t>(y) * ow * n;
+      for (int x = 0; x < ow; ++x) {
+        const Window& win = wins[x];
+        const std::uint8_t* p = row + static_cast<std::size_t>(win.start) * n;
+        const std::int64_t* wt = win.weights.data();
+        const std::size_t taps = win.weights.size();
+        if (n == 3) {
+          std::int64_t a = half, b = half, c = half;
+          for (std::size_t t = 0; t < taps; ++t, p += 3) {
+            a += p[0] * wt[t];
+            b += p[1] * wt[t];
+            c += p[2] * wt[t];
+          }
+          to[x * 3] = clip8(a);
+          to[x * 3 + 1] = clip8(b);
+          to[x * 3 + 2] = clip8(c);
+        } else {
+          for (int ch = 0; ch < n; ++ch) {
+            std::int64_t acc = half;
+            for (std::size_t t = 0; t < taps; ++t) acc += p[t * n + ch] * wt[t];
+            to[x * n + ch] = clip8(acc);
+          }
         }
-        out[(static_cast<std::size_t>(y) * ow + x) * n + c] = clip8(acc);
       }
     }
+  } else {
+    const std::size_t len = static_cast<std::size_t>(ow) * n;
+    std::vector<std::int64_t> acc(len);
+    for (int y = 0; y < oh; ++y) {
+      const Window& win = wins[y];
+      std::fill(acc.begin(), acc.end(), half);
+      for (std::size_t t = 0; t < win.weights.size(); ++t) {
+        const std::uint8_t* row = src + static_cast<std::size_t>(win.start + static_cast<int>(t)) * stride;
+        const std::int64_t wt = win.weights[t];
+        for (std::size_t i = 0; i < len; ++i) acc[i] += row[i] * wt;
+      }
+      std::uint8_t* to = out.data() + static_cast<std::size_t>(y) * len;
+      for (std::size_t i = 0; i < len; ++i) to[i] = clip8(acc[i]);
+    }
+  }
   w = ow;
   h = oh;
   return out;
@@ -118,15 +152,26 @@ inline std::vector<std::uint8_t> resize8(const std::uint8_t* data, int width, in
     throw std::invalid_argument("resize: sizes and channels must be positive");
   const std::size_t row = static_cast<std::size_t>(width) * channels;
   if (stride < row) throw std::invalid_argument("resize: stride below width·channels");
-  std::vector<std::uint8_t> img(row * height);
-  for (int y = 0; y < height; ++y)
-    std::copy(data + y * stride, data + y * stride + row, img.begin() + static_cast<std::ptrdiff_t>(y * row));
+  // The first pass reads the caller's rows in place; later passes read the packed result.
+  std::vector<std::uint8_t> img;
+  const std::uint8_t* from = data;
+  std::size_t from_stride = stride;
   int w = width, h = height;
+  auto resample = [&](int out_len, bool horizontal) {
+    img = detail::pass(from, from_stride, w, h, channels, out_len, filter, horizontal);
+    from = img.data();
+    from_stride = static_cast<std::size_t>(w) * channels;
+  };
   const long long in_w = width, in_h = height;
   const bool vertical_first = in_h > out_height && in_h * out_width > in_w * out_height;
-  if (vertical_first && h != out_height) img = detail::pass(img, w, h, channels, out_height, filter, false);
-  if (w != out_width) img = detail::pass(img, w, h, channels, out_width, filter, true);
-  if (!vertical_first && h != out_height) img = detail::pass(img, w, h, channels, out_height, filter, false);
+  if (vertical_first && h != out_height) resample(out_height, false);
+  if (w != out_width) resample(out_width, true);
+  if (!vertical_first && h != out_height) resample(out_height, false);
+  if (img.empty()) {  // nothing to resample: the pixels, packed
+    img.resize(row * height);
+    for (int y = 0; y < height; ++y)
+      std::copy(data + y * stride, data + y * stride + row, img.begin() + static_cast<std::ptrdiff_t>(y * row));
+  }
   return img;
 }
 
