@@ -535,6 +535,8 @@ async fn detect(s: S, Query(q): Query<DetectQuery>, request: Request) -> Respons
         );
     }
     let prepared = {
+        // Held until the decode is done: at most one per core.
+        let _core = state.cpu_stages.acquire().await.expect("never closed");
         let state = Arc::clone(&state);
         let label = label.clone();
         tokio::task::spawn_blocking(move || {
@@ -598,6 +600,7 @@ async fn detect(s: S, Query(q): Query<DetectQuery>, request: Request) -> Respons
             .expect("[1, 1, S, S]")
             .to_owned();
         let want_map = q.map.is_some();
+        let _core = state.cpu_stages.acquire().await.expect("never closed");
         let pngs = tokio::task::spawn_blocking(move || {
             full_size_pngs(&map, img.width(), img.height(), want_map, pixel)
         })

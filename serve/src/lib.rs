@@ -124,6 +124,11 @@ pub struct State {
     pub info: dlvp_runtime::ModelInfo,
     pub backend: String,
     pub provider: String,
+    /// `/v1/detect`'s CPU stages (decode and resize, the map's PNG) run on tokio's blocking pool,
+    /// at most one per core at a time, as `dlvp_runtime::pipeline` sizes its stages: a burst of
+    /// large images queues here instead of running hundreds of decodes against the model's
+    /// threads.
+    pub cpu_stages: tokio::sync::Semaphore,
 }
 
 /// Why an accepted tensor did not come back with outputs.
@@ -249,6 +254,9 @@ pub async fn serve(
         timeout: options.request_timeout,
         max_body: options.max_body_bytes,
         max_pixels: options.max_pixels,
+        cpu_stages: tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        ),
         info,
         backend,
         provider,
