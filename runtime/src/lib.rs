@@ -56,6 +56,7 @@
 //! - [`input`]: the graph's input batch, `image` f32 or `image_u8`; [`outputs`]: the graph
 //!   contract's outputs, compared across backends;
 //! - [`preprocess`]: image decoding and PIL-exact resizing to the graph input;
+//! - [`tiling`]: high-resolution images scored tile by tile, the maps blended without seams;
 //! - [`pipeline`]: files → decode and resize → infer → the caller's postprocessing → results in
 //!   file order, the stages overlapped on bounded queues, with per-stage times;
 //! - [`onnx_head`]: a model's structure decoded without copying its weights;
@@ -87,6 +88,7 @@ pub mod pipeline;
 pub mod postprocess;
 pub mod preprocess;
 pub mod provider;
+pub mod tiling;
 #[cfg(feature = "tract")]
 pub mod tract_backend;
 pub mod verify;
