@@ -20,7 +20,8 @@ use dlvp_runtime::pipeline::{self, PipelineOptions, Scored};
 use dlvp_runtime::postprocess::{
     draw_topk, map_u16, mask, overlay_scaled, png_bytes_with, resize_map, PngEncoding,
 };
-use dlvp_runtime::preprocess::ImageError;
+use dlvp_runtime::preprocess::{load_rgb8_limited, ImageError};
+use dlvp_runtime::tiling::{detect_tiled, TileOptions, TileResult};
 use dlvp_runtime::Detection;
 
 use crate::cli::progress::Progress;
@@ -80,6 +81,19 @@ pub struct DetectArgs {
     /// average, up to 0.04; outside the Pillow parity). Calibrate thresholds the same way.
     #[arg(long)]
     jpeg_draft: bool,
+    /// Score high-resolution images tile by tile at native resolution (or --tile-scale): overlapping
+    /// tiles of the model's input size, batched, their maps blended without seams into one map
+    /// at the image's size, the image's score the largest tile's. Small defects that a resize to
+    /// the model's size would shrink below a patch stay visible.
+    #[arg(long, conflicts_with = "jpeg_draft")]
+    tile: bool,
+    /// With --tile: scale the image by this before tiling (0.5: each tile covers twice the
+    /// model's size in image pixels, a quarter of the tiles).
+    #[arg(long, requires = "tile", default_value_t = 1.0, value_name = "S")]
+    tile_scale: f32,
+    /// With --tile: the fraction of a tile its neighbours overlap.
+    #[arg(long, requires = "tile", default_value_t = 0.25, value_name = "F")]
+    tile_overlap: f32,
     /// At the end, print images/s and the milliseconds per image of each stage (decode, resize,
     /// infer, finish: overlays, PNG encoding and writing, deliver: printing) to stderr.
     #[arg(long)]
@@ -113,6 +127,54 @@ fn unique_stem(path: &Path, used: &mut HashSet<String>) -> String {
 struct Finished {
     detection: Detection,
     written: serde_json::Map<String, serde_json::Value>,
+    /// With --tile: every tile's place, score and Top-K.
+    tiles: Option<Vec<TileResult>>,
+}
+
+/// What `--out` writes for each image, and how.
+struct Writer<'a> {
+    out: &'a Path,
+    kinds: &'a [Written],
+    decider: Option<Decider>,
+    scale: OverlayScale,
+    png: PngEncoding,
+}
+
+impl Writer<'_> {
+    /// Writes the files asked for of image `img` (from `source`) and its map `full` at its size,
+    /// atomically, as `stem.KIND.png`; `topk` (with the patch grid) is outlined on the overlay.
+    fn write(
+        &self,
+        stem: &str,
+        source: &Path,
+        img: &image::RgbImage,
+        full: &ndarray::Array2<f32>,
+        topk: Option<(&[i64], usize)>,
+    ) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+        let mut written = serde_json::Map::new();
+        // In overlay, map, mask order, whatever order --write named them in.
+        let mut files = vec![];
+        if self.kinds.contains(&Written::Overlay) {
+            let mut heat = overlay_scaled(img, full, self.scale);
+            if let Some((topk, grid)) = topk {
+                draw_topk(&mut heat, topk, grid);
+            }
+            files.push(("overlay", png_bytes_with(heat, self.png)));
+        }
+        if self.kinds.contains(&Written::Map) {
+            files.push(("map", png_bytes_with(map_u16(full), self.png)));
+        }
+        if let (true, Some(d)) = (self.kinds.contains(&Written::Mask), &self.decider) {
+            files.push(("mask", png_bytes_with(mask(full, d.pixel), self.png)));
+        }
+        for (kind, png) in files {
+            let png = png.with_context(|| format!("{}: cannot encode PNG", source.display()))?;
+            let path = self.out.join(format!("{stem}.{kind}.png"));
+            write_atomically(&path, &png)?;
+            written.insert(kind.into(), path.display().to_string().into());
+        }
+        Ok(written)
+    }
 }
 
 pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
@@ -161,6 +223,21 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
         std::fs::create_dir_all(out)
             .with_context(|| format!("{}: cannot create folder", out.display()))?;
     }
+    let tiling = args.tile.then_some(TileOptions {
+        scale: args.tile_scale,
+        overlap: args.tile_overlap,
+    });
+    if let Some(t) = &tiling {
+        t.check()
+            .map_err(|e| anyhow::anyhow!("--tile-scale/--tile-overlap: {e}"))?;
+    }
+    let writer = args.out.as_deref().map(|out| Writer {
+        out,
+        kinds: &kinds,
+        decider,
+        scale,
+        png: args.png,
+    });
     let grid = detector.info().spec.grid();
     let options = PipelineOptions {
         keep_images: args.out.is_some(),
@@ -174,36 +251,16 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
     // written.
     let finish = |scored: Scored<String>| -> anyhow::Result<Finished> {
         let mut written = serde_json::Map::new();
-        if let (Some(out), Some(img)) = (&args.out, &scored.image) {
+        if let (Some(writer), Some(img)) = (&writer, &scored.image) {
             let det = &scored.detection;
             let full = resize_map(&det.map, img.width() as usize, img.height() as usize);
-            let stem = &scored.label;
-            // In overlay, map, mask order, whatever order --write named them in.
-            let mut files = vec![];
-            if kinds.contains(&Written::Overlay) {
-                let mut heat = overlay_scaled(img, &full, scale);
-                if args.show_topk {
-                    draw_topk(&mut heat, &det.topk, grid);
-                }
-                files.push(("overlay", png_bytes_with(heat, args.png)));
-            }
-            if kinds.contains(&Written::Map) {
-                files.push(("map", png_bytes_with(map_u16(&full), args.png)));
-            }
-            if let (true, Some(d)) = (kinds.contains(&Written::Mask), &decider) {
-                files.push(("mask", png_bytes_with(mask(&full, d.pixel), args.png)));
-            }
-            for (kind, png) in files {
-                let png =
-                    png.with_context(|| format!("{}: cannot encode PNG", scored.path.display()))?;
-                let path = out.join(format!("{stem}.{kind}.png"));
-                write_atomically(&path, &png)?;
-                written.insert(kind.into(), path.display().to_string().into());
-            }
+            let topk = args.show_topk.then_some((det.topk.as_slice(), grid));
+            written = writer.write(&scored.label, scored.path, img, &full, topk)?;
         }
         Ok(Finished {
             detection: scored.detection,
             written,
+            tiles: None,
         })
     };
     let mut progress = Progress::new(files.len());
@@ -237,13 +294,60 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
         progress.advance(1);
         outcome.map_err(|e| stopped = Some(e)).is_ok()
     };
-    let times = pipeline::run(&detector, &files, &options, stem, finish, deliver)?;
+    let profile = match &tiling {
+        None => {
+            let times = pipeline::run(&detector, &files, &options, stem, finish, deliver)?;
+            format!("{times} ({options})")
+        }
+        Some(tiling) => {
+            // One image at a time, its tiles in batches (each image is many graph runs).
+            let mut deliver = deliver;
+            let mut used = HashSet::new();
+            let started = std::time::Instant::now();
+            for (index, path) in files.iter().enumerate() {
+                let result = load_rgb8_limited(path, args.max_pixels).map(|img| {
+                    let tiled = detect_tiled(&detector, &img, tiling, args.batch as usize)?;
+                    let stem = unique_stem(path, &mut used);
+                    let written = match &writer {
+                        Some(w) => w.write(&stem, path, &img, &tiled.map, None)?,
+                        None => serde_json::Map::new(),
+                    };
+                    let best = tiled
+                        .tiles
+                        .iter()
+                        .max_by(|a, b| a.score.total_cmp(&b.score))
+                        .map(|t| t.topk.clone())
+                        .unwrap_or_default();
+                    Ok(Finished {
+                        detection: Detection {
+                            score: tiled.score,
+                            map: tiled.map,
+                            topk: best,
+                        },
+                        written,
+                        tiles: Some(tiled.tiles),
+                    })
+                });
+                if !deliver(index, path, result) {
+                    break;
+                }
+            }
+            let wall = started.elapsed().as_secs_f64();
+            format!(
+                "{} images in {wall:.2} s, {:.1} images/s (tiled, {}: one image at a time, its tiles in batches of {})",
+                files.len(),
+                files.len() as f64 / wall.max(1e-9),
+                tiling.describe(),
+                args.batch
+            )
+        }
+    };
     progress.finish();
     if let Some(e) = stopped {
         return Err(e);
     }
     if args.profile {
-        eprintln!("profile: {times} ({options})");
+        eprintln!("profile: {profile}");
     }
     if let (Some(d), false) = (&decider, args.json) {
         eprintln!("{}", summary(d, counts));
@@ -301,6 +405,17 @@ fn report(
             obj.insert("label".into(), v.label().into());
         }
         obj.extend(finished.written);
+        if let Some(tiles) = &finished.tiles {
+            let tiles: Vec<serde_json::Value> = tiles
+                .iter()
+                .map(|t| {
+                    serde_json::json!({
+                        "x": t.x, "y": t.y, "side": t.side, "score": t.score, "topk": t.topk,
+                    })
+                })
+                .collect();
+            obj.insert("tiles".into(), tiles.into());
+        }
         println!("{line}");
     } else {
         println!(

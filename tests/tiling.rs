@@ -1,0 +1,77 @@
+//! `dlvp detect --tile` through the binary: every tile reported with its place and score, the
+//! image's score the largest of them, the map and overlay at the image's own size, and tile
+//! options outside their range refused by name.
+
+use dlvp_test_support::run;
+use run::{assert_fails, dlvp, exported_golden, stderr, stdout};
+
+#[test]
+fn detect_tiles_a_large_image_and_reports_every_tile() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = exported_golden(dir.path()); // 56 px tiles
+    let image = dir.path().join("wide.png");
+    image::RgbImage::from_fn(200, 120, |x, y| {
+        image::Rgb([
+            (x % 97) as u8 * 2,
+            (y % 53) as u8 * 4,
+            ((x ^ y) % 255) as u8,
+        ])
+    })
+    .save(&image)
+    .unwrap();
+    let out = dir.path().join("out");
+    let run = dlvp(&[
+        "detect",
+        image.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--backend",
+        "tract",
+        "--tile",
+        "--json",
+        "--batch",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let line: serde_json::Value = serde_json::from_str(stdout(&run).trim()).unwrap();
+    let tiles = line["tiles"].as_array().unwrap();
+    // 200 px: stride ⌊56 × 0.75⌋ = 42, ⌈144 / 42⌉ + 1 = 5 columns; 120 px: ⌈64 / 42⌉ + 1 = 3 rows.
+    assert_eq!(tiles.len(), 15, "{line}");
+    let best = tiles
+        .iter()
+        .map(|t| t["score"].as_f64().unwrap())
+        .fold(f64::MIN, f64::max);
+    assert_eq!(line["score"].as_f64().unwrap(), best);
+    let last = &tiles[14];
+    assert_eq!(
+        (
+            last["x"].as_f64(),
+            last["y"].as_f64(),
+            last["side"].as_f64()
+        ),
+        (Some(144.0), Some(64.0), Some(56.0))
+    );
+    for kind in ["overlay", "map"] {
+        let written = image::open(out.join(format!("wide.{kind}.png"))).unwrap();
+        assert_eq!((written.width(), written.height()), (200, 120), "{kind}");
+    }
+
+    let bad = dlvp(&[
+        "detect",
+        image.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--tile",
+        "--tile-overlap",
+        "0.95",
+    ]);
+    assert_fails(&bad, 1, "tile overlap 0.95 must be between 0 and 0.9");
+    let lonely = dlvp(&["detect", image.to_str().unwrap(), "--tile-scale", "0.5"]);
+    assert_eq!(
+        lonely.status.code(),
+        Some(2),
+        "--tile-scale without --tile is bad usage"
+    );
+}
