@@ -75,3 +75,83 @@ fn detect_tiles_a_large_image_and_reports_every_tile() {
         "--tile-scale without --tile is bad usage"
     );
 }
+
+/// `threshold --tile` calibrates on tiled scores (the largest tile's, as `detect --tile` gives
+/// them) and records the tiling; `detect` warns when it cuts images otherwise.
+#[test]
+fn a_threshold_calibrated_with_tiling_records_it_and_detect_warns_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = exported_golden(dir.path());
+    let good = dir.path().join("good");
+    let made = dlvp(&[
+        "demo-data",
+        "--out",
+        good.to_str().unwrap(),
+        "--count",
+        "0",
+        "--train-count",
+        "2",
+        "--size",
+        "100",
+        "--seed",
+        "6",
+    ]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    let line = dir.path().join("line.onnx");
+    let run = dlvp(&[
+        "threshold",
+        "--model",
+        model.to_str().unwrap(),
+        "--good",
+        good.to_str().unwrap(),
+        "--false-alarm",
+        "0.1",
+        "--out",
+        line.to_str().unwrap(),
+        "--backend",
+        "tract",
+        "--tile",
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let stored = dlvp_runtime::Detector::load(&line, &Default::default())
+        .unwrap()
+        .info()
+        .thresholds
+        .unwrap();
+    assert_eq!(
+        stored.tiling,
+        Some(dlvp_runtime::tiling::TileOptions::default())
+    );
+    // k = ⌈11 × 0.9⌉ = 10 of the 10 tiled scores: the largest.
+    let detect = |extra: &[&str]| {
+        let mut args = vec![
+            "detect",
+            good.to_str().unwrap(),
+            "--model",
+            line.to_str().unwrap(),
+            "--backend",
+            "tract",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        dlvp(&args)
+    };
+    let tiled = detect(&["--tile"]);
+    assert!(tiled.status.success(), "{}", stderr(&tiled));
+    assert!(!stderr(&tiled).contains("warning"), "{}", stderr(&tiled));
+    let top = stdout(&tiled)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["score"]
+                .as_f64()
+                .unwrap() as f32
+        })
+        .fold(f32::MIN, f32::max);
+    assert_eq!(stored.image, top);
+    let whole = detect(&[]);
+    assert!(
+        stderr(&whole).contains("thresholds were calibrated on tiled (scale 1, overlap 0.25), this run scores whole images resized"),
+        "{}",
+        stderr(&whole)
+    );
+}

@@ -51,6 +51,10 @@ pub const META_THRESHOLD_IMAGES: &str = "dlvp.threshold.images";
 pub const META_THRESHOLD_IMAGES_SHA256: &str = "dlvp.threshold.images_sha256";
 /// How the images were scored: `resize` (the whole image at the graph's size) and the backend.
 pub const META_THRESHOLD_SCORED_WITH: &str = "dlvp.threshold.scored_with";
+/// How the images were cut for the thresholds: `none` (each whole image resized to the graph's
+/// size) or `scale S, overlap F` (tiled inference, `dlvp detect --tile`). Absent: `none`. A run
+/// that tiles otherwise than this does not get the stated false-alarm rate.
+pub const META_THRESHOLD_TILING: &str = "dlvp.threshold.tiling";
 /// The value of [`META_FORMAT`] this version writes and reads.
 pub const GRAPH_FORMAT: &str = "dlvp-clip-onnx/1";
 

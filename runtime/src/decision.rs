@@ -167,6 +167,7 @@ mod tests {
             pixel: 0.6,
             false_alarm: 0.01,
             images: 200,
+            tiling: None,
         }
     }
 

@@ -10,6 +10,8 @@ use dlvp_contract::graph::{
     META_THRESHOLD_IMAGE, META_THRESHOLD_IMAGES, META_THRESHOLD_PIXEL,
 };
 use dlvp_contract::Spec;
+
+use crate::tiling::TileOptions;
 use dlvp_onnx_proto as pb;
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +48,25 @@ pub struct Thresholds {
     pub false_alarm: f64,
     /// Good images they were calibrated on.
     pub images: usize,
+    /// The tiling the images were scored with (`None`: whole images, resized).
+    pub tiling: Option<TileOptions>,
+}
+
+/// `none`, or the tile options as [`TileOptions::describe`] writes them.
+pub fn tiling_value(tiling: Option<&TileOptions>) -> String {
+    tiling.map_or_else(|| "none".to_string(), TileOptions::describe)
+}
+
+/// Reads [`tiling_value`]'s text back.
+fn parse_tiling(text: &str) -> Option<Option<TileOptions>> {
+    if text == "none" {
+        return Some(None);
+    }
+    let (scale, overlap) = text.strip_prefix("scale ")?.split_once(", overlap ")?;
+    Some(Some(TileOptions {
+        scale: scale.parse().ok()?,
+        overlap: overlap.parse().ok()?,
+    }))
 }
 
 /// Reads the metadata of ONNX `bytes` that came from `path`.
@@ -138,6 +159,15 @@ pub fn read(bytes: &[u8], path: &Path) -> Result<ModelInfo, MetadataError> {
                     .map_err(fail)?,
                 images: number(META_THRESHOLD_IMAGES, get(META_THRESHOLD_IMAGES)).map_err(fail)?
                     as usize,
+                tiling: match get(contract::META_THRESHOLD_TILING) {
+                    None => None,
+                    Some(text) => parse_tiling(text).ok_or_else(|| {
+                        fail(format!(
+                            "metadata {} is {text:?}; expected \"none\" or \"scale S, overlap F\"",
+                            contract::META_THRESHOLD_TILING
+                        ))
+                    })?,
+                },
             })
         }
     };
@@ -171,6 +201,10 @@ pub fn threshold_props(thresholds: &Thresholds) -> Vec<(&'static str, String)> {
             thresholds.false_alarm.to_string(),
         ),
         (META_THRESHOLD_IMAGES, thresholds.images.to_string()),
+        (
+            contract::META_THRESHOLD_TILING,
+            tiling_value(thresholds.tiling.as_ref()),
+        ),
     ]
 }
 

@@ -112,6 +112,8 @@ impl ServedModel {
                 contract::META_THRESHOLD_PIXEL: t.pixel,
                 contract::META_THRESHOLD_FALSE_ALARM: t.false_alarm,
                 contract::META_THRESHOLD_IMAGES: t.images,
+                contract::META_THRESHOLD_TILING:
+                    dlvp_runtime::metadata::tiling_value(t.tiling.as_ref()),
             });
         }
         metadata

@@ -269,7 +269,9 @@ def test_a_calibrated_model_decides_and_states_its_thresholds(models, tmp_path):
         assert np.float32(gconfig.parameters["dlvp.threshold.image"].string_value) == np.float32(stored)
         assert gconfig.parameters["dlvp.threshold.false_alarm"].string_value == "0.1"
         assert set(gconfig.parameters) == {"dlvp.threshold.image", "dlvp.threshold.pixel",
-                                           "dlvp.threshold.false_alarm", "dlvp.threshold.images"}
+                                           "dlvp.threshold.false_alarm", "dlvp.threshold.images",
+                                           "dlvp.threshold.tiling"}
+        assert gconfig.parameters["dlvp.threshold.tiling"].string_value == "none"
     finally:
         assert server.stop() == 0
     # Without a threshold anywhere, a mask cannot be drawn: the request is refused, by name.

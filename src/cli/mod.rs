@@ -1,7 +1,8 @@
 //! What the subcommands share: where the binary finds ONNX Runtime and OpenVINO
 //! ([`libraries`]), the embedded model ([`default_model`]) and the model a command runs
 //! ([`model`]), the run flags and the detector they load ([`run_args`]), clap parsers for the
-//! libraries' enums ([`parsers`]), and the progress line ([`progress`]).
+//! libraries' enums ([`parsers`]), the tiling flags ([`tile_args`]) and the progress line
+//! ([`progress`]).
 
 pub mod default_model;
 pub mod libraries;
@@ -9,11 +10,13 @@ pub mod model;
 pub mod parsers;
 pub mod progress;
 pub mod run_args;
+pub mod tile_args;
 
 pub use dlvp_contract::atomic_write::{write_atomically, write_atomically_with};
 pub use model::{resolve_model, resolve_spec, Model};
 pub use parsers::{named_values, named_values_with_help, target_parser};
 pub use run_args::{load_detector, RunArgs};
+pub use tile_args::TileArgs;
 
 /// An image that could not be loaded, in the binary's terms: the option that raises the pixel
 /// limit named where the limit refused it.

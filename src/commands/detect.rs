@@ -21,7 +21,7 @@ use dlvp_runtime::postprocess::{
     draw_topk, map_u16, mask, overlay_scaled, png_bytes_with, resize_map, PngEncoding,
 };
 use dlvp_runtime::preprocess::{load_rgb8_limited, ImageError};
-use dlvp_runtime::tiling::{detect_tiled, TileOptions, TileResult};
+use dlvp_runtime::tiling::{detect_tiled, TileResult};
 use dlvp_runtime::Detection;
 
 use crate::cli::progress::Progress;
@@ -81,19 +81,8 @@ pub struct DetectArgs {
     /// average, up to 0.04; outside the Pillow parity). Calibrate thresholds the same way.
     #[arg(long)]
     jpeg_draft: bool,
-    /// Score high-resolution images tile by tile at native resolution (or --tile-scale): overlapping
-    /// tiles of the model's input size, batched, their maps blended without seams into one map
-    /// at the image's size, the image's score the largest tile's. Small defects that a resize to
-    /// the model's size would shrink below a patch stay visible.
-    #[arg(long, conflicts_with = "jpeg_draft")]
-    tile: bool,
-    /// With --tile: scale the image by this before tiling (0.5: each tile covers twice the
-    /// model's size in image pixels, a quarter of the tiles).
-    #[arg(long, requires = "tile", default_value_t = 1.0, value_name = "S")]
-    tile_scale: f32,
-    /// With --tile: the fraction of a tile its neighbours overlap.
-    #[arg(long, requires = "tile", default_value_t = 0.25, value_name = "F")]
-    tile_overlap: f32,
+    #[command(flatten)]
+    tiles: crate::cli::TileArgs,
     /// At the end, print images/s and the milliseconds per image of each stage (decode, resize,
     /// infer, finish: overlays, PNG encoding and writing, deliver: printing) to stderr.
     #[arg(long)]
@@ -223,13 +212,28 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
         std::fs::create_dir_all(out)
             .with_context(|| format!("{}: cannot create folder", out.display()))?;
     }
-    let tiling = args.tile.then_some(TileOptions {
-        scale: args.tile_scale,
-        overlap: args.tile_overlap,
-    });
-    if let Some(t) = &tiling {
-        t.check()
-            .map_err(|e| anyhow::anyhow!("--tile-scale/--tile-overlap: {e}"))?;
+    let tiling = args.tiles.options()?;
+    // A threshold holds for images cut as its calibration cut them.
+    if let (
+        Some(stored),
+        Some(Decider {
+            origin: Origin::Model { .. },
+            ..
+        }),
+    ) = (detector.info().thresholds.as_ref(), &decider)
+    {
+        if stored.tiling != tiling {
+            let describe = |t: Option<&dlvp_runtime::tiling::TileOptions>| match t {
+                Some(t) => format!("tiled ({})", t.describe()),
+                None => "whole images resized".to_string(),
+            };
+            eprintln!(
+                "warning: {}'s thresholds were calibrated on {}, this run scores {}: its false-alarm rate is not the one stated (calibrate with the same --tile options)",
+                model.label(),
+                describe(stored.tiling.as_ref()),
+                describe(tiling.as_ref())
+            );
+        }
     }
     let writer = args.out.as_deref().map(|out| Writer {
         out,

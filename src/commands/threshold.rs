@@ -17,6 +17,8 @@ use dlvp_eval::run::{RunInfo, RunOptions};
 use dlvp_eval::threshold::{conformal, images_needed, pixel_threshold};
 use dlvp_runtime::metadata::{with_thresholds, ThresholdSource, Thresholds};
 use dlvp_runtime::pipeline::{self, PipelineOptions};
+use dlvp_runtime::preprocess::load_rgb8_limited;
+use dlvp_runtime::tiling::detect_tiled;
 
 use crate::cli::{default_model, load_detector, write_atomically, Model, RunArgs};
 
@@ -72,6 +74,8 @@ pub struct ThresholdArgs {
     /// average, up to 0.04; outside the Pillow parity). Detect with it too.
     #[arg(long)]
     jpeg_draft: bool,
+    #[command(flatten)]
+    tiles: crate::cli::TileArgs,
     /// Refuse images of more pixels than this, from their header.
     #[arg(long, default_value_t = dlvp_runtime::preprocess::DEFAULT_MAX_PIXELS)]
     max_pixels: u64,
@@ -111,6 +115,7 @@ pub fn run(args: ThresholdArgs) -> anyhow::Result<ExitCode> {
         Some(dir) => Some(defect_categories(dir, &files)?),
         None => None,
     };
+    let tiling = args.tiles.options()?;
     let detector = load_detector(&model, &args.run, args.batch)?;
     let options = PipelineOptions {
         keep_images: false,
@@ -122,23 +127,40 @@ pub fn run(args: ThresholdArgs) -> anyhow::Result<ExitCode> {
         let max = s.detection.map.iter().copied().fold(f32::MIN, f32::max);
         (s.detection.score, max)
     };
-    pipeline::run(
-        &detector,
-        &files,
-        &options,
-        |_, _| (),
-        peak,
-        |_, _, result| {
-            match result {
-                Ok((score, max)) => {
-                    scores.push(score);
-                    maxima.push(max);
+    match &tiling {
+        None => {
+            pipeline::run(
+                &detector,
+                &files,
+                &options,
+                |_, _| (),
+                peak,
+                |_, _, result| {
+                    match result {
+                        Ok((score, max)) => {
+                            scores.push(score);
+                            maxima.push(max);
+                        }
+                        Err(e) => unreadable.push(crate::cli::image_error(e)),
+                    }
+                    true
+                },
+            )?;
+        }
+        // As `detect --tile` scores them: the largest tile score, the blended map's peak.
+        Some(tiling) => {
+            for path in &files {
+                match load_rgb8_limited(path, args.max_pixels) {
+                    Ok(img) => {
+                        let tiled = detect_tiled(&detector, &img, tiling, args.batch as usize)?;
+                        scores.push(tiled.score);
+                        maxima.push(tiled.map.iter().copied().fold(f32::MIN, f32::max));
+                    }
+                    Err(e) => unreadable.push(crate::cli::image_error(e)),
                 }
-                Err(e) => unreadable.push(crate::cli::image_error(e)),
             }
-            true
-        },
-    )?;
+        }
+    }
     // Every good image counts in the guarantee's n: one that cannot be scored is an error.
     if !unreadable.is_empty() {
         bail!("--good: {}", unreadable.join("; "));
@@ -150,11 +172,16 @@ pub fn run(args: ThresholdArgs) -> anyhow::Result<ExitCode> {
         pixel: pixel.value,
         false_alarm: alpha,
         images: image.n,
+        tiling,
     };
     let source = ThresholdSource {
         images_sha256: dlvp_eval::dataset::digest_files(&files)?,
         scored_with: format!(
-            "resize{}, {} ({})",
+            "{}{}, {} ({})",
+            match &tiling {
+                Some(t) => format!("tiles ({})", t.describe()),
+                None => "resize".into(),
+            },
             if args.jpeg_draft { " (JPEG draft)" } else { "" },
             detector.backend(),
             detector.executor()
