@@ -150,11 +150,12 @@ fn random_centre(rng: &mut Rng, n: f32) -> Point {
     (rng.range(0.2, 0.8) * n, rng.range(0.2, 0.8) * n)
 }
 
-/// A smooth curve (quadratic Bézier) sampled as a polyline.
-fn curve(rng: &mut Rng, n: f32) -> Vec<Point> {
+/// A smooth curve (quadratic Bézier) sampled as a polyline, starting anywhere on an `n`-pixel
+/// canvas, as long as features of an `f`-pixel design.
+fn curve(rng: &mut Rng, n: f32, f: f32) -> Vec<Point> {
     let start = random_centre(rng, n);
     let angle = rng.range(0.0, std::f32::consts::TAU);
-    let len = rng.range(0.25, 0.55) * n;
+    let len = rng.range(0.25, 0.55) * f;
     let end = (start.0 + len * angle.cos(), start.1 + len * angle.sin());
     let bend = rng.range(-0.25, 0.25) * len;
     let ctrl = (
@@ -174,10 +175,10 @@ fn curve(rng: &mut Rng, n: f32) -> Vec<Point> {
 }
 
 /// A jagged random walk, as cracks run.
-fn jagged(rng: &mut Rng, n: f32) -> Vec<Point> {
+fn jagged(rng: &mut Rng, n: f32, f: f32) -> Vec<Point> {
     let mut p = random_centre(rng, n);
     let mut angle = rng.range(0.0, std::f32::consts::TAU);
-    let step = n / 64.0;
+    let step = f / 64.0;
     let mut pts = vec![p];
     for _ in 0..rng.range(18.0, 36.0) as usize {
         angle += 0.45 * rng.normal();
@@ -189,14 +190,23 @@ fn jagged(rng: &mut Rng, n: f32) -> Vec<Point> {
 
 /// Paints one defect of `kind` and returns its mask (0 or 255 per pixel, row-major).
 pub fn apply(kind: &str, canvas: &mut Canvas, rng: &mut Rng) -> Vec<u8> {
+    let detail = canvas.size;
+    apply_detailed(kind, canvas, detail, rng)
+}
+
+/// [`apply`] with the defect sized as for a `detail`-pixel image (anywhere on the canvas): on a
+/// 2048 px canvas with `detail` 256, holes and stains are 8–70 px across and scratches 2–4 px
+/// wide, as they are on a 256 px image.
+pub fn apply_detailed(kind: &str, canvas: &mut Canvas, detail: usize, rng: &mut Rng) -> Vec<u8> {
     let size = canvas.size;
     let n = size as f32;
-    let s = n / 256.0;
+    let f = detail as f32;
+    let s = f / 256.0;
     let mut mask = vec![0u8; size * size];
     let m = &mut mask;
     match kind {
         "scratch" | "cut" => {
-            let pts = curve(rng, n);
+            let pts = curve(rng, n, f);
             let bright = kind == "scratch" && rng.chance(0.6);
             let width = rng.range(2.0, 4.0) * s;
             stroke(canvas, m, &pts, width, |c| {
@@ -208,7 +218,7 @@ pub fn apply(kind: &str, canvas: &mut Canvas, rng: &mut Rng) -> Vec<u8> {
             });
         }
         "crack" => {
-            let pts = jagged(rng, n);
+            let pts = jagged(rng, n, f);
             stroke(canvas, m, &pts, rng.range(1.8, 3.2) * s, |c| {
                 c.map(|v| v * 0.12)
             });
@@ -220,8 +230,8 @@ pub fn apply(kind: &str, canvas: &mut Canvas, rng: &mut Rng) -> Vec<u8> {
                     angle += 0.4 * rng.normal();
                     let last = *branch.last().unwrap_or(&from);
                     branch.push((
-                        last.0 + n / 64.0 * angle.cos(),
-                        last.1 + n / 64.0 * angle.sin(),
+                        last.0 + f / 64.0 * angle.cos(),
+                        last.1 + f / 64.0 * angle.sin(),
                     ));
                 }
                 stroke(canvas, m, &branch, 1.8 * s, |c| c.map(|v| v * 0.15));
@@ -229,14 +239,14 @@ pub fn apply(kind: &str, canvas: &mut Canvas, rng: &mut Rng) -> Vec<u8> {
         }
         "hole" => {
             let centre = random_centre(rng, n);
-            let r = rng.range(0.04, 0.08) * n;
+            let r = rng.range(0.04, 0.08) * f;
             blob(canvas, m, rng, centre, r, 1.5 * s, |_, _, _| {
                 [0.04, 0.035, 0.03]
             });
         }
         "chip" => {
             let centre = random_centre(rng, n);
-            let r = rng.range(0.04, 0.07) * n;
+            let r = rng.range(0.04, 0.07) * f;
             let body = [0.88, 0.85, 0.78];
             blob(canvas, m, rng, centre, r, 1.5 * s, |_, x, y| {
                 let rough = 0.85 + 0.15 * ValueNoise::new(9).at(x * 0.4, y * 0.4);
@@ -245,7 +255,7 @@ pub fn apply(kind: &str, canvas: &mut Canvas, rng: &mut Rng) -> Vec<u8> {
         }
         "stain" => {
             let centre = random_centre(rng, n);
-            let r = rng.range(0.07, 0.13) * n;
+            let r = rng.range(0.07, 0.13) * f;
             let tints = [[0.45, 0.32, 0.15], [0.25, 0.25, 0.3], [0.6, 0.55, 0.2]];
             let tint = tints[rng.below(tints.len())];
             blob(canvas, m, rng, centre, r, 4.0 * s, |old, _, _| {
@@ -280,7 +290,7 @@ pub fn apply(kind: &str, canvas: &mut Canvas, rng: &mut Rng) -> Vec<u8> {
             };
             if rng.chance(0.4) {
                 // A stray fibre, 3 px wide at 256 px so it survives the model's resize.
-                let pts = curve(rng, n * 0.5);
+                let pts = curve(rng, n * 0.5, f * 0.5);
                 let shift = random_centre(rng, n * 0.5);
                 let pts: Vec<Point> = pts.iter().map(|p| (p.0 + shift.0, p.1 + shift.1)).collect();
                 stroke(canvas, m, &pts, 3.0 * s, |_| colour);
@@ -288,10 +298,10 @@ pub fn apply(kind: &str, canvas: &mut Canvas, rng: &mut Rng) -> Vec<u8> {
                 let centre = random_centre(rng, n);
                 for _ in 0..1 + rng.below(3) {
                     let c = (
-                        centre.0 + rng.range(-0.08, 0.08) * n,
-                        centre.1 + rng.range(-0.08, 0.08) * n,
+                        centre.0 + rng.range(-0.08, 0.08) * f,
+                        centre.1 + rng.range(-0.08, 0.08) * f,
                     );
-                    let r = rng.range(0.02, 0.04) * n;
+                    let r = rng.range(0.02, 0.04) * f;
                     blob(canvas, m, rng, c, r, 1.0 * s, |_, _, _| colour);
                 }
             }
@@ -300,8 +310,15 @@ pub fn apply(kind: &str, canvas: &mut Canvas, rng: &mut Rng) -> Vec<u8> {
             // A band of the weave with one thread pulled out: the threads underneath show, in shadow.
             let horizontal = rng.chance(0.5);
             let width = rng.range(5.0, 8.0) * s;
-            let at = rng.range(0.2, 0.8) * n;
-            let (from, to) = (rng.range(0.0, 0.4) * n, rng.range(0.6, 1.0) * n);
+            let place = rng.range(0.2, 0.8);
+            let at = place * n;
+            // Along the thread: an f-pixel stretch, placed on the canvas by the same draw as `at`
+            // (at 0 when the canvas is f pixels).
+            let origin = (n - f) * (place - 0.2) / 0.6;
+            let (from, to) = (
+                origin + rng.range(0.0, 0.4) * f,
+                origin + rng.range(0.6, 1.0) * f,
+            );
             let bbox = if horizontal {
                 (from, at - width, to, at + width)
             } else {

@@ -82,6 +82,10 @@ pub struct Options {
     pub count: usize,
     pub train_count: usize,
     pub size: usize,
+    /// Surfaces and defects are drawn as for an image of this many pixels (`None`: `size`): a
+    /// `size` above it shows more surface at the same pixel scale, defects keeping their pixel
+    /// sizes — a high-resolution camera's frames.
+    pub detail: Option<usize>,
     pub seed: u64,
 }
 
@@ -157,9 +161,10 @@ pub fn render(item: &Item, options: &Options) -> (image::RgbImage, Option<image:
         &[&item.category, item.split, &item.kind],
         item.index as u64,
     );
-    let mut canvas = surfaces::render(&item.category, options.size, &mut rng);
+    let detail = options.detail.unwrap_or(options.size);
+    let mut canvas = surfaces::render_detailed(&item.category, options.size, detail, &mut rng);
     let mask = (item.kind != "good").then(|| {
-        let m = defects::apply(&item.kind, &mut canvas, &mut rng);
+        let m = defects::apply_detailed(&item.kind, &mut canvas, detail, &mut rng);
         let n = options.size as u32;
         image::GrayImage::from_raw(n, n, m).expect("mask buffer is size×size")
     });
@@ -176,8 +181,37 @@ mod tests {
             count: 7,
             train_count: 1,
             size: 64,
+            detail: None,
             seed: 5,
         }
+    }
+
+    /// A high-resolution frame (`detail` below `size`) keeps a defect's pixel size: the mask of
+    /// the same hole covers about as many pixels at 512 px as at 128, where scaling with the
+    /// image would make it 16 times larger.
+    #[test]
+    fn a_detailed_frame_keeps_defects_at_their_pixel_size() {
+        let item = |size: usize| Item {
+            category: "fabric".into(),
+            split: "test",
+            kind: "hole".into(),
+            index: 0,
+            image: PathBuf::from(format!("{size}.png")),
+            mask: Some(PathBuf::from("m.png")),
+        };
+        let area = |size: usize, detail: Option<usize>| {
+            let opts = Options {
+                size,
+                detail,
+                ..options()
+            };
+            let (img, mask) = render(&item(size), &opts);
+            assert_eq!(img.dimensions(), (size as u32, size as u32));
+            mask.unwrap().pixels().filter(|p| p[0] > 0).count() as f64
+        };
+        let (small, scaled, detailed) = (area(128, None), area(512, None), area(512, Some(128)));
+        assert!(scaled / small > 10.0, "{small} {scaled}");
+        assert!((0.5..2.0).contains(&(detailed / small)), "{small} {detailed}");
     }
 
     #[test]

@@ -31,7 +31,14 @@ fn jitter(rng: &mut Rng, c: [f32; 3], amount: f32) -> [f32; 3] {
 
 /// Renders one surface of `category` at `size`×`size`. `category` must be one of [`CATEGORIES`].
 pub fn render(category: &str, size: usize, rng: &mut Rng) -> Canvas {
-    let s = size as f32 / 256.0; // feature sizes are designed at 256 px and scale with the image
+    render_detailed(category, size, size, rng)
+}
+
+/// [`render`] with the surface's features (weave, grain, tiles) drawn as for a `detail`-pixel
+/// image: `detail` = `size` scales them with the image; a `size` larger than `detail` shows more
+/// of the surface at the same pixel scale (a high-resolution camera over a wider field).
+pub fn render_detailed(category: &str, size: usize, detail: usize, rng: &mut Rng) -> Canvas {
+    let s = detail as f32 / 256.0; // feature sizes are designed at 256 px
     let noise = ValueNoise::new(rng.next_u64());
     let mut canvas = Canvas::new(size);
     match category {

@@ -30,6 +30,9 @@ pub enum DemoDataError {
     NothingLeft,
     #[error("size {size}: expected {} to {} pixels", SIZES.start(), SIZES.end())]
     Size { size: usize },
+    /// A detail size outside the sizes, or above the image's.
+    #[error("detail-size {detail}: expected {} pixels up to the image's size {size}", SIZES.start())]
+    Detail { detail: usize, size: usize },
     /// A category or family folder that exists, and replacing was not asked for.
     #[error("{}: already exists", path.display())]
     Exists { path: PathBuf },
@@ -91,6 +94,9 @@ pub fn write_categories(
         return Err(DemoDataError::UnknownCategory { name: name.clone() });
     }
     check_size(options.size)?;
+    if let Some(detail) = options.detail {
+        check_detail(detail, options.size)?;
+    }
     clear_folders(out, &categories, force)?;
     let opts = Options {
         categories,
@@ -116,6 +122,10 @@ pub fn write_categories(
     let manifest = serde_json::json!({
         "generator": "dlvp demo-data/1", "seed": opts.seed, "size": opts.size, "layout": "mvtec", "categories": summary,
     });
+    let mut manifest = manifest;
+    if let Some(detail) = opts.detail {
+        manifest["detail_size"] = detail.into();
+    }
     write_manifest(&out.join("demo-data.json"), &manifest)?;
     Ok(Written {
         images: items.len(),
@@ -239,6 +249,14 @@ fn check_size(size: usize) -> Result<(), DemoDataError> {
     }
 }
 
+fn check_detail(detail: usize, size: usize) -> Result<(), DemoDataError> {
+    if SIZES.contains(&detail) && detail <= size {
+        Ok(())
+    } else {
+        Err(DemoDataError::Detail { detail, size })
+    }
+}
+
 fn write_manifest(path: &Path, manifest: &serde_json::Value) -> Result<(), DemoDataError> {
     let text = serde_json::to_string_pretty(manifest).expect("a JSON value serialises");
     Ok(write_atomically(path, text.as_bytes())?)
@@ -331,6 +349,7 @@ mod tests {
             count: 4,
             train_count: 1,
             size: 32,
+            detail: None,
             seed: 11,
         }
     }

@@ -40,6 +40,12 @@ pub struct DemoDataArgs {
     /// Image side in pixels.
     #[arg(long, default_value_t = 256)]
     size: usize,
+    /// Draw surfaces and defects as for a PX-pixel image (default: --size), so a larger --size
+    /// shows more of the surface at the same pixel scale and defects keep their pixel sizes:
+    /// `--size 2048 --detail-size 256` gives high-resolution frames with 8–70 px defects (the
+    /// test set for `detect --tile`). The demo categories only.
+    #[arg(long, value_name = "PX", conflicts_with = "universe")]
+    detail_size: Option<usize>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Replace category folders that already exist in --out.
@@ -65,6 +71,7 @@ pub fn run(args: DemoDataArgs) -> anyhow::Result<ExitCode> {
             count: args.count,
             train_count: args.train_count,
             size: args.size,
+            detail: args.detail_size,
             seed: args.seed,
         };
         dlvp_demo_data::write_categories(&args.out, &args.categories, &options, args.force)
@@ -97,7 +104,7 @@ fn in_flags(e: DemoDataError, args: &DemoDataArgs) -> anyhow::Error {
         DemoDataError::UnknownFamily { .. } => anyhow::anyhow!("--families: {e}"),
         DemoDataError::UnknownDefect { .. } => anyhow::anyhow!("--defects: {e}"),
         DemoDataError::NothingLeft => anyhow::anyhow!("--hold-out leaves no family to write"),
-        DemoDataError::Size { .. } => anyhow::anyhow!("--{e}"),
+        DemoDataError::Size { .. } | DemoDataError::Detail { .. } => anyhow::anyhow!("--{e}"),
         DemoDataError::Exists { .. } => anyhow::anyhow!("{e}; pass --force to replace it"),
         _ => e.into(),
     }
