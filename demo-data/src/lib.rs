@@ -211,7 +211,10 @@ mod tests {
         };
         let (small, scaled, detailed) = (area(128, None), area(512, None), area(512, Some(128)));
         assert!(scaled / small > 10.0, "{small} {scaled}");
-        assert!((0.5..2.0).contains(&(detailed / small)), "{small} {detailed}");
+        assert!(
+            (0.5..2.0).contains(&(detailed / small)),
+            "{small} {detailed}"
+        );
     }
 
     #[test]

@@ -19,8 +19,9 @@ use dlvp_eval::run::{evaluate_all, RunInfo, RunOptions, FILES};
 use dlvp_runtime::decision::{Decider, Origin};
 use dlvp_runtime::detector::Detector;
 use dlvp_runtime::pipeline::{self, PipelineOptions, Scored};
-use dlvp_runtime::postprocess::overlay;
+use dlvp_runtime::postprocess::{overlay, resize_map};
 use dlvp_runtime::preprocess::{load_rgb8_limited, resize_rgb8};
+use dlvp_runtime::tiling::{detect_tiled, TileOptions};
 use image::RgbImage;
 
 use crate::cli::progress::Progress;
@@ -59,21 +60,77 @@ pub struct EvalArgs {
     /// Worst-ranked images per category and class shown in the report.
     #[arg(long, default_value_t = 3)]
     worst: usize,
+    #[command(flatten)]
+    tiles: crate::cli::TileArgs,
+    /// Compare maps with masks at N×N pixels (default: the model's input size). Maps are resized
+    /// to it bilinearly; to score a tiled run (--tile) at the detail it resolves, give the
+    /// images' own size, and the same N to the untiled run it is compared with.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(8..=8192))]
+    map_size: Option<u32>,
     /// Count false alarms and detections at this threshold (NG: score above T) instead of the
     /// one the graph stores (`dlvp threshold`); without either, no decisions are reported.
     #[arg(long, value_name = "T")]
     threshold: Option<f32>,
 }
 
-/// The detector as `dlvp_eval`'s scorer: images decoded within `--max-pixels`.
-struct DetectorScorer<'a> {
+/// The detector as `dlvp_eval`'s scorer: images decoded within `--max-pixels`, scored whole
+/// (through the pipeline) or tiled, maps at `map_size`.
+pub(crate) struct DetectorScorer<'a> {
     detector: &'a Detector,
     max_pixels: u64,
+    tiling: Option<TileOptions>,
+    map_size: usize,
+}
+
+impl<'a> DetectorScorer<'a> {
+    /// Maps at `map_size` (default: the model's input size).
+    pub(crate) fn new(
+        detector: &'a Detector,
+        max_pixels: u64,
+        tiling: Option<TileOptions>,
+        map_size: Option<usize>,
+    ) -> DetectorScorer<'a> {
+        DetectorScorer {
+            detector,
+            max_pixels,
+            tiling,
+            map_size: map_size.unwrap_or(detector.info().spec.image_size),
+        }
+    }
+}
+
+impl DetectorScorer<'_> {
+    /// A map at `map_size`, row-major (resized when it is not).
+    fn at_size(&self, map: &ndarray::Array2<f32>) -> Vec<f32> {
+        let n = self.map_size;
+        if map.dim() == (n, n) {
+            map.iter().copied().collect()
+        } else {
+            resize_map(map, n, n).iter().copied().collect()
+        }
+    }
+
+    /// One image's score and map, tiled or whole.
+    fn score_one(
+        &self,
+        image: &RgbImage,
+    ) -> Result<(f32, ndarray::Array2<f32>), Box<dyn std::error::Error + Send + Sync>> {
+        Ok(match &self.tiling {
+            Some(t) => {
+                let tiled = detect_tiled(self.detector, image, t, 8)?;
+                (tiled.score, tiled.map)
+            }
+            None => {
+                let det = self.detector.detect_batch(&[image])?.remove(0);
+                (det.score, det.map)
+            }
+        })
+    }
 }
 
 impl Scorer for DetectorScorer<'_> {
     fn map_size(&self) -> usize {
-        self.detector.info().spec.image_size
+        self.map_size
     }
 
     fn load(&self, path: &Path) -> Result<RgbImage, String> {
@@ -84,12 +141,11 @@ impl Scorer for DetectorScorer<'_> {
         &self,
         image: &RgbImage,
     ) -> Result<RgbImage, Box<dyn std::error::Error + Send + Sync>> {
-        let det = self
-            .detector
-            .detect(&image::DynamicImage::ImageRgb8(image.clone()))?;
+        let (_, map) = self.score_one(image)?;
         let size = self.map_size();
         let resize = self.detector.info().spec.preprocess.resize;
-        Ok(overlay(&resize_rgb8(image, size, size, resize), &det.map))
+        let map = ndarray::Array2::from_shape_vec((size, size), self.at_size(&map))?;
+        Ok(overlay(&resize_rgb8(image, size, size, resize), &map))
     }
 
     /// On the pipeline: the next batch decodes while the graph runs this one.
@@ -99,6 +155,24 @@ impl Scorer for DetectorScorer<'_> {
         batch: usize,
         each: &mut dyn FnMut(usize, Result<ScoredMap, String>),
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if self.tiling.is_some() {
+            // One image at a time, its tiles batched.
+            for (index, path) in paths.iter().enumerate() {
+                let result = match self.load(path) {
+                    Ok(img) => {
+                        let (score, map) = self.score_one(&img)?;
+                        Ok(ScoredMap {
+                            score,
+                            map: self.at_size(&map),
+                        })
+                    }
+                    Err(e) => Err(e),
+                };
+                each(index, result);
+            }
+            let _ = batch;
+            return Ok(());
+        }
         let files: Vec<PathBuf> = paths.iter().map(|p| p.to_path_buf()).collect();
         let options = PipelineOptions {
             keep_images: false,
@@ -106,7 +180,7 @@ impl Scorer for DetectorScorer<'_> {
         };
         let to_map = |scored: Scored<()>| ScoredMap {
             score: scored.detection.score,
-            map: scored.detection.map.iter().copied().collect(),
+            map: self.at_size(&scored.detection.map),
         };
         pipeline::run(
             self.detector,
@@ -126,13 +200,25 @@ impl Scorer for DetectorScorer<'_> {
         &self,
         images: &[&RgbImage],
     ) -> Result<Vec<ScoredMap>, Box<dyn std::error::Error + Send + Sync>> {
+        if self.tiling.is_some() {
+            return images
+                .iter()
+                .map(|img| {
+                    let (score, map) = self.score_one(img)?;
+                    Ok(ScoredMap {
+                        score,
+                        map: self.at_size(&map),
+                    })
+                })
+                .collect();
+        }
         Ok(self
             .detector
             .detect_batch(images)?
             .into_iter()
             .map(|d| ScoredMap {
                 score: d.score,
-                map: d.map.iter().copied().collect(),
+                map: self.at_size(&d.map),
             })
             .collect())
     }
@@ -189,14 +275,13 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         batch: args.batch as usize,
         worst: args.worst,
     };
-    let evaluation = evaluate_and_write(
+    let scorer = DetectorScorer::new(
         &detector,
-        &categories,
-        &info,
-        options,
         args.max_pixels,
-        &args.out,
-    )?;
+        args.tiles.options()?,
+        args.map_size.map(|n| n as usize),
+    );
+    let evaluation = evaluate_and_write(&scorer, &categories, &info, options, &args.out)?;
     print!("{}", evaluation.report.to_markdown());
     eprintln!("wrote {}/{{{}}}", args.out.display(), FILES.join(","));
     Ok(if evaluation.failed {
@@ -206,27 +291,22 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// `categories` scored by `detector` with a progress line, and the report's files written into
+/// `categories` scored by `scorer` with a progress line, and the report's files written into
 /// `out` (what `dlvp eval` and `dlvp threshold --defects` do).
 pub(crate) fn evaluate_and_write(
-    detector: &Detector,
+    scorer: &DetectorScorer,
     categories: &[dataset::Category],
     info: &RunInfo,
     options: RunOptions,
-    max_pixels: u64,
     out: &Path,
 ) -> anyhow::Result<dlvp_eval::run::Evaluation> {
     std::fs::create_dir_all(out)
         .with_context(|| format!("{}: cannot create folder", out.display()))?;
     let total: usize = categories.iter().map(|c| c.samples.len()).sum();
     let mut progress = Progress::new(total);
-    let scorer = DetectorScorer {
-        detector,
-        max_pixels,
-    };
     let evaluation = evaluate_all(
         categories,
-        &scorer,
+        scorer,
         info,
         options,
         &mut |event| match event {

@@ -235,14 +235,9 @@ pub fn run(args: ThresholdArgs) -> anyhow::Result<ExitCode> {
         batch: args.batch as usize,
         worst: 3,
     };
-    let evaluation = super::eval::evaluate_and_write(
-        &detector,
-        &categories,
-        &info,
-        options,
-        args.max_pixels,
-        &args.report,
-    )?;
+    let scorer = super::eval::DetectorScorer::new(&detector, args.max_pixels, tiling, None);
+    let evaluation =
+        super::eval::evaluate_and_write(&scorer, &categories, &info, options, &args.report)?;
     print!("\n{}", evaluation.report.to_markdown());
     if calibration_goods {
         println!(
