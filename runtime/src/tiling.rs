@@ -331,7 +331,7 @@ mod tests {
     #[test]
     fn the_window_is_symmetric_smooth_and_never_zero() {
         let w = window(224);
-        assert!(w.iter().all(|&v| v >= 1e-3 && v <= 1.0));
+        assert!(w.iter().all(|v| (1e-3..=1.0).contains(v)));
         for u in 0..112 {
             assert!((w[u] - w[223 - u]).abs() < 1e-6);
         }

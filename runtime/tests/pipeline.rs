@@ -80,6 +80,7 @@ fn the_pipeline_gives_the_serial_numbers_in_file_order(
         finishers,
         window,
         keep_images,
+        jpeg_draft: false,
     };
     let finished_on = Mutex::new(std::collections::HashSet::new());
     let mut labelled = Vec::new();
