@@ -106,3 +106,15 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// clap's own consistency checks of every subcommand's flags (ids that `requires` and
+    /// `conflicts_with` name must exist in that subcommand), which it otherwise makes only in
+    /// debug builds, when the command is first parsed.
+    #[test]
+    fn every_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

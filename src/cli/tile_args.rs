@@ -10,7 +10,7 @@ pub struct TileArgs {
     /// overlapping tiles of the model's input size, batched, their maps blended without seams
     /// into one map at the image's size, the image's score the largest tile's. Small defects
     /// that a resize to the model's size would shrink below a patch stay visible.
-    #[arg(long, conflicts_with = "jpeg_draft")]
+    #[arg(long)]
     pub tile: bool,
     /// With --tile: scale the image by this before tiling (0.5: each tile covers twice the
     /// model's size in image pixels, a quarter of the tiles).

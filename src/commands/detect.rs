@@ -79,7 +79,7 @@ pub struct DetectArgs {
     /// input size (Pillow's `draft`): several times faster on multi-megapixel frames, but the
     /// pixels differ from the full decode, so scores move (demo model, 5 MP JPEGs: 0.005 on
     /// average, up to 0.04; outside the Pillow parity). Calibrate thresholds the same way.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "tile")]
     jpeg_draft: bool,
     #[command(flatten)]
     tiles: crate::cli::TileArgs,
