@@ -381,35 +381,9 @@ fn the_cpp_detector_decides_at_the_stored_threshold() {
     let Some(bin) = example() else { return };
     let dir = tempfile::tempdir().unwrap();
     let model = export(dir.path(), "tiny.onnx", &[]);
-    let good = dir.path().join("good");
-    let data = dlvp(&[
-        "demo-data",
-        "--out",
-        good.to_str().unwrap(),
-        "--count",
-        "0",
-        "--train-count",
-        "2",
-        "--size",
-        "56",
-        "--seed",
-        "4",
-    ]);
-    assert!(data.status.success(), "{}", stderr(&data));
+    let good = run::good_images(dir.path(), "good", 2, 56, 4);
     let line = dir.path().join("line.onnx");
-    let calibrate = dlvp(&[
-        "threshold",
-        "--model",
-        model.to_str().unwrap(),
-        "--good",
-        good.to_str().unwrap(),
-        "--false-alarm",
-        "0.1",
-        "--out",
-        line.to_str().unwrap(),
-        "--backend",
-        "ort-cpu",
-    ]);
+    let calibrate = run::threshold(&model, &good, "0.1", &line, "ort-cpu", &[]);
     assert!(calibrate.status.success(), "{}", stderr(&calibrate));
     let stored = Detector::load(&line, &Default::default())
         .unwrap()

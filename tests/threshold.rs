@@ -13,39 +13,11 @@ use run::{assert_fails, detect_json, dlvp, exported_golden, stderr, stdout};
 
 /// `n` good images of the demo categories, 64 px, in `dir`.
 fn good_images(dir: &Path, n: usize) -> std::path::PathBuf {
-    let data = dir.join("data");
-    let per = n.div_ceil(5).to_string();
-    let run = dlvp(&[
-        "demo-data",
-        "--out",
-        data.to_str().unwrap(),
-        "--count",
-        "0",
-        "--train-count",
-        &per,
-        "--size",
-        "64",
-        "--seed",
-        "9",
-    ]);
-    assert!(run.status.success(), "{}", stderr(&run));
-    data
+    run::good_images(dir, "data", n.div_ceil(5), 64, 9)
 }
 
 fn threshold(model: &Path, good: &Path, alpha: &str, out: &Path) -> std::process::Output {
-    dlvp(&[
-        "threshold",
-        "--model",
-        model.to_str().unwrap(),
-        "--good",
-        good.to_str().unwrap(),
-        "--false-alarm",
-        alpha,
-        "--out",
-        out.to_str().unwrap(),
-        "--backend",
-        "tract",
-    ])
+    run::threshold(model, good, alpha, out, "tract", &[])
 }
 
 fn metadata(model: &pb::ModelProto, key: &str) -> Option<String> {
@@ -408,24 +380,15 @@ fn defects_are_reported_at_the_threshold_as_dlvp_eval_reports_them() {
         "5",
     ]);
     assert!(made.status.success(), "{}", stderr(&made));
+    let out = dir.path().join("out.onnx");
     let check = |defects: &Path, report: &Path| {
-        dlvp(&[
-            "threshold",
-            "--model",
-            model.to_str().unwrap(),
-            "--good",
-            good.to_str().unwrap(),
-            "--false-alarm",
-            "0.1",
-            "--out",
-            dir.path().join("out.onnx").to_str().unwrap(),
-            "--backend",
-            "tract",
+        let extra = [
             "--defects",
             defects.to_str().unwrap(),
             "--report",
             report.to_str().unwrap(),
-        ])
+        ];
+        run::threshold(&model, &good, "0.1", &out, "tract", &extra)
     };
     let decisions = |report: &Path| -> serde_json::Value {
         let metrics: serde_json::Value =

@@ -82,36 +82,9 @@ fn detect_tiles_a_large_image_and_reports_every_tile() {
 fn a_threshold_calibrated_with_tiling_records_it_and_detect_warns_otherwise() {
     let dir = tempfile::tempdir().unwrap();
     let model = exported_golden(dir.path());
-    let good = dir.path().join("good");
-    let made = dlvp(&[
-        "demo-data",
-        "--out",
-        good.to_str().unwrap(),
-        "--count",
-        "0",
-        "--train-count",
-        "2",
-        "--size",
-        "100",
-        "--seed",
-        "6",
-    ]);
-    assert!(made.status.success(), "{}", stderr(&made));
+    let good = run::good_images(dir.path(), "good", 2, 100, 6);
     let line = dir.path().join("line.onnx");
-    let run = dlvp(&[
-        "threshold",
-        "--model",
-        model.to_str().unwrap(),
-        "--good",
-        good.to_str().unwrap(),
-        "--false-alarm",
-        "0.1",
-        "--out",
-        line.to_str().unwrap(),
-        "--backend",
-        "tract",
-        "--tile",
-    ]);
+    let run = run::threshold(&model, &good, "0.1", &line, "tract", &["--tile"]);
     assert!(run.status.success(), "{}", stderr(&run));
     let stored = dlvp_runtime::Detector::load(&line, &Default::default())
         .unwrap()

@@ -33,6 +33,19 @@ fn detector() -> Detector {
     .unwrap()
 }
 
+/// The largest difference between horizontal neighbours.
+fn largest_step(map: &ndarray::Array2<f32>) -> f32 {
+    map.rows()
+        .into_iter()
+        .flat_map(|r| {
+            r.windows(2)
+                .into_iter()
+                .map(|p| (p[1] - p[0]).abs())
+                .collect::<Vec<_>>()
+        })
+        .fold(0.0f32, f32::max)
+}
+
 fn max_diff(a: &ndarray::Array2<f32>, b: &ndarray::Array2<f32>) -> f32 {
     assert_eq!(a.dim(), b.dim());
     a.iter()
@@ -93,28 +106,7 @@ fn a_uniform_image_blends_without_seams() {
         outside <= 1e-5,
         "a blended value lies {outside} outside the tile's range"
     );
-    let tile_step = one
-        .map
-        .rows()
-        .into_iter()
-        .flat_map(|r| {
-            r.windows(2)
-                .into_iter()
-                .map(|p| (p[1] - p[0]).abs())
-                .collect::<Vec<_>>()
-        })
-        .fold(0.0f32, f32::max);
-    let blended_step = tiled
-        .map
-        .rows()
-        .into_iter()
-        .flat_map(|r| {
-            r.windows(2)
-                .into_iter()
-                .map(|p| (p[1] - p[0]).abs())
-                .collect::<Vec<_>>()
-        })
-        .fold(0.0f32, f32::max);
+    let (tile_step, blended_step) = (largest_step(&one.map), largest_step(&tiled.map));
     assert!(
         blended_step <= tile_step + 1e-5,
         "a step of {blended_step} between neighbours; the tile's own largest is {tile_step}"

@@ -134,6 +134,55 @@ pub fn exported_golden(dir: &Path) -> PathBuf {
     model
 }
 
+/// `dlvp demo-data` into `dir/name`: `per_category` defect-free training images of each demo
+/// category at `size` px and no test images, which must succeed; returns the folder.
+pub fn good_images(dir: &Path, name: &str, per_category: usize, size: usize, seed: u64) -> PathBuf {
+    let out = dir.join(name);
+    let (per, size, seed) = (per_category.to_string(), size.to_string(), seed.to_string());
+    let run = dlvp(&[
+        "demo-data",
+        "--out",
+        out.to_str().unwrap(),
+        "--count",
+        "0",
+        "--train-count",
+        &per,
+        "--size",
+        &size,
+        "--seed",
+        &seed,
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    out
+}
+
+/// `dlvp threshold --model MODEL --good GOOD --false-alarm ALPHA --out OUT --backend BACKEND
+/// EXTRA...`, whatever it does.
+pub fn threshold(
+    model: &Path,
+    good: &Path,
+    alpha: &str,
+    out: &Path,
+    backend: &str,
+    extra: &[&str],
+) -> Output {
+    let mut args = vec![
+        "threshold",
+        "--model",
+        model.to_str().unwrap(),
+        "--good",
+        good.to_str().unwrap(),
+        "--false-alarm",
+        alpha,
+        "--out",
+        out.to_str().unwrap(),
+        "--backend",
+        backend,
+    ];
+    args.extend_from_slice(extra);
+    dlvp(&args)
+}
+
 /// Every file below `root` as (path relative to it, bytes), in sorted order: two runs that
 /// should be byte-identical compare equal.
 pub fn files_under(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
