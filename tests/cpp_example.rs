@@ -438,6 +438,77 @@ fn the_cpp_detector_decides_at_the_stored_threshold() {
     assert!(!stdout(&plain).contains("decision"), "{}", stdout(&plain));
 }
 
+/// `dlvp_detect --tile` (dlvp/tiling.hpp) equals the runtime's tiled inference on ONNX Runtime CPU
+/// within 1e-5: the score, the number of tiles and the blended map at the image's size, at native
+/// resolution and at half scale (which also resizes the frame and the map back).
+#[test]
+fn the_cpp_tiling_equals_dlvp_detect_tile() {
+    use dlvp_runtime::tiling::{detect_tiled, TileOptions};
+    let Some(bin) = example() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let model = export(dir.path(), "tiny.onnx", &[]);
+    let frame = dir.path().join("frame.png");
+    let img = image::RgbImage::from_fn(200, 130, |x, y| {
+        image::Rgb([
+            (x * 3 % 256) as u8,
+            (y * 5 % 256) as u8,
+            ((x * y) % 251) as u8,
+        ])
+    });
+    img.save(&frame).unwrap();
+    let detector = Detector::load(
+        &model,
+        &DetectorOptions {
+            backend: BackendChoice::OrtCpu,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    for (scale, overlap) in [("1", "0.25"), ("0.5", "0.5")] {
+        let out = dir.path().join(format!("out-{scale}"));
+        let run = Command::new(&bin)
+            .arg(&model)
+            .arg(&frame)
+            .args([
+                "--tile",
+                "--tile-scale",
+                scale,
+                "--tile-overlap",
+                overlap,
+                "--batch",
+                "4",
+            ])
+            .args(["--json", "--out"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{}", stderr(&run));
+        let json: serde_json::Value = serde_json::from_str(stdout(&run).trim()).unwrap();
+        let options = TileOptions {
+            scale: scale.parse().unwrap(),
+            overlap: overlap.parse().unwrap(),
+        };
+        let rust = detect_tiled(&detector, &img, &options, 4).unwrap();
+        assert_eq!(
+            json["tiles"].as_u64(),
+            Some(rust.tiles.len() as u64),
+            "{scale}"
+        );
+        let ds = (json["score"].as_f64().unwrap() as f32 - rust.score).abs();
+        let raw = std::fs::read(out.join("frame.map.f32")).unwrap();
+        let map: Vec<f32> = raw
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        let dm = max_diff(&map, &rust.map.iter().copied().collect::<Vec<_>>());
+        eprintln!("scale {scale}: score diff {ds:.2e}, map max diff {dm:.2e}");
+        assert!(
+            ds <= 1e-5 && dm <= 1e-5,
+            "scale {scale}: score {ds}, map {dm}"
+        );
+    }
+}
+
 /// A user's own CMake project (examples/cpp/tests/consumer) builds against dlvp::detector both
 /// from the installed package (`cmake --install`, then find_package(dlvp CONFIG)) and by
 /// add_subdirectory (which builds no example and needs no OpenCV), and scores as `dlvp detect`.

@@ -3,6 +3,7 @@
 //   dlvp_detect MODEL.onnx IMAGE... [--out DIR] [--provider cpu|cuda|tensorrt|auto] [--batch N] [--json]
 //               [--as bgr|bgra|gray] [--trt-cache DIR] [--trt-fp16] [--trt-int8] [--allow-tf32]
 //               [--max-batch N] [--threads N] [--detectors N] [--threshold T] [--profile]
+//               [--tile [--tile-scale S] [--tile-overlap F]]
 //
 // Loads each image with OpenCV (BGR, as C++ pipelines hold them), resizes it to the model's
 // S×S if it is not already that size with dlvp/resize.hpp (Pillow's filter, as the model's
@@ -14,10 +15,13 @@
 // stored threshold (--threshold T decides at T instead): the line ends in OK or NG and the JSON
 // has "decision" and "threshold", as `dlvp detect` prints them. --profile prints, at the end, the
 // milliseconds per image of each stage (decode, resize, detect, write) to stderr, as
-// `dlvp detect --profile` does for its own. Exit 0, or 1 on any error, 2 on
+// `dlvp detect --profile` does for its own. --tile scores each image in overlapping tiles at
+// native resolution (dlvp/tiling.hpp, as `dlvp detect --tile`): the map (and --out's files) at
+// the image's size, the score the largest tile's, "tiles" the number of tiles in the JSON. Exit 0, or 1 on any error, 2 on
 // bad usage.
 #include <dlvp/detector.hpp>
 #include <dlvp/resize.hpp>
+#include <dlvp/tiling.hpp>
 
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -39,7 +43,8 @@ namespace fs = std::filesystem;
 static int usage() {
   std::cerr << "usage: dlvp_detect MODEL.onnx IMAGE... [--out DIR] [--provider cpu|cuda|tensorrt|auto] [--batch N] [--json]"
                " [--as bgr|bgra|gray] [--trt-cache DIR] [--trt-fp16] [--trt-int8] [--allow-tf32]"
-               " [--max-batch N] [--threads N] [--detectors N] [--threshold T] [--profile]\n";
+               " [--max-batch N] [--threads N] [--detectors N] [--threshold T] [--profile]"
+               " [--tile [--tile-scale S] [--tile-overlap F]]\n";
   return 2;
 }
 
@@ -60,6 +65,8 @@ int main(int argc, char** argv) {
   std::size_t batch = 4;
   int threads = 0, detectors = 1;
   bool json = false, profile = false;
+  std::optional<dlvp::TileOptions> tiling;
+  dlvp::TileOptions tile_options;
   std::optional<float> threshold;
   dlvp::GpuOptions gpu;
   for (int i = 1; i < argc; ++i) {
@@ -69,6 +76,14 @@ int main(int argc, char** argv) {
     else if (a == "--batch" && i + 1 < argc) batch = std::max(1, std::atoi(argv[++i]));
     else if (a == "--json") json = true;
     else if (a == "--profile") profile = true;
+    else if (a == "--tile") tiling = tile_options;
+    else if ((a == "--tile-scale" || a == "--tile-overlap") && i + 1 < argc) {
+      char* end = nullptr;
+      const char* text = argv[++i];
+      const float v = std::strtof(text, &end);
+      if (end == text || *end != '\0') return usage();
+      (a == "--tile-scale" ? tile_options.scale : tile_options.overlap) = v;
+    }
     else if (a == "--as" && i + 1 < argc) layout = argv[++i];
     else if (a == "--trt-cache" && i + 1 < argc) gpu.cache_dir = argv[++i];
     else if (a == "--trt-fp16") gpu.fp16 = true;
@@ -87,6 +102,7 @@ int main(int argc, char** argv) {
     else positional.push_back(a);
   }
   if (positional.size() < 2) return usage();
+  if (tiling) tiling = tile_options;  // the --tile-* values, whichever order they came in
   // How frames reach the detector: OpenCV's BGR (default), BGRA, or mono8 as a camera gives it.
   dlvp::Channels channels = dlvp::Channels::BGR;
   if (layout == "bgra") channels = dlvp::Channels::BGRA;
@@ -129,7 +145,7 @@ int main(int argc, char** argv) {
       decode_ms += ms_since(t0);
       if (img.empty()) throw dlvp::Error(name + ": cannot read image");
       if (channels == dlvp::Channels::BGRA) cv::cvtColor(img, img, cv::COLOR_BGR2BGRA);
-      if (img.cols != s || img.rows != s) {
+      if (!tiling && (img.cols != s || img.rows != s)) {
         // Pillow-exact, as `dlvp detect` resizes (OpenCV's INTER_CUBIC is another kernel).
         t0 = Clock::now();
         std::vector<std::uint8_t> px = dlvp::resize8(img.data, img.cols, img.rows, img.step[0], pixel, s, s, filter);
@@ -137,6 +153,42 @@ int main(int argc, char** argv) {
         resize_ms += ms_since(t0);
       }
       images.push_back(img);
+    }
+
+    if (tiling) {
+      // One image at a time, its tiles in batches of --batch, on the first detector.
+      for (std::size_t i = 0; i < names.size(); ++i) {
+        const cv::Mat& img = images[i];
+        auto t0 = Clock::now();
+        const dlvp::TiledDetection r =
+            dlvp::detect_tiled(*pool[0], {img.data, img.cols, img.rows, img.step[0], channels}, *tiling, batch);
+        detect_ms += ms_since(t0);
+        const dlvp::Tile* best = &r.tiles[0];
+        for (const dlvp::Tile& t : r.tiles)
+          if (t.score > best->score) best = &t;
+        if (json) {
+          std::printf("{\"image\":\"%s\",\"score\":%.9g,\"topk\":[", names[i].c_str(), r.score);
+          for (std::size_t t = 0; t < best->topk.size(); ++t)
+            std::printf("%s%lld", t ? "," : "", static_cast<long long>(best->topk[t]));
+          std::printf("],\"tiles\":%zu", r.tiles.size());
+          if (r.verdict)
+            std::printf(",\"decision\":\"%s\",\"threshold\":%.9g", dlvp::verdict_name(*r.verdict), *detector.threshold());
+          std::printf("}\n");
+        } else {
+          std::printf("%s  score %.4f  (%zu tiles)%s%s\n", names[i].c_str(), r.score, r.tiles.size(),
+                      r.verdict ? "  " : "", r.verdict ? dlvp::verdict_name(*r.verdict) : "");
+        }
+        if (!out_dir.empty()) {
+          t0 = Clock::now();
+          const fs::path stem = fs::path(out_dir) / fs::path(names[i]).stem();
+          write_atomically(stem.string() + ".map.f32", r.map.data(), r.map.size() * sizeof(float));
+          write_ms += ms_since(t0);
+        }
+      }
+      if (profile)
+        std::fprintf(stderr, "profile: %zu images, ms per image: decode %.2f, detect (tiled) %.2f, write %.2f\n",
+                     names.size(), decode_ms / names.size(), detect_ms / names.size(), write_ms / names.size());
+      return 0;
     }
 
     // Batch b runs on detector b % N, from thread b % N; each thread writes only its own slots.
