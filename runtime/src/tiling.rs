@@ -216,6 +216,96 @@ pub struct Tiled {
     pub tiles: Vec<TileResult>,
 }
 
+/// One image being tiled, for a caller that runs the graph its own way (`dlvp serve` through its
+/// batcher; [`detect_tiled`] through a [`Detector`]): the scaled frame and its grid, the tiles cut
+/// on demand, their results blended as they come.
+pub struct TiledImage<'a> {
+    source: std::borrow::Cow<'a, RgbImage>,
+    size: (usize, usize),
+    blend: Blend,
+    tiles: Vec<TileResult>,
+    tile: usize,
+}
+
+impl<'a> TiledImage<'a> {
+    /// `image` scaled by `options.scale` (each side at least `tile`, with the graph's resize
+    /// `filter`) and gridded.
+    pub fn new(
+        image: &'a RgbImage,
+        tile: usize,
+        options: &TileOptions,
+        filter: dlvp_contract::spec::ResizeFilter,
+    ) -> TiledImage<'a> {
+        let (w, h) = (image.width() as usize, image.height() as usize);
+        // Each axis at least one tile long.
+        let side = |len: usize| ((len as f64 * options.scale as f64).round() as usize).max(tile);
+        let (sw, sh) = (side(w), side(h));
+        let source = if (sw, sh) == (w, h) {
+            std::borrow::Cow::Borrowed(image)
+        } else {
+            std::borrow::Cow::Owned(resize_rgb8(image, sw, sh, filter))
+        };
+        TiledImage {
+            source,
+            size: (w, h),
+            blend: Blend::new(TileGrid::new(sw, sh, tile, options.overlap)),
+            tiles: Vec::new(),
+            tile,
+        }
+    }
+
+    /// Every tile's corner on the scaled frame, in the order results must be added.
+    pub fn corners(&self) -> Vec<(usize, usize)> {
+        self.blend.grid.corners()
+    }
+
+    /// The tiles at `corners`, S×S RGB each.
+    pub fn crops(&self, corners: &[(usize, usize)]) -> Vec<RgbImage> {
+        let t = self.tile as u32;
+        corners
+            .iter()
+            .map(|&(x, y)| {
+                image::imageops::crop_imm(self.source.as_ref(), x as u32, y as u32, t, t).to_image()
+            })
+            .collect()
+    }
+
+    /// Adds the tile at `corner`'s score, map (S×S) and Top-K.
+    pub fn add(&mut self, corner: (usize, usize), score: f32, map: &Array2<f32>, topk: Vec<i64>) {
+        let (sw, sh) = (self.blend.grid.width, self.blend.grid.height);
+        let (fx, fy) = (
+            self.size.0 as f32 / sw as f32,
+            self.size.1 as f32 / sh as f32,
+        );
+        self.blend.add(corner, map);
+        self.tiles.push(TileResult {
+            x: corner.0 as f32 * fx,
+            y: corner.1 as f32 * fy,
+            side: self.tile as f32 * fx.max(fy),
+            score,
+            topk,
+        });
+    }
+
+    /// The blended map at the image's size and the largest tile score.
+    pub fn finish(self) -> Tiled {
+        let scaled = (self.blend.grid.width, self.blend.grid.height);
+        let blended = self.blend.finish();
+        let (w, h) = self.size;
+        let map = if scaled == (w, h) {
+            blended
+        } else {
+            resize_map(&blended, w, h)
+        };
+        let score = self.tiles.iter().map(|t| t.score).fold(f32::MIN, f32::max);
+        Tiled {
+            score,
+            map,
+            tiles: self.tiles,
+        }
+    }
+}
+
 /// Scores `image` tile by tile, `batch` tiles per graph run ([`TileOptions`]).
 pub fn detect_tiled(
     detector: &Detector,
@@ -223,51 +313,15 @@ pub fn detect_tiled(
     options: &TileOptions,
     batch: usize,
 ) -> Result<Tiled, DetectError> {
-    let info = detector.info();
-    let tile = info.spec.image_size;
-    let (w, h) = (image.width() as usize, image.height() as usize);
-    // Each axis at least one tile long.
-    let side = |len: usize| ((len as f64 * options.scale as f64).round() as usize).max(tile);
-    let (sw, sh) = (side(w), side(h));
-    let scaled;
-    let source = if (sw, sh) == (w, h) {
-        image
-    } else {
-        scaled = resize_rgb8(image, sw, sh, info.spec.preprocess.resize);
-        &scaled
-    };
-    let grid = TileGrid::new(sw, sh, tile, options.overlap);
-    let corners = grid.corners();
-    let mut blend = Blend::new(grid);
-    let mut tiles = Vec::with_capacity(corners.len());
-    let (fx, fy) = (w as f32 / sw as f32, h as f32 / sh as f32);
-    for chunk in corners.chunks(batch.max(1)) {
-        let crops: Vec<RgbImage> = chunk
-            .iter()
-            .map(|&(x, y)| {
-                image::imageops::crop_imm(source, x as u32, y as u32, tile as u32, tile as u32)
-                    .to_image()
-            })
-            .collect();
+    let spec = &detector.info().spec;
+    let mut tiled = TiledImage::new(image, spec.image_size, options, spec.preprocess.resize);
+    for chunk in tiled.corners().chunks(batch.max(1)) {
+        let crops = tiled.crops(chunk);
         for (&corner, det) in chunk.iter().zip(detector.detect_batch(&crops)?) {
-            blend.add(corner, &det.map);
-            tiles.push(TileResult {
-                x: corner.0 as f32 * fx,
-                y: corner.1 as f32 * fy,
-                side: tile as f32 * fx.max(fy),
-                score: det.score,
-                topk: det.topk,
-            });
+            tiled.add(corner, det.score, &det.map, det.topk);
         }
     }
-    let blended = blend.finish();
-    let map = if (sw, sh) == (w, h) {
-        blended
-    } else {
-        resize_map(&blended, w, h)
-    };
-    let score = tiles.iter().map(|t| t.score).fold(f32::MIN, f32::max);
-    Ok(Tiled { score, map, tiles })
+    Ok(tiled.finish())
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use dlvp_runtime::decision::Decider;
 use dlvp_runtime::preprocess::ImageErrorKind;
+use dlvp_runtime::tiling::{TileOptions, Tiled, TiledImage};
 use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -446,11 +447,100 @@ struct DetectQuery {
     mask: Option<String>,
     /// What the answer's `image` field says (default: the multipart file name, else "request").
     name: Option<String>,
+    /// `1` or `true`: score the image in overlapping tiles at native resolution, as
+    /// `dlvp detect --tile` does (the answer adds `tiles`; the map is blended at the image's size).
+    tile: Option<String>,
+    /// With `tile`: scale the image by this before tiling (default 1).
+    tile_scale: Option<f32>,
+    /// With `tile`: the fraction of a tile its neighbours overlap (default 0.25).
+    tile_overlap: Option<f32>,
+}
+
+/// The tiling a request asks for, checked.
+fn tile_options(q: &DetectQuery) -> Result<Option<TileOptions>, BadRequest> {
+    let on = match q.tile.as_deref() {
+        None | Some("0") | Some("false") => false,
+        Some("1") | Some("true") => true,
+        Some(other) => {
+            return Err(tensor::invalid(format!(
+                "tile={other}: expected 1 or true (0 or false for none)"
+            )))
+        }
+    };
+    if !on {
+        if q.tile_scale.is_some() || q.tile_overlap.is_some() {
+            return Err(tensor::invalid("tile_scale and tile_overlap need tile=1"));
+        }
+        return Ok(None);
+    }
+    let defaults = TileOptions::default();
+    let options = TileOptions {
+        scale: q.tile_scale.unwrap_or(defaults.scale),
+        overlap: q.tile_overlap.unwrap_or(defaults.overlap),
+    };
+    options.check().map_err(tensor::invalid)?;
+    Ok(Some(options))
+}
+
+/// Scores `img` tile by tile through the batcher, at most a full batch of tiles per run.
+async fn run_tiled(
+    state: &State,
+    img: &image::RgbImage,
+    options: &TileOptions,
+    arrived: Instant,
+) -> Result<Tiled, InferError> {
+    let spec = &state.info.spec;
+    let size = spec.image_size;
+    let mut tiled = {
+        let _core = state.cpu_stages.acquire().await.expect("never closed");
+        tokio::task::block_in_place(|| TiledImage::new(img, size, options, spec.preprocess.resize))
+    };
+    let corners = tiled.corners();
+    for chunk in corners.chunks(state.model.max_batch.max(1)) {
+        let input = {
+            let _core = state.cpu_stages.acquire().await.expect("never closed");
+            tokio::task::block_in_place(|| {
+                let crops = tiled.crops(chunk);
+                dlvp_runtime::preprocess::graph_input(
+                    &crops,
+                    size,
+                    &spec.preprocess,
+                    state.info.input,
+                )
+            })
+        };
+        let done = state.infer(input, PROTOCOL, arrived).await?;
+        let out = &done.outputs;
+        for (i, &corner) in chunk.iter().enumerate() {
+            let map = out
+                .anomaly_map
+                .index_axis(ndarray::Axis(0), i)
+                .index_axis(ndarray::Axis(0), 0)
+                .to_owned()
+                .into_dimensionality::<ndarray::Ix2>()
+                .expect("[S, S]");
+            let topk = out
+                .topk_indices
+                .index_axis(ndarray::Axis(0), i)
+                .iter()
+                .copied()
+                .collect();
+            tiled.add(corner, out.anomaly_score[[i]], &map, topk);
+        }
+    }
+    Ok(tokio::task::block_in_place(|| tiled.finish()))
 }
 
 async fn detect(s: S, Query(q): Query<DetectQuery>, request: Request) -> Response {
     let state = s.0;
     let arrived = Instant::now();
+    let tiling = match tile_options(&q) {
+        Ok(t) => t,
+        Err(e) => {
+            state.invalid(PROTOCOL, arrived);
+            return bad(e);
+        }
+    };
     let read = async {
         for (key, value) in [("map", &q.map), ("mask", &q.mask)] {
             if let Some(v) = value.as_deref().filter(|&v| v != "png") {
@@ -539,6 +629,7 @@ async fn detect(s: S, Query(q): Query<DetectQuery>, request: Request) -> Respons
         let _core = state.cpu_stages.acquire().await.expect("never closed");
         let state = Arc::clone(&state);
         let label = label.clone();
+        let tiled = tiling.is_some();
         tokio::task::spawn_blocking(move || {
             let name = std::path::PathBuf::from(&label);
             let img =
@@ -551,12 +642,15 @@ async fn detect(s: S, Query(q): Query<DetectQuery>, request: Request) -> Respons
                         message: e.to_string(),
                     })?;
             let spec = &state.info.spec;
-            let input = dlvp_runtime::preprocess::graph_input(
-                &[&img],
-                spec.image_size,
-                &spec.preprocess,
-                state.info.input,
-            );
+            // A tiled request prepares its tiles later, a batch at a time.
+            let input = (!tiled).then(|| {
+                dlvp_runtime::preprocess::graph_input(
+                    &[&img],
+                    spec.image_size,
+                    &spec.preprocess,
+                    state.info.input,
+                )
+            });
             Ok::<_, BadRequest>((img, input))
         })
         .await
@@ -569,12 +663,37 @@ async fn detect(s: S, Query(q): Query<DetectQuery>, request: Request) -> Respons
         }
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    let done = match state.infer(input, PROTOCOL, arrived).await {
-        Ok(done) => done,
-        Err(e) => return infer_error(e),
+    let s = state.info.spec.image_size;
+    // The score, the best Top-K, the map (S×S, or at the image's size when tiled) and the tiles.
+    let (score, topk, map, tiles) = match (&tiling, input) {
+        (Some(options), _) => match run_tiled(&state, &img, options, arrived).await {
+            Ok(t) => {
+                let best = t
+                    .tiles
+                    .iter()
+                    .max_by(|a, b| a.score.total_cmp(&b.score))
+                    .map(|b| b.topk.clone())
+                    .unwrap_or_default();
+                (t.score, best, t.map, Some(t.tiles))
+            }
+            Err(e) => return infer_error(e),
+        },
+        (None, Some(input)) => {
+            let done = match state.infer(input, PROTOCOL, arrived).await {
+                Ok(done) => done,
+                Err(e) => return infer_error(e),
+            };
+            let map = done
+                .outputs
+                .anomaly_map
+                .to_shape((s, s))
+                .expect("[1, 1, S, S]")
+                .to_owned();
+            let topk: Vec<i64> = done.outputs.topk_indices.iter().copied().collect();
+            (done.outputs.anomaly_score[[0]], topk, map, None)
+        }
+        (None, None) => unreachable!("an untiled request prepares its input"),
     };
-    let score = done.outputs.anomaly_score[[0]];
-    let topk: Vec<i64> = done.outputs.topk_indices.iter().copied().collect();
     let mut answer = json!({
         "image": label,
         "score": score,
@@ -582,6 +701,13 @@ async fn detect(s: S, Query(q): Query<DetectQuery>, request: Request) -> Respons
         "backend": state.backend,
         "provider": state.provider,
     });
+    if let Some(tiles) = &tiles {
+        answer["tiles"] = tiles
+            .iter()
+            .map(|t| json!({"x": t.x, "y": t.y, "side": t.side, "score": t.score, "topk": t.topk}))
+            .collect::<Vec<_>>()
+            .into();
+    }
     // As `dlvp detect` decides: the graph's stored threshold unless the request gives one.
     let decider = Decider::resolve(state.info.thresholds.as_ref(), q.threshold, None);
     if let Some(d) = &decider {
@@ -592,13 +718,6 @@ async fn detect(s: S, Query(q): Query<DetectQuery>, request: Request) -> Respons
     }
     let pixel = q.mask.is_some().then(|| decider.map(|d| d.pixel)).flatten();
     if q.map.is_some() || pixel.is_some() {
-        let s = state.info.spec.image_size;
-        let map = done
-            .outputs
-            .anomaly_map
-            .to_shape((s, s))
-            .expect("[1, 1, S, S]")
-            .to_owned();
         let want_map = q.map.is_some();
         let _core = state.cpu_stages.acquire().await.expect("never closed");
         let pngs = tokio::task::spawn_blocking(move || {

@@ -296,6 +296,36 @@ def test_a_calibrated_model_decides_and_states_its_thresholds(models, tmp_path):
         dict((k, v.string_value) for k, v in gconfig.parameters.items())
 
 
+def test_v1_detect_tiles_as_dlvp_detect_tile(models, tmp_path):
+    """`/v1/detect?tile=1` scores an image in tiles through the batcher, as `dlvp detect --tile`
+    does: the same score, tiles and map; bad tile parameters are refused by name."""
+    frame = tmp_path / "frame.png"
+    rng = np.random.default_rng(4)
+    Image.fromarray(rng.integers(0, 255, (130, 200, 3), dtype=np.uint8)).save(frame)
+    out = tmp_path / "out"
+    want = json.loads(dlvp("detect", frame, "--model", models["tiny"], "--backend", "tract", "--tile",
+                           "--json", "--out", out).stdout)
+    server = Server("--model", models["tiny"], "--backend", "tract", "--max-batch", "8")
+    try:
+        req = urllib.request.Request(server.url("/v1/detect?tile=1&map=png"), data=frame.read_bytes(), method="POST")
+        got = json.load(urllib.request.urlopen(req, timeout=60))
+        assert got["score"] == pytest.approx(want["score"], abs=1e-6)
+        assert len(got["tiles"]) == len(want["tiles"]) == 15
+        assert [t["x"] for t in got["tiles"]] == [t["x"] for t in want["tiles"]]
+        served = np.asarray(Image.open(io.BytesIO(base64.b64decode(got["map_png"])))).astype(np.int32)
+        written = np.asarray(Image.open(out / "frame.map.png")).astype(np.int32)
+        assert served.shape == written.shape == (130, 200)
+        assert np.abs(served - written).max() <= 1  # 16-bit levels: the same map within 1.5e-5
+        for query, message in [("tile=maybe", "tile=maybe"), ("tile=1&tile_overlap=0.95", "overlap"),
+                               ("tile_scale=0.5", "need tile=1")]:
+            req = urllib.request.Request(server.url(f"/v1/detect?{query}"), data=frame.read_bytes(), method="POST")
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(req, timeout=60)
+            assert refused.value.code == 400 and message in refused.value.read().decode(), query
+    finally:
+        assert server.stop() == 0
+
+
 def test_concurrent_clients_get_their_own_results_and_are_batched(models, tmp_path):
     rng = np.random.default_rng(11)
     batches = [rng.standard_normal((1 + i % 2, 3, 56, 56)).astype(np.float32) for i in range(16)]
