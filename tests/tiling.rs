@@ -128,3 +128,40 @@ fn a_threshold_calibrated_with_tiling_records_it_and_detect_warns_otherwise() {
         stderr(&whole)
     );
 }
+
+/// `bench --pipeline DIR --tile` reports the tiles it ran and seconds per megapixel.
+#[test]
+fn bench_times_tiled_inference_per_megapixel() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = exported_golden(dir.path());
+    let frames = dir.path().join("frames");
+    std::fs::create_dir(&frames).unwrap();
+    for i in 0..2u8 {
+        image::RgbImage::from_pixel(200, 120, image::Rgb([i * 90, 60, 200]))
+            .save(frames.join(format!("{i}.png")))
+            .unwrap();
+    }
+    let run = dlvp(&[
+        "bench",
+        "--model",
+        model.to_str().unwrap(),
+        "--backend",
+        "tract",
+        "--pipeline",
+        frames.to_str().unwrap(),
+        "--tile",
+        "--json",
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let report: serde_json::Value = serde_json::from_str(stdout(&run).trim()).unwrap();
+    assert_eq!(report["images"], 2);
+    assert_eq!(report["tiles"], 30, "15 tiles per 200×120 frame: {report}");
+    assert!((report["megapixels"].as_f64().unwrap() - 0.048).abs() < 1e-9);
+    assert!(report["seconds_per_megapixel"].as_f64().unwrap() > 0.0);
+    let alone = dlvp(&["bench", "--model", model.to_str().unwrap(), "--tile"]);
+    assert_fails(
+        &alone,
+        1,
+        "--tile times images end to end: give them with --pipeline",
+    );
+}

@@ -59,8 +59,66 @@ pub struct BenchArgs {
     #[arg(long, value_name = "DIR", num_args = 1.., conflicts_with = "input")]
     pipeline: Vec<PathBuf>,
     /// With --pipeline: decode JPEGs at 1/2, 1/4 or 1/8 scale (as `detect --jpeg-draft`).
-    #[arg(long, requires = "pipeline")]
+    #[arg(long, requires = "pipeline", conflicts_with = "tile")]
     jpeg_draft: bool,
+    /// With --pipeline: score the images tiled (as `detect --tile`) and report seconds per
+    /// megapixel and tiles per second.
+    #[command(flatten)]
+    tiles: crate::cli::TileArgs,
+}
+
+/// `--pipeline --tile`: each image tiled, one after another, its tiles in batches of --batch.
+fn bench_tiled(
+    detector: &dlvp_runtime::Detector,
+    args: &BenchArgs,
+    files: &[PathBuf],
+    tiling: &dlvp_runtime::tiling::TileOptions,
+) -> anyhow::Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let (mut pixels, mut tiles, mut failed) = (0u64, 0usize, Vec::new());
+    for path in files {
+        match dlvp_runtime::preprocess::load_rgb8_limited(path, DEFAULT_MAX_PIXELS) {
+            Ok(img) => {
+                pixels += img.width() as u64 * img.height() as u64;
+                let tiled = dlvp_runtime::tiling::detect_tiled(
+                    detector,
+                    &img,
+                    tiling,
+                    args.batch as usize,
+                )?;
+                tiles += tiled.tiles.len();
+            }
+            Err(e) => failed.push(crate::cli::image_error(e)),
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    for e in &failed {
+        eprintln!("error: {e}");
+    }
+    let images = files.len() - failed.len();
+    let mp = pixels as f64 / 1e6;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"images": images, "failed": failed.len(), "seconds": seconds,
+            "megapixels": mp, "tiles": tiles, "seconds_per_megapixel": seconds / mp.max(1e-9),
+            "tiles_per_s": tiles as f64 / seconds.max(1e-9), "tiling": tiling.describe(),
+            "batch": args.batch, "backend": detector.backend().name(), "provider": detector.executor()})
+        );
+    } else {
+        println!(
+            "tiled ({}): {images} images, {mp:.1} MP, {tiles} tiles in {seconds:.2} s: {:.3} s per MP, {:.1} tiles/s (batches of {})",
+            tiling.describe(),
+            seconds / mp.max(1e-9),
+            tiles as f64 / seconds.max(1e-9),
+            args.batch
+        );
+    }
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// `--pipeline`: the images through `dlvp_runtime::pipeline`, timed by stage.
@@ -75,6 +133,9 @@ fn bench_pipeline(detector: &dlvp_runtime::Detector, args: &BenchArgs) -> anyhow
                 problems.join("; ")
             }
         );
+    }
+    if let Some(tiling) = args.tiles.options()? {
+        return bench_tiled(detector, args, &files, &tiling);
     }
     let options = PipelineOptions {
         jpeg_draft: args.jpeg_draft,
@@ -235,6 +296,9 @@ fn test_image(size: u32, seed: u32) -> RgbImage {
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if args.tiles.tile && args.pipeline.is_empty() {
+        bail!("--tile times images end to end: give them with --pipeline DIR...");
+    }
     let model = crate::cli::resolve_model(args.model.as_deref());
     let input = args.input.as_deref().map(read_input).transpose()?;
     let batch_size = input.as_ref().map_or(args.batch, |x| x.batch() as u32);
