@@ -33,8 +33,8 @@ use crate::preprocess::resize_rgb8;
 /// How an image is tiled.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TileOptions {
-    /// The image is scaled by this before tiling: 1 takes tiles at native resolution, 0.5 at half
-    /// (each tile then covers 2S image pixels).
+    /// The image is scaled by this before tiling, in (0, 1]: 1 takes tiles at native resolution,
+    /// 0.5 at half (each tile then covers 2S image pixels).
     pub scale: f32,
     /// Fraction of a tile its neighbours overlap, in [0, 0.9].
     pub overlap: f32,
@@ -56,9 +56,11 @@ impl TileOptions {
     }
 
     pub fn check(&self) -> Result<(), String> {
-        if !(self.scale.is_finite() && self.scale > 0.0 && self.scale <= 4.0) {
+        // Tiling exists to keep native detail: beyond 1 it would only enlarge the frame (and its
+        // memory) past what the camera resolved.
+        if !(self.scale.is_finite() && self.scale > 0.0 && self.scale <= 1.0) {
             return Err(format!(
-                "tile scale {} must be above 0 and at most 4",
+                "tile scale {} must be above 0 and at most 1 (native resolution)",
                 self.scale
             ));
         }
@@ -402,7 +404,7 @@ mod tests {
         for (scale, overlap) in [
             (0.0, 0.25),
             (f32::NAN, 0.25),
-            (5.0, 0.25),
+            (1.5, 0.25),
             (1.0, 0.95),
             (1.0, -0.1),
         ] {

@@ -12,8 +12,8 @@ pub struct TileArgs {
     /// that a resize to the model's size would shrink below a patch stay visible.
     #[arg(long)]
     pub tile: bool,
-    /// With --tile: scale the image by this before tiling (0.5: each tile covers twice the
-    /// model's size in image pixels, a quarter of the tiles).
+    /// With --tile: scale the image by this before tiling, in (0, 1] (0.5: each tile covers
+    /// twice the model's size in image pixels, a quarter of the tiles).
     #[arg(long, requires = "tile", default_value_t = 1.0, value_name = "S")]
     pub tile_scale: f32,
     /// With --tile: the fraction of a tile its neighbours overlap.

@@ -23,7 +23,7 @@
 namespace dlvp {
 
 struct TileOptions {
-  float scale = 1.0f;     // 1: tiles at native resolution; 0.5: each covers 2S frame pixels
+  float scale = 1.0f;     // in (0, 1]: 1, tiles at native resolution; 0.5, each covers 2S frame pixels
   float overlap = 0.25f;  // fraction of a tile its neighbours overlap, in [0, 0.9]
 };
 
@@ -95,8 +95,8 @@ inline std::vector<float> resize_map(const std::vector<float>& map, int w, int h
 // Scores `frame` tile by tile, `batch` tiles per run. Throws dlvp::Error as Detector::detect does.
 inline TiledDetection detect_tiled(Detector& detector, const ImageView& frame, const TileOptions& options,
                                    std::size_t batch = 8) {
-  if (!(options.scale > 0.0f && options.scale <= 4.0f) || !(options.overlap >= 0.0f && options.overlap <= 0.9f))
-    throw Error("tile scale must be in (0, 4] and overlap in [0, 0.9]");
+  if (!(options.scale > 0.0f && options.scale <= 1.0f) || !(options.overlap >= 0.0f && options.overlap <= 0.9f))
+    throw Error("tile scale must be in (0, 1] and overlap in [0, 0.9]");
   const int s = detector.info().preprocess.image_size;
   const int n = pixel_bytes(frame.channels);
   auto side = [&](int len) {
