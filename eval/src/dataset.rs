@@ -187,7 +187,52 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DatasetError> {
     Ok(v)
 }
 
-/// Lists the test samples of the requested categories (all when `wanted` is empty).
+/// The extent of a ground-truth mask: the longer side of the bounding box of its defect pixels,
+/// in the mask's pixels (`None` for an empty mask).
+pub fn defect_extent(mask: &Path) -> Result<Option<u32>, String> {
+    let img = image::open(mask)
+        .map_err(|e| format!("{}: cannot read mask: {e}", mask.display()))?
+        .to_luma8();
+    let (mut x0, mut y0, mut x1, mut y1) = (u32::MAX, u32::MAX, 0, 0);
+    for (x, y, p) in img.enumerate_pixels() {
+        if p[0] > 0 {
+            (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+        }
+    }
+    Ok((x0 != u32::MAX).then(|| (x1 - x0 + 1).max(y1 - y0 + 1)))
+}
+
+/// `categories` with only the defective samples whose mask's extent ([`defect_extent`]) is at
+/// most `max_px` (good samples all kept): how a model does on small defects. A defective sample
+/// without a readable mask cannot be sized and is left out, with a warning in its category.
+pub fn small_defects_only(categories: &mut [Category], max_px: u32) {
+    for category in categories {
+        let mut warnings = Vec::new();
+        category.samples.retain(|s| {
+            if !s.anomalous {
+                return true;
+            }
+            match s.mask.as_deref().map(defect_extent) {
+                Some(Ok(Some(extent))) => extent <= max_px,
+                Some(Ok(None)) => false,
+                Some(Err(e)) => {
+                    warnings.push(e);
+                    false
+                }
+                None => {
+                    warnings.push(format!(
+                        "{}: no mask to size the defect by; left out",
+                        s.image.display()
+                    ));
+                    false
+                }
+            }
+        });
+        category.warnings.extend(warnings);
+    }
+}
+
+/// Lists the test samples of the requested categories (all when empty).
 pub fn load(root: &Path, layout: Layout, wanted: &[String]) -> Result<Vec<Category>, DatasetError> {
     if !root.is_dir() {
         return Err(DatasetError::Layout {
@@ -363,6 +408,55 @@ mod tests {
     fn touch(p: &Path) {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, b"x").unwrap();
+    }
+
+    #[test]
+    fn small_defects_are_sized_by_their_masks_bounding_box() {
+        let dir = tempfile::tempdir().unwrap();
+        let mask = |name: &str, boxes: &[(u32, u32, u32, u32)]| {
+            let path = dir.path().join(name);
+            let img = image::GrayImage::from_fn(64, 64, |x, y| {
+                let inside = boxes
+                    .iter()
+                    .any(|&(x0, y0, w, h)| (x0..x0 + w).contains(&x) && (y0..y0 + h).contains(&y));
+                image::Luma([if inside { 255 } else { 0 }])
+            });
+            img.save(&path).unwrap();
+            path
+        };
+        let small = mask("small.png", &[(5, 5, 10, 3)]);
+        let spread = mask("spread.png", &[(0, 0, 2, 2), (40, 10, 2, 2)]);
+        let empty = mask("empty.png", &[]);
+        assert_eq!(defect_extent(&small), Ok(Some(10)));
+        assert_eq!(defect_extent(&spread), Ok(Some(42)));
+        assert_eq!(defect_extent(&empty), Ok(None));
+        let sample = |name: &str, anomalous: bool, mask: Option<PathBuf>| Sample {
+            image: PathBuf::from(name),
+            anomalous,
+            mask,
+            defect: if anomalous { "d" } else { "good" }.into(),
+        };
+        let mut categories = vec![Category {
+            name: "c".into(),
+            samples: vec![
+                sample("good.png", false, None),
+                sample("small.png", true, Some(small)),
+                sample("spread.png", true, Some(spread)),
+                sample("unmasked.png", true, None),
+            ],
+            warnings: vec![],
+        }];
+        small_defects_only(&mut categories, 40);
+        let kept: Vec<_> = categories[0]
+            .samples
+            .iter()
+            .map(|s| s.image.clone())
+            .collect();
+        assert_eq!(
+            kept,
+            [PathBuf::from("good.png"), PathBuf::from("small.png")]
+        );
+        assert!(categories[0].warnings[0].contains("unmasked.png: no mask"));
     }
 
     #[test]

@@ -62,6 +62,11 @@ pub struct EvalArgs {
     worst: usize,
     #[command(flatten)]
     tiles: crate::cli::TileArgs,
+    /// Keep only the defective images whose defect (its mask's bounding box, longer side, in
+    /// the mask's pixels) is at most PX: how the model does on small defects. Good images all
+    /// stay.
+    #[arg(long, value_name = "PX")]
+    max_defect_px: Option<u32>,
     /// Compare maps with masks at N×N pixels (default: the model's input size). Maps are resized
     /// to it bilinearly; to score a tiled run (--tile) at the detail it resolves, give the
     /// images' own size, and the same N to the untiled run it is compared with.
@@ -252,7 +257,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         LayoutArg::Mvtec => Layout::Mvtec,
         LayoutArg::Visa => Layout::Visa,
     };
-    let categories = match dataset::load(&args.data, layout, &args.categories) {
+    let mut categories = match dataset::load(&args.data, layout, &args.categories) {
         Err(
             e @ DatasetError::Empty {
                 layout: Layout::Mvtec,
@@ -261,6 +266,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         ) => anyhow::bail!("{e}; for VisA pass --layout visa"),
         loaded => loaded?,
     };
+    if let Some(px) = args.max_defect_px {
+        dataset::small_defects_only(&mut categories, px);
+    }
     let model = crate::cli::resolve_model(args.model.as_deref());
     let detector = load_detector(&model, &args.run, args.batch)?;
     let info = RunInfo {
