@@ -59,7 +59,8 @@ pub struct DetectArgs {
     /// Exit with status 2 when any image is NG (status 1, for an unreadable image, comes first).
     #[arg(long)]
     fail_on_ng: bool,
-    /// Outline the Top-K patches SLFS selected on the overlay.
+    /// Outline the Top-K patches SLFS selected on the overlay (whole images; with --tile each
+    /// tile's Top-K is in the JSON instead).
     #[arg(long)]
     show_topk: bool,
     /// Refuse images of more pixels than this, from their header (decompression bombs).
