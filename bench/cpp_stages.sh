@@ -23,16 +23,7 @@ mkdir -p "$work/png" "$work/jpeg"
 find "$work/data" -path '*/test/*' -name '*.png' | sort | head -200 | nl -w3 -nrz |
   while read -r n f; do cp "$f" "$work/png/$n.png"; done
 "$dlvp" export --weights fixtures/tiny/weights.safetensors --out "$work/tiny.onnx" >/dev/null 2>&1
-"$python" - "$work/png" "$work/jpeg" <<'EOF'
-import sys, pathlib, numpy as np
-from PIL import Image
-src, dst = map(pathlib.Path, sys.argv[1:])
-rng = np.random.default_rng(5)
-for i, f in enumerate(sorted(src.glob("*.png"))[:20]):
-    big = np.asarray(Image.open(f).convert("RGB").resize((2448, 2048), Image.BICUBIC), np.float32)
-    big += rng.normal(0, 4, big.shape)
-    Image.fromarray(big.clip(0, 255).astype(np.uint8)).save(dst / f"{i:02d}.jpg", quality=90)
-EOF
+"$python" bench/camera_jpegs.py "$work/png" "$work/jpeg"
 for set in jpeg png; do
   echo "== $set: dlvp detect --profile (ONNX Runtime CPU), then dlvp_detect --profile"
   "$dlvp" detect "$work/$set" --model "$work/tiny.onnx" --backend ort-cpu --json --out "$work/out-rs" \

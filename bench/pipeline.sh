@@ -28,16 +28,7 @@ find "$work/data" -path '*/test/*' -name '*.png' | sort | head -200 | nl -w3 -nr
   while read -r n f; do cp "$f" "$work/png/$n.png"; done
 cp "$work/png/001.png" "$work/one/"
 "$dlvp" export --weights fixtures/tiny/weights.safetensors --out "$work/tiny.onnx" >/dev/null 2>&1
-"$python" - "$work/png" "$work/jpeg" <<'EOF'
-import sys, pathlib, numpy as np
-from PIL import Image
-src, dst = map(pathlib.Path, sys.argv[1:])
-rng = np.random.default_rng(5)
-for i, f in enumerate(sorted(src.glob("*.png"))[:20]):
-    big = np.asarray(Image.open(f).convert("RGB").resize((2448, 2048), Image.BICUBIC), np.float32)
-    big += rng.normal(0, 4, big.shape)  # sensor noise: a camera frame does not compress like a smooth upscale
-    Image.fromarray(big.clip(0, 255).astype(np.uint8)).save(dst / f"{i:02d}.jpg", quality=90)
-EOF
+"$python" bench/camera_jpegs.py "$work/png" "$work/jpeg"
 cp "$work/jpeg/00.jpg" "$work/one/00.jpg"
 
 seconds() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>&1 || true; t1=$(date +%s.%N); awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'; }

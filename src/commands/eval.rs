@@ -54,7 +54,7 @@ pub struct EvalArgs {
     /// Refuse images of more pixels than this, from their header (decompression bombs).
     #[arg(long, default_value_t = dlvp_runtime::preprocess::DEFAULT_MAX_PIXELS)]
     max_pixels: u64,
-    /// Images per model run.
+    /// Images per model run (with --tile: tiles per model run).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
     batch: u32,
     /// Worst-ranked images per category and class shown in the report.
@@ -85,21 +85,25 @@ pub(crate) struct DetectorScorer<'a> {
     max_pixels: u64,
     tiling: Option<TileOptions>,
     map_size: usize,
+    /// Tiles per graph run, when tiling (`--batch`, as `detect --tile` takes it).
+    tile_batch: usize,
 }
 
 impl<'a> DetectorScorer<'a> {
-    /// Maps at `map_size` (default: the model's input size).
+    /// Maps at `map_size` (default: the model's input size); tiled, `batch` tiles per run.
     pub(crate) fn new(
         detector: &'a Detector,
         max_pixels: u64,
         tiling: Option<TileOptions>,
         map_size: Option<usize>,
+        batch: usize,
     ) -> DetectorScorer<'a> {
         DetectorScorer {
             detector,
             max_pixels,
             tiling,
             map_size: map_size.unwrap_or(detector.info().spec.image_size),
+            tile_batch: batch.max(1),
         }
     }
 }
@@ -122,7 +126,7 @@ impl DetectorScorer<'_> {
     ) -> Result<(f32, ndarray::Array2<f32>), Box<dyn std::error::Error + Send + Sync>> {
         Ok(match &self.tiling {
             Some(t) => {
-                let tiled = detect_tiled(self.detector, image, t, 8)?;
+                let tiled = detect_tiled(self.detector, image, t, self.tile_batch)?;
                 (tiled.score, tiled.map)
             }
             None => {
@@ -161,7 +165,7 @@ impl Scorer for DetectorScorer<'_> {
         each: &mut dyn FnMut(usize, Result<ScoredMap, String>),
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         if self.tiling.is_some() {
-            // One image at a time, its tiles batched.
+            // One image at a time, its tiles in batches of `tile_batch` (the same --batch).
             for (index, path) in paths.iter().enumerate() {
                 let result = match self.load(path) {
                     Ok(img) => {
@@ -175,7 +179,6 @@ impl Scorer for DetectorScorer<'_> {
                 };
                 each(index, result);
             }
-            let _ = batch;
             return Ok(());
         }
         let files: Vec<PathBuf> = paths.iter().map(|p| p.to_path_buf()).collect();
@@ -288,6 +291,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         args.max_pixels,
         args.tiles.options()?,
         args.map_size.map(|n| n as usize),
+        args.batch as usize,
     );
     let evaluation = evaluate_and_write(&scorer, &categories, &info, options, &args.out)?;
     print!("{}", evaluation.report.to_markdown());

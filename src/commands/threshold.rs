@@ -235,7 +235,13 @@ pub fn run(args: ThresholdArgs) -> anyhow::Result<ExitCode> {
         batch: args.batch as usize,
         worst: 3,
     };
-    let scorer = super::eval::DetectorScorer::new(&detector, args.max_pixels, tiling, None);
+    let scorer = super::eval::DetectorScorer::new(
+        &detector,
+        args.max_pixels,
+        tiling,
+        None,
+        args.batch as usize,
+    );
     let evaluation =
         super::eval::evaluate_and_write(&scorer, &categories, &info, options, &args.report)?;
     print!("\n{}", evaluation.report.to_markdown());
