@@ -14,6 +14,13 @@
 //! is bounded by the window (decoded images, their inputs and the finishers' work), not by the
 //! number of files.
 //!
+//! **Tiled** ([`PipelineOptions::tiling`]): each file is its own batch of work — the decoders
+//! decode it and scale it for tiling ([`crate::tiling`]), the inference thread runs its tiles
+//! `batch` at a time and blends their maps, the finishers get the blended map at the image's size.
+//! A tile batch is cut when it runs, so a frame's tiles are never all held at once; at most two
+//! frames are between the decoders and delivery (a frame is the large thing here), so the next
+//! one decodes while this one's tiles run and the last one's overlay is written.
+//!
 //! [`StageTimes`] says where the time went: each CPU stage's CPU time, the graph's time and the
 //! wall time, so a user sees whether the files, the CPU stages or the model set the pace.
 
@@ -28,6 +35,7 @@ use image::RgbImage;
 
 use crate::detector::{DetectError, Detection, Detector};
 use crate::preprocess::{load_rgb8_draft, load_rgb8_limited, prepare, stack, ImageError, Prepared};
+use crate::tiling::{TileOptions, TileResult, TiledImage};
 
 /// How the pipeline runs.
 #[derive(Debug, Clone)]
@@ -49,6 +57,9 @@ pub struct PipelineOptions {
     /// size ([`crate::preprocess::decode_rgb8_draft`]): much faster on multi-megapixel frames,
     /// outside the Pillow parity; the image `finish` gets is then the reduced one.
     pub jpeg_draft: bool,
+    /// Score each image tile by tile ([`crate::tiling`]), `batch` tiles per graph run, instead
+    /// of resized whole, `batch` images per run.
+    pub tiling: Option<TileOptions>,
 }
 
 impl PipelineOptions {
@@ -65,6 +76,7 @@ impl PipelineOptions {
             window: 4,
             keep_images: true,
             jpeg_draft: false,
+            tiling: None,
         }
     }
 }
@@ -78,7 +90,13 @@ pub struct Scored<'a, L> {
     pub label: L,
     /// The decoded image (RGB8, its own size); `None` unless [`PipelineOptions::keep_images`].
     pub image: Option<RgbImage>,
+    /// The decoded image's width and height.
+    pub size: (u32, u32),
+    /// Whole: the map at the graph's size. Tiled: the largest tile score, the blended map at
+    /// the image's size and the best tile's Top-K.
     pub detection: Detection,
+    /// Tiled: every tile's place, score and Top-K.
+    pub tiles: Option<Vec<TileResult>>,
 }
 
 /// Where the time went, summed over each stage's threads: the CPU time of the decoding, resizing,
@@ -99,10 +117,11 @@ pub struct StageTimes {
     pub deliver: Duration,
     /// From the start to the last delivery.
     pub wall: Duration,
-    /// Images scored, files that failed to decode, graph runs.
+    /// Images scored, files that failed to decode, graph runs, tiles scored (tiled runs).
     pub images: usize,
     pub failed: usize,
     pub batches: usize,
+    pub tiles: usize,
 }
 
 impl StageTimes {
@@ -174,9 +193,14 @@ impl std::fmt::Display for StageTimes {
             .collect();
         write!(
             f,
-            "{} images in {:.2} s, {:.1} images/s; ms per image (CPU time of decode, resize, \
+            "{} images{} in {:.2} s, {:.1} images/s; ms per image (CPU time of decode, resize, \
              finish, deliver; time of the graph runs): {}",
             self.images,
+            if self.tiles > 0 {
+                format!(" ({} tiles)", self.tiles)
+            } else {
+                String::new()
+            },
             self.wall.as_secs_f64(),
             self.images_per_second(),
             stages.join(", ")
@@ -189,23 +213,47 @@ impl std::fmt::Display for PipelineOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} decode, {} finish threads, batches of {}{}",
+            "{} decode, {} finish threads, batches of {}{}{}",
             self.decoders,
             self.finishers,
             self.batch,
+            if self.tiling.is_some() { " tiles" } else { "" },
             if self.jpeg_draft { ", JPEG draft" } else { "" }
-        )
+        )?;
+        match &self.tiling {
+            Some(t) => write!(f, ", tiled ({})", t.describe()),
+            None => Ok(()),
+        }
     }
 }
 
-/// One file as the decoders leave it.
-struct Decoded {
-    index: usize,
-    outcome: Result<(Option<RgbImage>, Prepared), ImageError>,
+/// What the graph gets of one file: its input resized whole, or its frame to tile.
+enum Input {
+    Whole {
+        image: Option<RgbImage>,
+        prepared: Prepared,
+    },
+    /// The frame itself travels inside (handed back at the end when kept).
+    Tiled(TiledImage<'static>),
 }
 
-/// One file as the inference thread leaves it: the image (if kept), its result and label.
-type ScoredFile<L> = (usize, Result<(Option<RgbImage>, Detection, L), ImageError>);
+/// One file as the decoders leave it: its image's size and input.
+struct Decoded {
+    index: usize,
+    outcome: Result<((u32, u32), Input), ImageError>,
+}
+
+/// One file as the inference thread leaves it.
+struct Inferred<L> {
+    image: Option<RgbImage>,
+    size: (u32, u32),
+    detection: Detection,
+    tiles: Option<Vec<TileResult>>,
+    label: L,
+}
+
+/// One file as the inference thread leaves it: its result and label.
+type ScoredFile<L> = (usize, Result<Inferred<L>, ImageError>);
 
 /// One file as the finishers leave it.
 type Finished<T> = (usize, Result<T, ImageError>);
@@ -286,8 +334,12 @@ pub fn run<L: Send, T: Send>(
     let info = detector.info();
     let (size, kind) = (info.spec.image_size, info.input);
     let batch = options.batch.max(1);
-    let window = options.window.max(1);
-    let chunks = files.len().div_ceil(batch);
+    // Tiled, a chunk is one file (the batch counts its tiles) and the window holds two frames.
+    let (per_chunk, window) = match options.tiling {
+        None => (batch, options.window.max(1)),
+        Some(_) => (1, options.window.clamp(1, 2)),
+    };
+    let chunks = files.len().div_ceil(per_chunk);
     let next_chunk = AtomicUsize::new(0);
     let gate = Gate {
         state: Mutex::new((0, false)),
@@ -310,7 +362,7 @@ pub fn run<L: Send, T: Send>(
                     return;
                 }
                 let (mut decode, mut resize) = (Duration::ZERO, Duration::ZERO);
-                let range = chunk * batch..((chunk + 1) * batch).min(files.len());
+                let range = chunk * per_chunk..((chunk + 1) * per_chunk).min(files.len());
                 let items = range
                     .map(|index| {
                         let t = Stopwatch::start();
@@ -322,8 +374,22 @@ pub fn run<L: Send, T: Send>(
                         decode += t.elapsed();
                         let t = Stopwatch::start();
                         let outcome = loaded.map(|img| {
-                            let prepared = prepare(&img, size, &info.spec.preprocess, kind);
-                            (options.keep_images.then_some(img), prepared)
+                            let dims = img.dimensions();
+                            let keep = options.keep_images;
+                            let input = match &options.tiling {
+                                None => Input::Whole {
+                                    prepared: prepare(&img, size, &info.spec.preprocess, kind),
+                                    image: keep.then_some(img),
+                                },
+                                Some(t) => Input::Tiled(TiledImage::owning(
+                                    img,
+                                    keep,
+                                    size,
+                                    t,
+                                    info.spec.preprocess.resize,
+                                )),
+                            };
+                            (dims, input)
                         });
                         resize += t.elapsed();
                         Decoded { index, outcome }
@@ -346,38 +412,19 @@ pub fn run<L: Send, T: Send>(
                 for chunk in 0..chunks {
                     let Some(items) = decoded.next() else { break };
                     let t = Instant::now();
-                    let ok: Vec<&Prepared> = items
-                        .iter()
-                        .filter_map(|d| d.outcome.as_ref().ok().map(|(_, p)| p))
-                        .collect();
-                    let detections = if ok.is_empty() {
-                        Ok(Vec::new())
-                    } else {
-                        detector.detections(stack(&ok, size, kind), ok.len())
-                    };
-                    let mut detections = match detections {
-                        Ok(d) => d.into_iter(),
+                    let (scored, runs, tiles) = match infer(detector, items, batch, label, files) {
+                        Ok(done) => done,
                         Err(e) => {
                             *error = Some(e);
                             gate.stop();
                             return;
                         }
                     };
-                    let runs = usize::from(!ok.is_empty());
                     add(&|s| {
                         s.infer += t.elapsed();
                         s.batches += runs;
+                        s.tiles += tiles;
                     });
-                    let scored = items
-                        .into_iter()
-                        .map(|d| {
-                            let outcome = d.outcome.map(|(img, _)| {
-                                let detection = detections.next().expect("one detection per input");
-                                (img, detection, label(d.index, &files[d.index]))
-                            });
-                            (d.index, outcome)
-                        })
-                        .collect();
                     if to_finish.send((chunk, scored)).is_err() {
                         return;
                     }
@@ -394,13 +441,15 @@ pub fn run<L: Send, T: Send>(
                 let done = items
                     .into_iter()
                     .map(|(index, outcome)| {
-                        let result = outcome.map(|(image, detection, label)| {
+                        let result = outcome.map(|inferred| {
                             finish(Scored {
                                 index,
                                 path: &files[index],
-                                label,
-                                image,
-                                detection,
+                                label: inferred.label,
+                                image: inferred.image,
+                                size: inferred.size,
+                                detection: inferred.detection,
+                                tiles: inferred.tiles,
                             })
                         });
                         (index, result)
@@ -449,4 +498,69 @@ pub fn run<L: Send, T: Send>(
     let mut times = busy.into_inner().unwrap_or_else(|p| p.into_inner());
     times.wall = started.elapsed();
     Ok(times)
+}
+
+/// Scores one chunk's decoded files on the inference thread: the whole images in one graph run,
+/// each tiled frame in runs of `batch` tiles. Returns them in order with their labels, the graph
+/// runs made and the tiles scored.
+fn infer<L>(
+    detector: &Detector,
+    items: Vec<Decoded>,
+    batch: usize,
+    label: &mut impl FnMut(usize, &Path) -> L,
+    files: &[PathBuf],
+) -> Result<(Vec<ScoredFile<L>>, usize, usize), DetectError> {
+    let info = detector.info();
+    let (size, kind) = (info.spec.image_size, info.input);
+    let whole: Vec<&Prepared> = items
+        .iter()
+        .filter_map(|d| match &d.outcome {
+            Ok((_, Input::Whole { prepared, .. })) => Some(prepared),
+            _ => None,
+        })
+        .collect();
+    let mut runs = usize::from(!whole.is_empty());
+    let mut detections = if whole.is_empty() {
+        Vec::new()
+    } else {
+        detector.detections(stack(&whole, size, kind), whole.len())?
+    }
+    .into_iter();
+    let mut tiles = 0;
+    let mut scored = Vec::with_capacity(items.len());
+    for d in items {
+        let outcome = match d.outcome {
+            Err(e) => Err(e),
+            Ok((dims, Input::Whole { image, .. })) => {
+                let detection = detections.next().expect("one detection per input");
+                Ok((image, dims, detection, None))
+            }
+            Ok((dims, Input::Tiled(mut tiled))) => {
+                for chunk in tiled.corners().chunks(batch) {
+                    let crops = tiled.crops(chunk);
+                    for (&corner, det) in chunk.iter().zip(detector.detect_batch(&crops)?) {
+                        tiled.add(corner, det.score, &det.map, det.topk);
+                    }
+                    runs += 1;
+                }
+                tiles += tiled.len();
+                let (result, image) = tiled.finish_with_image();
+                let detection = Detection {
+                    score: result.score,
+                    topk: result.best_topk(),
+                    map: result.map,
+                };
+                Ok((image, dims, detection, Some(result.tiles)))
+            }
+        };
+        let outcome = outcome.map(|(image, size, detection, tiles)| Inferred {
+            image,
+            size,
+            detection,
+            tiles,
+            label: label(d.index, &files[d.index]),
+        });
+        scored.push((d.index, outcome));
+    }
+    Ok((scored, runs, tiles))
 }

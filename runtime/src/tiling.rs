@@ -218,11 +218,27 @@ pub struct Tiled {
     pub tiles: Vec<TileResult>,
 }
 
+impl Tiled {
+    /// The highest-scoring tile's Top-K (the patches behind the image's score), empty without
+    /// tiles.
+    pub fn best_topk(&self) -> Vec<i64> {
+        self.tiles
+            .iter()
+            .max_by(|a, b| a.score.total_cmp(&b.score))
+            .map(|t| t.topk.clone())
+            .unwrap_or_default()
+    }
+}
+
 /// One image being tiled, for a caller that runs the graph its own way (`dlvp serve` through its
 /// batcher; [`detect_tiled`] through a [`Detector`]): the scaled frame and its grid, the tiles cut
 /// on demand, their results blended as they come.
 pub struct TiledImage<'a> {
     source: std::borrow::Cow<'a, RgbImage>,
+    /// The frame as given, kept beside a scaled `source` for [`TiledImage::finish_with_image`].
+    original: Option<RgbImage>,
+    /// Whether [`TiledImage::finish_with_image`] hands the frame back.
+    keep: bool,
     size: (usize, usize),
     blend: Blend,
     tiles: Vec<TileResult>,
@@ -238,22 +254,65 @@ impl<'a> TiledImage<'a> {
         options: &TileOptions,
         filter: dlvp_contract::spec::ResizeFilter,
     ) -> TiledImage<'a> {
-        let (w, h) = (image.width() as usize, image.height() as usize);
-        // Each axis at least one tile long.
-        let side = |len: usize| ((len as f64 * options.scale as f64).round() as usize).max(tile);
-        let (sw, sh) = (side(w), side(h));
-        let source = if (sw, sh) == (w, h) {
+        let size = (image.width() as usize, image.height() as usize);
+        let scaled = scaled_size(size, tile, options);
+        let source = if scaled == size {
             std::borrow::Cow::Borrowed(image)
         } else {
-            std::borrow::Cow::Owned(resize_rgb8(image, sw, sh, filter))
+            std::borrow::Cow::Owned(resize_rgb8(image, scaled.0, scaled.1, filter))
         };
+        TiledImage::gridded(source, None, false, size, tile, options)
+    }
+
+    /// As [`TiledImage::new`], owning the frame, for a caller that moves the tiling between
+    /// threads (the pipeline); with `keep`, [`TiledImage::finish_with_image`] hands the frame back
+    /// (at scale 1 it is the tiles' source itself, not a copy).
+    pub fn owning(
+        image: RgbImage,
+        keep: bool,
+        tile: usize,
+        options: &TileOptions,
+        filter: dlvp_contract::spec::ResizeFilter,
+    ) -> TiledImage<'static> {
+        let size = (image.width() as usize, image.height() as usize);
+        let scaled = scaled_size(size, tile, options);
+        if scaled == size {
+            let source = std::borrow::Cow::Owned(image);
+            TiledImage::gridded(source, None, keep, size, tile, options)
+        } else {
+            let source = std::borrow::Cow::Owned(resize_rgb8(&image, scaled.0, scaled.1, filter));
+            let original = keep.then_some(image);
+            TiledImage::gridded(source, original, keep, size, tile, options)
+        }
+    }
+
+    fn gridded(
+        source: std::borrow::Cow<'a, RgbImage>,
+        original: Option<RgbImage>,
+        keep: bool,
+        size: (usize, usize),
+        tile: usize,
+        options: &TileOptions,
+    ) -> TiledImage<'a> {
+        let (sw, sh) = (source.width() as usize, source.height() as usize);
         TiledImage {
             source,
-            size: (w, h),
+            original,
+            keep,
+            size,
             blend: Blend::new(TileGrid::new(sw, sh, tile, options.overlap)),
             tiles: Vec::new(),
             tile,
         }
+    }
+
+    /// The number of tiles.
+    pub fn len(&self) -> usize {
+        self.blend.grid.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.blend.grid.is_empty()
     }
 
     /// Every tile's corner on the scaled frame, in the order results must be added.
@@ -291,6 +350,17 @@ impl<'a> TiledImage<'a> {
 
     /// The blended map at the image's size and the largest tile score.
     pub fn finish(self) -> Tiled {
+        self.finish_with_image().0
+    }
+
+    /// As [`TiledImage::finish`], and the frame [`TiledImage::owning`] was given when it was
+    /// asked to keep it.
+    pub fn finish_with_image(self) -> (Tiled, Option<RgbImage>) {
+        let frame = match (self.keep, self.original, self.source) {
+            (false, _, _) => None,
+            (true, Some(original), _) => Some(original),
+            (true, None, source) => Some(source.into_owned()),
+        };
         let scaled = (self.blend.grid.width, self.blend.grid.height);
         let blended = self.blend.finish();
         let (w, h) = self.size;
@@ -300,12 +370,19 @@ impl<'a> TiledImage<'a> {
             resize_map(&blended, w, h)
         };
         let score = self.tiles.iter().map(|t| t.score).fold(f32::MIN, f32::max);
-        Tiled {
+        let tiled = Tiled {
             score,
             map,
             tiles: self.tiles,
-        }
+        };
+        (tiled, frame)
     }
+}
+
+/// The frame's size once scaled for tiling: `options.scale` of each side, at least one tile.
+fn scaled_size((w, h): (usize, usize), tile: usize, options: &TileOptions) -> (usize, usize) {
+    let side = |len: usize| ((len as f64 * options.scale as f64).round() as usize).max(tile);
+    (side(w), side(h))
 }
 
 /// Scores `image` tile by tile, `batch` tiles per graph run ([`TileOptions`]).

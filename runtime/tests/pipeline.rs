@@ -81,6 +81,7 @@ fn the_pipeline_gives_the_serial_numbers_in_file_order(
         window,
         keep_images,
         jpeg_draft: false,
+        tiling: None,
     };
     let finished_on = Mutex::new(std::collections::HashSet::new());
     let mut labelled = Vec::new();

@@ -2,7 +2,8 @@
 //! run exactly; a uniform image, whose tiles all see the same pixels, blends their (equal) maps
 //! into a map that stays inside the one tile's range everywhere — no seam at any tile border —
 //! with the tile's score; a large image, at native and half scale, gets a finite map at its own
-//! size, its score the largest tile's, every tile inside it.
+//! size, its score the largest tile's, every tile inside it; the pipeline's tiled path gives what
+//! `detect_tiled` gives, bit for bit, in file order, an undecodable file at its place.
 
 #![cfg(feature = "tract")]
 
@@ -10,6 +11,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use dlvp_exporter::{Checkpoint, ExportOptions};
+use dlvp_runtime::pipeline::{run, PipelineOptions};
+use dlvp_runtime::preprocess::DEFAULT_MAX_PIXELS;
 use dlvp_runtime::tiling::{detect_tiled, TileGrid, TileOptions};
 use dlvp_runtime::{BackendChoice, Detector, DetectorOptions};
 use image::{Rgb, RgbImage};
@@ -113,20 +116,26 @@ fn a_uniform_image_blends_without_seams() {
     );
 }
 
+/// A `w`×`h` weave with a bright 6 px spot at (`sx`, `sy`).
+fn weave_with_spot(w: u32, h: u32, (sx, sy): (u32, u32)) -> RgbImage {
+    let mut img = RgbImage::from_fn(w, h, |x, y| {
+        let weave = if (x / 4 + y / 4) % 2 == 0 { 40 } else { 0 };
+        Rgb([100 + weave, 110 + weave, 90 + weave])
+    });
+    for y in sy..sy + 6 {
+        for x in sx..sx + 6 {
+            img.put_pixel(x, y, Rgb([250, 20, 200]));
+        }
+    }
+    img
+}
+
 #[test]
 fn a_large_image_at_two_scales_keeps_its_size_and_its_tiles_inside_it() {
     let detector = detector();
     let s = detector.info().spec.image_size as u32;
     let (w, h) = (5 * s, 3 * s);
-    let mut img = RgbImage::from_fn(w, h, |x, y| {
-        let weave = if (x / 4 + y / 4) % 2 == 0 { 40 } else { 0 };
-        Rgb([100 + weave, 110 + weave, 90 + weave])
-    });
-    for y in 2 * s..2 * s + 6 {
-        for x in 4 * s..4 * s + 6 {
-            img.put_pixel(x, y, Rgb([250, 20, 200]));
-        }
-    }
+    let img = weave_with_spot(w, h, (4 * s, 2 * s));
     for options in [
         TileOptions::default(),
         TileOptions {
@@ -147,5 +156,91 @@ fn a_large_image_at_two_scales_keeps_its_size_and_its_tiles_inside_it() {
                     && t.y + t.side <= h as f32 + 1.0
             );
         }
+    }
+}
+
+/// `detect --tile`, `eval --tile`, `threshold --tile` and `bench --tile` run the pipeline's tiled
+/// path: it must give each file what `detect_tiled` gives it alone — score, map and tiles bit
+/// for bit, whatever the threads, the window and the tile batch — in file order, with the frame
+/// handed back when kept and an undecodable file delivered at its place.
+#[test]
+fn the_pipeline_tiles_as_detect_tiled_does() {
+    let detector = detector();
+    let s = detector.info().spec.image_size as u32;
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (i, (w, h)) in [(5 * s, 3 * s), (s / 2, s), (2 * s + 7, 2 * s)]
+        .into_iter()
+        .enumerate()
+    {
+        let path = dir.path().join(format!("{i}.png"));
+        weave_with_spot(w, h, (w / 3, h / 2)).save(&path).unwrap();
+        files.push(path);
+    }
+    let broken = dir.path().join("broken.png");
+    std::fs::write(&broken, b"not a png").unwrap();
+    files.insert(1, broken);
+    for (options, batch, threads, keep_images) in [
+        (TileOptions::default(), 8, 1, true),
+        (
+            TileOptions {
+                scale: 0.5,
+                overlap: 0.5,
+            },
+            3,
+            2,
+            false,
+        ),
+    ] {
+        let pipeline = PipelineOptions {
+            decoders: threads,
+            finishers: threads,
+            keep_images,
+            tiling: Some(options),
+            ..PipelineOptions::new(batch, DEFAULT_MAX_PIXELS)
+        };
+        let mut delivered = Vec::new();
+        let times = run(
+            &detector,
+            &files,
+            &pipeline,
+            |_, _| (),
+            |scored| {
+                assert_eq!(scored.image.is_some(), keep_images);
+                if let Some(img) = &scored.image {
+                    assert_eq!(img.dimensions(), scored.size);
+                }
+                (scored.size, scored.detection, scored.tiles.unwrap())
+            },
+            |index, _, result| {
+                delivered.push((index, result));
+                true
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            delivered.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            (0..files.len()).collect::<Vec<_>>()
+        );
+        let mut tiles = 0;
+        for (index, result) in delivered {
+            let Ok(img) = image::open(&files[index]).map(|i| i.to_rgb8()) else {
+                let Err(e) = result else {
+                    panic!("the broken file was scored")
+                };
+                assert!(e.to_string().contains("broken.png"), "{e}");
+                continue;
+            };
+            let (size, got, got_tiles) = result.unwrap();
+            let want = detect_tiled(&detector, &img, &options, batch).unwrap();
+            assert_eq!(size, img.dimensions());
+            assert_eq!(got.score.to_bits(), want.score.to_bits(), "{index}");
+            assert_eq!(got.map, want.map, "{index}");
+            assert_eq!(got_tiles, want.tiles, "{index}");
+            assert_eq!(got.topk, want.best_topk(), "{index}");
+            tiles += want.tiles.len();
+        }
+        assert_eq!((times.images, times.failed, times.tiles), (3, 1, tiles));
+        assert!(times.batches >= 3, "at least one graph run per frame");
     }
 }

@@ -67,31 +67,35 @@ pub struct BenchArgs {
     tiles: crate::cli::TileArgs,
 }
 
-/// `--pipeline --tile`: each image tiled, one after another, its tiles in batches of --batch.
+/// `--pipeline --tile`: each image tiled through the pipeline (as `detect --tile` runs it), its
+/// tiles in batches of --batch.
 fn bench_tiled(
     detector: &dlvp_runtime::Detector,
     args: &BenchArgs,
     files: &[PathBuf],
     tiling: &dlvp_runtime::tiling::TileOptions,
 ) -> anyhow::Result<ExitCode> {
-    let started = std::time::Instant::now();
-    let (mut pixels, mut tiles, mut failed) = (0u64, 0usize, Vec::new());
-    for path in files {
-        match dlvp_runtime::preprocess::load_rgb8_limited(path, DEFAULT_MAX_PIXELS) {
-            Ok(img) => {
-                pixels += img.width() as u64 * img.height() as u64;
-                let tiled = dlvp_runtime::tiling::detect_tiled(
-                    detector,
-                    &img,
-                    tiling,
-                    args.batch as usize,
-                )?;
-                tiles += tiled.tiles.len();
+    let options = PipelineOptions {
+        keep_images: false,
+        tiling: Some(*tiling),
+        ..PipelineOptions::new(args.batch as usize, DEFAULT_MAX_PIXELS)
+    };
+    let (mut pixels, mut failed) = (0u64, Vec::new());
+    let times = pipeline::run(
+        detector,
+        files,
+        &options,
+        |_, _| (),
+        |s| s.size.0 as u64 * s.size.1 as u64,
+        |_, _, r| {
+            match r {
+                Ok(p) => pixels += p,
+                Err(e) => failed.push(crate::cli::image_error(e)),
             }
-            Err(e) => failed.push(crate::cli::image_error(e)),
-        }
-    }
-    let seconds = started.elapsed().as_secs_f64();
+            true
+        },
+    )?;
+    let (tiles, seconds) = (times.tiles, times.wall.as_secs_f64());
     for e in &failed {
         eprintln!("error: {e}");
     }
@@ -113,6 +117,7 @@ fn bench_tiled(
             tiles as f64 / seconds.max(1e-9),
             args.batch
         );
+        println!("{times} ({options})");
     }
     Ok(if failed.is_empty() {
         ExitCode::SUCCESS

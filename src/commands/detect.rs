@@ -20,8 +20,8 @@ use dlvp_runtime::pipeline::{self, PipelineOptions, Scored};
 use dlvp_runtime::postprocess::{
     draw_topk, map_u16, mask, overlay_scaled, png_bytes_with, resize_map, PngEncoding,
 };
-use dlvp_runtime::preprocess::{load_rgb8_limited, ImageError};
-use dlvp_runtime::tiling::{detect_tiled, TileResult};
+use dlvp_runtime::preprocess::ImageError;
+use dlvp_runtime::tiling::TileResult;
 use dlvp_runtime::Detection;
 
 use crate::cli::progress::Progress;
@@ -244,9 +244,11 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
         png: args.png,
     });
     let grid = detector.info().spec.grid();
+    // Tiled, each image is its own work item and --batch counts its tiles per graph run.
     let options = PipelineOptions {
         keep_images: args.out.is_some(),
         jpeg_draft: args.jpeg_draft,
+        tiling,
         ..PipelineOptions::new(args.batch as usize, args.max_pixels)
     };
     // On the inference thread, in file order: each decoded image's unique file stem.
@@ -258,14 +260,24 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
         let mut written = serde_json::Map::new();
         if let (Some(writer), Some(img)) = (&writer, &scored.image) {
             let det = &scored.detection;
-            let full = resize_map(&det.map, img.width() as usize, img.height() as usize);
-            let topk = args.show_topk.then_some((det.topk.as_slice(), grid));
-            written = writer.write(&scored.label, scored.path, img, &full, topk)?;
+            let (w, h) = (img.width() as usize, img.height() as usize);
+            // A tiled map is at the image's size already.
+            let resized;
+            let full = if det.map.dim() == (h, w) {
+                &det.map
+            } else {
+                resized = resize_map(&det.map, w, h);
+                &resized
+            };
+            // Whole-image Top-K only: a tiled image's are per tile, in the JSON.
+            let topk =
+                (args.show_topk && scored.tiles.is_none()).then_some((det.topk.as_slice(), grid));
+            written = writer.write(&scored.label, scored.path, img, full, topk)?;
         }
         Ok(Finished {
             detection: scored.detection,
             written,
-            tiles: None,
+            tiles: scored.tiles,
         })
     };
     let mut progress = Progress::new(files.len());
@@ -299,54 +311,8 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
         progress.advance(1);
         outcome.map_err(|e| stopped = Some(e)).is_ok()
     };
-    let profile = match &tiling {
-        None => {
-            let times = pipeline::run(&detector, &files, &options, stem, finish, deliver)?;
-            format!("{times} ({options})")
-        }
-        Some(tiling) => {
-            // One image at a time, its tiles in batches (each image is many graph runs).
-            let mut deliver = deliver;
-            let mut used = HashSet::new();
-            let started = std::time::Instant::now();
-            for (index, path) in files.iter().enumerate() {
-                let result = load_rgb8_limited(path, args.max_pixels).map(|img| {
-                    let tiled = detect_tiled(&detector, &img, tiling, args.batch as usize)?;
-                    let stem = unique_stem(path, &mut used);
-                    let written = match &writer {
-                        Some(w) => w.write(&stem, path, &img, &tiled.map, None)?,
-                        None => serde_json::Map::new(),
-                    };
-                    let best = tiled
-                        .tiles
-                        .iter()
-                        .max_by(|a, b| a.score.total_cmp(&b.score))
-                        .map(|t| t.topk.clone())
-                        .unwrap_or_default();
-                    Ok(Finished {
-                        detection: Detection {
-                            score: tiled.score,
-                            map: tiled.map,
-                            topk: best,
-                        },
-                        written,
-                        tiles: Some(tiled.tiles),
-                    })
-                });
-                if !deliver(index, path, result) {
-                    break;
-                }
-            }
-            let wall = started.elapsed().as_secs_f64();
-            format!(
-                "{} images in {wall:.2} s, {:.1} images/s (tiled, {}: one image at a time, its tiles in batches of {})",
-                files.len(),
-                files.len() as f64 / wall.max(1e-9),
-                tiling.describe(),
-                args.batch
-            )
-        }
-    };
+    let times = pipeline::run(&detector, &files, &options, stem, finish, deliver)?;
+    let profile = format!("{times} ({options})");
     progress.finish();
     if let Some(e) = stopped {
         return Err(e);

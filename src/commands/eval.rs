@@ -157,34 +157,26 @@ impl Scorer for DetectorScorer<'_> {
         Ok(overlay(&resize_rgb8(image, size, size, resize), &map))
     }
 
-    /// On the pipeline: the next batch decodes while the graph runs this one.
+    /// On the pipeline (tiled or whole): the next batch decodes while the graph runs this one.
     fn score_files(
         &self,
         paths: &[&Path],
         batch: usize,
         each: &mut dyn FnMut(usize, Result<ScoredMap, String>),
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        if self.tiling.is_some() {
-            // One image at a time, its tiles in batches of `tile_batch` (the same --batch).
-            for (index, path) in paths.iter().enumerate() {
-                let result = match self.load(path) {
-                    Ok(img) => {
-                        let (score, map) = self.score_one(&img)?;
-                        Ok(ScoredMap {
-                            score,
-                            map: self.at_size(&map),
-                        })
-                    }
-                    Err(e) => Err(e),
-                };
-                each(index, result);
-            }
-            return Ok(());
-        }
         let files: Vec<PathBuf> = paths.iter().map(|p| p.to_path_buf()).collect();
+        // Tiled, --batch counts the tiles per graph run, as `detect --tile` takes it.
         let options = PipelineOptions {
             keep_images: false,
-            ..PipelineOptions::new(batch, self.max_pixels)
+            tiling: self.tiling,
+            ..PipelineOptions::new(
+                if self.tiling.is_some() {
+                    self.tile_batch
+                } else {
+                    batch
+                },
+                self.max_pixels,
+            )
         };
         let to_map = |scored: Scored<()>| ScoredMap {
             score: scored.detection.score,

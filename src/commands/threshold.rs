@@ -17,8 +17,6 @@ use dlvp_eval::run::{RunInfo, RunOptions};
 use dlvp_eval::threshold::{conformal, images_needed, pixel_threshold};
 use dlvp_runtime::metadata::{with_thresholds, ThresholdSource, Thresholds};
 use dlvp_runtime::pipeline::{self, PipelineOptions};
-use dlvp_runtime::preprocess::load_rgb8_limited;
-use dlvp_runtime::tiling::detect_tiled;
 
 use crate::cli::{default_model, load_detector, write_atomically, Model, RunArgs};
 
@@ -120,6 +118,7 @@ pub fn run(args: ThresholdArgs) -> anyhow::Result<ExitCode> {
     let options = PipelineOptions {
         keep_images: false,
         jpeg_draft: args.jpeg_draft,
+        tiling,
         ..PipelineOptions::new(args.batch as usize, args.max_pixels)
     };
     let (mut scores, mut maxima, mut unreadable) = (Vec::new(), Vec::new(), Vec::new());
@@ -127,40 +126,24 @@ pub fn run(args: ThresholdArgs) -> anyhow::Result<ExitCode> {
         let max = s.detection.map.iter().copied().fold(f32::MIN, f32::max);
         (s.detection.score, max)
     };
-    match &tiling {
-        None => {
-            pipeline::run(
-                &detector,
-                &files,
-                &options,
-                |_, _| (),
-                peak,
-                |_, _, result| {
-                    match result {
-                        Ok((score, max)) => {
-                            scores.push(score);
-                            maxima.push(max);
-                        }
-                        Err(e) => unreadable.push(crate::cli::image_error(e)),
-                    }
-                    true
-                },
-            )?;
-        }
-        // As `detect --tile` scores them: the largest tile score, the blended map's peak.
-        Some(tiling) => {
-            for path in &files {
-                match load_rgb8_limited(path, args.max_pixels) {
-                    Ok(img) => {
-                        let tiled = detect_tiled(&detector, &img, tiling, args.batch as usize)?;
-                        scores.push(tiled.score);
-                        maxima.push(tiled.map.iter().copied().fold(f32::MIN, f32::max));
-                    }
-                    Err(e) => unreadable.push(crate::cli::image_error(e)),
+    // Tiled as `detect --tile` scores them: the largest tile score, the blended map's peak.
+    pipeline::run(
+        &detector,
+        &files,
+        &options,
+        |_, _| (),
+        peak,
+        |_, _, result| {
+            match result {
+                Ok((score, max)) => {
+                    scores.push(score);
+                    maxima.push(max);
                 }
+                Err(e) => unreadable.push(crate::cli::image_error(e)),
             }
-        }
-    }
+            true
+        },
+    )?;
     // Every good image counts in the guarantee's n: one that cannot be scored is an error.
     if !unreadable.is_empty() {
         bail!("--good: {}", unreadable.join("; "));
