@@ -1,5 +1,6 @@
 //! `dlvp demo-data --universe` through the binary: byte-identical per seed, the MVTec layout with
-//! the defect kind in the path, `--hold-out`, `--defects` and the errors for unknown names.
+//! the defect kind in the path, `--hold-out`, `--defects`, `--hold-out-defects` and the errors
+//! for unknown names.
 
 use std::path::{Path, PathBuf};
 
@@ -61,7 +62,8 @@ fn same_seed_same_bytes_other_seed_other_bytes_in_the_mvtec_layout() {
         "woven/ground_truth/foreign/00000_mask.png",
         "mesh/test/subtle_spot/00000.png",
         "mesh/ground_truth/subtle_spot/00000_mask.png",
-        "marble/test/cutpaste/00000.png",
+        "marble/test/blob_lighten/00000.png",
+        "marble/ground_truth/ellipse_darken/00000_mask.png",
         "universe.json",
     ] {
         assert!(
@@ -110,7 +112,7 @@ fn hold_out_leaves_a_family_out_even_as_a_foreign_texture() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     families.sort();
-    assert_eq!(families.len(), 10, "{families:?}");
+    assert_eq!(families.len(), 24, "{families:?}");
     assert!(!families.contains(&"marble".into()) && !families.contains(&"knitted".into()));
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("universe.json")).unwrap()).unwrap();
@@ -120,7 +122,7 @@ fn hold_out_leaves_a_family_out_even_as_a_foreign_texture() {
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
-    assert_eq!(pool.len(), 10);
+    assert_eq!(pool.len(), 24);
     assert!(!pool.contains(&"marble") && !pool.contains(&"knitted"));
 }
 
@@ -153,12 +155,68 @@ fn defects_picks_a_group_so_subtle_defects_can_be_evaluated_alone() {
     );
 }
 
+/// A styled shape or finish names every kind drawn with it: `--defects tint` draws only those,
+/// `--hold-out-defects cluster,tint` leaves them all out (and says so in the manifest).
+#[test]
+fn defect_styles_can_be_picked_and_held_out_by_shape_or_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let kinds_in = |out: &Path| -> Vec<String> {
+        let mut kinds: Vec<String> = std::fs::read_dir(out.join("sand/test"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|k| k != "good")
+            .collect();
+        kinds.sort();
+        kinds
+    };
+    let only = dir.path().join("only");
+    let run = universe_n(&only, "9", &["--families", "sand", "--defects", "tint"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(
+        kinds_in(&only),
+        [
+            "blob_tint",
+            "cluster_tint",
+            "ellipse_tint",
+            "polygon_tint",
+            "ring_tint",
+            "stroke_tint"
+        ]
+    );
+    let held = dir.path().join("held");
+    let run = universe_n(
+        &held,
+        "120",
+        &["--families", "sand", "--hold-out-defects", "cluster,tint"],
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    let kinds = kinds_in(&held);
+    assert!(
+        kinds.iter().any(|k| k == "stroke_relief") && kinds.iter().any(|k| k == "hole"),
+        "{kinds:?}"
+    );
+    assert!(
+        !kinds
+            .iter()
+            .any(|k| k.starts_with("cluster_") || k.ends_with("_tint")),
+        "{kinds:?}"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(held.join("universe.json")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["hold_out_defects"],
+        serde_json::json!(["cluster", "tint"])
+    );
+    assert_eq!(manifest["generator"], "dlvp demo-data --universe/2");
+}
+
 #[test]
 fn unknown_names_are_errors_that_list_the_valid_ones() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("u");
     let families = "fractal, oriented, woven, knitted, woodgrain, cellular, tiles, granular, \
-                    stripes, gradient, marble, mesh";
+                    stripes, gradient, marble, mesh, pebbles, gravel, sand, stone, masonry, \
+                    knurled, perforated, machined, cast, leathergrain, paper, foam, carpet, grass";
     let bad = universe(&out, &["--families", "woven,velvet"]);
     assert_fails(
         &bad,
@@ -173,6 +231,18 @@ fn unknown_names_are_errors_that_list_the_valid_ones() {
     );
     let bad = universe(&out, &["--defects", "dent"]);
     assert_fails(&bad, 1, "--defects: unknown defect kind \"dent\"");
+    let bad = universe(&out, &["--hold-out-defects", "cluster,smudge"]);
+    assert_fails(
+        &bad,
+        1,
+        "--hold-out-defects: unknown defect kind \"smudge\"; expected a group (generic, physical, subtle, styled), a shape (ellipse, blob, polygon, stroke, cluster, ring) or finish (darken, lighten, tint, paint, relief, smear)",
+    );
+    let bad = universe(&out, &["--defects", "tint", "--hold-out-defects", "tint"]);
+    assert_fails(
+        &bad,
+        1,
+        "--hold-out-defects: the defect hold-out leaves no defect kind to draw",
+    );
     let bad = universe(&out, &["--families", "mesh", "--hold-out", "mesh"]);
     assert_fails(&bad, 1, "--hold-out leaves no family to write");
     assert!(!out.exists(), "a failed run wrote {}", out.display());

@@ -22,12 +22,17 @@ pub enum DemoDataError {
     #[error("unknown family {name:?}; expected one of {}", universe::FAMILIES.join(", "))]
     UnknownFamily { name: String },
     #[error(
-        "unknown defect kind {name:?}; expected a group (generic, physical, subtle) or one of {}",
+        "unknown defect kind {name:?}; expected a group (generic, physical, subtle, styled), a shape ({}) or finish ({}) of the styled kinds, a styled kind SHAPE_FINISH, or one of {}",
+        universe::styles::SHAPES.join(", "),
+        universe::styles::FINISHES.join(", "),
         all_universe_kinds().join(", ")
     )]
     UnknownDefect { name: String },
     #[error("the hold-out leaves no family to write")]
     NothingLeft,
+    /// `--defects` less `--hold-out-defects` is empty.
+    #[error("the defect hold-out leaves no defect kind to draw")]
+    NoDefectLeft,
     #[error("size {size}: expected {} to {} pixels", SIZES.start(), SIZES.end())]
     Size { size: usize },
     /// A detail size outside the sizes, or above the image's.
@@ -141,8 +146,12 @@ pub struct UniverseRequest {
     pub families: Vec<String>,
     /// Families left out entirely, also as the foreign texture of other families' defects.
     pub hold_out: Vec<String>,
-    /// Defect kinds or the groups generic, physical, subtle (all when empty).
+    /// Defect kinds, the groups generic, physical, subtle, styled, or styled shapes and finishes
+    /// (all when empty).
     pub defects: Vec<String>,
+    /// Defect kinds left out, named as `defects` names them (for training that holds styles
+    /// out).
+    pub hold_out_defects: Vec<String>,
     pub count: usize,
     pub train_count: usize,
     pub size: usize,
@@ -178,17 +187,24 @@ pub fn write_universe(
         .map(|s| s.to_string())
         .filter(|f| !request.hold_out.contains(f))
         .collect();
-    let mut selected: Vec<&'static str> = Vec::new();
-    for word in &request.defects {
-        let kinds = universe_defects::expand(word)
-            .ok_or_else(|| DemoDataError::UnknownDefect { name: word.clone() })?;
-        selected.extend(kinds);
-    }
-    let kinds: Vec<&'static str> = universe_defects::CYCLE
-        .iter()
-        .copied()
-        .filter(|k| selected.is_empty() || selected.contains(k))
+    let named = |words: &[String]| -> Result<Vec<&'static str>, DemoDataError> {
+        let mut kinds = Vec::new();
+        for word in words {
+            kinds.extend(
+                universe_defects::expand(word)
+                    .ok_or_else(|| DemoDataError::UnknownDefect { name: word.clone() })?,
+            );
+        }
+        Ok(kinds)
+    };
+    let (selected, held) = (named(&request.defects)?, named(&request.hold_out_defects)?);
+    let kinds: Vec<&'static str> = universe_defects::cycle()
+        .into_iter()
+        .filter(|k| (selected.is_empty() || selected.contains(k)) && !held.contains(k))
         .collect();
+    if kinds.is_empty() && request.count > 0 {
+        return Err(DemoDataError::NoDefectLeft);
+    }
     clear_folders(out, &families, force)?;
     let opts = universe::Options {
         families,
@@ -230,8 +246,9 @@ pub fn write_universe(
         })
         .collect();
     let manifest = serde_json::json!({
-        "generator": "dlvp demo-data --universe/1", "seed": opts.seed, "size": opts.size, "layout": "mvtec",
-        "hold_out": request.hold_out, "foreign_pool": opts.foreign, "families": summary,
+        "generator": "dlvp demo-data --universe/2", "seed": opts.seed, "size": opts.size, "layout": "mvtec",
+        "hold_out": request.hold_out, "hold_out_defects": request.hold_out_defects,
+        "foreign_pool": opts.foreign, "families": summary,
     });
     write_manifest(&out.join("universe.json"), &manifest)?;
     Ok(Written {

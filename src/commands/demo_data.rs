@@ -28,9 +28,14 @@ pub struct DemoDataArgs {
     /// families' defects (for training that holds them out).
     #[arg(long = "hold-out", value_delimiter = ',', num_args = 1.., requires = "universe")]
     hold_out: Vec<String>,
-    /// With --universe: defect kinds, or the groups generic, physical, subtle (default: all).
+    /// With --universe: defect kinds, the groups generic, physical, subtle, styled, or a shape or
+    /// finish of the styled kinds (every kind drawn with it) (default: all).
     #[arg(long, value_delimiter = ',', num_args = 1.., requires = "universe")]
     defects: Vec<String>,
+    /// With --universe: defect kinds left out, named as --defects names them (for training that
+    /// holds defect styles out: `--hold-out-defects cluster,tint`).
+    #[arg(long, value_delimiter = ',', num_args = 1.., requires = "universe")]
+    hold_out_defects: Vec<String>,
     /// Test images per category; a third are defect-free, the rest cycle through the defect types.
     #[arg(long, default_value_t = 30)]
     count: usize,
@@ -59,6 +64,7 @@ pub fn run(args: DemoDataArgs) -> anyhow::Result<ExitCode> {
             families: args.families.clone(),
             hold_out: args.hold_out.clone(),
             defects: args.defects.clone(),
+            hold_out_defects: args.hold_out_defects.clone(),
             count: args.count,
             train_count: args.train_count,
             size: args.size,
@@ -102,7 +108,11 @@ fn in_flags(e: DemoDataError, args: &DemoDataArgs) -> anyhow::Error {
             anyhow::anyhow!("--hold-out: {e}")
         }
         DemoDataError::UnknownFamily { .. } => anyhow::anyhow!("--families: {e}"),
+        DemoDataError::UnknownDefect { name } if args.hold_out_defects.contains(name) => {
+            anyhow::anyhow!("--hold-out-defects: {e}")
+        }
         DemoDataError::UnknownDefect { .. } => anyhow::anyhow!("--defects: {e}"),
+        DemoDataError::NoDefectLeft => anyhow::anyhow!("--hold-out-defects: {e}"),
         DemoDataError::NothingLeft => anyhow::anyhow!("--hold-out leaves no family to write"),
         DemoDataError::Size { .. } | DemoDataError::Detail { .. } => anyhow::anyhow!("--{e}"),
         DemoDataError::Exists { .. } => anyhow::anyhow!("{e}; pass --force to replace it"),

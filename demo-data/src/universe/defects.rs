@@ -1,4 +1,4 @@
-//! Defects of the surface universe, each painted with its exact mask. Three groups:
+//! Defects of the surface universe, each painted with its exact mask. Four groups:
 //!
 //! * generic: `foreign` — a Perlin-thresholded region of another texture blended in at a random
 //!   opacity (the DRAEM recipe); `cutpaste` — a patch or thin scar of the same image pasted
@@ -8,6 +8,9 @@
 //!   disc where the texture turns (`subtle_orientation`), changes scale (`subtle_scale`), blurs
 //!   (`subtle_blur`) or changes contrast (`subtle_contrast`), and `subtle_thread`, a pulled
 //!   (bright) or missing (dark) thread 1–2.5 px wide along the texture's grain.
+//!
+//! * styled: `<shape>_<finish>` (`super::styles`) — six shape generators × six finishes, each
+//!   an independent renderer, so that defects are not one renderer's signature.
 //!
 //! Mask rule: a defect has a coverage α ∈ [0, 1] per pixel and the mask is exactly the pixels
 //! with α ≥ ½. For `foreign` the coverage is the thresholded noise region and the opacity
@@ -72,6 +75,15 @@ pub const CYCLE: [&str; 21] = [
     "missing_thread",
 ];
 
+/// The order test images cycle through all four groups by default: [`CYCLE`] twice, each entry
+/// followed by a styled kind (42 of the 36, the first six twice): half the defects styled.
+pub fn cycle() -> Vec<&'static str> {
+    let styled = super::styles::kinds();
+    (0..2 * CYCLE.len())
+        .flat_map(|i| [CYCLE[i % CYCLE.len()], styled[i % styled.len()]])
+        .collect()
+}
+
 /// Mean absolute change per channel (0–1 scale, ≈ 7.7/255) a defect must make inside its mask.
 pub const MIN_CHANGE: f32 = 0.03;
 /// Tries at a visible defect before a strong spot stands in.
@@ -79,19 +91,43 @@ pub const ATTEMPTS: usize = 8;
 /// Subtle masks cover at most this fraction of the image.
 pub const SUBTLE_MAX_AREA: f32 = 0.01;
 
-/// The kinds a `--defects` word names: a kind, or a group (`generic`, `physical`, `subtle`).
+/// The kinds a `--defects` (or `--hold-out-defects`) word names: a kind, a group (`generic`,
+/// `physical`, `subtle`, `styled`), or a shape or finish of the styled kinds (every kind drawn
+/// with it).
 pub fn expand(word: &str) -> Option<Vec<&'static str>> {
+    let styles = &super::styles::SHAPES
+        .iter()
+        .chain(&super::styles::FINISHES)
+        .any(|w| *w == word);
     match word {
         "generic" => Some(GENERIC.to_vec()),
         "physical" => Some(PHYSICAL.to_vec()),
         "subtle" => Some(SUBTLE.to_vec()),
+        "styled" => Some(super::styles::kinds().to_vec()),
+        _ if *styles => Some(super::styles::with(word)),
         _ => GENERIC
             .iter()
             .chain(&PHYSICAL)
             .chain(&SUBTLE)
+            .chain(super::styles::kinds())
             .find(|k| **k == word)
             .map(|k| vec![*k]),
     }
+}
+
+/// Every word [`expand`] knows, for error messages: the groups, the shapes and finishes, then
+/// every kind.
+pub fn words() -> Vec<&'static str> {
+    ["generic", "physical", "subtle", "styled"]
+        .iter()
+        .chain(&super::styles::SHAPES)
+        .chain(&super::styles::FINISHES)
+        .chain(&GENERIC)
+        .chain(&PHYSICAL)
+        .chain(&SUBTLE)
+        .chain(super::styles::kinds())
+        .copied()
+        .collect()
 }
 
 fn copy(c: &Canvas) -> Canvas {
@@ -157,6 +193,9 @@ fn draw(
             local_change(kind, canvas, m, tex, rng)
         }
         "subtle_thread" => thread(canvas, m, tex, rng),
+        styled if super::styles::split(styled).is_some() => {
+            super::styles::draw(styled, canvas, m, rng)
+        }
         physical => return crate::defects::apply(physical, canvas, rng),
     }
     mask
@@ -198,7 +237,7 @@ fn foreign_region(canvas: &mut Canvas, mask: &mut [u8], foreign: &[String], rng:
     }
 }
 
-fn bilinear(c: &Canvas, x: f32, y: f32) -> [f32; 3] {
+pub(super) fn bilinear(c: &Canvas, x: f32, y: f32) -> [f32; 3] {
     let n = c.size as f32;
     let (x, y) = ((x - 0.5).clamp(0.0, n - 1.0), (y - 0.5).clamp(0.0, n - 1.0));
     let (x0, y0) = (x.floor() as usize, y.floor() as usize);

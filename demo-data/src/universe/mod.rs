@@ -12,6 +12,8 @@
 
 pub mod defects;
 pub mod post;
+pub mod relief;
+pub mod styles;
 pub mod textures;
 
 use std::path::{Path, PathBuf};
@@ -27,7 +29,7 @@ pub struct Options {
     pub families: Vec<String>,
     /// Families a `foreign` defect may borrow its texture from (every family not held out).
     pub foreign: Vec<String>,
-    /// The defect kinds test images cycle through (a sub-sequence of [`defects::CYCLE`]).
+    /// The defect kinds test images cycle through (a sub-sequence of [`defects::cycle`]).
     pub kinds: Vec<&'static str>,
     /// Test images per family; a third of them (at least one) are good.
     pub count: usize,
@@ -165,7 +167,21 @@ mod tests {
             "stripes",
             "gradient",
             "marble",
-            "mesh"
+            "mesh",
+            "pebbles",
+            "gravel",
+            "sand",
+            "stone",
+            "masonry",
+            "knurled",
+            "perforated",
+            "machined",
+            "cast",
+            "leathergrain",
+            "paper",
+            "foam",
+            "carpet",
+            "grass"
         )]
         family: &str,
     ) {
@@ -214,9 +230,29 @@ mod tests {
         )]
         kind: &'static str,
     ) {
+        for (index, family) in FAMILIES.iter().enumerate() {
+            check_defect(family, kind, index);
+        }
+    }
+
+    /// Every styled kind (`<shape>_<finish>`), each on six families in turn.
+    #[test]
+    fn every_styled_kind_has_a_non_empty_mask_of_changed_pixels() {
+        for (k, kind) in styles::kinds().iter().enumerate() {
+            for j in 0..6 {
+                let index = k * 6 + j;
+                check_defect(FAMILIES[index % FAMILIES.len()], kind, index);
+            }
+        }
+    }
+
+    /// The defect `kind` on `family` (image `index`, 128 px): a mask of 0 and 255, not empty,
+    /// under the subtle bound for subtle kinds, equal to what `defects::apply` paints, over
+    /// pixels it changed by at least `MIN_CHANGE` on average (before the camera).
+    fn check_defect(family: &str, kind: &'static str, index: usize) {
         let opts = options(128);
         let area_bound = (defects::SUBTLE_MAX_AREA * 128.0 * 128.0) as usize;
-        for (index, family) in FAMILIES.iter().enumerate() {
+        {
             let it = item(family, kind, index);
             let (_, mask) = render(&it, &opts);
             let mask = mask.expect("a defect has a mask");

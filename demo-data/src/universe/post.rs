@@ -1,9 +1,13 @@
 //! The camera: what happens to a surface between the object and the file. Uneven illumination
-//! (a linear gradient and vignetting), global contrast and brightness, optical blur, sensor
-//! noise, 8-bit quantisation and, half the time, a JPEG round trip at a random quality.
+//! (a linear gradient, vignetting and, some of the time, a blotchy low-frequency light field),
+//! global contrast and brightness, optics (Gaussian blur, a defocus disc or motion along a line,
+//! each some of the time), sensor noise, 8-bit quantisation and, half the time, a JPEG round
+//! trip at a random quality. (Perspective is the texture's: `super::textures::Texture` views
+//! the surface through a random keystone, so defects drawn on it keep exact masks.)
 //!
 //! Applied to good and defective images alike, after the defect, so none of these is a cue.
 
+use crate::noise::Perlin;
 use crate::rng::Rng;
 use crate::Canvas;
 
@@ -55,6 +59,14 @@ pub fn camera(mut canvas: Canvas, rng: &mut Rng) -> image::RgbImage {
     } else {
         0.0
     };
+    // a blotchy light field: (noise, amplitude, frequency over the image)
+    let blotches = rng.chance(0.4).then(|| {
+        (
+            Perlin::new(rng.next_u64()),
+            rng.range(0.1, 0.35),
+            rng.range(1.0, 3.5),
+        )
+    });
     let contrast = rng.range(0.75, 1.25);
     let brightness = rng.range(-0.08, 0.08);
     let mean = canvas.mean();
@@ -62,8 +74,11 @@ pub fn camera(mut canvas: Canvas, rng: &mut Rng) -> image::RgbImage {
     for y in 0..canvas.size {
         for x in 0..canvas.size {
             let (px, py) = ((x as f32 + 0.5 - half) / n, (y as f32 + 0.5 - half) / n);
-            let light =
+            let mut light =
                 (1.0 + slope * (px * dx + py * dy)) * (1.0 - vignette * 2.0 * (px * px + py * py));
+            if let Some((noise, amp, f)) = &blotches {
+                light *= 1.0 + amp * 2.0 * (noise.at(px * f + 7.0, py * f + 3.0) - 0.5);
+            }
             let c = canvas.get(x, y);
             canvas.set(
                 x,
@@ -72,8 +87,14 @@ pub fn camera(mut canvas: Canvas, rng: &mut Rng) -> image::RgbImage {
             );
         }
     }
-    if rng.chance(0.35) {
+    let optics = rng.uniform();
+    if optics < 0.25 {
         gaussian_blur(&mut canvas, rng.range(0.4, 1.2) * s.max(0.5));
+    } else if optics < 0.35 {
+        defocus(&mut canvas, rng.range(1.0, 2.5) * s.max(0.5));
+    } else if optics < 0.45 {
+        let angle = rng.range(0.0, std::f32::consts::PI);
+        motion_blur(&mut canvas, rng.range(2.0, 6.0) * s.max(0.5), angle);
     }
     let noise = if rng.chance(0.7) {
         rng.range(0.002, 0.03)
@@ -86,6 +107,46 @@ pub fn camera(mut canvas: Canvas, rng: &mut Rng) -> image::RgbImage {
         jpeg_round_trip(&img, quality)
     } else {
         img
+    }
+}
+
+/// A defocused lens: the mean over a disc of `radius` px (edges clamped).
+pub fn defocus(canvas: &mut Canvas, radius: f32) {
+    let r = radius.ceil() as isize;
+    let taps: Vec<(isize, isize)> = (-r..=r)
+        .flat_map(|j| (-r..=r).map(move |i| (i, j)))
+        .filter(|&(i, j)| ((i * i + j * j) as f32).sqrt() <= radius)
+        .collect();
+    convolve(canvas, &taps);
+}
+
+/// Motion during the exposure: the mean along a line `length` px long at `angle` (radians).
+pub fn motion_blur(canvas: &mut Canvas, length: f32, angle: f32) {
+    let steps = length.ceil().max(1.0) as isize;
+    let (dx, dy) = (angle.cos(), angle.sin());
+    let taps: Vec<(isize, isize)> = (-steps..=steps)
+        .map(|t| {
+            let d = t as f32 * length / (2.0 * steps as f32);
+            ((d * dx).round() as isize, (d * dy).round() as isize)
+        })
+        .collect();
+    convolve(canvas, &taps);
+}
+
+/// The mean of each pixel's `taps` (offsets, edges clamped).
+fn convolve(canvas: &mut Canvas, taps: &[(isize, isize)]) {
+    let n = canvas.size as isize;
+    let w = 1.0 / taps.len() as f32;
+    let src = canvas.rgb.clone();
+    for y in 0..n {
+        for x in 0..n {
+            let mut acc = [0.0f32; 3];
+            for &(i, j) in taps {
+                let p = src[((y + j).clamp(0, n - 1) * n + (x + i).clamp(0, n - 1)) as usize];
+                (0..3).for_each(|c| acc[c] += w * p[c]);
+            }
+            canvas.rgb[(y * n + x) as usize] = acc;
+        }
     }
 }
 
@@ -122,6 +183,31 @@ mod tests {
             .sum::<f32>()
             / 1024.0;
         assert!(err < 12.0, "mean error {err}");
+    }
+
+    #[test]
+    fn defocus_and_motion_keep_a_flat_canvas_flat_and_spread_a_point_their_way() {
+        for horizontal in [true, false] {
+            let mut c = Canvas::new(16);
+            c.fill(|_, _| [0.5; 3]);
+            defocus(&mut c, 2.0);
+            motion_blur(&mut c, 4.0, 0.3);
+            assert!(c.rgb.iter().all(|p| (p[0] - 0.5).abs() < 1e-6));
+            let mut c = Canvas::new(16);
+            c.set(8, 8, [1.0; 3]);
+            let angle = if horizontal {
+                0.0
+            } else {
+                std::f32::consts::FRAC_PI_2
+            };
+            motion_blur(&mut c, 4.0, angle);
+            let (along, across) = if horizontal {
+                (c.get(10, 8)[0], c.get(8, 10)[0])
+            } else {
+                (c.get(8, 10)[0], c.get(10, 8)[0])
+            };
+            assert!(along > 0.0 && across == 0.0, "{along} {across}");
+        }
     }
 
     #[test]

@@ -12,8 +12,9 @@ use std::f32::consts::{PI, TAU};
 use crate::noise::{Fractal, Perlin, ValueNoise};
 use crate::rng::{mix, Rng};
 
-/// Every family, in the order `--families` lists them by default.
-pub const FAMILIES: [&str; 12] = [
+/// Every family, in the order `--families` lists them by default: these twelve, then the
+/// relief families of `super::relief` (lit height fields and plant fibre).
+pub const FAMILIES: [&str; 26] = [
     "fractal",   // Perlin fBm, turbulence and ridges at several scales
     "oriented",  // anisotropic: brushed, fibres, streaks, at any angle
     "woven",     // plain, twill, satin and basket weaves with tension jitter
@@ -26,6 +27,20 @@ pub const FAMILIES: [&str; 12] = [
     "gradient",  // smooth illumination-like ramps
     "marble",    // turbulent veins
     "mesh",      // perforated plate and wire mesh
+    "pebbles",
+    "gravel",
+    "sand",
+    "stone",
+    "masonry",
+    "knurled",
+    "perforated",
+    "machined",
+    "cast",
+    "leathergrain",
+    "paper",
+    "foam",
+    "carpet",
+    "grass",
 ];
 
 /// A scalar field over design coordinates (256-px units); any range, [`Texture`] normalises it.
@@ -44,6 +59,9 @@ pub struct Texture {
     span: f32,
     invert: bool,
     palette: [[f32; 3]; 3],
+    /// Perspective: image points are divided by 1 + kx·dx + ky·dy (dx, dy from the centre), a
+    /// camera looking at the surface obliquely (0 for a square-on view).
+    keystone: (f32, f32),
     /// The direction (radians, image plane) of the texture's `u` axis: threads, fibres and
     /// streaks run along it.
     pub angle: f32,
@@ -66,8 +84,14 @@ impl Texture {
             span: 1.0,
             invert: rng.chance(0.35),
             palette: palette(rng),
+            keystone: (0.0, 0.0),
             angle,
         };
+        if rng.chance(0.35) {
+            // up to about a 1.9:1 change of scale from one side of the image to the other
+            let k = 0.6 / size as f32;
+            tex.keystone = (rng.range(-k, k), rng.range(-k, k));
+        }
         // Stretch what the image shows to [0, 1]: sample a 24×24 grid of the image.
         let (mut lo, mut hi) = (f32::MAX, f32::MIN);
         for j in 0..24 {
@@ -88,6 +112,8 @@ impl Texture {
 
     fn raw(&self, x: f32, y: f32) -> f32 {
         let (dx, dy) = (x - self.centre, y - self.centre);
+        let w = 1.0 + self.keystone.0 * dx + self.keystone.1 * dy;
+        let (dx, dy) = (dx / w, dy / w);
         let u = (dx * self.cos + dy * self.sin) * self.inv_scale + self.offset.0;
         let v = (-dx * self.sin + dy * self.cos) * self.inv_scale + self.offset.1;
         (self.field)(u, v)
@@ -144,24 +170,24 @@ fn palette(rng: &mut Rng) -> [[f32; 3]; 3] {
 }
 
 /// A hash of a lattice cell to [0, 1).
-fn cell01(seed: u64, i: i64, j: i64) -> f32 {
+pub(super) fn cell01(seed: u64, i: i64, j: i64) -> f32 {
     let h = mix(seed ^ mix((i as u64).wrapping_mul(0x9E37_79B9) ^ (j as u64).wrapping_shl(32)));
     (h >> 40) as f32 / (1u64 << 24) as f32
 }
 
-fn smoothstep(e0: f32, e1: f32, x: f32) -> f32 {
+pub(super) fn smoothstep(e0: f32, e1: f32, x: f32) -> f32 {
     let t = ((x - e0) / (e1 - e0)).clamp(0.0, 1.0);
     t * t * (3.0 - 2.0 * t)
 }
 
-fn dist_to_segment(p: (f32, f32), a: (f32, f32), b: (f32, f32)) -> f32 {
+pub(super) fn dist_to_segment(p: (f32, f32), a: (f32, f32), b: (f32, f32)) -> f32 {
     let (dx, dy) = (b.0 - a.0, b.1 - a.1);
     let t = (((p.0 - a.0) * dx + (p.1 - a.1) * dy) / (dx * dx + dy * dy)).clamp(0.0, 1.0);
     ((a.0 + t * dx - p.0).powi(2) + (a.1 + t * dy - p.1).powi(2)).sqrt()
 }
 
 /// Voronoi of jittered lattice points: (nearest distance F1, second F2, nearest cell's hash).
-fn voronoi(seed: u64, x: f32, y: f32, cell: f32, jitter: f32) -> (f32, f32, f32) {
+pub(super) fn voronoi(seed: u64, x: f32, y: f32, cell: f32, jitter: f32) -> (f32, f32, f32) {
     let (gx, gy) = (x / cell, y / cell);
     let (ix, iy) = (gx.floor() as i64, gy.floor() as i64);
     let (mut f1, mut f2, mut id) = (f32::MAX, f32::MAX, 0.0);
@@ -528,6 +554,7 @@ fn field(family: &str, rng: &mut Rng) -> Field {
                 }
             })
         }
+        relief if super::relief::FAMILIES.contains(&relief) => super::relief::field(relief, rng),
         other => unreachable!("texture: unknown family {other}; callers check against FAMILIES"),
     }
 }
