@@ -14,11 +14,18 @@
 //!
 //! Mask rule: a defect has a coverage α ∈ [0, 1] per pixel and the mask is exactly the pixels
 //! with α ≥ ½. For `foreign` the coverage is the thresholded noise region and the opacity
-//! (0.4–1) does not enter the mask: the whole region is the defect. A defect whose mean change
-//! inside its mask is under [`MIN_CHANGE`] (it landed somewhere it does not show: a blur on a
-//! flat patch, a paste onto its own period) is drawn again elsewhere; after [`ATTEMPTS`] misses,
-//! a strong spot takes its place, so no mask marks an invisible defect. Subtle masks stay under
-//! 1% of the image's area.
+//! (0.4–1) does not enter the mask: the whole region is the defect.
+//!
+//! Visibility rule (version 2): a defect must change its masked pixels by at least
+//! [`MIN_CHANGE`] on average, **and** change the region's appearance — its mean colour or the
+//! mean energy of its horizontal or vertical gradients ([`Region`]) — by at least
+//! [`MIN_REGION_CHANGE`] and by [`NULL_RATIO`] times what moving the same region to another
+//! place on the clean surface changes (the least of eight offsets). Per-pixel change alone is
+//! fooled by fine random textures: sand pasted onto sand, or turned, changes every pixel and not
+//! the picture, and such a mask teaches a model to mark what does not differ. A defect that
+//! fails (a blur on a flat patch, a paste onto its own period, a turn of isotropic grain) is
+//! drawn again elsewhere; after [`ATTEMPTS`] misses, a strong spot takes its place, so no mask
+//! marks an invisible defect. Subtle masks stay under 1% of the image's area.
 
 use std::f32::consts::{PI, TAU};
 
@@ -86,6 +93,10 @@ pub fn cycle() -> Vec<&'static str> {
 
 /// Mean absolute change per channel (0–1 scale, ≈ 7.7/255) a defect must make inside its mask.
 pub const MIN_CHANGE: f32 = 0.03;
+/// The least change of a region statistic ([`Region`]) a defect must make.
+pub const MIN_REGION_CHANGE: f32 = 0.015;
+/// How many times the surface's own change from place to place a defect's change must be.
+pub const NULL_RATIO: f32 = 2.0;
 /// Tries at a visible defect before a strong spot stands in.
 pub const ATTEMPTS: usize = 8;
 /// Subtle masks cover at most this fraction of the image.
@@ -137,6 +148,72 @@ fn copy(c: &Canvas) -> Canvas {
     }
 }
 
+/// A region's appearance: the mean of each colour channel and the mean magnitude of the luma
+/// gradient along four directions (0°, 90°, 45°, 135°; half central differences) over its
+/// pixels — colour, texture energy and its orientation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Region([f32; 7]);
+
+impl Region {
+    /// The statistics of `c` over `pixels` (row-major indices), shifted by (`dx`, `dy`) with
+    /// wrap-around.
+    pub fn of(c: &Canvas, pixels: &[usize], (dx, dy): (usize, usize)) -> Region {
+        let n = c.size;
+        let at = |x: usize, y: usize| c.rgb[(y % n) * n + (x % n)];
+        let l = |x: usize, y: usize| luma(at(x, y));
+        let mut sum = [0.0f32; 7];
+        for &i in pixels {
+            // + n keeps the neighbours' coordinates non-negative; `at` wraps them
+            let (x, y) = (i % n + dx + n, i / n + dy + n);
+            let p = at(x, y);
+            (0..3).for_each(|k| sum[k] += p[k]);
+            sum[3] += 0.5 * (l(x + 1, y) - l(x - 1, y)).abs();
+            sum[4] += 0.5 * (l(x, y + 1) - l(x, y - 1)).abs();
+            sum[5] += 0.5 * (l(x + 1, y + 1) - l(x - 1, y - 1)).abs();
+            sum[6] += 0.5 * (l(x + 1, y - 1) - l(x - 1, y + 1)).abs();
+        }
+        Region(sum.map(|v| v / pixels.len().max(1) as f32))
+    }
+
+    /// The largest difference of one statistic.
+    pub fn distance(&self, other: &Region) -> f32 {
+        (0..7)
+            .map(|k| (self.0[k] - other.0[k]).abs())
+            .fold(0.0, f32::max)
+    }
+}
+
+/// Offsets (fractions of the side) to other places on the same surface, for the null change.
+const ELSEWHERE: [(f32, f32); 8] = [
+    (0.21, 0.0),
+    (0.0, 0.23),
+    (0.37, 0.13),
+    (0.13, 0.41),
+    (0.5, 0.5),
+    (0.29, 0.71),
+    (0.71, 0.31),
+    (0.47, 0.07),
+];
+
+/// The visibility rule of the module header.
+fn visible(before: &Canvas, after: &Canvas, mask: &[u8]) -> bool {
+    if mean_change(before, after, mask) < MIN_CHANGE {
+        return false;
+    }
+    let inside: Vec<usize> = (0..mask.len()).filter(|&i| mask[i] != 0).collect();
+    let here = Region::of(before, &inside, (0, 0));
+    let change = here.distance(&Region::of(after, &inside, (0, 0)));
+    let n = before.size as f32;
+    let null = ELSEWHERE
+        .iter()
+        .map(|&(fx, fy)| {
+            let offset = ((fx * n) as usize, (fy * n) as usize);
+            here.distance(&Region::of(before, &inside, offset))
+        })
+        .fold(f32::MAX, f32::min);
+    change >= MIN_REGION_CHANGE && change >= NULL_RATIO * null
+}
+
 fn mean_change(before: &Canvas, after: &Canvas, mask: &[u8]) -> f32 {
     let (mut sum, mut count) = (0.0f32, 0usize);
     for (i, &m) in mask.iter().enumerate() {
@@ -165,7 +242,7 @@ pub fn apply(
     for _ in 0..ATTEMPTS {
         let mut trial = copy(canvas);
         let mask = draw(kind, &mut trial, tex, foreign, rng);
-        if mean_change(canvas, &trial, &mask) >= MIN_CHANGE {
+        if visible(canvas, &trial, &mask) {
             *canvas = trial;
             return mask;
         }
@@ -446,4 +523,40 @@ fn thread(canvas: &mut Canvas, mask: &mut [u8], tex: &Texture, rng: &mut Rng) {
             }
         },
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Grey noise, every pixel its own uniform value: the finest random texture there is.
+    fn grain(n: usize, seed: u64) -> Canvas {
+        let mut rng = Rng::new(seed);
+        let mut c = Canvas::new(n);
+        for p in c.rgb.iter_mut() {
+            *p = [rng.range(0.3, 0.7); 3];
+        }
+        c
+    }
+
+    /// A 20-px square of grain replaced by grain from elsewhere changes every pixel (mean 0.13)
+    /// and not the picture: not visible. The same square darkened by 30% is.
+    #[test]
+    fn grain_moved_onto_grain_is_invisible_and_a_darkened_patch_is_not() {
+        let n = 128;
+        let before = grain(n, 7);
+        let mut mask = vec![0u8; n * n];
+        let (mut moved, mut darker) = (copy(&before), copy(&before));
+        for y in 40..60 {
+            for x in 40..60 {
+                let i = y * n + x;
+                mask[i] = 255;
+                moved.rgb[i] = before.rgb[(y + 37) * n + x + 29];
+                darker.rgb[i] = before.rgb[i].map(|v| v * 0.7);
+            }
+        }
+        assert!(mean_change(&before, &moved, &mask) > 2.0 * MIN_CHANGE);
+        assert!(!visible(&before, &moved, &mask));
+        assert!(visible(&before, &darker, &mask));
+    }
 }
