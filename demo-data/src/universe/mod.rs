@@ -153,38 +153,14 @@ mod tests {
         (v.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / v.len() as f32).sqrt()
     }
 
-    #[rstest]
-    fn every_family_renders_a_varied_surface(
-        #[values(
-            "fractal",
-            "oriented",
-            "woven",
-            "knitted",
-            "woodgrain",
-            "cellular",
-            "tiles",
-            "granular",
-            "stripes",
-            "gradient",
-            "marble",
-            "mesh",
-            "pebbles",
-            "gravel",
-            "sand",
-            "stone",
-            "masonry",
-            "knurled",
-            "perforated",
-            "machined",
-            "cast",
-            "leathergrain",
-            "paper",
-            "foam",
-            "carpet",
-            "grass"
-        )]
-        family: &str,
-    ) {
+    #[test]
+    fn every_family_renders_a_varied_surface() {
+        for family in FAMILIES {
+            renders_varied(family);
+        }
+    }
+
+    fn renders_varied(family: &str) {
         let opts = options(64);
         let mut first = None;
         for index in 0..6 {
