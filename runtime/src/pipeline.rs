@@ -536,13 +536,7 @@ fn infer<L>(
                 Ok((image, dims, detection, None))
             }
             Ok((dims, Input::Tiled(mut tiled))) => {
-                for chunk in tiled.corners().chunks(batch) {
-                    let crops = tiled.crops(chunk);
-                    for (&corner, det) in chunk.iter().zip(detector.detect_batch(&crops)?) {
-                        tiled.add(corner, det.score, &det.map, det.topk);
-                    }
-                    runs += 1;
-                }
+                runs += tiled.score(detector, batch)?;
                 tiles += tiled.len();
                 let (result, image) = tiled.finish_with_image();
                 let detection = Detection {

@@ -254,14 +254,13 @@ impl<'a> TiledImage<'a> {
         options: &TileOptions,
         filter: dlvp_contract::spec::ResizeFilter,
     ) -> TiledImage<'a> {
-        let size = (image.width() as usize, image.height() as usize);
-        let scaled = scaled_size(size, tile, options);
-        let source = if scaled == size {
-            std::borrow::Cow::Borrowed(image)
-        } else {
-            std::borrow::Cow::Owned(resize_rgb8(image, scaled.0, scaled.1, filter))
-        };
-        TiledImage::gridded(source, None, false, size, tile, options)
+        TiledImage::from_cow(
+            std::borrow::Cow::Borrowed(image),
+            false,
+            tile,
+            options,
+            filter,
+        )
     }
 
     /// As [`TiledImage::new`], owning the frame, for a caller that moves the tiling between
@@ -274,27 +273,27 @@ impl<'a> TiledImage<'a> {
         options: &TileOptions,
         filter: dlvp_contract::spec::ResizeFilter,
     ) -> TiledImage<'static> {
-        let size = (image.width() as usize, image.height() as usize);
-        let scaled = scaled_size(size, tile, options);
-        if scaled == size {
-            let source = std::borrow::Cow::Owned(image);
-            TiledImage::gridded(source, None, keep, size, tile, options)
-        } else {
-            let source = std::borrow::Cow::Owned(resize_rgb8(&image, scaled.0, scaled.1, filter));
-            let original = keep.then_some(image);
-            TiledImage::gridded(source, original, keep, size, tile, options)
-        }
+        TiledImage::from_cow(std::borrow::Cow::Owned(image), keep, tile, options, filter)
     }
 
-    fn gridded(
-        source: std::borrow::Cow<'a, RgbImage>,
-        original: Option<RgbImage>,
+    fn from_cow(
+        image: std::borrow::Cow<'a, RgbImage>,
         keep: bool,
-        size: (usize, usize),
         tile: usize,
         options: &TileOptions,
+        filter: dlvp_contract::spec::ResizeFilter,
     ) -> TiledImage<'a> {
-        let (sw, sh) = (source.width() as usize, source.height() as usize);
+        let size = (image.width() as usize, image.height() as usize);
+        let (sw, sh) = scaled_size(size, tile, options);
+        let (source, original) = if (sw, sh) == size {
+            (image, None)
+        } else {
+            let scaled = resize_rgb8(&image, sw, sh, filter);
+            (
+                std::borrow::Cow::Owned(scaled),
+                keep.then(|| image.into_owned()),
+            )
+        };
         TiledImage {
             source,
             original,
@@ -329,6 +328,21 @@ impl<'a> TiledImage<'a> {
                 image::imageops::crop_imm(self.source.as_ref(), x as u32, y as u32, t, t).to_image()
             })
             .collect()
+    }
+
+    /// Runs every tile through `detector`, `batch` per graph run, and adds the results; returns
+    /// the number of graph runs.
+    pub fn score(&mut self, detector: &Detector, batch: usize) -> Result<usize, DetectError> {
+        let corners = self.corners();
+        let mut runs = 0;
+        for chunk in corners.chunks(batch.max(1)) {
+            let crops = self.crops(chunk);
+            for (&corner, det) in chunk.iter().zip(detector.detect_batch(&crops)?) {
+                self.add(corner, det.score, &det.map, det.topk);
+            }
+            runs += 1;
+        }
+        Ok(runs)
     }
 
     /// Adds the tile at `corner`'s score, map (S×S) and Top-K.
@@ -394,12 +408,7 @@ pub fn detect_tiled(
 ) -> Result<Tiled, DetectError> {
     let spec = &detector.info().spec;
     let mut tiled = TiledImage::new(image, spec.image_size, options, spec.preprocess.resize);
-    for chunk in tiled.corners().chunks(batch.max(1)) {
-        let crops = tiled.crops(chunk);
-        for (&corner, det) in chunk.iter().zip(detector.detect_batch(&crops)?) {
-            tiled.add(corner, det.score, &det.map, det.topk);
-        }
-    }
+    tiled.score(detector, batch)?;
     Ok(tiled.finish())
 }
 

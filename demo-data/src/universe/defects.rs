@@ -380,13 +380,13 @@ fn cut_paste(canvas: &mut Canvas, mask: &mut [u8], rng: &mut Rng) {
 }
 
 /// A random centre at least `margin` px inside the image's middle 80%.
-fn centre(rng: &mut Rng, n: f32, margin: f32) -> (f32, f32) {
+pub(super) fn centre(rng: &mut Rng, n: f32, margin: f32) -> (f32, f32) {
     let lo = (0.1 * n + margin).min(n / 2.0);
     let hi = (0.9 * n - margin).max(n / 2.0);
     (rng.range(lo, hi), rng.range(lo, hi))
 }
 
-fn luma(c: [f32; 3]) -> f32 {
+pub(super) fn luma(c: [f32; 3]) -> f32 {
     0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]
 }
 

@@ -21,7 +21,8 @@
 use std::f32::consts::{PI, TAU};
 use std::sync::OnceLock;
 
-use super::defects::bilinear;
+use super::defects::{bilinear, centre, luma};
+use super::textures::dist_to_segment;
 use crate::defects::paint;
 use crate::noise::{Fractal, Perlin};
 use crate::rng::Rng;
@@ -69,21 +70,8 @@ struct Shape {
     sd: Box<dyn Fn(f32, f32) -> f32>,
 }
 
-fn centre(rng: &mut Rng, n: f32, margin: f32) -> (f32, f32) {
-    let lo = (0.1 * n + margin).min(n / 2.0);
-    let hi = (0.9 * n - margin).max(n / 2.0);
-    (rng.range(lo, hi), rng.range(lo, hi))
-}
-
 fn around(c: (f32, f32), r: f32) -> (f32, f32, f32, f32) {
     (c.0 - r, c.1 - r, c.0 + r, c.1 + r)
-}
-
-fn segment_distance(p: (f32, f32), a: (f32, f32), b: (f32, f32)) -> f32 {
-    let (dx, dy) = (b.0 - a.0, b.1 - a.1);
-    let len2 = (dx * dx + dy * dy).max(1e-6);
-    let t = (((p.0 - a.0) * dx + (p.1 - a.1) * dy) / len2).clamp(0.0, 1.0);
-    ((a.0 + t * dx - p.0).powi(2) + (a.1 + t * dy - p.1).powi(2)).sqrt()
 }
 
 fn shape(name: &str, n: f32, rng: &mut Rng) -> Shape {
@@ -150,7 +138,7 @@ fn shape(name: &str, n: f32, rng: &mut Rng) -> Shape {
                     let mut d = f32::MAX;
                     for i in 0..corners.len() {
                         let (a, b) = (corners[i], corners[(i + 1) % corners.len()]);
-                        d = d.min(segment_distance((x, y), a, b));
+                        d = d.min(dist_to_segment((x, y), a, b));
                         if (a.1 > y) != (b.1 > y) && x < a.0 + (y - a.1) * (b.0 - a.0) / (b.1 - a.1)
                         {
                             inside = !inside;
@@ -193,7 +181,7 @@ fn shape(name: &str, n: f32, rng: &mut Rng) -> Shape {
                 sd: Box::new(move |x, y| {
                     let d = pts
                         .windows(2)
-                        .map(|w| segment_distance((x, y), w[0], w[1]))
+                        .map(|w| dist_to_segment((x, y), w[0], w[1]))
                         .fold(f32::MAX, f32::min);
                     width / 2.0 - d
                 }),
@@ -250,10 +238,6 @@ fn shape(name: &str, n: f32, rng: &mut Rng) -> Shape {
         }
         other => unreachable!("styles: unknown shape {other}"),
     }
-}
-
-fn luma(c: [f32; 3]) -> f32 {
-    0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]
 }
 
 /// Paints a `<shape>_<finish>` defect; `kind` must be one of [`kinds`].
