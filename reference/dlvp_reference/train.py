@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from . import checkpoint, spec as spec_mod
 from .data import AnomalyDataset, DatasetError, mvtec_samples, visa_samples
-from .losses import dlvp_loss
+from .losses import DICE_ANOMALY, dlvp_loss
 from .model import DLVPCLIP, from_checkpoint, from_openclip
 
 
@@ -50,6 +50,10 @@ def parse_args(argv):
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--workers", type=int, default=0, help="data loader processes")
     p.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
+    p.add_argument("--dice-anomaly", choices=DICE_ANOMALY,
+                   help="images in the anomaly map's Dice term: all (§8, the default) or defective ones only "
+                        "(on an empty mask that term pays a model to silence its whole map; with --resume: "
+                        "the saved run's, unless given)")
     return p.parse_args(argv)
 
 
@@ -131,12 +135,15 @@ def main(argv=None) -> int:
             for group in optimizer.param_groups:
                 group["lr"] = args.lr
         start_epoch = state["epoch"]
+        if args.dice_anomaly is None:
+            args.dice_anomaly = state.get("args", {}).get("dice_anomaly") or "all"
         torch.set_rng_state(state["rng"])
         loader.generator.set_state(state["loader_rng"])
+    args.dice_anomaly = args.dice_anomaly or "all"
     anomalous = sum(s.label for s in samples)
     print(f"training {spec.name} on {len(samples)} images ({anomalous} anomalous) from {args.data}, "
           f"{sum(p.numel() for p in trainable)} trainable parameters, device {device}, "
-          f"epochs {start_epoch + 1}..{args.epochs}", file=sys.stderr)
+          f"epochs {start_epoch + 1}..{args.epochs}, anomaly Dice over {args.dice_anomaly} images", file=sys.stderr)
 
     with open(log_path, "a") as log:
         for epoch in range(start_epoch, args.epochs):
@@ -145,7 +152,7 @@ def main(argv=None) -> int:
             bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch", file=sys.stderr)
             for image, label, mask in bar:
                 image, label, mask = image.to(device), label.to(device), mask.to(device)
-                parts = dlvp_loss(model(image), label, mask)
+                parts = dlvp_loss(model(image), label, mask, args.dice_anomaly)
                 optimizer.zero_grad(set_to_none=True)
                 parts["loss"].backward()
                 optimizer.step()

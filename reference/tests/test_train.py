@@ -78,6 +78,17 @@ def test_trains_resumes_and_writes_an_exportable_checkpoint(tmp_path, dlvp_bin):
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+def test_the_dice_mode_is_recorded_and_kept_on_resume(tmp_path):
+    data, out = make_mvtec(tmp_path / "data"), tmp_path / "run"
+    common = ["--data", str(data), "--out", str(out), "--spec", str(SPEC_DIR / "tiny.yaml"),
+              "--batch-size", "2", "--device", "cpu"]
+    assert train.main(common + ["--epochs", "1", "--dice-anomaly", "defective"]) == 0
+    assert train.main(common + ["--epochs", "2", "--resume"]) == 0
+    assert torch.load(out / "state.pt", weights_only=False)["args"]["dice_anomaly"] == "defective"
+    assert train.main(common + ["--epochs", "3", "--resume", "--dice-anomaly", "all"]) == 0
+    assert torch.load(out / "state.pt", weights_only=False)["args"]["dice_anomaly"] == "all"
+
+
 def test_frozen_backbone_trains_only_dlvp(tmp_path):
     data, out = make_mvtec(tmp_path / "data"), tmp_path / "run"
     assert train.main(["--data", str(data), "--out", str(out), "--epochs", "1", "--batch-size", "3",
