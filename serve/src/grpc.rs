@@ -5,10 +5,9 @@
 //! Inputs come as `raw_input_contents` (what tritonclient sends) or typed `contents`; outputs go
 //! back as `raw_output_contents`, in the order of the response's `outputs`. Errors: NOT_FOUND for
 //! an unknown model or version, INVALID_ARGUMENT for a malformed request, UNAVAILABLE when the
-//! queue is full or the server stopping, DEADLINE_EXCEEDED after `--request-timeout-ms`,
+//! queue is full or the server draining (ServerReady and ModelReady then answer false), DEADLINE_EXCEEDED after `--request-timeout-ms`,
 //! INTERNAL when the model fails.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -41,7 +40,7 @@ fn status(b: BadRequest) -> Status {
 
 fn infer_status(e: InferError) -> Status {
     match &e {
-        InferError::Refused(_) => Status::unavailable(e.to_string()),
+        InferError::Refused(_) | InferError::Draining => Status::unavailable(e.to_string()),
         InferError::Timeout(_) => Status::deadline_exceeded(e.to_string()),
         InferError::Model(_) => Status::internal(e.to_string()),
     }
@@ -121,7 +120,7 @@ impl GRPCInferenceService for Service {
         _: Request<ServerReadyRequest>,
     ) -> Result<Response<ServerReadyResponse>, Status> {
         Ok(Response::new(ServerReadyResponse {
-            ready: self.state.ready.load(Ordering::SeqCst),
+            ready: self.state.drain.is_ready(),
         }))
     }
 
@@ -130,8 +129,7 @@ impl GRPCInferenceService for Service {
         request: Request<ModelReadyRequest>,
     ) -> Result<Response<ModelReadyResponse>, Status> {
         let r = request.into_inner();
-        let ready =
-            self.find(&r.name, &r.version).is_ok() && self.state.ready.load(Ordering::SeqCst);
+        let ready = self.find(&r.name, &r.version).is_ok() && self.state.drain.is_ready();
         Ok(Response::new(ModelReadyResponse { ready }))
     }
 
@@ -173,6 +171,7 @@ impl GRPCInferenceService for Service {
         let arrived = Instant::now();
         let request = request.into_inner();
         let state = &self.state;
+        let _admitted = state.admit(PROTOCOL, arrived).map_err(infer_status)?;
         let checked = self
             .find(&request.model_name, &request.model_version)
             .map_err(|s| (s, ()))

@@ -14,23 +14,25 @@
 //! first L bytes are the JSON header; each input with `parameters.binary_data_size: n` takes the
 //! next n bytes of the rest, in order, and those sizes must add up to exactly the rest. Outputs
 //! asked for with `parameters.binary_data: true` (or all of them, with the request's
-//! `binary_data_output: true`) are answered the same way. Every error is `{"error": "..."}` with
-//! 400 (malformed, wrong name, datatype, shape or size), 404 (unknown model or version), 413 (a body
-//! over `--max-body-mib`, an image over `--max-pixels`), 503 (queue full, stopping), 504
-//! (timed out) or 500 (the model failed).
+//! `binary_data_output: true`) are answered the same way. Every error is `application/json`
+//! `{"error": "..."}` with 400 (malformed, wrong name, datatype, shape or size, a bad or unknown
+//! `/v1/detect` query parameter), 404 (unknown model, version or route), 405 (wrong method, with
+//! `Allow`), 413 (a body over `--max-body-mib`, an image over `--max-pixels`), 503 (queue full,
+//! draining), 504 (timed out) or 500 (the model failed) — [`json_errors`] turns the few answers
+//! axum makes itself (405, a rejected path) into that too. Health and readiness answer with a
+//! status and no body, as KServe's health API says.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
-use dlvp_runtime::decision::Decider;
 use dlvp_runtime::preprocess::ImageErrorKind;
 use dlvp_runtime::tiling::{TileOptions, Tiled, TiledImage};
 use http_body_util::BodyExt;
@@ -38,6 +40,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::metrics::Metrics;
+use crate::query::DetectQuery;
 use crate::tensor::{self, BadKind, BadRequest, Data};
 use crate::{InferError, State};
 
@@ -62,17 +65,92 @@ fn bad(b: BadRequest) -> Response {
 
 fn infer_error(e: InferError) -> Response {
     let status = match &e {
-        InferError::Refused(_) => StatusCode::SERVICE_UNAVAILABLE,
+        InferError::Refused(_) | InferError::Draining => StatusCode::SERVICE_UNAVAILABLE,
         InferError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         InferError::Model(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    error(status, e.to_string())
+    let draining = matches!(e, InferError::Draining);
+    let mut response = error(status, e.to_string());
+    if draining {
+        // A pooled connection to a draining server is worth nothing: the client's next request
+        // opens one that a load balancer can send to another instance.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// Marks an answer whose status is all it says: health and readiness, whose body KServe's health
+/// API leaves empty. [`json_errors`] leaves those alone.
+#[derive(Debug, Clone, Copy)]
+struct StatusOnly;
+
+fn status_only(status: StatusCode) -> Response {
+    let mut response = status.into_response();
+    response.extensions_mut().insert(StatusOnly);
+    response
+}
+
+/// The longest body of an error axum made itself that is kept as the message (its rejections
+/// are a sentence).
+const AXUM_ERROR_TEXT: usize = 16 * 1024;
+
+/// Makes every error answer `application/json` `{"error": "..."}`, as the protocol's errors are:
+/// the handlers answer so already; this catches what axum answers before a handler runs — a
+/// wrong method (405, empty, with `Allow`), a path it cannot decode (400, text) — so a client
+/// parses every error one way.
+pub async fn json_errors(request: Request, next: Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error())
+        || is_json
+        || response.extensions().get::<StatusOnly>().is_some()
+    {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, AXUM_ERROR_TEXT)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if status == StatusCode::METHOD_NOT_ALLOWED {
+        let allow = parts
+            .headers
+            .get(header::ALLOW)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .replace(',', ", ");
+        format!("{method} is not allowed on {path}: it takes {allow}")
+    } else if text.is_empty() {
+        format!(
+            "{method} {path}: {}",
+            status.canonical_reason().unwrap_or("error")
+        )
+    } else {
+        format!("{method} {path}: {text}")
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let body = serde_json::to_vec(&json!({ "error": message })).expect("JSON values serialise");
+    Response::from_parts(parts, Body::from(body))
 }
 
 pub fn router(state: Shared) -> Router {
     let limit = state.max_body;
-    Router::new()
-        .route("/v2/health/live", get(|| async { StatusCode::OK }))
+    let routes = Router::new()
+        .route(
+            "/v2/health/live",
+            get(|| async { status_only(StatusCode::OK) }),
+        )
         .route("/v2/health/ready", get(ready))
         .route("/v2", get(server_metadata))
         .route("/v2/models/{model}", get(model_metadata))
@@ -93,32 +171,57 @@ pub fn router(state: Shared) -> Router {
         .route("/v2/models/{model}/infer", post(infer))
         .route("/v2/models/{model}/versions/{version}/infer", post(infer_v))
         .route("/v1/detect", post(detect))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .fallback(|request: Request| async move {
+            error(
+                StatusCode::NOT_FOUND,
+                format!("no such endpoint: {}", request.uri().path()),
+            )
+        })
         // Multipart reads through axum's own limit; the other bodies are limited as they are read.
         .layer(DefaultBodyLimit::max(limit))
-        .with_state(state)
+        .with_state(state);
+    with_json_errors(routes)
+}
+
+/// `routes` with [`json_errors`] around them all. Around, not `routes.layer(…)`: axum adds a
+/// 405's `Allow` header outside a router's own layers, and the message names what it allows.
+fn with_json_errors(routes: Router) -> Router {
+    Router::new()
+        .fallback_service(routes)
+        .layer(axum::middleware::from_fn(json_errors))
 }
 
 pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
-    Router::new().route(
-        "/metrics",
-        get(move || {
-            let metrics = Arc::clone(&metrics);
-            async move {
-                (
-                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                    metrics.render(),
-                )
-            }
-        }),
-    )
+    let routes = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = Arc::clone(&metrics);
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        metrics.render(),
+                    )
+                }
+            }),
+        )
+        .fallback(|request: Request| async move {
+            error(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no such endpoint: {} (this port serves GET /metrics)",
+                    request.uri().path()
+                ),
+            )
+        });
+    with_json_errors(routes)
 }
 
-async fn ready(axum::extract::State(state): axum::extract::State<Shared>) -> StatusCode {
-    if state.ready.load(Ordering::SeqCst) {
-        StatusCode::OK
+async fn ready(axum::extract::State(state): axum::extract::State<Shared>) -> Response {
+    if state.drain.is_ready() {
+        status_only(StatusCode::OK)
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
+        status_only(StatusCode::SERVICE_UNAVAILABLE)
     }
 }
 
@@ -170,8 +273,8 @@ async fn model_ready_v(s: S, Path((model, v)): Path<(String, String)>) -> Respon
 }
 fn ready_for(state: &State, model: &str, version: &str) -> Response {
     match find(state, model, version) {
-        Ok(s) if s.ready.load(Ordering::SeqCst) => StatusCode::OK.into_response(),
-        Ok(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        Ok(s) if s.drain.is_ready() => status_only(StatusCode::OK),
+        Ok(_) => status_only(StatusCode::SERVICE_UNAVAILABLE),
         Err(e) => bad(e),
     }
 }
@@ -284,6 +387,10 @@ async fn infer_for(
     body: Body,
 ) -> Response {
     let arrived = Instant::now();
+    let _admitted = match state.admit(PROTOCOL, arrived) {
+        Ok(a) => a,
+        Err(e) => return infer_error(e),
+    };
     let parsed = async {
         find(&state, &model, &version)?;
         if let Some(encoding) = headers.get(header::CONTENT_ENCODING) {
@@ -435,53 +542,6 @@ async fn infer_for(
     r
 }
 
-#[derive(Deserialize)]
-struct DetectQuery {
-    /// Decides with this threshold instead of the graph's stored one (NG: score above it), as
-    /// `detect --threshold`.
-    threshold: Option<f32>,
-    /// `png`: adds `map_png`, the map at the image's size as a 16-bit grayscale PNG, base64.
-    map: Option<String>,
-    /// `png`: adds `mask_png`, where the map at the image's size is above the pixel threshold
-    /// (the graph's, else `threshold`), as an 8-bit PNG (255 in the mask), base64.
-    mask: Option<String>,
-    /// What the answer's `image` field says (default: the multipart file name, else "request").
-    name: Option<String>,
-    /// `1` or `true`: score the image in overlapping tiles at native resolution, as
-    /// `dlvp detect --tile` does (the answer adds `tiles`; the map is blended at the image's size).
-    tile: Option<String>,
-    /// With `tile`: scale the image by this before tiling (default 1).
-    tile_scale: Option<f32>,
-    /// With `tile`: the fraction of a tile its neighbours overlap (default 0.25).
-    tile_overlap: Option<f32>,
-}
-
-/// The tiling a request asks for, checked.
-fn tile_options(q: &DetectQuery) -> Result<Option<TileOptions>, BadRequest> {
-    let on = match q.tile.as_deref() {
-        None | Some("0") | Some("false") => false,
-        Some("1") | Some("true") => true,
-        Some(other) => {
-            return Err(tensor::invalid(format!(
-                "tile={other}: expected 1 or true (0 or false for none)"
-            )))
-        }
-    };
-    if !on {
-        if q.tile_scale.is_some() || q.tile_overlap.is_some() {
-            return Err(tensor::invalid("tile_scale and tile_overlap need tile=1"));
-        }
-        return Ok(None);
-    }
-    let defaults = TileOptions::default();
-    let options = TileOptions {
-        scale: q.tile_scale.unwrap_or(defaults.scale),
-        overlap: q.tile_overlap.unwrap_or(defaults.overlap),
-    };
-    options.check().map_err(tensor::invalid)?;
-    Ok(Some(options))
-}
-
 /// Scores `img` tile by tile through the batcher, at most a full batch of tiles per run.
 async fn run_tiled(
     state: &State,
@@ -531,31 +591,23 @@ async fn run_tiled(
     Ok(tokio::task::block_in_place(|| tiled.finish()))
 }
 
-async fn detect(s: S, Query(q): Query<DetectQuery>, request: Request) -> Response {
+async fn detect(s: S, request: Request) -> Response {
     let state = s.0;
     let arrived = Instant::now();
-    let tiling = match tile_options(&q) {
-        Ok(t) => t,
+    let _admitted = match state.admit(PROTOCOL, arrived) {
+        Ok(a) => a,
+        Err(e) => return infer_error(e),
+    };
+    // The query is checked before the body is read: a refused request costs no upload.
+    let q = match DetectQuery::parse(request.uri(), state.info.thresholds.as_ref()) {
+        Ok(q) => q,
         Err(e) => {
             state.invalid(PROTOCOL, arrived);
             return bad(e);
         }
     };
+    let tiling = q.tile;
     let read = async {
-        for (key, value) in [("map", &q.map), ("mask", &q.mask)] {
-            if let Some(v) = value.as_deref().filter(|&v| v != "png") {
-                return Err(tensor::invalid(format!(
-                    "{key}={v}: the only {key} format is `png`"
-                )));
-            }
-        }
-        if q.mask.is_some()
-            && Decider::resolve(state.info.thresholds.as_ref(), q.threshold, None).is_none()
-        {
-            return Err(tensor::invalid(
-                "mask=png needs a threshold: the model has none stored (`dlvp threshold`) and the request gives no `threshold`",
-            ));
-        }
         let multipart = request
             .headers()
             .get(header::CONTENT_TYPE)
@@ -709,16 +761,16 @@ async fn detect(s: S, Query(q): Query<DetectQuery>, request: Request) -> Respons
             .into();
     }
     // As `dlvp detect` decides: the graph's stored threshold unless the request gives one.
-    let decider = Decider::resolve(state.info.thresholds.as_ref(), q.threshold, None);
+    let decider = q.decider;
     if let Some(d) = &decider {
         let verdict = d.verdict(score);
         answer["decision"] = verdict.name().into();
         answer["threshold"] = d.image.into();
         answer["label"] = verdict.label().into();
     }
-    let pixel = q.mask.is_some().then(|| decider.map(|d| d.pixel)).flatten();
-    if q.map.is_some() || pixel.is_some() {
-        let want_map = q.map.is_some();
+    let pixel = q.mask.then(|| decider.map(|d| d.pixel)).flatten();
+    if q.map || pixel.is_some() {
+        let want_map = q.map;
         let _core = state.cpu_stages.acquire().await.expect("never closed");
         let pngs = tokio::task::spawn_blocking(move || {
             full_size_pngs(&map, img.width(), img.height(), want_map, pixel)

@@ -11,28 +11,33 @@
 //!   tensors, and the protocol's protobuf messages.
 //!
 //! [`serve`] runs on the caller's tokio runtime, on the three [`Listeners`] the caller bound
-//! ([`Listeners::bind`] binds them), until the caller's `shutdown` future completes; then it stops
-//! accepting, answers every request already accepted, and returns. So it can be mounted inside
-//! another service; the `dlvp serve` command owns the runtime and chooses the signals
-//! ([`interrupted`]: SIGINT, SIGTERM) as its shutdown.
+//! ([`Listeners::bind`] binds them), until the caller's `shutdown` future completes; then it
+//! drains ([`drain`]): not ready any more (`/v2/health/ready` 503, gRPC ServerReady false), every
+//! new inference request refused with 503 / UNAVAILABLE, every request already admitted answered
+//! — the listeners still accepting meanwhile — and then it stops accepting and returns. The drain
+//! is bounded by the request timeout. So it can be mounted inside another service; the `dlvp
+//! serve` command owns the runtime and chooses the signals ([`interrupted`]: SIGINT, SIGTERM) as
+//! its shutdown.
 
 pub mod batcher;
+pub mod drain;
 pub mod grpc;
 pub mod http;
 pub mod kserve;
 pub mod metrics;
 pub mod model;
+pub mod query;
 pub mod tensor;
 
 use std::future::IntoFuture;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dlvp_runtime::{Detector, GraphInput};
 
 use batcher::{Batcher, Done, JobError, Refused};
+use drain::{Admitted, Drain};
 use metrics::{Metrics, Outcome};
 use model::ServedModel;
 
@@ -109,6 +114,11 @@ pub enum ServeError {
     },
     #[error("{what} server failed: {message}")]
     Server { what: &'static str, message: String },
+    #[error(
+        "{left} accepted request(s) still unanswered {after:?} after the stop (the request \
+         timeout bounds the drain); they were dropped"
+    )]
+    Drain { left: usize, after: Duration },
 }
 
 /// Everything a request handler needs.
@@ -116,7 +126,8 @@ pub struct State {
     pub model: ServedModel,
     pub batcher: Batcher,
     pub metrics: Arc<Metrics>,
-    pub ready: AtomicBool,
+    /// Admission of inference requests; ready until the drain starts.
+    pub drain: Drain,
     pub timeout: Duration,
     pub max_body: usize,
     pub max_pixels: u64,
@@ -136,6 +147,11 @@ pub struct State {
 pub enum InferError {
     #[error(transparent)]
     Refused(#[from] Refused),
+    #[error(
+        "the server is stopping: it answers the requests it accepted and takes no new ones \
+         (send this one to another instance)"
+    )]
+    Draining,
     #[error("the request timed out after {0:?} (the server's request timeout)")]
     Timeout(Duration),
     #[error(transparent)]
@@ -143,6 +159,15 @@ pub enum InferError {
 }
 
 impl State {
+    /// Admits an inference request, or refuses it (counted as rejected) once the drain started.
+    pub fn admit(&self, protocol: &str, arrived: Instant) -> Result<Admitted<'_>, InferError> {
+        self.drain.admit().ok_or_else(|| {
+            self.metrics
+                .request(protocol, Outcome::Rejected, 0, arrived.elapsed(), None);
+            InferError::Draining
+        })
+    }
+
     /// Queues a checked batch and waits for its outputs, counting the request in the metrics.
     pub async fn infer(
         &self,
@@ -170,7 +195,7 @@ impl State {
         };
         let (outcome, ran) = match &result {
             Ok(done) => (Outcome::Success, Some((done.queued, done.compute))),
-            Err(InferError::Refused(_)) => (Outcome::Rejected, None),
+            Err(InferError::Refused(_) | InferError::Draining) => (Outcome::Rejected, None),
             Err(InferError::Timeout(_)) => (Outcome::Timeout, None),
             Err(InferError::Model(_)) => (Outcome::Error, None),
         };
@@ -197,9 +222,11 @@ async fn bind(
         .map_err(|source| ServeError::Bind { addr, what, source })
 }
 
-/// Serves `detector` on `listeners` until `shutdown` completes, then stops accepting, answers
-/// every request already accepted and returns. Runs on the caller's tokio runtime (multi-thread:
-/// the batcher's worker is a thread of its own, the handlers are tasks).
+/// Serves `detector` on `listeners` until `shutdown` completes, then drains (not ready, new
+/// inference requests refused with 503 / UNAVAILABLE, the admitted ones answered, the listeners
+/// still accepting), stops accepting and returns. The drain lasts at most the request timeout:
+/// [`ServeError::Drain`] when requests were still unanswered then. Runs on the caller's tokio
+/// runtime (multi-thread: the batcher's worker is a thread of its own, the handlers are tasks).
 pub async fn serve(
     listeners: Listeners,
     detector: Detector,
@@ -250,7 +277,7 @@ pub async fn serve(
         model,
         batcher,
         metrics: Arc::clone(&metrics),
-        ready: AtomicBool::new(true),
+        drain: Drain::new(),
         timeout: options.request_timeout,
         max_body: options.max_body_bytes,
         max_pixels: options.max_pixels,
@@ -271,16 +298,18 @@ pub async fn serve(
     let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|&s| s).await;
     };
-    let http_server = tokio::spawn(
-        axum::serve(http_listener, http::router(Arc::clone(&state)))
+    let http_server = {
+        let server = axum::serve(http_listener, http::router(Arc::clone(&state)))
             .with_graceful_shutdown(until_stopped(stopped.clone()))
-            .into_future(),
-    );
-    let metrics_server = tokio::spawn(
-        axum::serve(metrics_listener, http::metrics_router(Arc::clone(&metrics)))
+            .into_future();
+        tokio::spawn(async move { server.await.map_err(|e| e.to_string()) })
+    };
+    let metrics_server = {
+        let server = axum::serve(metrics_listener, http::metrics_router(Arc::clone(&metrics)))
             .with_graceful_shutdown(until_stopped(stopped.clone()))
-            .into_future(),
-    );
+            .into_future();
+        tokio::spawn(async move { server.await.map_err(|e| e.to_string()) })
+    };
     let grpc_server = tokio::spawn(grpc::serve(
         grpc_listener,
         Arc::clone(&state),
@@ -288,42 +317,59 @@ pub async fn serve(
     ));
 
     shutdown.await;
-    state.ready.store(false, Ordering::SeqCst);
+    // Drain while still accepting connections: not ready, new requests refused, the admitted
+    // ones answered. Every admitted request is answered or timed out within the request timeout
+    // of its arrival, unless its client is still sending its body: the same bound ends the drain.
+    state.drain.start();
+    let drain_deadline = tokio::time::Instant::now() + options.request_timeout;
+    let _ = tokio::time::timeout_at(drain_deadline, state.drain.drained()).await;
+    let left = state.drain.in_flight();
     let _ = stop.send(true);
     drop(state);
+    // Stopping accepting, the servers finish the answers being written and close their
+    // connections; one whose client never completes a request is cut off at the deadline.
+    let close_by = drain_deadline.max(tokio::time::Instant::now() + CLOSE_GRACE);
+    // A lost request first: it is what the caller must hear of.
     let mut failures = vec![];
-    for (what, server) in [("HTTP", http_server), ("metrics", metrics_server)] {
-        match server.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => failures.push(ServeError::Server {
-                what,
-                message: e.to_string(),
-            }),
-            Err(e) => failures.push(ServeError::Server {
-                what,
-                message: e.to_string(),
-            }),
-        }
+    if left > 0 {
+        failures.push(ServeError::Drain {
+            left,
+            after: options.request_timeout,
+        });
     }
-    match grpc_server.await {
-        Ok(Ok(())) => {}
-        Ok(Err(message)) => failures.push(ServeError::Server {
-            what: "gRPC",
-            message,
-        }),
-        Err(e) => failures.push(ServeError::Server {
-            what: "gRPC",
-            message: e.to_string(),
-        }),
+    let mut all_closed = true;
+    let servers = [
+        ("HTTP", http_server),
+        ("metrics", metrics_server),
+        ("gRPC", grpc_server),
+    ];
+    for (what, mut server) in servers {
+        let message = match tokio::time::timeout_at(close_by, &mut server).await {
+            Ok(Ok(Ok(()))) => continue,
+            Ok(Ok(Err(message))) => message,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => {
+                server.abort();
+                all_closed = false;
+                continue;
+            }
+        };
+        failures.push(ServeError::Server { what, message });
     }
-    // Every handle of the queue is gone with the servers: the worker answers what is left, then
-    // exits.
-    let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+    if all_closed {
+        // Every handle of the queue is gone with the servers: the worker answers what is left,
+        // then exits. (A server cut off may leave a connection task holding one: then the
+        // worker is left to the process's exit rather than waited for.)
+        let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+    }
     match failures.into_iter().next() {
         Some(e) => Err(e),
         None => Ok(()),
     }
 }
+
+/// How long the servers have, past the drain, to write their last answers and close.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Completes at SIGINT (Ctrl-C) or SIGTERM: a `shutdown` for [`serve`] in a program that lets
 /// the server own those signals (the `dlvp serve` command does).

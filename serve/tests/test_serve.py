@@ -1,14 +1,17 @@
 """`dlvp serve` driven by the real Triton clients (tritonclient.http and tritonclient.grpc, pinned
 in requirements.txt) and plain HTTP: results equal `dlvp bench --save-outputs` / `dlvp detect` on
 the same input and backend, concurrent clients get their own results back, every bad request gets
-the protocol's error and leaves the server answering, and SIGTERM under load loses no accepted
-request. Servers listen on 127.0.0.1 only, on ports the system picks; every wait is bounded.
+the protocol's error (always `application/json` `{"error": ...}` over HTTP) and leaves the server
+answering, SIGTERM under load loses no accepted request, and a draining server answers 503 on
+`/v2/health/ready` while it finishes what it accepted. Servers listen on 127.0.0.1 only, on ports
+the system picks; every wait is bounded.
 
 Run by scripts/test with serve/.venv's Python and DLVP_BIN set to the dlvp binary.
 """
 
 import base64
 import concurrent.futures
+import http.client
 import io
 import json
 import os
@@ -254,9 +257,11 @@ def test_a_calibrated_model_decides_and_states_its_thresholds(models, tmp_path):
         assert (got["decision"], got["threshold"], got["score"]) == (want["decision"], want["threshold"], want["score"])
         mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(got["mask_png"]))))
         assert mask.shape == Image.open(sample).size[::-1] and set(np.unique(mask)) <= {0, 255}
-        # The request's threshold overrides the stored one.
-        req = urllib.request.Request(server.url("/v1/detect?threshold=-1"), data=sample.read_bytes(), method="POST")
-        assert json.load(urllib.request.urlopen(req, timeout=60))["decision"] == "NG"
+        # The request's threshold overrides the stored one (0, the lowest that can decide: every
+        # score above it is NG).
+        req = urllib.request.Request(server.url("/v1/detect?threshold=0"), data=sample.read_bytes(), method="POST")
+        got = json.load(urllib.request.urlopen(req, timeout=60))
+        assert (got["decision"], got["threshold"]) == ("NG", 0)
 
         metadata = httpclient.InferenceServerClient(server.http).get_model_metadata("line")
         assert metadata["parameters"]["dlvp.threshold.image"] == pytest.approx(stored, abs=0)
@@ -354,13 +359,27 @@ def test_concurrent_clients_get_their_own_results_and_are_batched(models, tmp_pa
         assert server.stop() == 0
 
 
-def raw_post(server, path, body, headers=None):
-    req = urllib.request.Request(server.url(path), data=body, method="POST", headers=headers or {})
+def raw_request(url, body=None, headers=None, method="POST"):
+    """status, headers, body of one request; an HTTP error is an answer like any other."""
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status, r.read()
+            return r.status, r.headers, r.read()
     except urllib.error.HTTPError as e:
-        return e.code, e.read()
+        return e.code, e.headers, e.read()
+
+
+def raw_post(server, path, body, headers=None):
+    code, _, answer = raw_request(server.url(path), body, headers)
+    return code, answer
+
+
+def json_error(headers, answer):
+    """The message of an error answer, which must be `application/json` `{"error": "..."}`."""
+    assert headers.get("Content-Type", "").startswith("application/json"), (headers.get("Content-Type"), answer)
+    parsed = json.loads(answer)
+    assert list(parsed) == ["error"] and isinstance(parsed["error"], str), parsed
+    return parsed["error"]
 
 
 def test_bad_requests_get_the_protocols_errors_and_the_server_keeps_answering(models, tmp_path):
@@ -381,6 +400,10 @@ def test_bad_requests_get_the_protocols_errors_and_the_server_keeps_answering(mo
 
     png = io.BytesIO()
     Image.new("RGB", (100, 100)).save(png, "PNG")
+    # Within --max-pixels: refused only for what its query says.
+    small = io.BytesIO()
+    Image.new("RGB", (50, 50), (90, 120, 60)).save(small, "PNG")
+    small = small.getvalue()
     cases = [
         (f"/v2/models/{name}/infer", b"{not json", {}, 400, "not valid JSON"),
         (f"/v2/models/{name}/infer", *binary_request({"inputs": [tensor(name="pixels")]}, raw), 400, "unexpected inference input 'pixels'"),
@@ -398,13 +421,42 @@ def test_bad_requests_get_the_protocols_errors_and_the_server_keeps_answering(mo
         ("/v1/detect", b"not an image at all", {}, 400, "cannot read image"),
         ("/v1/detect", png.getvalue(), {}, 413, "more than the limit of 5000"),
         ("/v1/detect", b"", {}, 400, "no image"),
+        # A threshold that cannot decide: NaN and 1 or more would pass every part, below 0 fail
+        # every one. Refused by the parameter's name, with the reason.
+        ("/v1/detect?threshold=nan", small, {}, 400, "query parameter `threshold`=nan: the image threshold NaN is not a number"),
+        ("/v1/detect?threshold=inf", small, {}, 400, "`threshold`=inf: the image threshold inf would pass every part"),
+        ("/v1/detect?threshold=1.5", small, {}, 400, "`threshold`=1.5: the image threshold 1.5 would pass every part"),
+        ("/v1/detect?threshold=-1", small, {}, 400, "`threshold`=-1: the image threshold -1 would make every part NG"),
+        ("/v1/detect?threshold=abc", small, {}, 400, "`threshold`=\"abc\" is not a number"),
+        ("/v1/detect?threshold=0.1&threshold=0.2", small, {}, 400, "`threshold` is given more than once"),
+        # A misspelt parameter is refused, not ignored: named, with the nearest and the known ones.
+        ("/v1/detect?treshold=0.1", small, {}, 400,
+         "unknown query parameter `treshold` (did you mean `threshold`?): /v1/detect takes threshold, map, mask"),
+        ("/v1/detect?format=png", small, {}, 400, "unknown query parameter `format`: /v1/detect takes threshold"),
+        ("/v1/detect?map=jpg", small, {}, 400, "the only map format is `png`"),
     ]
     try:
         for path, body, headers, status, message in cases:
-            code, answer = raw_post(server, path, body, headers)
+            code, answer_headers, answer = raw_request(server.url(path), body, headers)
             assert code == status, (path, message, code, answer)
-            assert message in json.loads(answer)["error"], (message, answer)
+            assert message in json_error(answer_headers, answer), (message, answer)
             assert_same(http_infer(server, good), want)  # still answering, correctly
+        # The same image with a threshold that decides: answered.
+        code, _, answer = raw_request(server.url("/v1/detect?threshold=0.5"), small)
+        assert code == 200 and json.loads(answer)["decision"] in ("OK", "NG"), answer
+        # A wrong method: 405 with Allow and a JSON error; an unknown route: 404, JSON too (on the
+        # metrics port as well).
+        for method, path, allow in [("GET", "/v1/detect", "POST"), ("PUT", "/v1/detect", "POST"),
+                                    ("GET", f"/v2/models/{name}/infer", "POST"),
+                                    ("POST", "/v2/health/ready", "GET,HEAD"), ("DELETE", "/v2", "GET,HEAD")]:
+            code, answer_headers, answer = raw_request(server.url(path), b"" if method != "GET" else None,
+                                                       method=method)
+            assert (code, answer_headers.get("Allow")) == (405, allow), (method, path, code, answer)
+            message = json_error(answer_headers, answer)
+            assert f"{method} is not allowed on {path}" in message, message
+        for url, path in [(server.url("/v3/nothing"), "/v3/nothing"), (f"http://{server.metrics}/nothing", "/nothing")]:
+            code, answer_headers, answer = raw_request(url, method="GET")
+            assert code == 404 and f"no such endpoint: {path}" in json_error(answer_headers, answer), answer
         # A client that breaks off mid-body.
         with socket.create_connection(tuple(server.http.rsplit(":", 1)), timeout=10) as s:
             s.sendall(f"POST /v2/models/{name}/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n".encode() + b"{" * 100)
@@ -481,4 +533,78 @@ def test_sigterm_under_load_loses_no_accepted_request(models, tmp_path):
         results = [f.result(timeout=60) for f in futures]
     assert code == 0, server.log
     assert sum(a for a, _ in results) > 0
+    assert "every accepted request answered" in server.log
+
+
+def read_head(sock):
+    """The bytes up to and including the blank line that ends a response head (read a byte at a
+    time: what follows belongs to the next response)."""
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        byte = sock.recv(1)
+        assert byte, f"the connection closed after {head!r}"
+        head += byte
+    return head
+
+
+def wait_for(what, check, seconds=60):
+    """Polls `check` until it returns something true; fails after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        got = check()
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"no {what} within {seconds} s"
+        time.sleep(0.02)
+
+
+def test_sigterm_drains_ready_turns_503_and_the_request_in_flight_is_answered(models):
+    """After SIGTERM the server keeps accepting connections while it drains: /v2/health/ready
+    answers 503 (a load balancer's signal to stop sending), /v2/health/live 200, a new inference
+    request 503 with a JSON error (gRPC: not ready); the request it had accepted is answered with
+    200; then it exits 0. The request in flight is one whose body is half sent, so it is still in
+    flight for as long as the test wants, on any machine: no timing to tune."""
+    server = Server("--model", models["tiny"], "--backend", "tract", "--request-timeout-ms", "120000")
+    image = SAMPLES[0].read_bytes()
+    host, port = server.http.rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=60)
+    try:
+        sock.sendall((f"POST /v1/detect?name=in-flight HTTP/1.1\r\nHost: {server.http}\r\n"
+                      f"Content-Type: image/png\r\nContent-Length: {len(image)}\r\n"
+                      f"Expect: 100-continue\r\n\r\n").encode())
+        # The server asks for the body once the handler reads it: from then on the request is
+        # accepted, and in flight until its answer.
+        assert read_head(sock).startswith(b"HTTP/1.1 100"), "no 100 Continue"
+        sock.sendall(image[: len(image) // 2])
+        server.proc.send_signal(signal.SIGTERM)
+
+        def ready_status():
+            code, _, _ = raw_request(server.url("/v2/health/ready"), method="GET")
+            assert code in (200, 503), code
+            return code == 503
+
+        wait_for("503 from /v2/health/ready", ready_status)
+        assert raw_request(server.url("/v2/health/live"), method="GET")[0] == 200
+        for path, body in [("/v1/detect", image), (f"/v2/models/{server.name}/infer", b"{}")]:
+            code, headers, answer = raw_request(server.url(path), body)
+            assert code == 503 and "server is stopping" in json_error(headers, answer), (path, code, answer)
+        assert not grpcclient.InferenceServerClient(server.grpc).is_server_ready()
+        assert server.proc.poll() is None, "the server exited with a request in flight"
+
+        sock.sendall(image[len(image) // 2:])
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        answer = response.read()
+        assert response.status == 200, answer
+        got = json.loads(answer)
+        assert got["image"] == "in-flight" and 0 <= got["score"] <= 1, got
+    finally:
+        sock.close()
+    try:
+        code = server.proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+        raise AssertionError(f"dlvp serve did not exit after its last request:\n{server.log}")
+    server.reader.join(timeout=10)
+    assert code == 0, server.log
     assert "every accepted request answered" in server.log
