@@ -283,12 +283,13 @@ fn frames_stops_a_live_source() {
         "no threshold, no decision"
     );
 
-    // With a threshold every frame is decided, as `dlvp detect` decides: here all NG.
+    // With a threshold every frame is decided, as `dlvp detect` decides: here all NG (every
+    // real score is above 0, the lowest threshold that can decide).
     let decided = stream(
         &bin,
         &model,
         "videotestsrc num-buffers=3 ! video/x-raw,width=64,height=48",
-        &["--batch", "2", "--threshold", "-1"],
+        &["--batch", "2", "--threshold", "0"],
     );
     assert!(decided.status.success(), "{}", stderr(&decided));
     let text = stdout(&decided);
@@ -354,4 +355,43 @@ fn pipeline_and_model_failures_exit_1_by_name() {
     }
     let run = Command::new(&bin).output().unwrap();
     assert_fails(&run, 2, "usage: dlvp_stream MODEL.onnx");
+}
+
+/// `--threshold T` with a T that cannot decide (not a number, NaN, infinite, at or above 1, below
+/// 0: it would pass every frame or fail every frame) is bad usage: exit 2 with the reason, before
+/// the model loads or the pipeline starts, and no frame is scored.
+#[test]
+fn a_threshold_that_cannot_decide_is_refused() {
+    let Some(bin) = example() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny.onnx");
+    export_with(&golden_weights(), &model, &[]);
+    let range =
+        "scores and map values lie in [0, 1], so a threshold must be at least 0 and below 1";
+    for (value, why) in [
+        (
+            "abc",
+            "\"abc\" is not a number; expected one in [0, 1)".to_string(),
+        ),
+        (
+            "nan",
+            "NaN is not a number: a NaN threshold would pass every part".to_string(),
+        ),
+        ("inf", format!("inf would pass every part: {range}")),
+        ("1.5", format!("1.5 would pass every part: {range}")),
+        ("-1", format!("-1 would make every part NG: {range}")),
+    ] {
+        let run = stream(
+            &bin,
+            &model,
+            "videotestsrc num-buffers=2 ! video/x-raw,width=64,height=48",
+            &["--threshold", value],
+        );
+        assert_fails(&run, 2, &format!("error: --threshold: {why}"));
+        assert!(
+            stdout(&run).is_empty(),
+            "--threshold {value}: {}",
+            stdout(&run)
+        );
+    }
 }

@@ -15,7 +15,7 @@
 // (and the partial batch at end of stream, --frames N, or Ctrl-C) run as one batch. One line per
 // frame on stdout (--json: {"frame", "pts_ns", "score", "topk"}), ending in OK or NG ("decision",
 // "threshold") when the graph stores a decision threshold (`dlvp threshold`) or --threshold T
-// gives one. --dump DIR writes, per frame,
+// gives one (T in [0, 1); any other is bad usage). --dump DIR writes, per frame,
 // frame-NNNNNN.ppm (the S×S RGB pixels the detector saw) and frame-NNNNNN-source.ppm (the frame as
 // the appsink delivered it, RGB), both binary PPM, written atomically.
 //
@@ -29,6 +29,7 @@
 #include <gst/video/video.h>
 
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -37,6 +38,7 @@
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -48,6 +50,15 @@ static int usage() {
                " [--dump DIR] [--verbose] [--provider cpu|cuda|tensorrt|auto] [--trt-cache DIR] [--trt-fp16]"
                " [--allow-tf32] [--threads N] [--threshold T]\n";
   return 2;
+}
+
+// A score in the JSON lines: NaN (what a broken graph returns) is no JSON number, so it is written
+// as null, as `dlvp detect --json` writes it; the decision beside it is NG.
+static std::string json_number(float v) {
+  if (!std::isfinite(v)) return "null";
+  char text[32];
+  std::snprintf(text, sizeof text, "%.9g", v);
+  return text;
 }
 
 // Ctrl-C / SIGTERM: stop pulling, score the frames already queued, and exit 0.
@@ -173,10 +184,14 @@ int main(int argc, char** argv) {
     else if (a == "--trt-fp16") gpu.fp16 = true;
     else if (a == "--allow-tf32") gpu.allow_tf32 = true;
     else if (a == "--threshold" && has_value) {
-      char* end = nullptr;
-      const char* text = argv[++i];
-      threshold = std::strtof(text, &end);
-      if (end == text || *end != '\0') return usage();
+      // Refused before any model loads: a NaN, infinite or out-of-range threshold would decide
+      // every part alike, whatever it shows.
+      try {
+        threshold = dlvp::parse_threshold(argv[++i]);
+      } catch (const std::invalid_argument& e) {
+        std::cerr << "error: --threshold: " << e.what() << "\n";
+        return 2;
+      }
     } else if (a.rfind("--", 0) == 0 || !model.empty()) return usage();
     else model = a;
   }
@@ -252,7 +267,7 @@ int main(int argc, char** argv) {
           std::printf("{\"frame\":%ld,\"pts_ns\":", f.index);
           if (has_pts) std::printf("%llu", static_cast<unsigned long long>(f.pts));
           else std::printf("null");
-          std::printf(",\"score\":%.9g,\"topk\":[", r.score);
+          std::printf(",\"score\":%s,\"topk\":[", json_number(r.score).c_str());
           for (std::size_t t = 0; t < r.topk.size(); ++t)
             std::printf("%s%lld", t ? "," : "", static_cast<long long>(r.topk[t]));
           std::printf("]");

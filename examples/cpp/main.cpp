@@ -12,8 +12,9 @@
 // and NAME.map.f32 (the raw float32 map, row-major). --detectors N loads the model N times on
 // one dlvp::Runtime (one shared thread pool of --threads) and runs the batches from N threads
 // at once: the output is the same. A graph calibrated by `dlvp threshold` decides OK/NG at its
-// stored threshold (--threshold T decides at T instead): the line ends in OK or NG and the JSON
-// has "decision" and "threshold", as `dlvp detect` prints them. --profile prints, at the end, the
+// stored threshold (--threshold T decides at T instead; T must lie in [0, 1), else exit 2): the
+// line ends in OK or NG and the JSON has "decision" and "threshold", as `dlvp detect` prints them
+// (a NaN score is NG, written as null). --profile prints, at the end, the
 // milliseconds per image of each stage (decode, resize, detect, write) to stderr, as
 // `dlvp detect --profile` does for its own. --tile scores each image in overlapping tiles at
 // native resolution (dlvp/tiling.hpp, as `dlvp detect --tile`): the map (and --out's files) at
@@ -28,12 +29,14 @@
 #include <opencv2/imgproc.hpp>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -46,6 +49,15 @@ static int usage() {
                " [--max-batch N] [--threads N] [--detectors N] [--threshold T] [--profile]"
                " [--tile [--tile-scale S] [--tile-overlap F]]\n";
   return 2;
+}
+
+// A score in the JSON lines: NaN (what a broken graph returns) is no JSON number, so it is written
+// as null, as `dlvp detect --json` writes it; the decision beside it is NG.
+static std::string json_number(float v) {
+  if (!std::isfinite(v)) return "null";
+  char text[32];
+  std::snprintf(text, sizeof text, "%.9g", v);
+  return text;
 }
 
 // Written beside its destination and renamed into place, so a crash never leaves half a file.
@@ -93,10 +105,14 @@ int main(int argc, char** argv) {
     else if (a == "--threads" && i + 1 < argc) threads = std::max(0, std::atoi(argv[++i]));
     else if (a == "--detectors" && i + 1 < argc) detectors = std::max(1, std::atoi(argv[++i]));
     else if (a == "--threshold" && i + 1 < argc) {
-      char* end = nullptr;
-      const char* text = argv[++i];
-      threshold = std::strtof(text, &end);
-      if (end == text || *end != '\0') return usage();
+      // Refused before any model loads: a NaN, infinite or out-of-range threshold would decide
+      // every part alike, whatever it shows.
+      try {
+        threshold = dlvp::parse_threshold(argv[++i]);
+      } catch (const std::invalid_argument& e) {
+        std::cerr << "error: --threshold: " << e.what() << "\n";
+        return 2;
+      }
     }
     else if (a.rfind("--", 0) == 0) return usage();
     else positional.push_back(a);
@@ -167,7 +183,7 @@ int main(int argc, char** argv) {
         for (const dlvp::Tile& t : r.tiles)
           if (t.score > best->score) best = &t;
         if (json) {
-          std::printf("{\"image\":\"%s\",\"score\":%.9g,\"topk\":[", names[i].c_str(), r.score);
+          std::printf("{\"image\":\"%s\",\"score\":%s,\"topk\":[", names[i].c_str(), json_number(r.score).c_str());
           for (std::size_t t = 0; t < best->topk.size(); ++t)
             std::printf("%s%lld", t ? "," : "", static_cast<long long>(best->topk[t]));
           std::printf("],\"tiles\":%zu", r.tiles.size());
@@ -220,7 +236,7 @@ int main(int argc, char** argv) {
       const std::string& name = names[i];
       const dlvp::Detection& r = results[i / batch][i % batch];
       if (json) {
-        std::printf("{\"image\":\"%s\",\"score\":%.9g,\"topk\":[", name.c_str(), r.score);
+        std::printf("{\"image\":\"%s\",\"score\":%s,\"topk\":[", name.c_str(), json_number(r.score).c_str());
         for (std::size_t t = 0; t < r.topk.size(); ++t) std::printf("%s%lld", t ? "," : "", static_cast<long long>(r.topk[t]));
         std::printf("]");
         if (r.verdict)

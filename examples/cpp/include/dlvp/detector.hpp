@@ -14,9 +14,12 @@
 #include <dlvp/onnx_metadata.hpp>
 #include <onnxruntime_cxx_api.h>
 
+#include <algorithm>
 #include <array>
+#include <cctype>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -74,9 +77,65 @@ struct Thresholds {
 
 enum class Verdict { Ok, Ng };
 
-// NG when the score is above the threshold; a tie (and NaN) is OK — the side split-conformal
-// calibration guarantees, and the rule of `dlvp detect`, `dlvp eval` and `dlvp serve`.
-inline Verdict decide(float score, float threshold) { return score > threshold ? Verdict::Ng : Verdict::Ok; }
+// NG unless the score is at or below the threshold: a tie is OK (the side split-conformal
+// calibration guarantees, and the rule of `dlvp detect`, `dlvp eval` and `dlvp serve`), and a score
+// that is not a number is NG — a graph that returns NaN must never pass a part, so the test is
+// written as `<=`, which NaN fails.
+inline Verdict decide(float score, float threshold) { return score <= threshold ? Verdict::Ok : Verdict::Ng; }
+
+// The shortest decimal that reads back as `v` ("NaN", "inf" as Rust prints them): messages then
+// show the number the rule saw, with the same words as the Rust runtime's.
+inline std::string number_text(double v, int max_digits = 17) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  char text[40];
+  for (int digits = 1; digits <= max_digits; ++digits) {
+    std::snprintf(text, sizeof text, "%.*g", digits, v);
+    if (max_digits <= 9 ? std::strtof(text, nullptr) == static_cast<float>(v) : std::strtod(text, nullptr) == v) break;
+  }
+  return text;
+}
+inline std::string number_text(float v) { return number_text(static_cast<double>(v), 9); }
+
+// Why `value` cannot be a decision threshold, or nothing when it can. anomaly_score and
+// anomaly_map lie in [0, 1], so a NaN threshold (every comparison false), one at or above 1 or
+// +inf would pass every part, and one below 0 would make every part NG: a decision that never
+// looks at the part. The words are the Rust runtime's (decision::check_threshold), so
+// `dlvp detect` and this detector refuse a graph or a flag alike.
+inline std::optional<std::string> threshold_problem(float value) {
+  const std::string range = ": scores and map values lie in [0, 1], so a threshold must be at least 0 and below 1";
+  if (std::isnan(value)) return number_text(value) + " is not a number: a NaN threshold would pass every part";
+  if (value >= 1.0f) return number_text(value) + " would pass every part" + range;
+  if (value < 0.0f) return number_text(value) + " would make every part NG" + range;
+  return std::nullopt;
+}
+
+// Whether `text` is a plain decimal number ("0.25", "-1", "2.5e-3"), the way Rust's parser reads
+// one: strtod alone also takes leading spaces and hexadecimal ("0x1p-1"), which `dlvp detect`
+// refuses, and both front ends must take the same graphs. "nan" and "inf" are not decimals.
+inline bool is_decimal(const std::string& text) {
+  if (text.empty() || text.find_first_not_of("0123456789+-.eE") != std::string::npos) return false;
+  char* end = nullptr;
+  std::strtod(text.c_str(), &end);
+  return end != text.c_str() && *end == '\0';
+}
+
+// A threshold written as text (a command-line flag, a configuration file): the number, or
+// std::invalid_argument saying why it cannot decide (not a number, NaN, outside [0, 1)). "nan" and
+// "inf" are read as numbers first, as `dlvp detect --threshold` reads them, so the refusal says
+// what is wrong with them; spaces around the number are dropped, as there.
+inline float parse_threshold(std::string text) {
+  const auto space = [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; };
+  while (!text.empty() && space(text.back())) text.pop_back();
+  text.erase(0, std::find_if_not(text.begin(), text.end(), space) - text.begin());
+  std::string word = text.substr(text.empty() || (text[0] != '+' && text[0] != '-') ? 0 : 1);
+  for (char& c : word) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (word != "nan" && word != "inf" && word != "infinity" && !is_decimal(text))
+    throw std::invalid_argument("\"" + text + "\" is not a number; expected one in [0, 1)");
+  const float value = std::strtof(text.c_str(), nullptr);
+  if (const auto why = threshold_problem(value)) throw std::invalid_argument(*why);
+  return value;
+}
 
 inline const char* verdict_name(Verdict v) { return v == Verdict::Ng ? "NG" : "OK"; }
 
@@ -219,8 +278,13 @@ class Detector {
     return std::nullopt;
   }
   // Decide at `image` instead of the stored threshold (as `dlvp detect --threshold`). Set it
-  // before the threads that call detect() start.
-  void set_threshold(float image) { threshold_ = image; }
+  // before the threads that call detect() start. A threshold that cannot decide (NaN, below 0, at
+  // or above 1: threshold_problem) throws std::invalid_argument and leaves the detector as it was,
+  // so no part is ever decided by it.
+  void set_threshold(float image) {
+    if (const auto why = threshold_problem(image)) throw std::invalid_argument("the image threshold " + *why);
+    threshold_ = image;
+  }
 
   // Scores a batch. May be called from several threads at once: ONNX Runtime's Run is
   // thread-safe and the detector keeps no per-call state. Every failure is a dlvp::Error.
@@ -459,27 +523,40 @@ class Detector {
     read_thresholds(md);
   }
 
-  // `dlvp.threshold.*`: all four decision keys, or none.
+  // `dlvp.threshold.*`: all four decision keys, or none. A hand-edited or corrupted value that
+  // could not decide is refused here, when the graph loads, rather than at the first part it
+  // passes; the checks, their order and their words are the Rust runtime's (metadata.rs `read`),
+  // so a graph `dlvp detect` refuses is refused here too, naming the same key.
   void read_thresholds(const std::map<std::string, std::string>& md) {
     if (md.find("dlvp.threshold.image") == md.end()) return;
     // The f32 thresholds are read as f32 (the nearest to the decimal the exporter wrote, which is
     // the f32 it calibrated), the others as f64.
     auto number = [&](const char* key, auto parse) {
-      const std::string text = md.count(key) ? md.at(key) : std::string();
-      if (text.empty()) fail(std::string("metadata ") + key + " is missing beside dlvp.threshold.image");
-      char* end = nullptr;
-      const auto v = parse(text.c_str(), &end);
-      if (end == text.c_str() || *end != '\0' || !std::isfinite(v))
-        fail(std::string("metadata ") + key + " is not a number");
+      if (!md.count(key)) fail(std::string("metadata ") + key + " is missing beside dlvp.threshold.image");
+      const std::string& text = md.at(key);
+      const auto v = parse(text.c_str(), nullptr);
+      if (!is_decimal(text) || !std::isfinite(v)) fail(std::string("metadata ") + key + " is not a number");
       return v;
     };
     auto f32 = [](const char* s, char** end) { return std::strtof(s, end); };
     auto f64 = [](const char* s, char** end) { return std::strtod(s, end); };
     Thresholds t;
-    t.image = number("dlvp.threshold.image", f32);
-    t.pixel = number("dlvp.threshold.pixel", f32);
     t.false_alarm = number("dlvp.threshold.false_alarm", f64);
-    t.images = static_cast<long>(number("dlvp.threshold.images", f64));
+    if (!(t.false_alarm > 0 && t.false_alarm < 1))
+      fail("metadata dlvp.threshold.false_alarm is " + number_text(t.false_alarm) +
+           "; expected a rate between 0 and 1 (exclusive)");
+    const double images = number("dlvp.threshold.images", f64);
+    if (images < 1 || images != std::floor(images) || images > 4294967295.0)
+      fail("metadata dlvp.threshold.images is " + number_text(images) +
+           "; expected a whole number of images, at least 1");
+    t.images = static_cast<long>(images);
+    auto threshold = [&](const char* key) {
+      const float v = number(key, f32);
+      if (const auto why = threshold_problem(v)) fail(std::string("metadata ") + key + ": " + *why);
+      return v;
+    };
+    t.image = threshold("dlvp.threshold.image");
+    t.pixel = threshold("dlvp.threshold.pixel");
     info_.thresholds = t;
   }
 

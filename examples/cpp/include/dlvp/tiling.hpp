@@ -154,8 +154,10 @@ inline TiledDetection detect_tiled(Detector& detector, const ImageView& frame, c
   result.map = (sw == frame.width && sh == frame.height)
                    ? std::move(numerator)
                    : resize_map(numerator, sw, sh, frame.width, frame.height);
+  // The largest tile score; a tile that scored NaN makes the frame's score NaN (and so NG):
+  // std::max would keep the other tiles' number and a broken tile would pass unseen.
   result.score = -std::numeric_limits<float>::max();
-  for (const Tile& t : result.tiles) result.score = std::max(result.score, t.score);
+  for (const Tile& t : result.tiles) result.score = std::isnan(t.score) ? t.score : std::max(result.score, t.score);
   if (const auto at = detector.threshold()) result.verdict = decide(result.score, *at);
   return result;
 }
