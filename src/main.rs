@@ -117,4 +117,30 @@ mod tests {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
     }
+
+    /// Every argument of every subcommand (positionals included) says what it is in `--help`:
+    /// a blank entry leaves the user guessing what a flag means or what a file must be.
+    #[test]
+    fn every_argument_has_help_text() {
+        use clap::CommandFactory;
+        fn walk(cmd: &clap::Command, path: &str, blank: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            for arg in cmd.get_arguments() {
+                // clap's own --help and --version.
+                if matches!(arg.get_id().as_str(), "help" | "version") {
+                    continue;
+                }
+                let help = arg.get_help().or(arg.get_long_help());
+                if help.is_none_or(|h| h.to_string().trim().is_empty()) {
+                    blank.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &path, blank);
+            }
+        }
+        let mut blank = Vec::new();
+        walk(&super::Cli::command(), "", &mut blank);
+        assert!(blank.is_empty(), "arguments without help text: {blank:#?}");
+    }
 }

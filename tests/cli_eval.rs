@@ -251,6 +251,99 @@ fn eval_reports_undefined_metrics_and_names_what_is_missing() {
     assert_fails(&wrong_cat, 1, "no category \"glass\" (have: fabric, wood)");
 }
 
+/// An image that cannot be read is left out of the figures but not of the report: metrics.json
+/// (its category's warnings and `left_out`), scores.csv (a row, no score, the error) and
+/// report.html each name it, and the run exits 1 — before, only stderr did.
+#[test]
+fn a_left_out_image_is_named_in_every_report_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    demo_data(&data, &["--categories", "metal", "--seed", "9"]);
+    let broken = data.join("metal/test/good/001.png");
+    let bytes = std::fs::read(&broken).unwrap();
+    std::fs::write(&broken, &bytes[..bytes.len() / 2]).unwrap();
+    let model = exported_golden(dir.path());
+    let out = dir.path().join("eval");
+    let run = eval(&data, &model, &out, &[]);
+    let err = stderr(&run);
+    assert_eq!(run.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("001.png: cannot read image") && err.contains("left out"),
+        "{err}"
+    );
+    assert!(
+        stdout(&run).contains("**1 image left out**"),
+        "{}",
+        stdout(&run)
+    );
+
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    let metal = &metrics["categories"][0];
+    assert_eq!(metal["images"], 5, "the scored ones");
+    assert!(
+        metal["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("001.png: cannot read image")),
+        "{metal}"
+    );
+    let left_out = metrics["left_out"].as_array().unwrap();
+    assert_eq!(left_out.len(), 1, "{left_out:?}");
+    assert_eq!(left_out[0]["category"], "metal");
+    assert!(left_out[0]["image"]
+        .as_str()
+        .unwrap()
+        .ends_with("metal/test/good/001.png"));
+    assert!(left_out[0]["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("cannot read image"));
+
+    let scores = std::fs::read_to_string(out.join("scores.csv")).unwrap();
+    let lines: Vec<&str> = scores.lines().collect();
+    assert_eq!(lines[0], "category,defect,label,score,image,error");
+    assert_eq!(lines.len(), 7, "a row for each of the 6 images: {scores}");
+    let row: Vec<&str> = lines
+        .iter()
+        .find(|l| l.contains("good/001.png"))
+        .unwrap_or_else(|| panic!("no row for 001.png: {scores}"))
+        .splitn(6, ',')
+        .collect();
+    assert_eq!(row[..4], ["metal", "good", "normal", ""], "{row:?}");
+    assert!(row[5].contains("cannot read image"), "{row:?}");
+    assert!(lines[1..]
+        .iter()
+        .filter(|l| !l.contains("001.png"))
+        .all(|l| l.ends_with(',')));
+
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        html.contains("<h2 id=\"left-out\">Left out</h2>"),
+        "no Left out section"
+    );
+    assert!(html.contains("metal/test/good/001.png</code>"));
+}
+
+/// `--data` given one category's folder (the usual slip) says what to pass instead.
+#[test]
+fn eval_of_a_category_folder_says_to_pass_its_parent_and_the_category() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    demo_data(&data, &["--categories", "wood", "--seed", "1"]);
+    let model = dir.path().join("never-opened.onnx");
+    let run = eval(&data.join("wood"), &model, &dir.path().join("eval"), &[]);
+    assert_fails(
+        &run,
+        1,
+        &format!(
+            "one category's folder (it holds test/), not a dataset root: pass `--data {} --categories wood`",
+            data.display()
+        ),
+    );
+}
+
 /// The report renders in a real browser: headless Chromium takes a screenshot that shows the
 /// table and plots (not a blank page).
 #[test]

@@ -96,9 +96,18 @@ pub struct CategoryResult<'a> {
     pub report: CategoryReport,
     /// Every image that was scored, with its score.
     pub scored: Vec<(&'a Sample, f32)>,
+    /// Every image left out by an [`Event::Error`], with why (the image's path not repeated),
+    /// in file order: the report lists them beside the scores, so that no input goes unrecorded.
+    pub left_out: Vec<(&'a Sample, String)>,
     pub curves: CategoryCurves,
     /// Whether any image was left out by an [`Event::Error`].
     pub failed: bool,
+}
+
+/// `error` without a leading `"{image}: "`, as a record that names the image beside it reads it.
+fn without_path(error: &str, image: &Path) -> String {
+    let prefix = format!("{}: ", image.display());
+    error.strip_prefix(&prefix).unwrap_or(error).to_string()
 }
 
 /// The ground truth at the map's resolution: nearest neighbour, foreground ≥ 128.
@@ -139,29 +148,28 @@ pub fn evaluate_category<'a>(
     }
     let size = scorer.map_size();
     pixels.reset();
-    let mut failed = false;
     let mut scored: Vec<(&Sample, f32)> = Vec::new();
+    let mut left_out: Vec<(&Sample, String)> = Vec::new();
+    // What stderr says of each left-out image, in the category's warnings too (metrics.json).
+    let mut left_out_warnings: Vec<String> = Vec::new();
     let mut pixel_images = 0;
     let paths: Vec<&Path> = category.samples.iter().map(|s| s.image.as_path()).collect();
     scorer.score_files(&paths, batch, &mut |index, result| {
         let sample = &category.samples[index];
         events(Event::Progress(1));
+        let mut leave_out = |error: String| {
+            let message = format!("{}: {error}; left out", sample.image.display());
+            events(Event::Error(message.clone()));
+            left_out_warnings.push(message);
+            left_out.push((sample, error));
+        };
         let result = match result {
             Ok(result) => result,
-            Err(e) => {
-                events(Event::Error(format!("{e}; left out")));
-                failed = true;
-                return;
-            }
+            Err(e) => return leave_out(without_path(&e, &sample.image)),
         };
         {
             if !result.score.is_finite() || result.map.iter().any(|v| !v.is_finite()) {
-                events(Event::Error(format!(
-                    "{}: the model produced a non-finite score or map; left out",
-                    sample.image.display()
-                )));
-                failed = true;
-                return;
+                return leave_out("the model produced a non-finite score or map".into());
             }
             scored.push((sample, result.score));
             let mask = match (&sample.mask, sample.anomalous) {
@@ -198,6 +206,8 @@ pub fn evaluate_category<'a>(
     };
     let name = &category.name;
     let mut warnings = category.warnings.clone();
+    warnings.extend(left_out_warnings);
+    let listed = warnings.len();
     let [auroc_range, ap_range, aupro_range] = pixels.intervals();
     for (what, range) in [
         ("pixel AUROC", auroc_range),
@@ -226,7 +236,7 @@ pub fn evaluate_category<'a>(
             "{name}: no ground-truth defect pixels; pixel metrics undefined"
         ));
     }
-    for w in warnings.iter().skip(category.warnings.len()) {
+    for w in warnings.iter().skip(listed) {
         events(Event::Warning(w.clone()));
     }
     Ok(CategoryResult {
@@ -250,6 +260,7 @@ pub fn evaluate_category<'a>(
             pixel_roc: pixels.roc().map(|c| c.thinned(CURVE_POINTS)),
         },
         scored,
-        failed,
+        failed: !left_out.is_empty(),
+        left_out,
     })
 }

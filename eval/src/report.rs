@@ -91,13 +91,27 @@ pub struct PixelIntervals {
     pub aupro: Option<[f64; 2]>,
 }
 
+/// One test image's row of `scores.csv`: its score, or why it has none.
 #[derive(Clone, Debug, Serialize)]
 pub struct ImageScore {
     pub category: String,
     pub defect: String,
     pub anomalous: bool,
-    pub score: f32,
+    /// `None` when the image was left out (unreadable, or a non-finite score or map).
+    pub score: Option<f32>,
     pub image: String,
+    /// Why the image was left out.
+    pub error: Option<String>,
+}
+
+/// An image the evaluation could not score, so that it is in none of the figures: the report
+/// lists it (`left_out` in `metrics.json`, a section of `report.html`, a row of `scores.csv`
+/// with an empty score) besides the warning in its category.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct LeftOut {
+    pub category: String,
+    pub image: String,
+    pub error: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -119,6 +133,9 @@ pub struct Report {
     pub decision: Option<DecisionThreshold>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decisions_all: Option<DecisionRates>,
+    /// Every image left out of the figures, over all categories in order (empty when none): a
+    /// run with any exits 1, and `images` counts only the scored ones.
+    pub left_out: Vec<LeftOut>,
 }
 
 fn fmt(v: Option<f64>) -> String {
@@ -205,11 +222,35 @@ impl Report {
             s += &format!(" **{}** |", fmt(v));
         }
         s.push('\n');
+        if let Some(list) = self.left_out_markdown() {
+            s += "\n";
+            s += &list;
+        }
         if let Some(table) = self.decisions_markdown() {
             s += "\n";
             s += &table;
         }
         s
+    }
+
+    /// The images left out of the figures, named (the first [`LISTED`]; all in `metrics.json`).
+    fn left_out_markdown(&self) -> Option<String> {
+        const LISTED: usize = 10;
+        let n = self.left_out.len();
+        if n == 0 {
+            return None;
+        }
+        let mut s = format!(
+            "**{n} image{} left out** (not scored: in none of the figures above; `left_out` in metrics.json):\n\n",
+            if n == 1 { "" } else { "s" }
+        );
+        for l in self.left_out.iter().take(LISTED) {
+            s += &format!("- {}: `{}`: {}\n", l.category, l.image, l.error);
+        }
+        if n > LISTED {
+            s += &format!("- and {} more\n", n - LISTED);
+        }
+        Some(s)
     }
 
     /// The decisions at the threshold: per category, then over all images.
@@ -235,16 +276,19 @@ impl Report {
         Some(s)
     }
 
+    /// One row per test image; a left-out image has an empty score and its `error` (the last
+    /// column, added after the others so that readers of the older columns keep working).
     pub fn scores_csv(scores: &[ImageScore]) -> String {
-        let mut s = String::from("category,defect,label,score,image\n");
+        let mut s = String::from("category,defect,label,score,image,error\n");
         for r in scores {
             s += &format!(
-                "{},{},{},{:.6},{}\n",
+                "{},{},{},{},{},{}\n",
                 csv_field(&r.category),
                 csv_field(&r.defect),
                 if r.anomalous { "anomaly" } else { "normal" },
-                r.score,
-                csv_field(&r.image)
+                r.score.map_or(String::new(), |v| format!("{v:.6}")),
+                csv_field(&r.image),
+                csv_field(r.error.as_deref().unwrap_or(""))
             );
         }
         s
@@ -293,7 +337,7 @@ pub fn to_html(report: &Report, figures: &[Figure], worst: &[Worst]) -> String {
     h += "td,th{border:1px solid #bbb;padding:4px 10px;text-align:right}td:first-child,th:first-child{text-align:left}\n";
     h += "tr.mean td{font-weight:bold;background:#f2f2f2}.fig{display:inline-block;margin:0 2em 1em 0;vertical-align:top}\n";
     h += ".sw{display:inline-block;width:12px;height:12px;margin:0 4px 0 10px}.worst{display:inline-block;margin:0 1em 1em 0;font-size:12px;max-width:240px;vertical-align:top}\n";
-    h += ".worst img{width:224px;height:auto;border:1px solid #999}.warn{color:#a40}\n</style></head><body>\n";
+    h += ".worst img{width:224px;height:auto;border:1px solid #999}.warn{color:#a40}#left-out-images td{text-align:left}\n</style></head><body>\n";
     h += "<h1>dlvp eval report</h1>\n";
     h += &format!(
         "<p>Model <code>{}</code> on {} / {}; data <code>{}</code> ({} layout); maps compared with masks at {}×{} px; {:.1} s.</p>\n",
@@ -349,6 +393,21 @@ pub fn to_html(report: &Report, figures: &[Figure], worst: &[Worst]) -> String {
             all.detected.show()
         );
     }
+    if !report.left_out.is_empty() {
+        h += &format!(
+            "<h2 id=\"left-out\">Left out</h2><p class=\"warn\">{} image(s) could not be scored and are in none of the figures above (the run exits 1):</p>\n<table id=\"left-out-images\"><tr><th>category</th><th>image</th><th>why</th></tr>\n",
+            report.left_out.len()
+        );
+        for l in &report.left_out {
+            h += &format!(
+                "<tr class=\"warn\"><td>{}</td><td><code>{}</code></td><td>{}</td></tr>\n",
+                html_escape(&l.category),
+                html_escape(&l.image),
+                html_escape(&l.error)
+            );
+        }
+        h += "</table>\n";
+    }
     let warnings: Vec<&String> = report.categories.iter().flat_map(|c| &c.warnings).collect();
     if !warnings.is_empty() {
         h += "<h2>Warnings</h2><ul class=\"warn\">\n";
@@ -378,7 +437,7 @@ pub fn to_html(report: &Report, figures: &[Figure], worst: &[Worst]) -> String {
         h += "</div>\n";
     }
     if !worst.is_empty() {
-        h += "<h2>Worst-ranked images</h2><p>Per category, the normal images scored highest and the anomalous images scored lowest; ground-truth defects outlined in white.</p>\n";
+        h += "<h2>Worst-ranked images</h2><p>Per category, the normal images scored highest and the anomalous images scored lowest; ground-truth defects outlined in white. With a decision threshold each caption says whether the image is NG (score above it) or OK there: a good image NG is a false alarm, a defective one OK a miss.</p>\n";
         let mut last = "";
         for w in worst {
             if w.category != last {
@@ -437,6 +496,7 @@ mod tests {
             seconds: 1.0,
             decision: None,
             decisions_all: None,
+            left_out: vec![],
         }
     }
 

@@ -15,7 +15,7 @@ use crate::evaluate::{evaluate_category, load_mask, CategoryCurves, Event, Score
 use crate::metrics::Curve;
 use crate::pixels::PixelAccumulator;
 use crate::plot::{self, PALETTE};
-use crate::report::{self, Figure, ImageScore, Metrics, Report, Worst};
+use crate::report::{self, Figure, ImageScore, LeftOut, Metrics, Report, Worst};
 
 /// What the report says about the run, beside the numbers.
 #[derive(Debug, Clone)]
@@ -88,7 +88,9 @@ pub fn evaluate_all(
     let mut scores: Vec<ImageScore> = Vec::new();
     let mut curves = Vec::new();
     let mut worst = Vec::new();
+    let mut left_out = Vec::new();
     let mut pixels = PixelAccumulator::default();
+    let threshold = info.decision.as_ref().map(|d| d.threshold);
     for cat in categories {
         let mut result = evaluate_category(cat, scorer, options.batch, &mut pixels, events)
             .map_err(RunError::Scorer)?;
@@ -104,13 +106,13 @@ pub fn evaluate_all(
             &result.scored,
             options.worst,
             size,
+            threshold,
         )?);
-        scores.extend(result.scored.iter().map(|(s, score)| ImageScore {
+        scores.extend(rows(cat, &result.scored, &result.left_out));
+        left_out.extend(result.left_out.iter().map(|(s, error)| LeftOut {
             category: cat.name.clone(),
-            defect: s.defect.clone(),
-            anomalous: s.anomalous,
-            score: *score,
             image: s.image.display().to_string(),
+            error: error.clone(),
         }));
         reports.push(result.report);
     }
@@ -130,11 +132,14 @@ pub fn evaluate_all(
         mean,
         mean_over,
         seconds: started.elapsed().as_secs_f64(),
-        decisions_all: info
-            .decision
-            .as_ref()
-            .map(|d| DecisionRates::at(d.threshold, scores.iter().map(|s| (s.score, s.anomalous)))),
+        decisions_all: info.decision.as_ref().map(|d| {
+            DecisionRates::at(
+                d.threshold,
+                scores.iter().filter_map(|s| Some((s.score?, s.anomalous))),
+            )
+        }),
         decision: info.decision.clone(),
+        left_out,
     };
     let figures = figures(&report, &curves)?;
     Ok(Evaluation {
@@ -167,6 +172,36 @@ impl Evaluation {
     }
 }
 
+/// `scores.csv`'s rows of one category in file order: the scored images and, with an empty
+/// score and why, the left-out ones (both lists are in file order, subsequences of the samples).
+fn rows(
+    cat: &Category,
+    scored: &[(&Sample, f32)],
+    left_out: &[(&Sample, String)],
+) -> Vec<ImageScore> {
+    let (mut scored, mut left_out) = (scored.iter().peekable(), left_out.iter().peekable());
+    let mut out = Vec::new();
+    for sample in &cat.samples {
+        let (score, error) =
+            if let Some((_, score)) = scored.next_if(|(s, _)| std::ptr::eq(*s, sample)) {
+                (Some(*score), None)
+            } else if let Some((_, error)) = left_out.next_if(|(s, _)| std::ptr::eq(*s, sample)) {
+                (None, Some(error.clone()))
+            } else {
+                continue; // not given to the scorer (cannot happen: every sample is one or the other)
+            };
+        out.push(ImageScore {
+            category: cat.name.clone(),
+            defect: sample.defect.clone(),
+            anomalous: sample.anomalous,
+            score,
+            image: sample.image.display().to_string(),
+            error,
+        });
+    }
+    out
+}
+
 fn png_bytes(img: RgbImage) -> Result<Vec<u8>, image::ImageError> {
     let mut bytes = Vec::new();
     image::DynamicImage::ImageRgb8(img).write_to(
@@ -179,27 +214,33 @@ fn png_bytes(img: RgbImage) -> Result<Vec<u8>, image::ImageError> {
 fn figures(report: &Report, curves: &[CategoryCurves]) -> Result<Vec<Figure>, RunError> {
     let mut out = Vec::new();
     type Pick = fn(&CategoryCurves) -> &Option<Curve>;
-    let kinds: [(&str, &str, Pick, bool); 3] = [
+    /// The titles drawn on the x and y axes.
+    type Titles = (&'static str, &'static str);
+    const ROC: Titles = ("False positive rate", "True positive rate");
+    let kinds: [(&str, &str, Titles, Pick, bool); 3] = [
         (
             "Image ROC",
             "x: false-positive rate, y: true-positive rate (0 to 1, grid every 0.2)",
+            ROC,
             |c| &c.roc,
             true,
         ),
         (
             "Image precision–recall",
             "x: recall, y: precision (0 to 1, grid every 0.2)",
+            ("Recall", "Precision"),
             |c| &c.pr,
             false,
         ),
         (
             "Pixel ROC",
             "x: false-positive rate, y: true-positive rate (0 to 1, grid every 0.2)",
+            ROC,
             |c| &c.pixel_roc,
             true,
         ),
     ];
-    for (title, axes, pick, diagonal) in kinds {
+    for (title, axes, titles, pick, diagonal) in kinds {
         let mut series = Vec::new();
         let mut legend = Vec::new();
         for (i, (cat, c)) in report.categories.iter().zip(curves).enumerate() {
@@ -212,21 +253,45 @@ fn figures(report: &Report, curves: &[CategoryCurves]) -> Result<Vec<Figure>, Ru
         out.push(Figure {
             title: title.into(),
             axes: axes.into(),
-            png: png_bytes(plot::curves(&series, 320, diagonal))?,
+            png: png_bytes(plot::curves(&series, 320, diagonal, titles))?,
             legend,
         });
     }
     Ok(out)
 }
 
+/// What a worst-ranked image's caption says of it. Only a decision makes a good image a false
+/// alarm or a defective one a miss: with a `threshold` each is said to be NG or OK at it (NG:
+/// score above it, as everywhere), without one only its rank is.
+fn worst_caption(sample: &Sample, score: f32, threshold: Option<f32>) -> String {
+    let what = if sample.anomalous {
+        sample.defect.as_str()
+    } else {
+        "good"
+    };
+    match (threshold.map(|t| score > t), sample.anomalous) {
+        (None, false) => format!("{what}, among the highest good scores"),
+        (None, true) => format!("{what}, among the lowest defect scores"),
+        (Some(true), false) => format!("{what}, NG at the threshold: a false alarm"),
+        (Some(false), false) => {
+            format!("{what}, OK at the threshold (among the highest good scores)")
+        }
+        (Some(false), true) => format!("{what}, OK at the threshold: missed"),
+        (Some(true), true) => {
+            format!("{what}, NG at the threshold (among the lowest defect scores)")
+        }
+    }
+}
+
 /// Overlays (at the map's resolution, ground truth outlined in white) of the normal images
-/// scored highest and the anomalous ones scored lowest.
+/// scored highest and the anomalous ones scored lowest, captioned by [`worst_caption`].
 fn worst_overlays(
     scorer: &dyn Scorer,
     category: &str,
     scored: &[(&Sample, f32)],
     n: usize,
     size: usize,
+    threshold: Option<f32>,
 ) -> Result<Vec<Worst>, RunError> {
     let mut normal: Vec<&(&Sample, f32)> = scored.iter().filter(|(s, _)| !s.anomalous).collect();
     let mut anomalous: Vec<&(&Sample, f32)> = scored.iter().filter(|(s, _)| s.anomalous).collect();
@@ -251,11 +316,7 @@ fn worst_overlays(
             .file_name()
             .unwrap_or_default()
             .to_string_lossy();
-        let what = if sample.anomalous {
-            format!("{} (missed?)", sample.defect)
-        } else {
-            "good (false alarm?)".into()
-        };
+        let what = worst_caption(sample, *score, threshold);
         out.push(Worst {
             category: category.into(),
             caption: format!("{}/{name}: {what}, score {score:.4}", sample.defect),

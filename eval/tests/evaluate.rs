@@ -136,6 +136,27 @@ fn a_category_scored_by_an_oracle() {
     assert_eq!(errors.len(), 2, "{events:?}");
     assert!(errors[0].contains("broken.png: cannot decode; left out"));
     assert!(errors[1].contains("nan.png: the model produced a non-finite score"));
+    // Each left-out image is recorded, not only announced: in the category's warnings (as the
+    // event said it) and in the result's list, with why (the path not repeated).
+    for e in &errors {
+        assert!(
+            result.report.warnings.contains(e),
+            "{e} not in {:?}",
+            result.report.warnings
+        );
+    }
+    let left_out: Vec<(&str, &str)> = result
+        .left_out
+        .iter()
+        .map(|(s, e)| (s.image.file_name().unwrap().to_str().unwrap(), e.as_str()))
+        .collect();
+    assert_eq!(
+        left_out,
+        [
+            ("broken.png", "cannot decode"),
+            ("nan.png", "the model produced a non-finite score or map")
+        ]
+    );
     assert!(events.iter().any(|e| matches!(e, Event::Warning(w)
         if w.contains("missing.png: cannot open mask") && w.contains("bad3.png left out of the pixel metrics"))));
     let done: usize = events
@@ -197,7 +218,10 @@ fn a_dataset_run_reports_every_category_and_writes_its_files() {
             .collect(),
         warnings: vec![],
     };
-    let categories = [category("a", &[]), category("b", &["broken.png"])];
+    let categories = [
+        category("a", &[]),
+        category("b", &["broken.png", "nan.png"]),
+    ];
     let info = RunInfo {
         model: "oracle".into(),
         backend: "none".into(),
@@ -217,7 +241,7 @@ fn a_dataset_run_reports_every_category_and_writes_its_files() {
     })
     .unwrap();
     assert!(run.failed, "broken.png was left out");
-    assert_eq!(errors, 1);
+    assert_eq!(errors, 2);
     assert_eq!(run.report.categories.len(), 2);
     assert_eq!(run.report.mean.image_auroc, Some(1.0));
     // The oracle scores good 0.1 and bad 0.9: no false alarm, every defect detected.
@@ -233,15 +257,47 @@ fn a_dataset_run_reports_every_category_and_writes_its_files() {
     );
     assert!(run.report.categories.iter().all(|c| c.decisions.is_some()));
     assert_eq!(run.figures.len(), 3);
-    assert_eq!(run.scores.len(), 4);
-    // One good scored highest and one bad scored lowest per category.
+    // Every image has a row, the left-out ones with no score and why, in file order.
+    assert_eq!(run.scores.len(), 6);
+    let b: Vec<(Option<f32>, Option<&str>)> = run.scores[2..]
+        .iter()
+        .map(|s| (s.score, s.error.as_deref()))
+        .collect();
+    assert_eq!(
+        b,
+        [
+            (Some(0.1), None),
+            (Some(0.9), None),
+            (None, Some("cannot decode")),
+            (None, Some("the model produced a non-finite score or map")),
+        ]
+    );
+    let listed: Vec<(&str, &str)> = run
+        .report
+        .left_out
+        .iter()
+        .map(|l| (l.category.as_str(), l.error.as_str()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("b", "cannot decode"),
+            ("b", "the model produced a non-finite score or map")
+        ]
+    );
+    assert!(run.report.left_out[0].image.ends_with("broken.png"));
+    assert_eq!(run.report.categories[1].images, 2);
+    assert_eq!(run.report.categories[1].warnings.len(), 2);
+    // One good scored highest and one bad scored lowest per category, each said to be OK or NG
+    // at the threshold (0.5: good 0.1 OK, bad 0.9 NG): neither a false alarm nor a miss.
     assert_eq!(run.worst.len(), 4);
-    assert!(
-        run.worst[1]
-            .caption
-            .contains("hole/bad1.png: hole (missed?)"),
-        "{}",
-        run.worst[1].caption
+    assert_eq!(
+        run.worst[0].caption,
+        "good/good1.png: good, OK at the threshold (among the highest good scores), score 0.1000"
+    );
+    assert_eq!(
+        run.worst[1].caption,
+        "hole/bad1.png: hole, NG at the threshold (among the lowest defect scores), score 0.9000"
     );
     let out = dir.path().join("report");
     let written = run.write(&out).unwrap();
@@ -250,4 +306,96 @@ fn a_dataset_run_reports_every_category_and_writes_its_files() {
         assert_eq!(path, &out.join(name));
         assert!(std::fs::metadata(path).unwrap().len() > 0, "{name}");
     }
+    let scores = std::fs::read_to_string(out.join("scores.csv")).unwrap();
+    let lines: Vec<&str> = scores.lines().collect();
+    assert_eq!(lines[0], "category,defect,label,score,image,error");
+    assert!(
+        lines[5].starts_with("b,good,normal,,") && lines[5].ends_with("broken.png,cannot decode"),
+        "{scores}"
+    );
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<h2 id=\"left-out\">Left out</h2>"), "{html}");
+    assert!(html.contains("broken.png</code></td><td>cannot decode</td>"));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(
+        json["left_out"][1]["error"],
+        "the model produced a non-finite score or map"
+    );
+    assert!(run.report.to_markdown().contains("**2 images left out**"));
+}
+
+/// Without a threshold a worst-ranked image is only ranked: no "false alarm" or "missed"; with
+/// one, a good image is a false alarm only when it is NG there and a defect a miss only when OK.
+#[rstest::rstest]
+#[case::no_threshold(
+    None,
+    "good, among the highest good scores",
+    "hole, among the lowest defect scores"
+)]
+#[case::below_both(
+    Some(0.05),
+    "good, NG at the threshold: a false alarm",
+    "hole, NG at the threshold (among the lowest defect scores)"
+)]
+#[case::between(
+    Some(0.5),
+    "good, OK at the threshold (among the highest good scores)",
+    "hole, NG at the threshold (among the lowest defect scores)"
+)]
+#[case::above_both(
+    Some(0.95),
+    "good, OK at the threshold (among the highest good scores)",
+    "hole, OK at the threshold: missed"
+)]
+// A tie is OK, as everywhere.
+#[case::at_the_bad_score(
+    Some(0.9),
+    "good, OK at the threshold (among the highest good scores)",
+    "hole, OK at the threshold: missed"
+)]
+fn worst_captions_say_false_alarm_or_miss_only_at_a_threshold(
+    #[case] threshold: Option<f32>,
+    #[case] good: &str,
+    #[case] bad: &str,
+) {
+    use dlvp_eval::dataset::Layout;
+    use dlvp_eval::run::{evaluate_all, RunInfo, RunOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let categories = [Category {
+        name: "a".into(),
+        samples: vec![
+            sample(dir.path(), "good1.png", None),
+            sample(dir.path(), "bad1.png", None),
+        ],
+        warnings: vec![],
+    }];
+    let info = RunInfo {
+        model: "oracle".into(),
+        backend: "none".into(),
+        provider: "test".into(),
+        data: dir.path().to_path_buf(),
+        layout: Layout::Mvtec,
+        decision: threshold.map(|t| dlvp_eval::decisions::DecisionThreshold {
+            threshold: t,
+            stated_false_alarm: None,
+            source: "--threshold".into(),
+        }),
+    };
+    let run = evaluate_all(
+        &categories,
+        &Oracle,
+        &info,
+        RunOptions { batch: 2, worst: 1 },
+        &mut |_| {},
+    )
+    .unwrap();
+    let captions: Vec<&str> = run.worst.iter().map(|w| w.caption.as_str()).collect();
+    assert_eq!(
+        captions,
+        [
+            format!("good/good1.png: {good}, score 0.1000"),
+            format!("hole/bad1.png: {bad}, score 0.9000"),
+        ]
+    );
 }

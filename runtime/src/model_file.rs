@@ -39,6 +39,21 @@ pub enum ModelFileErrorKind {
     Invalid,
 }
 
+/// What a checkpoint given for a graph is told (`FILE` its path): a protobuf decoder would only
+/// say `invalid tag value: 0` of it, from the first byte of its header's length.
+pub const CHECKPOINT: &str = "a checkpoint (safetensors), not an ONNX graph: run `dlvp export --weights FILE --out model.onnx`";
+
+/// Whether `bytes` are a safetensors file: a little-endian u64 header length, then that many
+/// bytes of a JSON object. An ONNX file's first eight bytes (protobuf tags, the IR version, the
+/// start of the producer's name) read as such a length claim far more than the file holds.
+pub fn is_safetensors(bytes: &[u8]) -> bool {
+    let Some(head) = bytes.get(..8) else {
+        return false;
+    };
+    let n = u64::from_le_bytes(head.try_into().expect("8 bytes"));
+    n >= 2 && n <= (bytes.len() - 8) as u64 && bytes[8] == b'{'
+}
+
 /// The model at `path` as one buffer with all external data inlined; at most `max_bytes` in all.
 pub fn read(path: &Path, max_bytes: u64) -> Result<Vec<u8>, ModelFileError> {
     let fail = |message: String| ModelFileError {
@@ -70,6 +85,11 @@ pub fn read(path: &Path, max_bytes: u64) -> Result<Vec<u8>, ModelFileError> {
         return Err(too_big("the model is", size));
     }
     let bytes = std::fs::read(path).map_err(unreadable)?;
+    if is_safetensors(&bytes) {
+        return Err(fail(
+            CHECKPOINT.replace("FILE", &path.display().to_string()),
+        ));
+    }
     // Most models are self-contained: find out without a full decode (a copy of every weight).
     match crate::onnx_head::ModelHead::decode_from(&bytes) {
         Ok(head) if !head.has_external_data() => return Ok(bytes),
@@ -235,4 +255,36 @@ fn byte_size(tensor: &pb::TensorProto) -> Option<u64> {
     tensor.dims.iter().try_fold(element, |acc, d| {
         u64::try_from(*d).ok().and_then(|d| acc.checked_mul(d))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A checkpoint passed for a graph is named as one, with the command that compiles it,
+    /// instead of the protobuf decoder's `invalid tag value: 0`.
+    #[test]
+    fn a_safetensors_checkpoint_is_refused_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.safetensors");
+        let header = br#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header);
+        bytes.extend_from_slice(&1.0f32.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(is_safetensors(&bytes));
+        let err = read(&path, DEFAULT_MAX_MODEL_BYTES).unwrap_err();
+        assert_eq!(err.kind, ModelFileErrorKind::Invalid);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{0}: a checkpoint (safetensors), not an ONNX graph: run `dlvp export --weights {0} --out model.onnx`",
+                path.display()
+            )
+        );
+        // Not one: too short, a header longer than the file, no JSON object where it begins.
+        assert!(!is_safetensors(&bytes[..8]));
+        assert!(!is_safetensors(&bytes[..20]));
+        assert!(!is_safetensors(b"\x08\x07\x12\x04dlvp\x3a\x02\x10\x11"));
+    }
 }

@@ -51,6 +51,8 @@ pub struct DemoDataArgs {
     /// test set for `detect --tile`). The demo categories only.
     #[arg(long, value_name = "PX", conflicts_with = "universe")]
     detail_size: Option<usize>,
+    /// Random seed: the same seed and options give byte-identical files; another seed, other
+    /// surfaces and defects.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Replace category folders that already exist in --out.

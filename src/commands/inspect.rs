@@ -20,6 +20,7 @@ use dlvp_exporter::targets::{self, Target};
 
 #[derive(Args)]
 pub struct InspectArgs {
+    /// The ONNX graph to describe (any ONNX model; a `dlvp export` one also has its metadata).
     model: PathBuf,
     /// Print JSON instead of text.
     #[arg(long)]
@@ -67,9 +68,26 @@ fn flops(
         .with_context(|| format!("{}: counting FLOPs", path.display()))
 }
 
+/// A shape's dims as JSON numbers where they are numbers (`["B", 3, 224, 224]`), symbolic ones
+/// (`B`) and unknown ones (`?`) left strings: what a JSON reader compares and computes with.
+fn numeric_dims(shape: &mut serde_json::Value) {
+    for dim in shape.as_array_mut().into_iter().flatten() {
+        if let Some(n) = dim.as_str().and_then(|d| d.parse::<i64>().ok()) {
+            *dim = n.into();
+        }
+    }
+}
+
 pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(&args.model)
         .with_context(|| format!("{}: cannot read", args.model.display()))?;
+    if dlvp_runtime::model_file::is_safetensors(&bytes) {
+        let path = args.model.display().to_string();
+        anyhow::bail!(
+            "{path}: {}",
+            dlvp_runtime::model_file::CHECKPOINT.replace("FILE", &path)
+        );
+    }
     let model = pb::ModelProto::decode(bytes.as_slice())
         .map_err(|e| anyhow::anyhow!("{}: not an ONNX model: {e}", args.model.display()))?;
     let graph = model
@@ -111,6 +129,11 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
             (out.as_object_mut(), serde_json::to_value(&summary)?)
         {
             out.extend(s);
+        }
+        for kind in ["inputs", "outputs"] {
+            for tensor in out[kind].as_array_mut().into_iter().flatten() {
+                numeric_dims(&mut tensor["shape"]);
+            }
         }
         if let Some((int8, kept)) = int8_summary(graph) {
             out["int8"] = serde_json::json!({"int8_matmuls": int8, "kept_f32": kept,
@@ -236,4 +259,16 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_dims_become_numbers_and_symbolic_ones_stay_names() {
+        let mut shape = serde_json::json!(["B", "3", "224", "?", "0"]);
+        numeric_dims(&mut shape);
+        assert_eq!(shape, serde_json::json!(["B", 3, 224, "?", 0]));
+    }
 }

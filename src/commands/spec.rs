@@ -10,12 +10,15 @@ use dlvp_exporter::Spec;
 pub enum SpecCommand {
     /// Check that each spec parses and describes a buildable model; exit 1 if any does not.
     Validate {
+        /// Spec files (YAML or JSON, model-spec/README.md) to check, one `ok` line or error each.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
     /// Print the resolved spec, every default filled in.
     Show {
+        /// The spec file (YAML or JSON, model-spec/README.md) to resolve.
         file: PathBuf,
+        /// How to print it.
         #[arg(long, value_enum, default_value_t = Format::Yaml)]
         format: Format,
     },
@@ -23,7 +26,9 @@ pub enum SpecCommand {
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Format {
+    /// YAML, as spec files are written.
     Yaml,
+    /// JSON, for scripts.
     Json,
 }
 
