@@ -587,3 +587,170 @@ fn a_model_over_the_size_limit_is_refused() {
     let run = detect(&image, &model, &out, &["--max-model-mib", "1"]);
     assert_refused(&run, &model, "the model with its external data is", &out);
 }
+
+// ---------------------------------------------------------------- stored thresholds
+
+/// The tiny graph with the five `dlvp.threshold.*` keys `dlvp threshold` writes, set to `keys`
+/// (later entries win): a calibrated graph without running a calibration.
+fn with_thresholds(keys: &[(&str, &str)]) -> Vec<u8> {
+    edited(|m| {
+        for &(key, value) in keys {
+            match m.metadata_props.iter_mut().find(|p| p.key == key) {
+                Some(entry) => entry.value = value.into(),
+                None => m.metadata_props.push(pb::StringStringEntryProto {
+                    key: key.into(),
+                    value: value.into(),
+                }),
+            }
+        }
+    })
+}
+
+/// Valid stored thresholds, each at an edge of what decides: image 0, pixel just below 1, a
+/// false-alarm rate of 0.5, one calibration image.
+const EDGE_THRESHOLDS: [(&str, &str); 5] = [
+    ("dlvp.threshold.image", "0"),
+    ("dlvp.threshold.pixel", "0.99999994"),
+    ("dlvp.threshold.false_alarm", "0.5"),
+    ("dlvp.threshold.images", "1"),
+    ("dlvp.threshold.tiling", "none"),
+];
+
+/// A graph whose stored thresholds could not decide — NaN or ≥ 1 would pass every part, < 0
+/// would make every part NG, and a false-alarm rate or image count out of range is no
+/// calibration — is refused when it loads, naming the key (the C++ detector refuses the same
+/// graphs with the same words: tests/cpp_example.rs). Runs without ONNX Runtime or the C++ build.
+#[rstest]
+#[case::image_nan(
+    "dlvp.threshold.image",
+    "nan",
+    "metadata dlvp.threshold.image is not a number"
+)]
+#[case::image_infinite(
+    "dlvp.threshold.image",
+    "inf",
+    "metadata dlvp.threshold.image is not a number"
+)]
+#[case::image_above_one(
+    "dlvp.threshold.image",
+    "1.5",
+    "metadata dlvp.threshold.image: 1.5 would pass every part: scores and map values lie in [0, 1], so a threshold must be at least 0 and below 1"
+)]
+#[case::image_one(
+    "dlvp.threshold.image",
+    "1",
+    "metadata dlvp.threshold.image: 1 would pass every part"
+)]
+#[case::image_negative(
+    "dlvp.threshold.image",
+    "-0.5",
+    "metadata dlvp.threshold.image: -0.5 would make every part NG: scores and map values lie in [0, 1], so a threshold must be at least 0 and below 1"
+)]
+#[case::pixel_nan(
+    "dlvp.threshold.pixel",
+    "nan",
+    "metadata dlvp.threshold.pixel is not a number"
+)]
+#[case::pixel_above_one(
+    "dlvp.threshold.pixel",
+    "2",
+    "metadata dlvp.threshold.pixel: 2 would pass every part"
+)]
+#[case::false_alarm_zero(
+    "dlvp.threshold.false_alarm",
+    "0",
+    "metadata dlvp.threshold.false_alarm is 0; expected a rate between 0 and 1 (exclusive)"
+)]
+#[case::false_alarm_one(
+    "dlvp.threshold.false_alarm",
+    "1",
+    "metadata dlvp.threshold.false_alarm is 1; expected a rate between 0 and 1 (exclusive)"
+)]
+#[case::no_images(
+    "dlvp.threshold.images",
+    "0",
+    "metadata dlvp.threshold.images is 0; expected a whole number of images, at least 1"
+)]
+#[case::half_an_image(
+    "dlvp.threshold.images",
+    "2.5",
+    "metadata dlvp.threshold.images is 2.5; expected a whole number of images, at least 1"
+)]
+fn stored_thresholds_that_cannot_decide_are_refused_by_name(
+    #[case] key: &str,
+    #[case] value: &str,
+    #[case] problem: &str,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("line model.onnx");
+    let mut keys = EDGE_THRESHOLDS.to_vec();
+    keys.push((key, value));
+    std::fs::write(&model, with_thresholds(&keys)).unwrap();
+    let image = repo().join("fixtures/samples/fabric_hole.png");
+    let out = dir.path().join("out");
+    assert_refused(&detect(&image, &model, &out, &[]), &model, problem, &out);
+}
+
+/// The control for the refusals above: thresholds at the edges of [0, 1) load and decide (every
+/// real score is above 0, so image threshold 0 makes the part NG).
+#[test]
+fn stored_thresholds_at_the_edges_of_the_range_decide() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("line model.onnx");
+    std::fs::write(&model, with_thresholds(&EDGE_THRESHOLDS)).unwrap();
+    let image = repo().join("fixtures/samples/fabric_hole.png");
+    let run = detect(&image, &model, &dir.path().join("out"), &["--json"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let line: serde_json::Value = serde_json::from_str(stdout(&run).trim()).unwrap();
+    assert_eq!(line["decision"], "NG", "{line}");
+    assert_eq!(line["threshold"], 0.0, "{line}");
+}
+
+/// A checkpoint handed over where a graph belongs (`--model W.safetensors`, `inspect
+/// W.safetensors`) is named as a checkpoint with the command that compiles it, by every command
+/// that opens a graph — the protobuf decoder alone said `invalid tag value: 0`.
+#[rstest]
+#[case::detect("detect")]
+#[case::eval("eval")]
+#[case::bench("bench")]
+#[case::inspect("inspect")]
+fn a_checkpoint_given_as_the_graph_says_to_export_it(#[case] command: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("line3 weights.safetensors");
+    std::fs::copy(golden_weights(), &ckpt).unwrap();
+    let data = dir.path().join("data");
+    let good = data.join("wood/test/good");
+    std::fs::create_dir_all(&good).unwrap();
+    let image = repo().join("fixtures/samples/wood_good.png");
+    std::fs::copy(&image, good.join("000.png")).unwrap();
+    let out = dir.path().join("out");
+    let (ckpt_s, out_s) = (ckpt.to_str().unwrap(), out.to_str().unwrap());
+    let run = match command {
+        "detect" => detect(&image, &ckpt, &out, &[]),
+        "eval" => dlvp(&[
+            "eval",
+            "--data",
+            data.to_str().unwrap(),
+            "--model",
+            ckpt_s,
+            "--backend",
+            "tract",
+            "--out",
+            out_s,
+        ]),
+        "bench" => dlvp(&[
+            "bench",
+            "--model",
+            ckpt_s,
+            "--backend",
+            "tract",
+            "--iters",
+            "1",
+        ]),
+        _ => dlvp(&["inspect", ckpt_s]),
+    };
+    let expected = format!(
+        "a checkpoint (safetensors), not an ONNX graph: run `dlvp export --weights {ckpt_s} --out model.onnx`"
+    );
+    assert_refused(&run, &ckpt, &expected, &out);
+}

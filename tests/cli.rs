@@ -329,9 +329,10 @@ fn export_writes_a_deterministic_graph_that_inspect_describes() {
     assert!(run.status.success(), "{}", stderr(&run));
     let json: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     assert_eq!(json["opset"][0][1], 17);
+    // Fixed dims are JSON numbers, the symbolic batch its name.
     assert_eq!(
         json["inputs"][0]["shape"],
-        serde_json::json!(["B", "3", "56", "56"])
+        serde_json::json!(["B", 3, 56, 56])
     );
     assert_eq!(json["outputs"][2]["name"], "topk_indices");
     assert_eq!(json["outputs"][2]["dtype"], "int64");
@@ -351,11 +352,11 @@ fn export_writes_a_deterministic_graph_that_inspect_describes() {
             assert_eq!(g["name"], s["name"]);
             let dtype = s["dtype"].as_str().unwrap().replace("float32", "float");
             assert_eq!(g["dtype"].as_str().unwrap(), dtype, "{}", s["name"]);
-            let dims: Vec<String> = s["shape"]
+            let dims: Vec<serde_json::Value> = s["shape"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|d| d.as_u64().map_or("B".to_string(), |n| n.to_string()))
+                .map(|d| if d == "batch" { "B".into() } else { d.clone() })
                 .collect();
             assert_eq!(g["shape"], serde_json::json!(dims), "{}", s["name"]);
         }
@@ -472,7 +473,20 @@ fn detect_scores_valid_images_reports_bad_ones_and_leaves_no_stray_files(#[case]
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 2, "{}", stdout(&run));
+    // Every image has a record; the unreadable one's says why.
+    assert_eq!(lines.len(), 3, "{}", stdout(&run));
+    let (errors, lines): (Vec<_>, Vec<_>) =
+        lines.into_iter().partition(|l| l.get("error").is_some());
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0]["image"]
+        .as_str()
+        .unwrap()
+        .ends_with("corrupt.png"));
+    assert!(errors[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("cannot read image"));
+    assert!(errors[0].get("score").is_none() && errors[0].get("decision").is_none());
     for line in &lines {
         let score = line["score"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&score));
@@ -496,17 +510,18 @@ fn detect_scores_valid_images_reports_bad_ones_and_leaves_no_stray_files(#[case]
         (80, 64),
         "outputs at the original image size"
     );
-    let mut written: Vec<String> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+    // Outputs mirror each image's path inside the folder argument.
+    let mut written: Vec<String> = run::files_under(&out)
+        .into_iter()
+        .map(|(p, _)| p.display().to_string())
         .collect();
     written.sort();
     assert_eq!(
         written,
         [
-            "gray.map.png",
-            "gray.mask.png",
-            "gray.overlay.png",
+            "nested/gray.map.png",
+            "nested/gray.mask.png",
+            "nested/gray.overlay.png",
             "part ü.map.png",
             "part ü.mask.png",
             "part ü.overlay.png"

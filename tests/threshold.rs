@@ -42,7 +42,8 @@ fn the_threshold_is_the_conformal_order_statistic_and_only_the_metadata_changes(
         stdout(&run)
     );
 
-    // k = ⌈(20 + 1) × 0.9⌉ = 19: the 19th smallest of the scores detect gives the same images.
+    // k = ⌈(20 + 1) × 0.9⌉ = 19: the 19th smallest of the scores detect gives the same images,
+    // plus the margin, moved past any score within the margin of it.
     let mut scores: Vec<f32> = detect_json(&good, &model, "tract")
         .iter()
         .map(|line| line["score"].as_f64().unwrap() as f32)
@@ -54,7 +55,22 @@ fn the_threshold_is_the_conformal_order_statistic_and_only_the_metadata_changes(
         .unwrap()
         .parse()
         .unwrap();
-    assert_eq!(stored, scores[18]);
+    let expected = dlvp_eval::threshold::conformal(&scores, 0.1)
+        .unwrap()
+        .clear_of(&scores, 1e-4);
+    assert_eq!((expected.rank, expected.order_statistic), (19, scores[18]));
+    assert_eq!(stored, expected.value);
+    assert!(stored as f64 >= scores[18] as f64 + 1e-4);
+    for s in &scores {
+        assert!(
+            (*s as f64 - stored as f64).abs() >= 1e-4,
+            "{s} within the margin of {stored}"
+        );
+    }
+    assert_eq!(
+        metadata(&written, "dlvp.threshold.margin").as_deref(),
+        Some("0.0001")
+    );
     assert_eq!(
         metadata(&written, "dlvp.threshold.images").as_deref(),
         Some("20")
@@ -181,7 +197,8 @@ fn detect_decides_with_the_stored_thresholds_unless_told_otherwise() {
         args.extend_from_slice(extra);
         dlvp(&args)
     };
-    let strict = detect(&["--fail-on-ng", "--threshold=-1"]);
+    // 0 and just below 1 are the ends of the accepted range (scores lie in [0, 1]).
+    let strict = detect(&["--fail-on-ng", "--threshold=0"]);
     assert_eq!(strict.status.code(), Some(2), "{}", stderr(&strict));
     assert_eq!(stdout(&strict).matches("  NG").count(), 20);
     assert!(
@@ -189,7 +206,7 @@ fn detect_decides_with_the_stored_thresholds_unless_told_otherwise() {
         "{}",
         stderr(&strict)
     );
-    let lenient = detect(&["--fail-on-ng", "--threshold", "2"]);
+    let lenient = detect(&["--fail-on-ng", "--threshold", "0.9999999"]);
     assert_eq!(lenient.status.code(), Some(0), "{}", stderr(&lenient));
     assert_eq!(stdout(&lenient).matches("  OK").count(), 20);
     let calibrated = detect(&[]);
@@ -203,9 +220,9 @@ fn detect_decides_with_the_stored_thresholds_unless_told_otherwise() {
         stderr(&calibrated)
     );
 
-    // Masks are the map above the pixel threshold: none above 2, all above -1.
+    // Masks are the map above the pixel threshold: none above 0.9999999, all above 0.
     let one = good.join("fabric/train/good/000.png");
-    for (pixel, value) in [("2", 0u8), ("-1", 255)] {
+    for (pixel, value) in [("0.9999999", 0u8), ("0", 255)] {
         let out = dir.path().join(format!("out{pixel}"));
         let run = dlvp(&[
             "detect",
@@ -436,6 +453,29 @@ fn defects_are_reported_at_the_threshold_as_dlvp_eval_reports_them() {
         ),
         (Some(scratches), Some(10))
     );
+    // The report agrees with `detect` on every calibration image, whatever the batch: the
+    // threshold stands a margin clear of their scores.
+    for batch in ["1", "3", "8"] {
+        let run = dlvp(&[
+            "detect",
+            good.to_str().unwrap(),
+            "--model",
+            out.to_str().unwrap(),
+            "--backend",
+            "tract",
+            "--json",
+            "--batch",
+            batch,
+        ]);
+        assert!(run.status.success(), "{}", stderr(&run));
+        let ng = stdout(&run).matches("\"decision\":\"NG\"").count() as u64;
+        assert_eq!(
+            all["false_alarms"]["count"].as_u64(),
+            Some(ng),
+            "batch {batch}: {}",
+            stdout(&run)
+        );
+    }
 
     // A folder without images is refused before anything is scored or written.
     let empty = dir.path().join("empty");
@@ -443,4 +483,87 @@ fn defects_are_reported_at_the_threshold_as_dlvp_eval_reports_them() {
     let run = check(&empty, &dir.path().join("none"));
     assert_fails(&run, 1, "--defects");
     assert!(!dir.path().join("none").exists());
+}
+
+/// A threshold that would decide every part the same way — NaN, infinite, at or above 1, below
+/// 0, or not a number at all — is refused by every flag that takes one, naming the flag, before
+/// any image is scored (it once passed every part: `--threshold=nan` said OK to a hole).
+#[rstest::rstest]
+#[case::nan("nan", "not a number")]
+#[case::upper_nan("NaN", "not a number")]
+#[case::infinite("inf", "would pass every part")]
+#[case::one("1", "would pass every part")]
+#[case::above("1.5", "would pass every part")]
+#[case::negative("-0.1", "would make every part NG")]
+#[case::minus_infinite("-inf", "would make every part NG")]
+#[case::text("abc", "is not a number")]
+#[case::empty("", "is not a number")]
+fn a_threshold_that_cannot_decide_is_refused(#[case] value: &str, #[case] problem: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("part.png");
+    image::RgbImage::from_pixel(32, 32, image::Rgb([90, 90, 90]))
+        .save(&image)
+        .unwrap();
+    let image = image.to_str().unwrap();
+    let runs = [
+        (
+            "--threshold",
+            vec!["detect", image, "--backend", "tract", "--fail-on-ng"],
+        ),
+        (
+            "--pixel-threshold",
+            vec!["detect", image, "--backend", "tract"],
+        ),
+        (
+            "--threshold",
+            vec!["eval", "--data", image, "--backend", "tract"],
+        ),
+    ];
+    for (flag, mut args) in runs {
+        // As one word (`--threshold=-1`) and as two (`--threshold -1`, a negative number).
+        let given = format!("{flag}={value}");
+        if value.is_empty() {
+            args.push(&given);
+        } else {
+            args.extend([flag, value]);
+        }
+        let run = dlvp(&args);
+        let err = stderr(&run);
+        assert_eq!(run.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(flag) && err.contains(problem),
+            "{args:?}: {err}"
+        );
+        assert!(stdout(&run).is_empty(), "{args:?} scored something");
+    }
+}
+
+/// The usage line says a destination is required, and a Triton repository that was never
+/// written says which command writes it.
+#[test]
+fn the_destination_is_in_the_usage_and_a_missing_repository_says_how_to_write_it() {
+    let help = dlvp(&["threshold", "--help"]);
+    assert!(
+        stdout(&help).contains("<--out <OUT>|--triton-repo <DIR>>"),
+        "{}",
+        stdout(&help)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let good = good_images(dir.path(), 10);
+    let repo = dir.path().join("repo");
+    let run = dlvp(&[
+        "threshold",
+        "--good",
+        good.to_str().unwrap(),
+        "--false-alarm",
+        "0.1",
+        "--triton-repo",
+        repo.to_str().unwrap(),
+    ]);
+    assert_fails(&run, 1, "no such folder");
+    assert!(
+        stderr(&run).contains("dlvp export --weights CKPT --triton-repo"),
+        "{}",
+        stderr(&run)
+    );
 }

@@ -49,6 +49,11 @@ pub const META_THRESHOLD_FALSE_ALARM: &str = "dlvp.threshold.false_alarm";
 pub const META_THRESHOLD_IMAGES: &str = "dlvp.threshold.images";
 /// SHA-256 over those images (each one's path within the folder, length and bytes, in order).
 pub const META_THRESHOLD_IMAGES_SHA256: &str = "dlvp.threshold.images_sha256";
+/// How far both thresholds stand above their order statistics and from every calibration score
+/// at least (`dlvp threshold --margin`, default 1e-4): scores move by less than it between
+/// batches and fp32 backends, so every calibration image gets one decision in every run.
+/// Informational: the thresholds already include it.
+pub const META_THRESHOLD_MARGIN: &str = "dlvp.threshold.margin";
 /// How the images were scored: `resize` (the whole image at the graph's size) and the backend.
 pub const META_THRESHOLD_SCORED_WITH: &str = "dlvp.threshold.scored_with";
 /// How the images were cut for the thresholds: `none` (each whole image resized to the graph's

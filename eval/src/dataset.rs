@@ -53,6 +53,14 @@ pub enum DatasetError {
         Layout::Visa => "split_csv/1cls.csv lists no test images",
     })]
     Empty { path: PathBuf, layout: Layout },
+    /// The root is one MVTec AD category (it holds `test/`), not the dataset root above it.
+    #[error("{}: one category's folder (it holds test/), not a dataset root (that is {})", path.display(), parent.display())]
+    CategoryFolder {
+        path: PathBuf,
+        /// The dataset root it belongs to.
+        parent: PathBuf,
+        name: String,
+    },
     #[error("{path} line {line}: {message}")]
     Csv {
         path: PathBuf,
@@ -101,42 +109,6 @@ pub fn images_under(dir: &Path) -> Result<Vec<PathBuf>, DatasetError> {
     let mut out = Vec::new();
     walk(dir, &mut out)?;
     Ok(out)
-}
-
-/// The image files that command-line `paths` name, in order: a file as it is, a folder's images
-/// at any depth ([`images_under`]), a quoted glob pattern's matches (`**` recurses; sorted).
-/// What names nothing is a problem, said in words beside the files found.
-pub fn expand_paths(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
-    let (mut files, mut problems) = (Vec::new(), Vec::new());
-    for path in paths {
-        if path.is_dir() {
-            match images_under(path) {
-                Ok(found) => files.extend(found),
-                Err(e) => problems.push(e.to_string()),
-            }
-        } else if path.exists() {
-            files.push(path.clone());
-        } else if let Some(pattern) = path.to_str().filter(|p| p.contains(['*', '?', '['])) {
-            // A glob the shell did not expand (quoted, or from a script).
-            match glob::glob(pattern) {
-                Ok(matches) => {
-                    let mut found: Vec<PathBuf> = matches
-                        .filter_map(Result::ok)
-                        .filter(|p| p.is_file() && is_image(p))
-                        .collect();
-                    found.sort();
-                    if found.is_empty() {
-                        problems.push(format!("{pattern}: the pattern matches no image"));
-                    }
-                    files.extend(found);
-                }
-                Err(e) => problems.push(format!("{pattern}: bad glob pattern: {e}")),
-            }
-        } else {
-            problems.push(format!("{}: no such file or folder", path.display()));
-        }
-    }
-    (files, problems)
 }
 
 /// SHA-256 over image files — each one's name as given, its length and its bytes, in order — so
@@ -244,6 +216,26 @@ pub fn load(root: &Path, layout: Layout, wanted: &[String]) -> Result<Vec<Catego
         Layout::Mvtec => mvtec(root)?,
         Layout::Visa => visa(root)?,
     };
+    if all.is_empty() && layout == Layout::Mvtec && root.join("test").is_dir() {
+        // `--data wood` for `--data . --categories wood`: say so rather than "no categories".
+        let full = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+        let (parent, name) = match (root.parent(), root.file_name()) {
+            (Some(p), Some(n)) => (p.to_path_buf(), n),
+            _ => match (full.parent(), full.file_name()) {
+                (Some(p), Some(n)) => (p.to_path_buf(), n),
+                _ => (full.clone(), full.as_os_str()),
+            },
+        };
+        return Err(DatasetError::CategoryFolder {
+            path: root.into(),
+            parent: if parent.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                parent
+            },
+            name: name.to_string_lossy().into_owned(),
+        });
+    }
     if all.is_empty() {
         return Err(DatasetError::Empty {
             path: root.into(),
@@ -480,46 +472,6 @@ mod tests {
     }
 
     #[test]
-    fn command_line_paths_expand_to_files_folders_and_globs_in_order() {
-        let d = tempfile::tempdir().unwrap();
-        for p in [
-            "one.png",
-            "dir/b.png",
-            "dir/a.jpg",
-            "glob/x1.png",
-            "glob/x2.png",
-            "glob/y.txt",
-        ] {
-            touch(&d.path().join(p));
-        }
-        let at = |p: &str| d.path().join(p);
-        let (files, problems) = expand_paths(&[
-            at("one.png"),
-            at("dir"),
-            at("glob/x*"),
-            at("missing.png"),
-            at("glob/z*"),
-        ]);
-        let names: Vec<String> = files
-            .iter()
-            .map(|p| p.strip_prefix(d.path()).unwrap().display().to_string())
-            .collect();
-        assert_eq!(
-            names,
-            [
-                "one.png",
-                "dir/a.jpg",
-                "dir/b.png",
-                "glob/x1.png",
-                "glob/x2.png"
-            ]
-        );
-        assert_eq!(problems.len(), 2, "{problems:?}");
-        assert!(problems[0].ends_with("missing.png: no such file or folder"));
-        assert!(problems[1].ends_with("glob/z*: the pattern matches no image"));
-    }
-
-    #[test]
     fn mvtec_layout_lists_masks_and_reports_missing_ones() {
         let d = tempfile::tempdir().unwrap();
         let r = d.path();
@@ -545,6 +497,20 @@ mod tests {
             .to_string();
         assert!(
             err.contains("no category \"metal\"") && err.contains("wood"),
+            "{err}"
+        );
+        // A category's own folder given as the root: its root and name, to be passed instead.
+        match load(&r.join("wood"), Layout::Mvtec, &[]) {
+            Err(DatasetError::CategoryFolder { parent, name, .. }) => {
+                assert_eq!((parent.as_path(), name.as_str()), (r, "wood"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = load(&r.join("wood/"), Layout::Mvtec, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("one category's folder (it holds test/)"),
             "{err}"
         );
     }

@@ -11,6 +11,15 @@
 //!
 //! When n is too small for α — k would be n + 1, past the largest score — no threshold has the
 //! guarantee, and the error says how many images are needed ([`images_needed`]).
+//!
+//! Scores move in their last digits with the batch an image runs in (the backends' kernels
+//! block a batch differently) and between fp32 backends; an order statistic stored as it is sits
+//! exactly on a calibration score, which then counts as a false alarm in one run and not in
+//! another. The stored threshold is therefore placed clear of every calibration score by a
+//! margin ([`Threshold::clear_of`]): it starts at the order statistic plus the margin and moves
+//! up past any score within the margin of it. Raising a threshold only lowers the false-alarm
+//! rate, so the guarantee holds as it was; and while scores move by less than the margin, every
+//! calibration image gets the same decision in every run.
 
 /// A threshold and what it was calibrated on.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -23,7 +32,21 @@ pub struct Threshold {
     pub n: usize,
     /// Its rank among their scores (1 = the smallest).
     pub rank: usize,
+    /// The rank-th smallest score (`value` is at least this, and above it by [`Threshold::margin`]
+    /// or more once placed with [`Threshold::clear_of`]).
+    pub order_statistic: f32,
+    /// How far every calibration score is from `value` at least (0: not placed).
+    pub margin: f32,
+    /// How many calibration scores are at or below `value` (`rank`, or more with ties or once
+    /// placed past scores near it).
+    pub covered: usize,
 }
+
+/// The margin [`Threshold::clear_of`] keeps by default: 1e-4, the fp32 parity every backend
+/// keeps with the reference (model-spec/README.md) — 10 to 100 times the batch jitter measured
+/// on each backend (docs/decisions.md) — and far below the spread of good scores that matters
+/// to a line.
+pub const DEFAULT_MARGIN: f32 = 1e-4;
 
 impl Threshold {
     /// Whether a score is over the threshold (NG).
@@ -31,10 +54,43 @@ impl Threshold {
         score > self.value
     }
 
+    /// The threshold moved up to the first value at least `margin` from every one of `scores`
+    /// (the calibration's, whose rank-th smallest it is): it starts at the order statistic plus
+    /// `margin`, and while a score lies within `margin` of it, moves to that score plus
+    /// `margin`. It only ever rises — so the false-alarm guarantee holds — and stops after at most
+    /// n moves. The result is an f32 (the type decisions compare in), rounded up.
+    pub fn clear_of(self, scores: &[f32], margin: f32) -> Threshold {
+        let margin64 = margin.max(0.0) as f64;
+        // The smallest f32 at or above x.
+        let up = |x: f64| {
+            let f = x as f32;
+            if (f as f64) < x {
+                f.next_up()
+            } else {
+                f
+            }
+        };
+        let mut value = up(self.order_statistic as f64 + margin64);
+        while let Some(near) = scores
+            .iter()
+            .map(|&s| s as f64)
+            .filter(|&s| (s - value as f64).abs() < margin64)
+            .max_by(f64::total_cmp)
+        {
+            value = up(near + margin64);
+        }
+        Threshold {
+            value,
+            margin: margin.max(0.0),
+            covered: scores.iter().filter(|&&s| s <= value).count(),
+            ..self
+        }
+    }
+
     /// The smallest false-alarm rate the calibration can have (scores without ties): the
-    /// guarantee is tight to within 1/(n + 1).
+    /// guarantee is tight to within 1/(n + 1), less each score a placed threshold moved past.
     pub fn lower_rate(&self) -> f64 {
-        1.0 - self.rank as f64 / (self.n + 1) as f64
+        1.0 - self.covered.max(self.rank) as f64 / (self.n + 1) as f64
     }
 }
 
@@ -96,6 +152,9 @@ pub fn conformal(scores: &[f32], alpha: f64) -> Result<Threshold, ThresholdError
         alpha,
         n,
         rank,
+        order_statistic: sorted[rank - 1],
+        margin: 0.0,
+        covered: sorted.partition_point(|&s| s <= sorted[rank - 1]),
     })
 }
 
@@ -219,7 +278,50 @@ mod tests {
         }
     }
 
+    #[test]
+    fn placed_clear_of_the_scores_it_moves_past_a_crowd() {
+        // Rank 3 of 6 at α 0.6: the order statistic 0.5, with 0.50008 and 0.50016 within 1e-4
+        // above it; the threshold moves past both, to 0.50016 + 1e-4.
+        let scores = [0.9, 0.50016, 0.1, 0.5, 0.50008, 0.2];
+        let t = conformal(&scores, 0.6).unwrap();
+        assert_eq!((t.rank, t.order_statistic, t.margin), (3, 0.5, 0.0));
+        let placed = t.clear_of(&scores, 1e-4);
+        assert!((placed.value - 0.50026).abs() < 1e-6, "{}", placed.value);
+        assert_eq!((placed.margin, placed.rank, placed.covered), (1e-4, 3, 5));
+        // Nothing near: one margin above the order statistic.
+        let alone = conformal(&[0.1, 0.5, 0.9], 0.5).unwrap();
+        assert_eq!(alone.order_statistic, 0.5);
+        assert!((alone.clear_of(&[0.1, 0.5, 0.9], 1e-4).value - 0.5001).abs() < 1e-6);
+        // A margin of 0 leaves the order statistic.
+        assert_eq!(t.clear_of(&scores, 0.0).value, 0.5);
+    }
+
     proptest! {
+        /// Placed with a margin, the threshold is at least the order statistic plus the margin,
+        /// and every score is at least the margin from it: a score that moves by less than the
+        /// margin keeps its decision.
+        #[test]
+        fn a_placed_threshold_stands_clear_of_every_score(
+            scores in proptest::collection::vec(0.4f32..0.6, 1..200),
+            alpha in 0.005f64..0.5,
+            margin in 1e-6f32..1e-3,
+        ) {
+            if let Ok(t) = conformal(&scores, alpha) {
+                let placed = t.clear_of(&scores, margin);
+                prop_assert!(placed.value as f64 >= t.order_statistic as f64 + margin as f64);
+                for &s in &scores {
+                    let gap = (s as f64 - placed.value as f64).abs();
+                    prop_assert!(gap >= margin as f64, "{s} is {gap} from {}", placed.value);
+                    // Moved by up to 90% of the margin either way, it keeps its decision.
+                    for d in [-0.9 * margin, 0.9 * margin] {
+                        prop_assert_eq!(placed.exceeded_by(s + d), placed.exceeded_by(s));
+                    }
+                }
+                let above = scores.iter().filter(|&&s| placed.exceeded_by(s)).count();
+                prop_assert!(above <= scores.len() - t.rank);
+            }
+        }
+
         /// The threshold is one of the scores, and at most ⌊α(n + 1)⌋ of them exceed it.
         #[test]
         fn the_threshold_is_a_score_with_few_above_it(

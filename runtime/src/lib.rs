@@ -63,7 +63,8 @@
 //! - [`model_file`]: reading a model file within a size limit, external data checked and inlined;
 //! - [`verify`]: a new graph checked on every backend at hand against tract (`export --verify`);
 //! - [`decision`]: OK/NG from a score and the thresholds (stored or given), masks and the
-//!   overlay scale anchored on the pixel threshold;
+//!   overlay scale anchored on the pixel threshold; [`threshold_range`]: what a threshold must be
+//!   (a number in [0, 1));
 //! - [`metadata`]: what the exporter wrote into the graph; [`postprocess`]: maps back to image
 //!   size, overlays and masks.
 
@@ -88,6 +89,7 @@ pub mod pipeline;
 pub mod postprocess;
 pub mod preprocess;
 pub mod provider;
+pub mod threshold_range;
 pub mod tiling;
 #[cfg(feature = "tract")]
 pub mod tract_backend;

@@ -145,20 +145,36 @@ pub fn read(bytes: &[u8], path: &Path) -> Result<ModelInfo, MetadataError> {
                 .ok_or_else(|| format!("metadata {key} is not a number"))
             };
             // The f32 thresholds parsed as f32: the nearest to the decimal written, which is the
-            // f32 calibrated (the C++ detector reads them with strtof for the same reason).
+            // f32 calibrated (the C++ detector reads them with strtof for the same reason). A
+            // hand-edited or corrupted one that could not decide (NaN, outside [0, 1)) is refused
+            // here, when the graph loads, never at the first part it passes.
             let single = |key: &str, text: Option<&str>| -> Result<f32, String> {
                 number(key, text)?;
-                text.and_then(|t| t.parse::<f32>().ok())
+                let value = text
+                    .and_then(|t| t.parse::<f32>().ok())
                     .filter(|v| v.is_finite())
-                    .ok_or_else(|| format!("metadata {key} is not a number"))
+                    .ok_or_else(|| format!("metadata {key} is not a number"))?;
+                crate::threshold_range::check_threshold(value)
+                    .map_err(|e| format!("metadata {key}: {e}"))
             };
+            let false_alarm = number(META_THRESHOLD_FALSE_ALARM, get(META_THRESHOLD_FALSE_ALARM))
+                .map_err(fail)?;
+            if !(false_alarm > 0.0 && false_alarm < 1.0) {
+                return Err(fail(format!(
+                    "metadata {META_THRESHOLD_FALSE_ALARM} is {false_alarm}; expected a rate between 0 and 1 (exclusive)"
+                )));
+            }
+            let images = number(META_THRESHOLD_IMAGES, get(META_THRESHOLD_IMAGES)).map_err(fail)?;
+            if images < 1.0 || images.fract() != 0.0 || images > u32::MAX as f64 {
+                return Err(fail(format!(
+                    "metadata {META_THRESHOLD_IMAGES} is {images}; expected a whole number of images, at least 1"
+                )));
+            }
             Some(Thresholds {
                 image: single(META_THRESHOLD_IMAGE, Some(image)).map_err(fail)?,
                 pixel: single(META_THRESHOLD_PIXEL, get(META_THRESHOLD_PIXEL)).map_err(fail)?,
-                false_alarm: number(META_THRESHOLD_FALSE_ALARM, get(META_THRESHOLD_FALSE_ALARM))
-                    .map_err(fail)?,
-                images: number(META_THRESHOLD_IMAGES, get(META_THRESHOLD_IMAGES)).map_err(fail)?
-                    as usize,
+                false_alarm,
+                images: images as usize,
                 tiling: match get(contract::META_THRESHOLD_TILING) {
                     None => None,
                     Some(text) => parse_tiling(text).ok_or_else(|| {
@@ -188,6 +204,8 @@ pub struct ThresholdSource {
     pub images_sha256: String,
     /// `resize` and the backend that scored them.
     pub scored_with: String,
+    /// How far the thresholds stand from every calibration score at least (included in them).
+    pub margin: f32,
 }
 
 /// The decision values of `thresholds` under their `dlvp.threshold.*` keys, as the graph stores
@@ -215,10 +233,13 @@ pub fn with_thresholds(
     thresholds: &Thresholds,
     source: &ThresholdSource,
 ) -> Result<Vec<u8>, prost::DecodeError> {
-    use dlvp_contract::graph::{META_THRESHOLD_IMAGES_SHA256, META_THRESHOLD_SCORED_WITH};
+    use dlvp_contract::graph::{
+        META_THRESHOLD_IMAGES_SHA256, META_THRESHOLD_MARGIN, META_THRESHOLD_SCORED_WITH,
+    };
     let mut props = threshold_props(thresholds);
     props.push((META_THRESHOLD_IMAGES_SHA256, source.images_sha256.clone()));
     props.push((META_THRESHOLD_SCORED_WITH, source.scored_with.clone()));
+    props.push((META_THRESHOLD_MARGIN, source.margin.to_string()));
     with_props(bytes, &props)
 }
 

@@ -146,11 +146,9 @@ pub fn png_bytes_with(
 pub fn mask(map: &Array2<f32>, threshold: f32) -> GrayImage {
     let (h, w) = map.dim();
     GrayImage::from_fn(w as u32, h as u32, |x, y| {
-        Luma([if map[[y as usize, x as usize]] > threshold {
-            255
-        } else {
-            0
-        }])
+        // NaN is in the mask, as `Decider::in_mask` has it: a broken map never hides a defect.
+        let v = map[[y as usize, x as usize]];
+        Luma([if v > threshold || v.is_nan() { 255 } else { 0 }])
     })
 }
 

@@ -383,7 +383,14 @@ impl<'a> TiledImage<'a> {
         } else {
             resize_map(&blended, w, h)
         };
-        let score = self.tiles.iter().map(|t| t.score).fold(f32::MIN, f32::max);
+        // A tile that scores NaN makes the frame's score NaN (so NG): `f32::max` would drop it.
+        let score = self.tiles.iter().map(|t| t.score).fold(f32::MIN, |a, b| {
+            if a.is_nan() || b.is_nan() {
+                f32::NAN
+            } else {
+                a.max(b)
+            }
+        });
         let tiled = Tiled {
             score,
             map,

@@ -1,10 +1,12 @@
 //! What the subcommands share: where the binary finds ONNX Runtime and OpenVINO
-//! ([`libraries`]), the embedded model ([`default_model`]) and the model a command runs
-//! ([`model`]), the run flags and the detector they load ([`run_args`]), clap parsers for the
-//! libraries' enums ([`parsers`]), the tiling flags ([`tile_args`]) and the progress line
+//! ([`libraries`]), the images path arguments name and their output names ([`inputs`]), the
+//! embedded model ([`default_model`]) and the model a command runs ([`model`]), the run flags
+//! and the detector they load ([`run_args`]), clap parsers for the libraries' enums and for
+//! thresholds ([`parsers`]), the tiling flags ([`tile_args`]) and the progress line
 //! ([`progress`]).
 
 pub mod default_model;
+pub mod inputs;
 pub mod libraries;
 pub mod model;
 pub mod parsers;

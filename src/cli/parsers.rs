@@ -43,3 +43,13 @@ where
             .expect("clap accepts only the listed names")
     })
 }
+
+/// `--threshold`'s and `--pixel-threshold`'s parser: a number in [0, 1) (a NaN, infinite or
+/// out-of-range threshold would decide every part the same way: `decision::check_threshold`).
+pub fn threshold_value(text: &str) -> Result<f32, String> {
+    let value: f32 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number; expected one in [0, 1)"))?;
+    dlvp_runtime::decision::check_threshold(value).map_err(|e| e.to_string())
+}

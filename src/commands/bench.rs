@@ -128,7 +128,7 @@ fn bench_tiled(
 
 /// `--pipeline`: the images through `dlvp_runtime::pipeline`, timed by stage.
 fn bench_pipeline(detector: &dlvp_runtime::Detector, args: &BenchArgs) -> anyhow::Result<ExitCode> {
-    let (files, problems) = dlvp_eval::dataset::expand_paths(&args.pipeline);
+    let (files, problems) = crate::cli::inputs::expand(&args.pipeline, None).into_paths();
     if !problems.is_empty() || files.is_empty() {
         bail!(
             "--pipeline: {}",

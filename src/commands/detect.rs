@@ -4,12 +4,14 @@
 //! graph holds thresholds (`dlvp threshold`) or `--threshold` gives one, decides OK/NG
 //! (`dlvp_runtime::decision`); with `--out`, writes per image a heatmap overlay (anchored on the
 //! pixel threshold when there is one), the map as a 16-bit PNG at the image's size and, with a
-//! threshold, a binary mask — each written atomically. A bad image is reported and skipped; the
-//! exit status is then 1 (else 2 with `--fail-on-ng` when any image is NG). The work runs on
+//! threshold, a binary mask — each written atomically, named after the image's path relative to
+//! the argument that found it (`cli::inputs`; the output folder itself is never scored). A bad
+//! image or a path that names nothing is reported — with `--json`, as a record with an `error` —
+//! and skipped; the exit status is then 1 (else 2 with `--fail-on-ng` when any image is NG).
+//! Whole-image runs warn about images they distort (far from square, tiny). The work runs on
 //! `dlvp_runtime::pipeline`: decoding, the graph and the PNG encoding overlap; files are written
 //! and lines printed in file order on this thread.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -24,6 +26,7 @@ use dlvp_runtime::preprocess::ImageError;
 use dlvp_runtime::tiling::TileResult;
 use dlvp_runtime::Detection;
 
+use crate::cli::inputs::{self, output_file, output_names};
 use crate::cli::progress::Progress;
 use crate::cli::{load_detector, write_atomically, RunArgs};
 
@@ -49,12 +52,12 @@ pub struct DetectArgs {
     write: Vec<Written>,
     /// Decide with this threshold instead of the graph's: NG when the score is above T; masks
     /// where the map is above T (unless --pixel-threshold). Without it, a graph calibrated by
-    /// `dlvp threshold` decides with its stored thresholds.
-    #[arg(long, value_name = "T")]
+    /// `dlvp threshold` decides with its stored thresholds. A number in [0, 1).
+    #[arg(long, value_name = "T", value_parser = crate::cli::parsers::threshold_value, allow_hyphen_values = true)]
     threshold: Option<f32>,
     /// Masks (and the overlay's colour change) where the map is above P, instead of the stored
-    /// pixel threshold or --threshold.
-    #[arg(long, value_name = "P")]
+    /// pixel threshold or --threshold. A number in [0, 1).
+    #[arg(long, value_name = "P", value_parser = crate::cli::parsers::threshold_value, allow_hyphen_values = true)]
     pixel_threshold: Option<f32>,
     /// Exit with status 2 when any image is NG (status 1, for an unreadable image, comes first).
     #[arg(long)]
@@ -98,27 +101,14 @@ pub enum Written {
     Mask,
 }
 
-/// A file stem unique within this run (`part`, `part-1`, ...).
-fn unique_stem(path: &Path, used: &mut HashSet<String>) -> String {
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "image".into());
-    let mut candidate = stem.clone();
-    let mut n = 0;
-    while !used.insert(candidate.clone()) {
-        n += 1;
-        candidate = format!("{stem}-{n}");
-    }
-    candidate
-}
-
 /// One scored image after the finishers: its detection and the files written for it.
 struct Finished {
     detection: Detection,
     written: serde_json::Map<String, serde_json::Value>,
     /// With --tile: every tile's place, score and Top-K.
     tiles: Option<Vec<TileResult>>,
+    /// What a whole-image run did to it that its score should be read with (`shape_warning`).
+    warning: Option<String>,
 }
 
 /// What `--out` writes for each image, and how.
@@ -132,10 +122,12 @@ struct Writer<'a> {
 
 impl Writer<'_> {
     /// Writes the files asked for of image `img` (from `source`) and its map `full` at its size,
-    /// atomically, as `stem.KIND.png`; `topk` (with the patch grid) is outlined on the overlay.
+    /// atomically, as `NAME.KIND.png` under the output folder (`inputs::output_names`: the
+    /// image's path relative to its argument); `topk` (with the patch grid) is outlined on the
+    /// overlay.
     fn write(
         &self,
-        stem: &str,
+        name: &Path,
         source: &Path,
         img: &image::RgbImage,
         full: &ndarray::Array2<f32>,
@@ -159,7 +151,11 @@ impl Writer<'_> {
         }
         for (kind, png) in files {
             let png = png.with_context(|| format!("{}: cannot encode PNG", source.display()))?;
-            let path = self.out.join(format!("{stem}.{kind}.png"));
+            let path = output_file(self.out, name, kind);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("{}: cannot create folder", parent.display()))?;
+            }
             write_atomically(&path, &png)?;
             written.insert(kind.into(), path.display().to_string().into());
         }
@@ -168,14 +164,46 @@ impl Writer<'_> {
 }
 
 pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
-    let (files, problems) = dlvp_eval::dataset::expand_paths(&args.paths);
-    for p in &problems {
+    // Never the output folder: a second run over a folder holding its outputs scores only parts.
+    let listed = inputs::expand(&args.paths, args.out.as_deref());
+    if let (false, Some(out)) = (listed.skipped.is_empty(), &args.out) {
+        eprintln!(
+            "note: {} image(s) under the output folder {} not scored (dlvp never scores its own outputs)",
+            listed.skipped.len(),
+            out.display()
+        );
+    }
+    // Every argument gets a record: a JSON line with its error, beside the message.
+    for p in &listed.problems {
         eprintln!("error: {p}");
+        if args.json {
+            println!("{}", error_record(&p.path, &p.to_string()));
+        }
     }
-    let mut failed = !problems.is_empty();
-    if files.is_empty() {
-        anyhow::bail!("no images to score");
+    let mut failed = !listed.problems.is_empty();
+    if listed.files.is_empty() {
+        let skipped = match (listed.skipped.len(), &args.out) {
+            (0, _) | (_, None) => String::new(),
+            (n, Some(out)) => format!(
+                " ({n} under the output folder {} are never scored)",
+                out.display()
+            ),
+        };
+        anyhow::bail!(
+            "no images to score in {}{skipped}",
+            args.paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
+    // Predictable output names, checked before anything is scored: never a silent rename.
+    let names = match &args.out {
+        Some(_) => output_names(&listed.files)?,
+        None => vec![],
+    };
+    let files: Vec<PathBuf> = listed.files.into_iter().map(|f| f.path).collect();
     let model = crate::cli::resolve_model(args.model.as_deref());
     let detector = load_detector(&model, &args.run, args.batch)?;
     let provider = detector.executor();
@@ -183,7 +211,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
         detector.info().thresholds.as_ref(),
         args.threshold,
         args.pixel_threshold,
-    );
+    )?;
     if decider.is_none() && (args.fail_on_ng || args.pixel_threshold.is_some()) {
         let flag = if args.fail_on_ng {
             "--fail-on-ng"
@@ -244,6 +272,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
         png: args.png,
     });
     let grid = detector.info().spec.grid();
+    let input_size = detector.info().spec.image_size;
     // Tiled, each image is its own work item and --batch counts its tiles per graph run.
     let options = PipelineOptions {
         keep_images: args.out.is_some(),
@@ -251,12 +280,11 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
         tiling,
         ..PipelineOptions::new(args.batch as usize, args.max_pixels)
     };
-    // On the inference thread, in file order: each decoded image's unique file stem.
-    let mut used = HashSet::new();
-    let stem = |_: usize, path: &Path| unique_stem(path, &mut used);
+    // On the inference thread, in file order: each image's output name.
+    let name = |index: usize, _: &Path| names.get(index).cloned().unwrap_or_default();
     // On the finisher threads: the map at the image's size, the overlay and mask, encoded and
     // written.
-    let finish = |scored: Scored<String>| -> anyhow::Result<Finished> {
+    let finish = |scored: Scored<PathBuf>| -> anyhow::Result<Finished> {
         let mut written = serde_json::Map::new();
         if let (Some(writer), Some(img)) = (&writer, &scored.image) {
             let det = &scored.detection;
@@ -277,6 +305,11 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
         Ok(Finished {
             detection: scored.detection,
             written,
+            warning: scored
+                .tiles
+                .is_none()
+                .then(|| shape_warning(scored.size, input_size))
+                .flatten(),
             tiles: scored.tiles,
         })
     };
@@ -288,11 +321,18 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
         progress.clear();
         let outcome = match result {
             Err(e) => {
-                eprintln!("error: {}", crate::cli::image_error(e));
+                let message = crate::cli::image_error(e);
+                eprintln!("error: {message}");
+                if args.json {
+                    println!("{}", error_record(path, &message));
+                }
                 failed = true;
                 Ok(())
             }
             Ok(finished) => finished.map(|f| {
+                if let Some(w) = &f.warning {
+                    eprintln!("warning: {}: {w}", path.display());
+                }
                 let verdict = decider.map(|d| d.verdict(f.detection.score));
                 if let Some(v) = verdict {
                     counts[(v == Verdict::Ng) as usize] += 1;
@@ -311,7 +351,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
         progress.advance(1);
         outcome.map_err(|e| stopped = Some(e)).is_ok()
     };
-    let times = pipeline::run(&detector, &files, &options, stem, finish, deliver)?;
+    let times = pipeline::run(&detector, &files, &options, name, finish, deliver)?;
     let profile = format!("{times} ({options})");
     progress.finish();
     if let Some(e) = stopped {
@@ -331,6 +371,41 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
         ExitCode::SUCCESS
     })
 }
+
+/// The JSON line of an input that could not be scored: its path and the error printed for it
+/// (docs/cli.md, "The per-image record").
+fn error_record(path: &Path, message: &str) -> serde_json::Value {
+    serde_json::json!({
+        "image": path.display().to_string(),
+        "error": message,
+    })
+}
+
+/// What a whole-image run does to an image of this size that its score should be read with: a
+/// frame far from square is squashed, a tiny one blown up, to the graph's `input`×`input`.
+fn shape_warning((w, h): (u32, u32), input: usize) -> Option<String> {
+    let (long, short) = (w.max(h) as f64, w.min(h).max(1) as f64);
+    let side = input as f64;
+    if long / short > MAX_ASPECT {
+        Some(format!(
+            "{w}×{h} is squashed {:.1}× along its {} to the graph's {input}×{input}: score it in tiles (--tile) to keep its detail",
+            long / short,
+            if w > h { "width" } else { "height" }
+        ))
+    } else if short * MAX_ENLARGEMENT < side {
+        Some(format!(
+            "{w}×{h} is enlarged {:.1}× to the graph's {input}×{input}: the model sees little of it, so its score means little",
+            side / short
+        ))
+    } else {
+        None
+    }
+}
+
+/// A whole-image run warns beyond these (`shape_warning`): a side more than twice the other, an
+/// image enlarged more than 4×.
+const MAX_ASPECT: f64 = 2.0;
+const MAX_ENLARGEMENT: f64 = 4.0;
 
 /// The run's decisions and where their threshold came from, for a person.
 fn summary(decider: &Decider, [ok, ng]: [usize; 2]) -> String {
@@ -376,6 +451,9 @@ fn report(
             obj.insert("label".into(), v.label().into());
         }
         obj.extend(finished.written);
+        if let Some(w) = finished.warning {
+            obj.insert("warnings".into(), vec![w].into());
+        }
         if let Some(tiles) = &finished.tiles {
             let tiles: Vec<serde_json::Value> = tiles
                 .iter()

@@ -29,15 +29,19 @@ use crate::cli::{load_detector, RunArgs};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum LayoutArg {
+    /// <cat>/test/<defect>/*.png, <cat>/ground_truth/<defect>/*_mask.png (`good`: no defect).
     Mvtec,
+    /// split_csv/1cls.csv (object,split,label,image,mask), its `test` rows.
     Visa,
 }
 
 #[derive(Args)]
 pub struct EvalArgs {
-    /// Dataset root (MVTec AD: <cat>/test/<defect>/, <cat>/ground_truth/; VisA: split_csv/1cls.csv).
+    /// Dataset root (MVTec AD: <cat>/test/<defect>/, <cat>/ground_truth/; VisA: split_csv/1cls.csv);
+    /// for one category's folder, pass its parent and --categories NAME.
     #[arg(long)]
     data: PathBuf,
+    /// How --data is laid out: MVTec AD's folders, or VisA's split_csv/1cls.csv.
     #[arg(long, value_enum, default_value_t = LayoutArg::Mvtec)]
     layout: LayoutArg,
     /// Categories to evaluate (default: every category found).
@@ -73,8 +77,9 @@ pub struct EvalArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(8..=8192))]
     map_size: Option<u32>,
     /// Count false alarms and detections at this threshold (NG: score above T) instead of the
-    /// one the graph stores (`dlvp threshold`); without either, no decisions are reported.
-    #[arg(long, value_name = "T")]
+    /// one the graph stores (`dlvp threshold`); without either, no decisions are reported. A
+    /// number in [0, 1).
+    #[arg(long, value_name = "T", value_parser = crate::cli::parsers::threshold_value, allow_hyphen_values = true)]
     threshold: Option<f32>,
 }
 
@@ -228,9 +233,13 @@ impl Scorer for DetectorScorer<'_> {
 pub(crate) fn decision_threshold(
     detector: &Detector,
     given: Option<f32>,
-) -> Option<DecisionThreshold> {
-    let decider = Decider::resolve(detector.info().thresholds.as_ref(), given, None)?;
-    Some(match decider.origin {
+) -> anyhow::Result<Option<DecisionThreshold>> {
+    let Some(decider) = Decider::resolve(detector.info().thresholds.as_ref(), given, None)
+        .map_err(|e| anyhow::anyhow!("--threshold: {e}"))?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(match decider.origin {
         Origin::Model {
             false_alarm,
             images,
@@ -244,7 +253,7 @@ pub(crate) fn decision_threshold(
             stated_false_alarm: None,
             source: "--threshold".into(),
         },
-    })
+    }))
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
@@ -259,6 +268,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
                 ..
             },
         ) => anyhow::bail!("{e}; for VisA pass --layout visa"),
+        Err(DatasetError::CategoryFolder { path, parent, name }) => anyhow::bail!(
+            "--data {}: one category's folder (it holds test/), not a dataset root: pass `--data {} --categories {name}`",
+            path.display(),
+            parent.display()
+        ),
         loaded => loaded?,
     };
     if let Some(px) = args.max_defect_px {
@@ -272,7 +286,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         provider: detector.executor(),
         data: args.data.clone(),
         layout,
-        decision: decision_threshold(&detector, args.threshold),
+        decision: decision_threshold(&detector, args.threshold)?,
     };
     let options = RunOptions {
         batch: args.batch as usize,

@@ -14,13 +14,19 @@ use anyhow::{bail, Context};
 use clap::Args;
 use dlvp_eval::dataset::{self, Category, Layout, Sample};
 use dlvp_eval::run::{RunInfo, RunOptions};
-use dlvp_eval::threshold::{conformal, images_needed, pixel_threshold};
+use dlvp_eval::threshold::{conformal, images_needed, pixel_threshold, DEFAULT_MARGIN};
 use dlvp_runtime::metadata::{with_thresholds, ThresholdSource, Thresholds};
 use dlvp_runtime::pipeline::{self, PipelineOptions};
 
 use crate::cli::{default_model, load_detector, write_atomically, Model, RunArgs};
 
 #[derive(Args)]
+#[command(group(
+    clap::ArgGroup::new("destination")
+        .args(["out", "triton_repo"])
+        .required(true)
+        .multiple(false)
+))]
 pub struct ThresholdArgs {
     /// Defect-free images of the line: folders (searched recursively), files or quoted globs.
     #[arg(long, required = true, num_args = 1..)]
@@ -29,19 +35,22 @@ pub struct ThresholdArgs {
     /// one good part in a hundred flagged NG). Needs at least (1 − A)/A good images.
     #[arg(long, value_name = "A")]
     false_alarm: f64,
+    /// Place each threshold at least M above its conformal order statistic and M away from every
+    /// good image's score: scores move in their last digits with the batch and between fp32
+    /// backends (by under 1e-5, docs/decisions.md), and a threshold sitting on a score would
+    /// decide that image differently from run to run. Raising a threshold keeps the guarantee.
+    #[arg(long, value_name = "M", default_value_t = DEFAULT_MARGIN, value_parser = margin_value)]
+    margin: f32,
     /// Where to write the graph with its thresholds (atomically; it may be --model itself).
-    #[arg(
-        long,
-        required_unless_present = "triton_repo",
-        conflicts_with = "triton_repo"
-    )]
+    /// This or --triton-repo is required.
+    #[arg(long)]
     out: Option<PathBuf>,
     /// The graph to calibrate (default: the embedded demo model).
     #[arg(long, conflicts_with = "triton_repo")]
     model: Option<PathBuf>,
-    /// A Triton model repository `dlvp export --triton-repo` wrote: calibrate its model's
-    /// `1/model.onnx`, write the thresholds into it, and state them in its `config.pbtxt` as
-    /// model parameters (`dlvp.threshold.*`).
+    /// A Triton model repository `dlvp export --triton-repo` wrote (run that first): calibrate
+    /// its model's `1/model.onnx`, write the thresholds into it, and state them in its
+    /// `config.pbtxt` as model parameters (`dlvp.threshold.*`). This or --out is required.
     #[arg(long, value_name = "DIR")]
     triton_repo: Option<PathBuf>,
     /// With --triton-repo: the model's folder in the repository (default: its only model).
@@ -82,7 +91,7 @@ pub struct ThresholdArgs {
 pub fn run(args: ThresholdArgs) -> anyhow::Result<ExitCode> {
     let alpha = args.false_alarm;
     let needed = images_needed(alpha).map_err(|e| anyhow::anyhow!("--false-alarm: {e}"))?;
-    let (files, problems) = dlvp_eval::dataset::expand_paths(&args.good);
+    let (files, problems) = crate::cli::inputs::expand(&args.good, None).into_paths();
     if !problems.is_empty() {
         bail!("--good: {}", problems.join("; "));
     }
@@ -102,7 +111,7 @@ pub fn run(args: ThresholdArgs) -> anyhow::Result<ExitCode> {
             crate::cli::resolve_model(args.model.as_deref()),
             out.clone(),
         ),
-        (None, None) => unreachable!("clap requires --out without --triton-repo"),
+        (None, None) => unreachable!("clap requires --out or --triton-repo"),
     };
     if let Model::File(path) = &model {
         // Refused before any image is scored; the bytes are read again once the detector is gone.
@@ -148,8 +157,17 @@ pub fn run(args: ThresholdArgs) -> anyhow::Result<ExitCode> {
     if !unreadable.is_empty() {
         bail!("--good: {}", unreadable.join("; "));
     }
-    let image = conformal(&scores, alpha)?;
-    let pixel = pixel_threshold(&maxima, alpha)?;
+    let image = conformal(&scores, alpha)?.clear_of(&scores, args.margin);
+    let pixel = pixel_threshold(&maxima, alpha)?.clear_of(&maxima, args.margin);
+    // Scores near 1 leave no threshold that can still say NG.
+    for (what, t) in [("image scores", &image), ("map maxima", &pixel)] {
+        if let Err(e) = dlvp_runtime::decision::check_threshold(t.value) {
+            bail!(
+                "--good: the good images' {what} reach {} (the order statistic at --false-alarm {alpha}), so the threshold {e}; is the model right for these images?",
+                t.order_statistic
+            );
+        }
+    }
     let thresholds = Thresholds {
         image: image.value,
         pixel: pixel.value,
@@ -159,6 +177,7 @@ pub fn run(args: ThresholdArgs) -> anyhow::Result<ExitCode> {
     };
     let source = ThresholdSource {
         images_sha256: dlvp_eval::dataset::digest_files(&files)?,
+        margin: args.margin,
         scored_with: format!(
             "{}{}, {} ({})",
             match &tiling {
@@ -193,10 +212,12 @@ pub fn run(args: ThresholdArgs) -> anyhow::Result<ExitCode> {
         write_atomically(&out, &written)?;
     }
     println!(
-        "image threshold {} (score {} of {} good), pixel threshold {}: a good image like these is NG with probability at most {alpha} (at least {:.4}); wrote {}",
+        "image threshold {} (score {} of {} good, {}, plus a margin of {}), pixel threshold {}: a good image like these is NG with probability at most {alpha} (at least {:.4}); wrote {}",
         image.value,
         image.rank,
         image.n,
+        image.order_statistic,
+        args.margin,
         pixel.value,
         image.lower_rate(),
         out.display()
@@ -212,7 +233,7 @@ pub fn run(args: ThresholdArgs) -> anyhow::Result<ExitCode> {
         provider: detector.executor(),
         data: args.defects.clone().expect("defects given"),
         layout: Layout::Mvtec,
-        decision: super::eval::decision_threshold(&detector, None),
+        decision: super::eval::decision_threshold(&detector, None)?,
     };
     let options = RunOptions {
         batch: args.batch as usize,
@@ -314,6 +335,13 @@ struct TritonModel {
 /// `REPO/NAME` (NAME given, or the repository's only model folder) with its `config.pbtxt` and
 /// `1/model.onnx`, as `dlvp export --triton-repo` writes them.
 fn triton_model(repo: &std::path::Path, name: Option<&str>) -> anyhow::Result<TritonModel> {
+    if !repo.is_dir() {
+        bail!(
+            "--triton-repo {}: no such folder; a repository is written by `dlvp export --weights CKPT --triton-repo {}` first (or calibrate a plain graph with --model M.onnx --out M.onnx)",
+            repo.display(),
+            repo.display()
+        );
+    }
     let folder = match name {
         Some(name) => repo.join(name),
         None => {
@@ -357,6 +385,15 @@ fn triton_model(repo: &std::path::Path, name: Option<&str>) -> anyhow::Result<Tr
         }
     }
     Ok(model)
+}
+
+/// `--margin`'s parser: a number in [0, 0.1] (a larger one would move the threshold by more
+/// than the spread of good scores that matters).
+fn margin_value(text: &str) -> Result<f32, String> {
+    match text.trim().parse::<f32>() {
+        Ok(m) if (0.0..=0.1).contains(&m) => Ok(m),
+        _ => Err(format!("{text:?}: expected a number from 0 to 0.1")),
+    }
 }
 
 /// The model file's bytes, unless it keeps its weights in external data (thresholds are written
