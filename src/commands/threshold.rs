@@ -37,7 +37,7 @@ pub struct ThresholdArgs {
     false_alarm: f64,
     /// Place each threshold at least M above its conformal order statistic and M away from every
     /// good image's score: scores move in their last digits with the batch and between fp32
-    /// backends (by under 1e-5, docs/decisions.md), and a threshold sitting on a score would
+    /// backends (about 1e-5 at most, docs/decisions.md), and a threshold sitting on a score would
     /// decide that image differently from run to run. Raising a threshold keeps the guarantee.
     #[arg(long, value_name = "M", default_value_t = DEFAULT_MARGIN, value_parser = margin_value)]
     margin: f32,
