@@ -676,6 +676,11 @@ const EDGE_THRESHOLDS: [(&str, &str); 5] = [
     "2.5",
     "metadata dlvp.threshold.images is 2.5; expected a whole number of images, at least 1"
 )]
+#[case::tiling_nan_scale(
+    "dlvp.threshold.tiling",
+    "scale NaN, overlap 0.25",
+    "metadata dlvp.threshold.tiling is \"scale NaN, overlap 0.25\"; expected \"none\" or \"scale S, overlap F\""
+)]
 fn stored_thresholds_that_cannot_decide_are_refused_by_name(
     #[case] key: &str,
     #[case] value: &str,

@@ -14,6 +14,7 @@
 //! returns NaN never passes a part).
 
 use crate::metadata::Thresholds;
+pub use crate::postprocess::OverlayScale;
 pub use crate::threshold_range::{check_threshold, BadThreshold, THRESHOLD_RANGE};
 
 /// The decision on one image.
@@ -141,46 +142,6 @@ pub fn verdict(score: f32, threshold: f32) -> Verdict {
     }
 }
 
-/// How map values become colours on an overlay.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub enum OverlayScale {
-    /// The map's value is the colormap position: [0, 1] from dark blue to dark red.
-    #[default]
-    Raw,
-    /// Anchored on a pixel threshold, the same for every image of the line: values up to it
-    /// take the calm lower part of the colormap (dark blue to blue, [0, 0.25]), values above it
-    /// the alarming upper part (yellow to dark red, [0.65, 1] up to a map value of 1), so the
-    /// colour jumps exactly where the mask begins.
-    Anchored { pixel: f32 },
-}
-
-/// The calm part of the colormap ends here; the alarming part starts at [`ALARM_FROM`].
-pub const CALM_UP_TO: f32 = 0.25;
-pub const ALARM_FROM: f32 = 0.65;
-
-impl OverlayScale {
-    /// The colormap position, in [0, 1], of map value `v`.
-    pub fn position(self, v: f32) -> f32 {
-        match self {
-            OverlayScale::Raw => v.clamp(0.0, 1.0),
-            OverlayScale::Anchored { pixel } => {
-                if v > pixel {
-                    let above = if pixel < 1.0 {
-                        ((v - pixel) / (1.0 - pixel)).clamp(0.0, 1.0)
-                    } else {
-                        1.0
-                    };
-                    ALARM_FROM + (1.0 - ALARM_FROM) * above
-                } else if pixel > 0.0 {
-                    CALM_UP_TO * (v / pixel).clamp(0.0, 1.0)
-                } else {
-                    0.0
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,34 +234,5 @@ mod tests {
         assert!(d.in_mask(f32::NAN));
         assert!(!d.in_mask(0.6));
         assert!(d.in_mask(0.61));
-    }
-
-    #[test]
-    fn the_anchored_scale_jumps_at_the_pixel_threshold_and_is_monotone() {
-        let scale = OverlayScale::Anchored { pixel: 0.6 };
-        assert_eq!(scale.position(0.0), 0.0);
-        assert!((scale.position(0.6) - CALM_UP_TO).abs() < 1e-6);
-        assert!(scale.position(0.600001) >= ALARM_FROM);
-        assert_eq!(scale.position(1.0), 1.0);
-        assert_eq!(scale.position(7.0), 1.0);
-        let values: Vec<f32> = (0..=1000).map(|i| i as f32 / 1000.0).collect();
-        let positions: Vec<f32> = values.iter().map(|&v| scale.position(v)).collect();
-        assert!(positions.windows(2).all(|w| w[0] <= w[1]));
-        // Every value at or under the threshold is calm, every value over it alarming.
-        for (&v, &p) in values.iter().zip(&positions) {
-            assert_eq!(p > CALM_UP_TO, v > 0.6, "{v} → {p}");
-        }
-    }
-
-    #[rstest]
-    #[case::zero(0.0)]
-    #[case::one(1.0)]
-    fn the_anchored_scale_at_the_ends_of_the_range(#[case] pixel: f32) {
-        let scale = OverlayScale::Anchored { pixel };
-        for v in [-1.0, 0.0, 0.5, 1.0, 2.0] {
-            let p = scale.position(v);
-            assert!((0.0..=1.0).contains(&p));
-            assert_eq!(p >= ALARM_FROM, v > pixel, "{v} → {p}");
-        }
     }
 }

@@ -64,7 +64,7 @@
 //! - [`verify`]: a new graph checked on every backend at hand against tract (`export --verify`);
 //! - [`decision`]: OK/NG from a score and the thresholds (stored or given), masks and the
 //!   overlay scale anchored on the pixel threshold; [`threshold_range`]: what a threshold must be
-//!   (a number in [0, 1));
+//!   (a number in [0, 1)); [`tile_options`]: how an image is tiled, as the threshold records it;
 //! - [`metadata`]: what the exporter wrote into the graph; [`postprocess`]: maps back to image
 //!   size, overlays and masks.
 
@@ -90,6 +90,7 @@ pub mod postprocess;
 pub mod preprocess;
 pub mod provider;
 pub mod threshold_range;
+pub mod tile_options;
 pub mod tiling;
 #[cfg(feature = "tract")]
 pub mod tract_backend;

@@ -11,7 +11,7 @@ use dlvp_contract::graph::{
 };
 use dlvp_contract::Spec;
 
-use crate::tiling::TileOptions;
+use crate::tile_options::TileOptions;
 use dlvp_onnx_proto as pb;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,16 +57,12 @@ pub fn tiling_value(tiling: Option<&TileOptions>) -> String {
     tiling.map_or_else(|| "none".to_string(), TileOptions::describe)
 }
 
-/// Reads [`tiling_value`]'s text back.
+/// Reads [`tiling_value`]'s text back (`None`: not such a text, or options that cannot tile).
 fn parse_tiling(text: &str) -> Option<Option<TileOptions>> {
     if text == "none" {
         return Some(None);
     }
-    let (scale, overlap) = text.strip_prefix("scale ")?.split_once(", overlap ")?;
-    Some(Some(TileOptions {
-        scale: scale.parse().ok()?,
-        overlap: overlap.parse().ok()?,
-    }))
+    TileOptions::parse(text).map(Some)
 }
 
 /// Reads the metadata of ONNX `bytes` that came from `path`.
@@ -179,7 +175,7 @@ pub fn read(bytes: &[u8], path: &Path) -> Result<ModelInfo, MetadataError> {
                     None => None,
                     Some(text) => parse_tiling(text).ok_or_else(|| {
                         fail(format!(
-                            "metadata {} is {text:?}; expected \"none\" or \"scale S, overlap F\"",
+                            "metadata {} is {text:?}; expected \"none\" or \"scale S, overlap F\" (S in (0, 1], F in [0, 0.9])",
                             contract::META_THRESHOLD_TILING
                         ))
                     })?,

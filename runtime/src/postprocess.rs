@@ -1,13 +1,11 @@
 //! From the graph's map to what a person looks at: the map resized back to the original image
 //! size (bilinear, half-pixel centres), a heatmap overlay (jet colormap blended on the image, on
 //! the raw scale or one anchored on a pixel threshold), the map as a 16-bit grayscale image, a
-//! binary mask above a threshold, and PNG bytes of any of them (what `dlvp detect --out` writes
+//! binary mask above a threshold, the overlay's colour scale ([`OverlayScale`]), and PNG bytes of any of them (what `dlvp detect --out` writes
 //! and `dlvp serve`'s `/v1/detect` returns).
 
 use image::{GrayImage, ImageBuffer, Luma, Rgb, RgbImage};
 use ndarray::Array2;
-
-pub use crate::decision::OverlayScale;
 
 /// Bilinear resize of an [h, w] map to [out_h, out_w] with half-pixel centres (edge-clamped).
 pub fn resize_map(map: &Array2<f32>, out_w: usize, out_h: usize) -> Array2<f32> {
@@ -141,7 +139,7 @@ pub fn png_bytes_with(
     Ok(bytes)
 }
 
-/// 255 where the map is above `threshold`, 0 elsewhere (the side [`crate::decision`] decides
+/// 255 where the map is above `threshold`, 0 elsewhere (the side the decision rule decides
 /// on: a value equal to a calibrated pixel threshold is not a defect).
 pub fn mask(map: &Array2<f32>, threshold: f32) -> GrayImage {
     let (h, w) = map.dim();
@@ -152,9 +150,50 @@ pub fn mask(map: &Array2<f32>, threshold: f32) -> GrayImage {
     })
 }
 
+/// How map values become colours on an overlay.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum OverlayScale {
+    /// The map's value is the colormap position: [0, 1] from dark blue to dark red.
+    #[default]
+    Raw,
+    /// Anchored on a pixel threshold, the same for every image of the line: values up to it
+    /// take the calm lower part of the colormap (dark blue to blue, [0, 0.25]), values above it
+    /// the alarming upper part (yellow to dark red, [0.65, 1] up to a map value of 1), so the
+    /// colour jumps exactly where the mask begins.
+    Anchored { pixel: f32 },
+}
+
+/// The calm part of the colormap ends here; the alarming part starts at [`ALARM_FROM`].
+pub const CALM_UP_TO: f32 = 0.25;
+pub const ALARM_FROM: f32 = 0.65;
+
+impl OverlayScale {
+    /// The colormap position, in [0, 1], of map value `v`.
+    pub fn position(self, v: f32) -> f32 {
+        match self {
+            OverlayScale::Raw => v.clamp(0.0, 1.0),
+            OverlayScale::Anchored { pixel } => {
+                if v > pixel {
+                    let above = if pixel < 1.0 {
+                        ((v - pixel) / (1.0 - pixel)).clamp(0.0, 1.0)
+                    } else {
+                        1.0
+                    };
+                    ALARM_FROM + (1.0 - ALARM_FROM) * above
+                } else if pixel > 0.0 {
+                    CALM_UP_TO * (v / pixel).clamp(0.0, 1.0)
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rstest::rstest;
 
     #[test]
     fn resizing_keeps_constants_and_identity() {
@@ -187,5 +226,34 @@ mod tests {
         assert_eq!(jet(0.5), [128, 255, 128]);
         assert_eq!(jet(1.0), [128, 0, 0]);
         assert_eq!(jet(-3.0), jet(0.0));
+    }
+
+    #[test]
+    fn the_anchored_scale_jumps_at_the_pixel_threshold_and_is_monotone() {
+        let scale = OverlayScale::Anchored { pixel: 0.6 };
+        assert_eq!(scale.position(0.0), 0.0);
+        assert!((scale.position(0.6) - CALM_UP_TO).abs() < 1e-6);
+        assert!(scale.position(0.600001) >= ALARM_FROM);
+        assert_eq!(scale.position(1.0), 1.0);
+        assert_eq!(scale.position(7.0), 1.0);
+        let values: Vec<f32> = (0..=1000).map(|i| i as f32 / 1000.0).collect();
+        let positions: Vec<f32> = values.iter().map(|&v| scale.position(v)).collect();
+        assert!(positions.windows(2).all(|w| w[0] <= w[1]));
+        // Every value at or under the threshold is calm, every value over it alarming.
+        for (&v, &p) in values.iter().zip(&positions) {
+            assert_eq!(p > CALM_UP_TO, v > 0.6, "{v} → {p}");
+        }
+    }
+
+    #[rstest]
+    #[case::zero(0.0)]
+    #[case::one(1.0)]
+    fn the_anchored_scale_at_the_ends_of_the_range(#[case] pixel: f32) {
+        let scale = OverlayScale::Anchored { pixel };
+        for v in [-1.0, 0.0, 0.5, 1.0, 2.0] {
+            let p = scale.position(v);
+            assert!((0.0..=1.0).contains(&p));
+            assert_eq!(p >= ALARM_FROM, v > pixel, "{v} → {p}");
+        }
     }
 }

@@ -29,50 +29,7 @@ use ndarray::Array2;
 use crate::detector::{DetectError, Detector};
 use crate::postprocess::resize_map;
 use crate::preprocess::resize_rgb8;
-
-/// How an image is tiled.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct TileOptions {
-    /// The image is scaled by this before tiling, in (0, 1]: 1 takes tiles at native resolution,
-    /// 0.5 at half (each tile then covers 2S image pixels).
-    pub scale: f32,
-    /// Fraction of a tile its neighbours overlap, in [0, 0.9].
-    pub overlap: f32,
-}
-
-impl Default for TileOptions {
-    fn default() -> Self {
-        TileOptions {
-            scale: 1.0,
-            overlap: 0.25,
-        }
-    }
-}
-
-impl TileOptions {
-    /// The scale and overlap as one string, as `dlvp.threshold.tiling` records them.
-    pub fn describe(&self) -> String {
-        format!("scale {}, overlap {}", self.scale, self.overlap)
-    }
-
-    pub fn check(&self) -> Result<(), String> {
-        // Tiling exists to keep native detail: beyond 1 it would only enlarge the frame (and its
-        // memory) past what the camera resolved.
-        if !(self.scale.is_finite() && self.scale > 0.0 && self.scale <= 1.0) {
-            return Err(format!(
-                "tile scale {} must be above 0 and at most 1 (native resolution)",
-                self.scale
-            ));
-        }
-        if !(0.0..=0.9).contains(&self.overlap) {
-            return Err(format!(
-                "tile overlap {} must be between 0 and 0.9",
-                self.overlap
-            ));
-        }
-        Ok(())
-    }
-}
+pub use crate::tile_options::TileOptions;
 
 /// The tiles' top-left corners on the scaled image, a product of x and y positions.
 #[derive(Debug, Clone, PartialEq)]
