@@ -202,8 +202,7 @@ fn one_class_only_warns_that_image_metrics_are_undefined() {
 /// the ground truth outlined, and every file written.
 #[test]
 fn a_dataset_run_reports_every_category_and_writes_its_files() {
-    use dlvp_eval::dataset::Layout;
-    use dlvp_eval::run::{evaluate_all, RunInfo, RunOptions, FILES};
+    use dlvp_eval::run::{evaluate_all, RunOptions, FILES};
     let dir = tempfile::tempdir().unwrap();
     let mask = dir.path().join("mask.png");
     image::GrayImage::from_pixel(8, 8, image::Luma([255]))
@@ -222,18 +221,7 @@ fn a_dataset_run_reports_every_category_and_writes_its_files() {
         category("a", &[]),
         category("b", &["broken.png", "nan.png"]),
     ];
-    let info = RunInfo {
-        model: "oracle".into(),
-        backend: "none".into(),
-        provider: "test".into(),
-        data: dir.path().to_path_buf(),
-        layout: Layout::Mvtec,
-        decision: Some(dlvp_eval::decisions::DecisionThreshold {
-            threshold: 0.5,
-            stated_false_alarm: None,
-            source: "--threshold".into(),
-        }),
-    };
+    let info = oracle_run(dir.path(), Some(0.5));
     let options = RunOptions { batch: 2, worst: 1 };
     let mut errors = 0;
     let run = evaluate_all(&categories, &Oracle, &info, options, &mut |e| {
@@ -359,8 +347,7 @@ fn worst_captions_say_false_alarm_or_miss_only_at_a_threshold(
     #[case] good: &str,
     #[case] bad: &str,
 ) {
-    use dlvp_eval::dataset::Layout;
-    use dlvp_eval::run::{evaluate_all, RunInfo, RunOptions};
+    use dlvp_eval::run::{evaluate_all, RunOptions};
     let dir = tempfile::tempdir().unwrap();
     let categories = [Category {
         name: "a".into(),
@@ -370,18 +357,7 @@ fn worst_captions_say_false_alarm_or_miss_only_at_a_threshold(
         ],
         warnings: vec![],
     }];
-    let info = RunInfo {
-        model: "oracle".into(),
-        backend: "none".into(),
-        provider: "test".into(),
-        data: dir.path().to_path_buf(),
-        layout: Layout::Mvtec,
-        decision: threshold.map(|t| dlvp_eval::decisions::DecisionThreshold {
-            threshold: t,
-            stated_false_alarm: None,
-            source: "--threshold".into(),
-        }),
-    };
+    let info = oracle_run(dir.path(), threshold);
     let run = evaluate_all(
         &categories,
         &Oracle,
@@ -398,4 +374,20 @@ fn worst_captions_say_false_alarm_or_miss_only_at_a_threshold(
             format!("hole/bad1.png: {bad}, score 0.9000"),
         ]
     );
+}
+
+/// What the report says of an oracle run on `data`, deciding at `threshold` (`--threshold`).
+fn oracle_run(data: &std::path::Path, threshold: Option<f32>) -> dlvp_eval::run::RunInfo {
+    dlvp_eval::run::RunInfo {
+        model: "oracle".into(),
+        backend: "none".into(),
+        provider: "test".into(),
+        data: data.to_path_buf(),
+        layout: dlvp_eval::dataset::Layout::Mvtec,
+        decision: threshold.map(|t| dlvp_eval::decisions::DecisionThreshold {
+            threshold: t,
+            stated_false_alarm: None,
+            source: "--threshold".into(),
+        }),
+    }
 }
